@@ -1,0 +1,1 @@
+"""SQL migrations, shipped inside the drophost package as drophost.sql."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what DropHost needs on a Debian/Ubuntu machine: nginx and PostgreSQL when missing
+# (as root, from the distribution's packages), then DropHost itself into .venv.
+#   ./install.sh          the service
+#   ./install.sh --dev    the service plus the test tools
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_packages=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_packages+=(nginx-light)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresql)
+if [ "${1:-}" = "--dev" ]; then
+  command -v git >/dev/null 2>&1 || need_packages+=(git)
+  command -v zip >/dev/null 2>&1 || need_packages+=(zip)
+fi
+if [ ${#need_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: please install these packages first (as root): ${need_packages[*]}" >&2
+    exit 1
+  fi
+  echo "install.sh: installing ${need_packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
+  # Debian starts a system-wide nginx on port 80 after installing it; DropHost runs its own.
+  if [[ " ${need_packages[*]} " == *" nginx-light "* ]]; then
+    (command -v service >/dev/null && service nginx stop >/dev/null 2>&1) || pkill -x nginx || true
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+if [ "${1:-}" = "--dev" ]; then
+  .venv/bin/python -m pip install -q -e '.[dev]'
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+echo "install.sh: DropHost is installed in .venv (run .venv/bin/drophost up)"

@@ -1,0 +1,1 @@
+"""nginx templates, shipped inside the drophost package as drophost.nginx_templates."""

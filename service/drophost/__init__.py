@@ -1,0 +1,3 @@
+"""DropHost: a self-hosted static-site deployer for a LAN."""
+
+__version__ = "0.1.0"

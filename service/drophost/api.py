@@ -1,0 +1,200 @@
+"""The JSON API: thin handlers that validate input, call the deployer or the store, shape output."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from drophost import store, views
+from drophost.deployer import Deployer
+from drophost.errors import (
+    BadRequestError,
+    NotFoundError,
+    UnauthorizedError,
+    UnsupportedMediaError,
+    ValidationError,
+)
+from drophost.settings import Settings
+from drophost.slots import parse_ttl, slot_from_filename, validate_slot
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def deployer_of(request: Request) -> Deployer:
+    deployer: Deployer = request.app.state.deployer
+    return deployer
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def require_token(handler: Handler) -> Handler:
+    """Every /api/ route: Authorization: Bearer <token>, compared in constant time."""
+
+    async def guarded(request: Request) -> Response:
+        expected = settings_of(request).api_token.encode()
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise UnauthorizedError("this endpoint needs an Authorization: Bearer <token> header")
+        if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected):
+            raise UnauthorizedError("the API token is not valid")
+        return await handler(request)
+
+    guarded.__name__ = handler.__name__
+    guarded.__doc__ = handler.__doc__
+    return guarded
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestError("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return data
+
+
+def path_slot(request: Request) -> str:
+    return validate_slot(request.path_params["slot"])
+
+
+# -- deployments -----------------------------------------------------------------------------
+@require_token
+async def create_deployment(request: Request) -> Response:
+    """Deploy a ZIP upload (multipart: file, slot, ttl)."""
+    settings = settings_of(request)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise UnsupportedMediaError("send the ZIP as multipart/form-data with a field named file")
+    async with request.form(max_files=1, max_fields=8, max_part_size=64 * 1024) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ValidationError("the form needs a field named file holding a ZIP archive", field="file")
+        raw_slot = form.get("slot")
+        if raw_slot is not None and not isinstance(raw_slot, str):
+            raise ValidationError("slot must be a text field", field="slot")
+        slot = validate_slot(raw_slot.strip()) if raw_slot else slot_from_filename(upload.filename or "")
+        raw_ttl = form.get("ttl")
+        ttl = parse_ttl(raw_ttl if isinstance(raw_ttl, str) else None, maximum=settings.max_ttl_seconds)
+        row = await run_in_threadpool(
+            deployer_of(request).deploy_archive,
+            upload.file,
+            slot=slot,
+            source_name=(upload.filename or "")[:255] or None,
+            ttl_seconds=ttl or settings.default_ttl_seconds or None,
+        )
+    return JSONResponse(views.deployment(settings, row), status_code=201)
+
+
+@require_token
+async def list_deployments(request: Request) -> Response:
+    """Deployments, newest first (optional ?slot=)."""
+    slot = request.query_params.get("slot")
+    if slot is not None:
+        validate_slot(slot)
+    limit = _int_param(request, "limit", default=100, low=1, high=1000)
+    deployer = deployer_of(request)
+    rows = await run_in_threadpool(_with_conn, deployer, store.list_deployments, slot=slot, limit=limit)
+    settings = settings_of(request)
+    return JSONResponse({"deployments": [views.deployment(settings, r) for r in rows]})
+
+
+@require_token
+async def get_deployment(request: Request) -> Response:
+    """One deployment."""
+    deployment_id = _id_param(request, "id")
+    row = await run_in_threadpool(deployer_of(request).deployment, deployment_id)
+    return JSONResponse(views.deployment(settings_of(request), row))
+
+
+# -- slots and versions ----------------------------------------------------------------------
+@require_token
+async def list_slots(request: Request) -> Response:
+    """Every slot with its active version."""
+    rows = await run_in_threadpool(_with_conn, deployer_of(request), store.list_slots)
+    settings = settings_of(request)
+    return JSONResponse({"slots": [views.slot(settings, r) for r in rows]})
+
+
+@require_token
+async def list_versions(request: Request) -> Response:
+    """A slot's config versions, newest first."""
+    slot = path_slot(request)
+    deployer = deployer_of(request)
+    current, rows = await run_in_threadpool(_slot_and_versions, deployer, slot)
+    active = current["active_version"] if current["status"] == "live" else None
+    return JSONResponse({"slot": slot, "active": active, "versions": [views.version(r) for r in rows]})
+
+
+@require_token
+async def get_version(request: Request) -> Response:
+    """One config version with its full nginx text."""
+    slot = path_slot(request)
+    number = _id_param(request, "version")
+    row = await run_in_threadpool(_with_conn, deployer_of(request), store.get_version, slot, number)
+    if row is None:
+        raise NotFoundError(f'slot "{slot}" has no config version {number}')
+    return JSONResponse({"slot": slot, **views.version(row, with_config=True)})
+
+
+@require_token
+async def rollback(request: Request) -> Response:
+    """Make a stored config version live again (default: the one before the current)."""
+    slot = path_slot(request)
+    body = await read_json(request)
+    version = body.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+        raise ValidationError("version must be a positive integer", field="version")
+    result = await run_in_threadpool(deployer_of(request).rollback, slot, version)
+    return JSONResponse(result)
+
+
+@require_token
+async def delete_slot(request: Request) -> Response:
+    """Take a slot offline; its history stays."""
+    slot = path_slot(request)
+    result = await run_in_threadpool(deployer_of(request).take_offline, slot)
+    return JSONResponse(result)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _with_conn(deployer: Deployer, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    with deployer.pool.connection() as conn:
+        return query(conn, *args, **kwargs)
+
+
+def _slot_and_versions(deployer: Deployer, slot: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with deployer.pool.connection() as conn:
+        current = store.get_slot(conn, slot)
+        if current is None:
+            raise NotFoundError(f'there is no slot "{slot}"')
+        return current, store.list_versions(conn, slot)
+
+
+def _id_param(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise NotFoundError(f"{name} must be a positive integer")
+    return int(raw)
+
+
+def _int_param(request: Request, name: str, *, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationError(f"{name} must be a whole number from {low} to {high}", field=name)
+    return int(raw)

@@ -1,0 +1,174 @@
+"""The application factory: routes, error handlers, and start-up (migrate, reconcile, expiry)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from drophost import api, openapi
+from drophost.deployer import Deployer
+from drophost.errors import DrophostError, SettingsError
+from drophost.migrate import migrate
+from drophost.nginx import Nginx
+from drophost.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Starlette:
+    if not settings.api_token:
+        raise SettingsError("DROPHOST_API_TOKEN is empty; `drophost up` creates one for you")
+    if not settings.database_url:
+        raise SettingsError("no database: set DATABASE_URL (or use `drophost up`)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool: ConnectionPool[Any] = ConnectionPool(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.db_pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+        )
+        await run_in_threadpool(pool.open, True, 30.0)
+        nginx = Nginx(settings)
+        deployer = Deployer(settings, pool, nginx)
+        app.state.settings = settings
+        app.state.deployer = deployer
+
+        def start() -> None:
+            with pool.connection() as conn:
+                migrate(conn)
+            nginx.prepare()
+            outcome = deployer.reconcile()
+            log.info("reconciled nginx with PostgreSQL: %s", outcome)
+
+        await run_in_threadpool(start)
+        expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))
+        try:
+            yield
+        finally:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
+            await run_in_threadpool(pool.close)
+
+    routes = build_routes(settings)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_exception_handlers())
+    app.state.settings = settings
+    return app
+
+
+def build_routes(settings: Settings) -> list[BaseRoute]:
+    upload_cap = settings.max_upload_bytes
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/api/openapi.json", openapi_document, methods=["GET"]),
+        Route("/api/deployments", api.create_deployment, methods=["POST"], max_body_size=upload_cap),
+        Route("/api/deployments", api.list_deployments, methods=["GET"]),
+        Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
+        Route("/api/slots", api.list_slots, methods=["GET"]),
+        Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
+        Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
+        Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
+        Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], max_body_size=64 * 1024),
+    ]
+
+
+async def index(request: Request) -> Response:
+    return HTMLResponse(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>DropHost</title>"
+        "<body style='font-family:system-ui;max-width:40em;margin:3em auto'>"
+        "<h1>DropHost</h1><p>The API is described at <a href='/api/openapi.json'>/api/openapi.json</a>; "
+        "sites are served under <code>/d/&lt;slot&gt;/</code>.</p></body></html>"
+    )
+
+
+async def health(request: Request) -> Response:
+    """200 only when PostgreSQL answers and nginx runs with a valid config."""
+    deployer: Deployer | None = getattr(request.app.state, "deployer", None)
+    if deployer is None:
+        return JSONResponse({"status": "starting", "error": "the service is starting"}, status_code=503)
+    checks = await run_in_threadpool(_health_checks, deployer)
+    down = [name for name, ok in checks.items() if not ok]
+    if down:
+        return JSONResponse(
+            {"status": "down", "error": f"not healthy: {', '.join(down)} down", "checks": checks},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok", "checks": checks})
+
+
+def _health_checks(deployer: Deployer) -> dict[str, bool]:
+    checks = {"database": False, "nginx": False}
+    try:
+        with deployer.pool.connection(timeout=3) as conn:
+            conn.execute("SELECT 1")
+        checks["database"] = True
+    except Exception:  # noqa: BLE001 - any failure means "down"
+        pass
+    try:
+        if deployer.nginx.is_running():
+            deployer.nginx.test()
+            checks["nginx"] = True
+    except DrophostError:
+        pass
+    return checks
+
+
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(openapi.document())
+
+
+async def _expire_forever(deployer: Deployer, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(deployer.expire_due)
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("expiry check failed")
+
+
+# -- errors ----------------------------------------------------------------------------------
+def _exception_handlers() -> dict[Any, Any]:
+    return {DrophostError: _drophost_error, HTTPException: _http_error, Exception: _unexpected_error}
+
+
+async def _drophost_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DrophostError)
+    if exc.status_code >= 500:
+        log.warning("%s %s failed: %s %s", request.method, request.url.path, exc.message, exc.details)
+    return JSONResponse(exc.to_json(), status_code=exc.status_code)
+
+
+_HTTP_MESSAGES = {
+    400: "the request could not be read",
+    404: "there is nothing at this address",
+    405: "this method is not allowed here",
+    413: "the request body is larger than the limit",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = _HTTP_MESSAGES.get(exc.status_code, "the request could not be handled")
+    if exc.status_code == 400 and exc.detail:
+        message = f"the request could not be read: {str(exc.detail)[:200]}"
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal error; the previous version is still served"}, status_code=500)

@@ -1,0 +1,269 @@
+"""ZIP uploads: decide what may be extracted (pure checks), then extract exactly that."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from drophost.errors import InvalidArchiveError
+
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_SUPPORTED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+# Below this size any compression ratio is harmless; above it a high ratio means a bomb.
+_RATIO_FREE_BYTES = 1024 * 1024
+_IGNORED_TOP_LEVEL = {"__MACOSX"}
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_entries: int = 20_000
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
+    max_compression_ratio: int = 200
+    max_path_length: int = 1024
+    max_name_length: int = 255
+    max_path_depth: int = 32
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    entry: zipfile.ZipInfo
+    target: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    files: tuple[PlannedFile, ...]
+    total_bytes: int
+    stripped_prefix: str
+
+
+def check_entry_name(name: str, limits: ArchiveLimits) -> list[str]:
+    """Split an entry name into safe path components or raise; allow-list, not escaping."""
+    shown = _show(name)
+    if not name:
+        raise InvalidArchiveError("the archive has an entry with an empty name")
+    if len(name.encode("utf-8", "surrogatepass")) > limits.max_path_length:
+        raise InvalidArchiveError(f"the entry name {shown} is longer than {limits.max_path_length} bytes", entry=shown)
+    if any(_is_control(ch) for ch in name):
+        raise InvalidArchiveError(f"the entry name {shown} contains control characters", entry=shown)
+    if "\\" in name:
+        raise InvalidArchiveError(f"the entry name {shown} contains a backslash", entry=shown)
+    if name.startswith("/"):
+        raise InvalidArchiveError(f"the entry name {shown} is an absolute path", entry=shown)
+    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
+        raise InvalidArchiveError(f"the entry name {shown} starts with a drive letter", entry=shown)
+    parts = name.rstrip("/").split("/")
+    if len(parts) > limits.max_path_depth:
+        raise InvalidArchiveError(
+            f"the entry name {shown} is nested deeper than {limits.max_path_depth} folders", entry=shown
+        )
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidArchiveError(
+                f"the entry name {shown} contains an empty, '.' or '..' path component", entry=shown
+            )
+        if len(part.encode("utf-8", "surrogatepass")) > limits.max_name_length:
+            raise InvalidArchiveError(
+                f"a component of {shown} is longer than {limits.max_name_length} bytes", entry=shown
+            )
+    return parts
+
+
+def plan_extraction(archive: zipfile.ZipFile, raw: IO[bytes], limits: ArchiveLimits) -> ExtractionPlan:
+    """Check every entry of an opened archive and return the files to extract."""
+    entries = archive.infolist()
+    if not entries:
+        raise InvalidArchiveError("the archive is empty")
+    if len(entries) > limits.max_entries:
+        raise InvalidArchiveError(f"the archive has more than {limits.max_entries} entries")
+    check_no_overlap(entries, raw, archive_start_dir(archive))
+
+    seen_files: dict[str, str] = {}
+    seen_dirs: dict[str, str] = {}
+    candidates: list[tuple[zipfile.ZipInfo, list[str]]] = []
+    declared_total = 0
+    compressed_total = 0
+    for info in entries:
+        parts = check_entry_name(info.filename, limits)
+        _check_entry_kind(info)
+        key = "/".join(_fold(part) for part in parts)
+        shown = _show(info.filename)
+        if info.is_dir():
+            if key in seen_files:
+                raise InvalidArchiveError(f"the entry {shown} collides with another entry", entry=shown)
+            seen_dirs.setdefault(key, info.filename)
+            continue
+        if key in seen_files or key in seen_dirs:
+            raise InvalidArchiveError(
+                f"the entry {shown} collides with {_show(seen_files.get(key) or seen_dirs[key])} "
+                "(same name, or differing only by case or Unicode normalisation)",
+                entry=shown,
+            )
+        seen_files[key] = info.filename
+        for depth in range(1, len(parts)):
+            parent = "/".join(_fold(part) for part in parts[:depth])
+            if parent in seen_files:
+                raise InvalidArchiveError(f"the entry {shown} is inside a file, not a folder", entry=shown)
+            seen_dirs.setdefault(parent, info.filename)
+        _check_ratio(info, limits)
+        declared_total += info.file_size
+        compressed_total += info.compress_size
+        if declared_total > limits.max_unpacked_bytes:
+            raise InvalidArchiveError(
+                f"the archive unpacks to more than {limits.max_unpacked_bytes} bytes",
+                limit="max_unpacked_bytes",
+            )
+        candidates.append((info, parts))
+    for folder in seen_dirs:
+        if folder in seen_files:
+            shown = _show(seen_files[folder])
+            raise InvalidArchiveError(f"the entry {shown} is both a file and a folder", entry=shown)
+    if declared_total > _RATIO_FREE_BYTES and declared_total > compressed_total * limits.max_compression_ratio:
+        raise InvalidArchiveError(
+            f"the archive expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb"
+        )
+
+    published = [(info, parts) for info, parts in candidates if _is_published(parts)]
+    if not published:
+        raise InvalidArchiveError("the archive contains no files to publish")
+    prefix = _common_folder(parts for _, parts in published)
+    skip = 1 if prefix else 0
+    files = tuple(
+        PlannedFile(entry=info, target="/".join(parts[skip:]), size=info.file_size) for info, parts in published
+    )
+    return ExtractionPlan(files=files, total_bytes=sum(f.size for f in files), stripped_prefix=prefix)
+
+
+def archive_start_dir(archive: zipfile.ZipFile) -> int:
+    # zipfile keeps the central directory's offset here; entries' data must lie before it.
+    return int(getattr(archive, "start_dir", 0))
+
+
+def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: int) -> None:
+    """Refuse archives whose entries share bytes (overlapping-entry zip bombs); 3.11 does not check."""
+    spans: list[tuple[int, int, str]] = []
+    for info in entries:
+        raw.seek(info.header_offset)
+        header = raw.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+            raise InvalidArchiveError(f"the entry {_show(info.filename)} has no valid local header")
+        fields = _LOCAL_HEADER.unpack(header)
+        name_length, extra_length = fields[9], fields[10]
+        data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+        spans.append((info.header_offset, data_start + info.compress_size, info.filename))
+    spans.sort()
+    for (start, end, name), (next_start, _, next_name) in zip(spans, spans[1:], strict=False):
+        if end > next_start or start == next_start:
+            raise InvalidArchiveError(
+                f"the entries {_show(name)} and {_show(next_name)} overlap; refusing a possible zip bomb"
+            )
+    if spans and start_dir and spans[-1][1] > start_dir:
+        raise InvalidArchiveError("an entry's data runs into the archive's central directory")
+
+
+def extract(archive: zipfile.ZipFile, plan: ExtractionPlan, destination: Path) -> int:
+    """Write the planned files under a fresh destination; never follows or creates links."""
+    destination.mkdir(mode=0o755, parents=False, exist_ok=False)
+    made: set[str] = set()
+    written_total = 0
+    for planned in plan.files:
+        parts = planned.target.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in made:
+                os.mkdir(destination / folder, 0o755)
+                made.add(folder)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(destination / planned.target, flags, 0o644)
+        written = 0
+        try:
+            with archive.open(planned.entry) as source, os.fdopen(fd, "wb", closefd=True) as out:
+                while chunk := source.read(_CHUNK):
+                    written += len(chunk)
+                    if written > planned.size:
+                        raise InvalidArchiveError(
+                            f"the entry {_show(planned.entry.filename)} is larger than it declares"
+                        )
+                    out.write(chunk)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise InvalidArchiveError(
+                f"the entry {_show(planned.entry.filename)} is corrupt or truncated ({_reason(exc)})"
+            ) from None
+        written_total += written
+    return written_total
+
+
+def _check_entry_kind(info: zipfile.ZipInfo) -> None:
+    shown = _show(info.filename)
+    if info.flag_bits & 0x1:
+        raise InvalidArchiveError(f"the entry {shown} is encrypted", entry=shown)
+    if info.compress_type not in _SUPPORTED_COMPRESSION:
+        raise InvalidArchiveError(
+            f"the entry {shown} uses an unsupported compression method ({info.compress_type}); use stored or deflate",
+            entry=shown,
+        )
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and mode:
+        kind = stat.S_IFMT(mode)
+        if kind == stat.S_IFLNK:
+            raise InvalidArchiveError(f"the entry {shown} is a symbolic link", entry=shown)
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise InvalidArchiveError(f"the entry {shown} is not a regular file or folder", entry=shown)
+
+
+def _check_ratio(info: zipfile.ZipInfo, limits: ArchiveLimits) -> None:
+    if info.file_size <= _RATIO_FREE_BYTES:
+        return
+    if info.compress_size <= 0 or info.file_size > info.compress_size * limits.max_compression_ratio:
+        shown = _show(info.filename)
+        raise InvalidArchiveError(
+            f"the entry {shown} expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb",
+            entry=shown,
+        )
+
+
+def _is_published(parts: list[str]) -> bool:
+    # Dotfiles (.git/, .env, .DS_Store) and macOS resource forks are never published.
+    return parts[0] not in _IGNORED_TOP_LEVEL and not any(part.startswith(".") for part in parts)
+
+
+def _common_folder(all_parts: Iterable[list[str]]) -> str:
+    """The single top-level folder every file sits in (people zip a folder), else ""."""
+    first: str | None = None
+    for parts in all_parts:
+        if len(parts) < 2:
+            return ""
+        if first is None:
+            first = parts[0]
+        elif parts[0] != first:
+            return ""
+    return first or ""
+
+
+def _fold(part: str) -> str:
+    return unicodedata.normalize("NFC", part).casefold()
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def _show(name: str) -> str:
+    """A short, printable rendering of an untrusted name for error messages."""
+    clipped = name if len(name) <= 120 else name[:117] + "..."
+    return clipped if clipped.isprintable() else repr(clipped)
+
+
+def _reason(exc: BaseException) -> str:
+    return type(exc).__name__

@@ -1,0 +1,57 @@
+"""The `drophost` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from drophost import __version__
+from drophost.errors import DrophostError
+from drophost.settings import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drophost", description="Self-hosted static-site deployer.")
+    parser.add_argument("--version", action="version", version=f"drophost {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run PostgreSQL, nginx and the service in the foreground")
+    up.add_argument("--data-dir", help="where everything is kept (default: /var/lib/drophost as root)")
+    up.add_argument("--port", type=int, help="the public port (default 8080)")
+    up.add_argument("--host", help="the address to listen on (default 127.0.0.1)")
+
+    serve = commands.add_parser("serve", help="run only the service (PostgreSQL and nginx run elsewhere)")
+    serve.add_argument("--listen-host", default="127.0.0.1")
+    serve.add_argument("--listen-port", type=int, default=8000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "up":
+            from drophost.embedded import up
+
+            settings = Settings.from_env(os.environ, data_dir=args.data_dir, port=args.port, host=args.host)
+            return up(settings)
+        if args.command == "serve":
+            import uvicorn
+
+            from drophost.app import create_app
+
+            settings = Settings.from_env(os.environ)
+            uvicorn.run(create_app(settings), host=args.listen_host, port=args.listen_port, access_log=False)
+            return 0
+    except DrophostError as exc:
+        print(f"drophost: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+__all__ = ["main", "build_parser"]

@@ -1,0 +1,282 @@
+"""The pipeline: validate, release, render, nginx -t, switch, record. It only orders the steps."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from psycopg_pool import ConnectionPool
+
+from drophost import releases, store
+from drophost.archive import ArchiveLimits, extract, plan_extraction
+from drophost.errors import (
+    ConflictError,
+    DrophostError,
+    InvalidArchiveError,
+    NotFoundError,
+)
+from drophost.nginx import Nginx, render_site_config
+from drophost.settings import Settings
+from drophost.slots import validate_slot
+
+log = logging.getLogger(__name__)
+
+
+class Deployer:
+    def __init__(self, settings: Settings, pool: ConnectionPool[Any], nginx: Nginx) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.nginx = nginx
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        # nginx -t, the file swap and the reload of different slots must not interleave; it is brief.
+        self._switch_lock = threading.Lock()
+
+    @contextmanager
+    def slot_lock(self, slot: str) -> Iterator[None]:
+        """Serialise everything that changes one slot; other slots proceed in parallel."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(slot, threading.Lock())
+        with lock:
+            yield
+
+    def archive_limits(self) -> ArchiveLimits:
+        s = self.settings
+        return ArchiveLimits(
+            max_entries=s.max_entries,
+            max_unpacked_bytes=s.max_unpacked_bytes,
+            max_compression_ratio=s.max_compression_ratio,
+            max_path_length=s.max_path_length,
+            max_name_length=s.max_name_length,
+            max_path_depth=s.max_path_depth,
+        )
+
+    # -- deploy ----------------------------------------------------------------------------
+    def deploy_archive(
+        self, upload: IO[bytes], *, slot: str, source_name: str | None, ttl_seconds: int | None
+    ) -> dict[str, Any]:
+        """ZIP in, live site out. Bad input raises before anything is written or recorded."""
+        validate_slot(slot)
+        incoming = releases.incoming_dir(self.settings.releases_dir)
+        try:
+            try:
+                archive = zipfile.ZipFile(upload)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+                raise InvalidArchiveError("the upload is not a readable ZIP archive") from None
+            with archive:
+                plan = plan_extraction(archive, upload, self.archive_limits())
+                extract(archive, plan, incoming)
+        except DrophostError:
+            releases.remove(incoming)
+            raise
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+            releases.remove(incoming)
+            raise InvalidArchiveError(f"the archive could not be extracted ({type(exc).__name__})") from None
+        return self.publish_tree(
+            incoming,
+            slot=slot,
+            files=len(plan.files),
+            size=plan.total_bytes,
+            ttl_seconds=ttl_seconds,
+            source="zip",
+            source_name=source_name,
+            trigger="upload",
+        )
+
+    def publish_tree(
+        self,
+        incoming: Path,
+        *,
+        slot: str,
+        files: int,
+        size: int,
+        ttl_seconds: int | None,
+        source: str,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Turn an extracted tree into a live version of `slot` (shared by every source)."""
+        with self.slot_lock(slot):
+            with self.pool.connection() as conn:
+                deployment_id = store.create_deployment(
+                    conn, slot=slot, source=source, ttl_seconds=ttl_seconds, **fields
+                )
+            final = releases.release_dir(self.settings.releases_dir, slot, deployment_id)
+            try:
+                releases.promote(incoming, final)
+                self._go_live(slot, deployment_id, final, files, size, ttl_seconds)
+            except DrophostError as exc:
+                releases.remove(incoming)
+                releases.remove(final)
+                with self.pool.connection() as conn:
+                    store.finish_deployment(conn, deployment_id, state="failed", error=exc.message)
+                exc.details.setdefault("deployment_id", deployment_id)
+                raise
+            except Exception:
+                releases.remove(incoming)
+                releases.remove(final)
+                with self.pool.connection() as conn:
+                    store.finish_deployment(conn, deployment_id, state="failed", error="internal error")
+                raise
+        return self.deployment(deployment_id)
+
+    def _go_live(
+        self, slot: str, deployment_id: int, final: Path, files: int, size: int, ttl_seconds: int | None
+    ) -> None:
+        with self.pool.connection() as conn:
+            version = store.next_version(conn, slot)
+            config = render_site_config(
+                self.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id
+            )
+            store.insert_config_version(
+                conn,
+                slot=slot,
+                version=version,
+                deployment_id=deployment_id,
+                release_dir=str(final),
+                config=config.text,
+                sha256=config.sha256,
+            )
+        try:
+            self._switch(slot, config.text, version)
+        except DrophostError:
+            with self.pool.connection() as conn:
+                store.set_config_status(conn, slot, version, "failed")
+            raise
+        expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds) if ttl_seconds else None
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                store.activate(
+                    conn,
+                    slot=slot,
+                    version=version,
+                    deployment_id=deployment_id,
+                    action="deploy",
+                    expires_at=expires_at,
+                )
+                store.finish_deployment(conn, deployment_id, state="ready", files=files, size=size)
+        except Exception:
+            # nginx already serves the new version but it is not recorded: put back what is recorded.
+            self.restore_slot(slot)
+            raise
+
+    # -- rollback, offline, expiry -------------------------------------------------------------
+    def rollback(self, slot: str, version: int | None) -> dict[str, Any]:
+        validate_slot(slot)
+        with self.slot_lock(slot):
+            with self.pool.connection() as conn:
+                current = store.get_slot(conn, slot)
+                if current is None:
+                    raise NotFoundError(f'there is no slot "{slot}"')
+                active = current["active_version"] if current["status"] == "live" else None
+                if version is None:
+                    version = store.previous_version(conn, slot, active)
+                    if version is None:
+                        raise ConflictError(f'slot "{slot}" has no earlier version to roll back to')
+                target = store.get_version(conn, slot, version)
+            if target is None:
+                raise NotFoundError(f'slot "{slot}" has no config version {version}')
+            if target["status"] not in ("active", "inactive"):
+                raise ConflictError(f"config version {version} never went live and cannot be made live")
+            if active == version:
+                return {"slot": slot, "active": version}
+            if not Path(target["release_dir"]).is_dir():
+                raise ConflictError(f"the files of config version {version} are no longer on disk")
+            self._switch(slot, target["config"], version)
+            with self.pool.connection() as conn, conn.transaction():
+                store.activate(
+                    conn,
+                    slot=slot,
+                    version=version,
+                    deployment_id=target["deployment_id"],
+                    action="rollback",
+                    expires_at=None,
+                )
+        return {"slot": slot, "active": version}
+
+    def take_offline(self, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
+        validate_slot(slot)
+        with self.slot_lock(slot):
+            with self.pool.connection() as conn:
+                current = store.get_slot(conn, slot)
+            if current is None:
+                raise NotFoundError(f'there is no slot "{slot}"')
+            if current["status"] == "live":
+                self._switch(slot, None, None)
+                with self.pool.connection() as conn, conn.transaction():
+                    store.deactivate(conn, slot=slot, status=status, action=action)
+        return {"slot": slot, "status": status if current["status"] == "live" else current["status"]}
+
+    def expire_due(self) -> list[str]:
+        with self.pool.connection() as conn:
+            due = store.due_expiries(conn)
+        expired = []
+        for slot in due:
+            try:
+                self.take_offline(slot, status="expired", action="expire")
+                expired.append(slot)
+            except DrophostError as exc:
+                log.warning("could not expire slot %s: %s", slot, exc.message)
+        return expired
+
+    # -- nginx -----------------------------------------------------------------------------
+    def _switch(self, slot: str, text: str | None, version: int | None) -> None:
+        """Make nginx serve `text` for `slot` only if nginx accepts the whole configuration."""
+        with self._switch_lock:
+            try:
+                self.nginx.check_candidate(slot, text)
+            except DrophostError:
+                self.nginx.discard_staged(slot)
+                raise
+            self.nginx.install(slot, text)
+            old_workers = self.nginx.reload()
+        if not self.nginx.wait_for_reload(old_workers, slot, version):
+            log.warning("nginx did not confirm slot %s version %s in time", slot, version)
+
+    def restore_slot(self, slot: str) -> None:
+        """Put nginx back to what PostgreSQL records for one slot."""
+        with self.pool.connection() as conn:
+            text = store.active_configs(conn).get(slot)
+        with self._switch_lock:
+            self.nginx.install(slot, text)
+            if self.nginx.is_running():
+                self.nginx.reload()
+
+    def reconcile(self) -> dict[str, Any]:
+        """At start: finish what a crash left, make nginx's files match PostgreSQL, drop orphans."""
+        with self.pool.connection() as conn, conn.transaction():
+            failed = store.fail_unfinished(conn, "interrupted: the service stopped before the deploy finished")
+            desired = store.active_configs(conn)
+            kept = store.kept_release_dirs(conn)
+        with self._switch_lock:
+            live = self.nginx.live_slots()
+            changed = 0
+            for slot in set(live) - set(desired):
+                self.nginx.install(slot, None)
+                changed += 1
+            for slot, text in desired.items():
+                if live.get(slot) != text:
+                    self.nginx.install(slot, text)
+                    changed += 1
+            for leftover in self.nginx.staging_dir.iterdir():
+                leftover.unlink()
+            if changed and self.nginx.is_running():
+                self.nginx.test()
+                self.nginx.reload()
+        removed = releases.orphaned(self.settings.releases_dir, kept)
+        for path in removed:
+            releases.remove(path)
+        return {"failed_deployments": failed, "slots_changed": changed, "orphans_removed": len(removed)}
+
+    # -- reads -----------------------------------------------------------------------------
+    def deployment(self, deployment_id: int) -> dict[str, Any]:
+        with self.pool.connection() as conn:
+            row = store.get_deployment(conn, deployment_id)
+        if row is None:
+            raise NotFoundError(f"there is no deployment {deployment_id}")
+        return row

@@ -1,0 +1,82 @@
+"""Errors that carry their HTTP status; one handler turns them into JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DrophostError(Exception):
+    """Base class: `message` is one readable sentence, safe to show to a client."""
+
+    status_code = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.message, **self.details}
+
+
+class BadRequestError(DrophostError):
+    status_code = 400
+
+
+class UnauthorizedError(DrophostError):
+    status_code = 401
+
+
+class ForbiddenError(DrophostError):
+    status_code = 403
+
+
+class NotFoundError(DrophostError):
+    status_code = 404
+
+
+class ConflictError(DrophostError):
+    status_code = 409
+
+
+class TooLargeError(DrophostError):
+    status_code = 413
+
+
+class UnsupportedMediaError(DrophostError):
+    status_code = 415
+
+
+class InvalidArchiveError(DrophostError):
+    status_code = 422
+
+
+class InvalidSlotError(DrophostError):
+    status_code = 422
+
+
+class ValidationError(DrophostError):
+    status_code = 422
+
+
+class DeployFailedError(DrophostError):
+    """Something on the server side failed after the input was accepted (e.g. nginx -t)."""
+
+    status_code = 500
+
+
+class ServiceUnavailableError(DrophostError):
+    status_code = 503
+
+
+class SettingsError(DrophostError):
+    """A setting is missing or malformed; raised at start, never per request."""
+
+
+class CommandError(DrophostError):
+    """A subprocess failed; `output` is for logs only, never for clients."""
+
+    def __init__(self, message: str, *, returncode: int | None, output: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.output = output

@@ -1,0 +1,271 @@
+"""The OpenAPI description of every route; a test keeps it in step with the router."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drophost import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    texts = {
+        400: "Malformed request",
+        401: "Missing or wrong token",
+        404: "Not found",
+        409: "Conflict",
+        413: "Too large",
+        415: "Unsupported media type",
+        422: "Invalid input",
+        500: "Deploy failed on the server",
+        503: "A part is down",
+    }
+    return {str(code): _json(_ERROR, texts[code]) for code in codes}
+
+
+_SLOT_PARAM = {
+    "name": "slot",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"},
+}
+
+
+def _op(summary: str, responses: dict[str, Any], *, auth: bool = True, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
+    if not auth:
+        op["security"] = []
+    return op
+
+
+def document() -> dict[str, Any]:
+    deployment = {"$ref": "#/components/schemas/Deployment"}
+    version = {"$ref": "#/components/schemas/ConfigVersion"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "DropHost", "version": __version__},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/health": {
+                "get": _op(
+                    "Liveness of PostgreSQL and nginx",
+                    {"200": _json({"type": "object"}, "Healthy"), **_errors(503)},
+                    auth=False,
+                )
+            },
+            "/api/openapi.json": {
+                "get": _op(
+                    "This document",
+                    {"200": _json({"type": "object"}, "OpenAPI document")},
+                    auth=False,
+                )
+            },
+            "/api/deployments": {
+                "post": _op(
+                    "Deploy a ZIP archive to a slot",
+                    {"201": _json(deployment, "Live"), **_errors(400, 401, 413, 415, 422, 500)},
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file"],
+                                    "properties": {
+                                        "file": {"type": "string", "format": "binary"},
+                                        "slot": {"type": "string"},
+                                        "ttl": {
+                                            "type": "string",
+                                            "description": "seconds, or a number with s/m/h/d/w",
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                ),
+                "get": _op(
+                    "Deployments, newest first",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"deployments": {"type": "array", "items": deployment}},
+                            },
+                            "List",
+                        ),
+                        **_errors(401, 422),
+                    },
+                    parameters=[
+                        {"name": "slot", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
+                ),
+            },
+            "/api/deployments/{id}": {
+                "get": _op(
+                    "One deployment",
+                    {"200": _json(deployment, "Deployment"), **_errors(401, 404)},
+                    parameters=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                )
+            },
+            "/api/slots": {
+                "get": _op(
+                    "Every slot and its active version",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slots": {"type": "array", "items": {"$ref": "#/components/schemas/Slot"}}
+                                },
+                            },
+                            "Slots",
+                        ),
+                        **_errors(401),
+                    },
+                )
+            },
+            "/api/slots/{slot}": {
+                "delete": _op(
+                    "Take a slot offline (its history stays)",
+                    {"200": _json({"type": "object"}, "Offline"), **_errors(401, 404, 422, 500)},
+                    parameters=[_SLOT_PARAM],
+                )
+            },
+            "/api/slots/{slot}/versions": {
+                "get": _op(
+                    "A slot's config versions, newest first",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "active": {"type": ["integer", "null"]},
+                                    "versions": {"type": "array", "items": version},
+                                },
+                            },
+                            "Versions",
+                        ),
+                        **_errors(401, 404, 422),
+                    },
+                    parameters=[_SLOT_PARAM],
+                )
+            },
+            "/api/slots/{slot}/versions/{version}": {
+                "get": _op(
+                    "One config version with its nginx text",
+                    {
+                        "200": _json(
+                            {
+                                "allOf": [
+                                    version,
+                                    {"type": "object", "properties": {"config": {"type": "string"}}},
+                                ]
+                            },
+                            "Version",
+                        ),
+                        **_errors(401, 404, 422),
+                    },
+                    parameters=[
+                        _SLOT_PARAM,
+                        {"name": "version", "in": "path", "required": True, "schema": {"type": "integer"}},
+                    ],
+                )
+            },
+            "/api/slots/{slot}/rollback": {
+                "post": _op(
+                    "Make a stored config version live again",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"slot": {"type": "string"}, "active": {"type": "integer"}},
+                            },
+                            "Rolled back",
+                        ),
+                        **_errors(400, 401, 404, 409, 422, 500),
+                    },
+                    parameters=[_SLOT_PARAM],
+                    requestBody={
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"version": {"type": "integer", "minimum": 1}},
+                                }
+                            }
+                        },
+                    },
+                )
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+                "Deployment": {
+                    "type": "object",
+                    "required": ["id", "slot", "status", "source", "created_at", "error", "url"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "slot": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": [
+                                "queued",
+                                "building",
+                                "live",
+                                "superseded",
+                                "failed",
+                                "offline",
+                                "expired",
+                            ],
+                        },
+                        "source": {"type": "string", "enum": ["zip", "git"]},
+                        "url": {"type": "string"},
+                        "config_version": {"type": ["integer", "null"]},
+                        "files": {"type": ["integer", "null"]},
+                        "bytes": {"type": ["integer", "null"]},
+                        "error": {"type": ["string", "null"]},
+                        "created_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Slot": {
+                    "type": "object",
+                    "properties": {
+                        "slot": {"type": "string"},
+                        "status": {"type": "string"},
+                        "active_version": {"type": ["integer", "null"]},
+                        "deployment_id": {"type": ["integer", "null"]},
+                        "url": {"type": "string"},
+                    },
+                },
+                "ConfigVersion": {
+                    "type": "object",
+                    "properties": {
+                        "version": {"type": "integer"},
+                        "sha256": {"type": "string"},
+                        "status": {"type": "string", "enum": ["pending", "active", "inactive", "failed"]},
+                        "deployment_id": {"type": "integer"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,58 @@
+"""Release directories on disk: releases/{slot}/{deployment id}/, filled once, never changed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+INCOMING = ".incoming"
+
+
+def incoming_dir(releases_root: Path) -> Path:
+    """A fresh, unique directory to extract into before the deployment exists."""
+    parent = releases_root / INCOMING
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent / uuid.uuid4().hex
+
+
+def release_dir(releases_root: Path, slot: str, deployment_id: int) -> Path:
+    return releases_root / slot / str(int(deployment_id))
+
+
+def promote(incoming: Path, final: Path) -> None:
+    """Move an extracted tree to its final place (same filesystem: one rename)."""
+    final.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(final.parent, 0o755)
+    os.rename(incoming, final)
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def orphaned(releases_root: Path, kept: set[str]) -> list[Path]:
+    """Every release directory that no stored, rollback-able config points at (plan, no effect)."""
+    if not releases_root.is_dir():
+        return []
+    found: list[Path] = []
+    incoming = releases_root / INCOMING
+    if incoming.is_dir():
+        found.extend(sorted(incoming.iterdir()))
+    for slot_dir in sorted(releases_root.iterdir()):
+        if slot_dir.name == INCOMING or not slot_dir.is_dir() or slot_dir.is_symlink():
+            continue
+        for candidate in sorted(slot_dir.iterdir()):
+            if str(candidate) not in kept:
+                found.append(candidate)
+    return found
+
+
+def count_files(root: Path) -> tuple[int, int]:
+    files = size = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            files += 1
+            size += os.lstat(os.path.join(folder, name)).st_size
+    return files, size

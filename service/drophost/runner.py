@@ -1,0 +1,59 @@
+"""The one way DropHost runs a subprocess: argument lists, a timeout, captured output."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from drophost.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    argv: list[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    input_bytes: bytes | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run argv (never through a shell); raise CommandError on failure or timeout."""
+    try:
+        result = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            input=input_bytes,
+            capture_output=True,
+            timeout=timeout,
+            preexec_fn=preexec_fn,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(
+            f"{Path(argv[0]).name} timed out after {timeout:g}s", returncode=None, output=_text(exc.stderr)
+        ) from None
+    except OSError as exc:
+        raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
+    if check and result.returncode != 0:
+        output = _text(result.stderr) or _text(result.stdout)
+        log.debug("command %s failed (%s): %s", argv[0], result.returncode, output)
+        raise CommandError(
+            f"{Path(argv[0]).name} exited with status {result.returncode}",
+            returncode=result.returncode,
+            output=output,
+        )
+    return result
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace").strip()
+    return data.strip()

@@ -1,0 +1,112 @@
+"""All of DropHost's settings in one frozen object, built once and passed in."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from drophost.errors import SettingsError
+
+ENV_PREFIX = "DROPHOST_"
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything DropHost can be told; every limit has a documented default."""
+
+    data_dir: Path
+    database_url: str = ""
+    api_token: str = ""
+    # Where nginx listens and where the service can reach it (for "is it live yet" checks).
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    # The service listens here behind nginx (a unix socket path, or empty for host/port).
+    service_socket: str = ""
+    nginx_binary: str = "nginx"
+    # When DropHost runs as root, nginx's workers run as this user (the master only reads config).
+    nginx_worker_user: str = "nobody"
+    # When empty the packaged templates are used; tests point this elsewhere.
+    nginx_template_dir: str = ""
+    # How long to wait for nginx to serve a freshly activated version.
+    reload_confirm_timeout: float = 5.0
+    # Upload and archive limits.
+    max_upload_bytes: int = 512 * MiB
+    max_unpacked_bytes: int = 1024 * MiB
+    max_entries: int = 20_000
+    max_compression_ratio: int = 200
+    max_path_length: int = 1024
+    max_name_length: int = 255
+    max_path_depth: int = 32
+    default_ttl_seconds: int = 0
+    max_ttl_seconds: int = 365 * 24 * 3600
+    expiry_interval: float = 5.0
+    db_pool_size: int = 8
+    subprocess_timeout: float = 60.0
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.data_dir / "releases"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.data_dir / "nginx"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def site_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
+        """Build settings from DROPHOST_* variables (plus DATABASE_URL); overrides win."""
+        values: dict[str, object] = {}
+        for spec in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + spec.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[spec.name] = _convert(spec, raw)
+        if "database_url" not in values and environ.get("DATABASE_URL"):
+            values["database_url"] = environ["DATABASE_URL"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" not in values:
+            values["data_dir"] = default_data_dir(environ)
+        values["data_dir"] = Path(str(values["data_dir"])).absolute()
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """Where `drophost up` keeps its state when not told otherwise."""
+    if environ.get("XDG_DATA_HOME"):
+        return Path(environ["XDG_DATA_HOME"]) / "drophost"
+    home = environ.get("HOME", "")
+    if not home or home == "/root":
+        # root's home is private; the unprivileged children need to reach the data.
+        return Path("/var/lib/drophost")
+    return Path(home) / ".local" / "share" / "drophost"
+
+
+def _convert(spec: dataclasses.Field[object], raw: str) -> object:
+    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}{spec.name.upper()} must be a number, not {raw!r}") from None
+    return raw
+
+
+__all__ = ["Settings", "default_data_dir"]

@@ -1,0 +1,57 @@
+"""Slot names and TTLs: allow-lists, checked before anything touches disk or nginx."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from drophost.errors import InvalidSlotError, ValidationError
+
+SLOT_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_TTL_PATTERN = re.compile(r"^(\d{1,9})([smhdw]?)$")
+_TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def is_valid_slot(name: str) -> bool:
+    return bool(SLOT_PATTERN.fullmatch(name))
+
+
+def validate_slot(name: str) -> str:
+    """Return the slot name unchanged, or raise with a sentence saying what is allowed."""
+    if not is_valid_slot(name):
+        shown = name if len(name) <= 80 and name.isprintable() else repr(name[:80])
+        raise InvalidSlotError(
+            f'"{shown}" is not a valid slot name: use 1 to 63 lowercase letters, digits and "-", '
+            'not starting or ending with "-"',
+            field="slot",
+        )
+    return name
+
+
+def slot_from_filename(filename: str) -> str:
+    """Make an upload's file name into a slot name ("My Site v2.zip" -> "my-site-v2")."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    if base.lower().endswith(".zip"):
+        base = base[:-4]
+    ascii_only = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_only.lower()).strip("-")[:63].strip("-")
+    if not slug:
+        raise InvalidSlotError("no slot name could be made from the file name; pass a slot field", field="slot")
+    return slug
+
+
+def parse_ttl(value: str | int | None, *, maximum: int) -> int | None:
+    """Seconds from "3600", "90m", "7d"; None or "" means no expiry."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lower()
+    match = _TTL_PATTERN.fullmatch(text)
+    if not match:
+        raise ValidationError(
+            f'ttl "{text[:40]}" is not a duration: use seconds or a number with s, m, h, d or w',
+            field="ttl",
+        )
+    seconds = int(match.group(1)) * _TTL_UNITS[match.group(2)]
+    if seconds <= 0 or seconds > maximum:
+        raise ValidationError(f"ttl must be between 1 second and {maximum} seconds", field="ttl")
+    return seconds

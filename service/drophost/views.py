@@ -1,0 +1,67 @@
+"""How stored rows are shown to API clients (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from drophost.settings import Settings
+
+_DEPLOYMENT_FIELDS = (
+    "id",
+    "slot",
+    "status",
+    "source",
+    "source_name",
+    "trigger",
+    "repo",
+    "branch",
+    "commit_sha",
+    "pusher",
+    "files",
+    "bytes",
+    "ttl_seconds",
+    "config_version",
+    "error",
+    "created_at",
+    "finished_at",
+)
+
+
+def slot_url(settings: Settings, slot: str) -> str:
+    return f"{settings.site_base_url}/d/{slot}/"
+
+
+def deployment(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
+    shown = {name: _plain(row.get(name)) for name in _DEPLOYMENT_FIELDS}
+    shown["url"] = slot_url(settings, row["slot"])
+    return shown
+
+
+def slot(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "slot": row["slot"],
+        "status": row["status"],
+        "active_version": row["active_version"],
+        "deployment_id": row["deployment_id"],
+        "url": slot_url(settings, row["slot"]),
+        "expires_at": _plain(row["expires_at"]),
+        "updated_at": _plain(row["updated_at"]),
+    }
+
+
+def version(row: dict[str, Any], *, with_config: bool = False) -> dict[str, Any]:
+    shown = {
+        "version": row["version"],
+        "sha256": row["sha256"],
+        "status": row["status"],
+        "deployment_id": row["deployment_id"],
+        "created_at": _plain(row["created_at"]),
+    }
+    if with_config:
+        shown["config"] = row["config"]
+    return shown
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
