@@ -14,7 +14,7 @@ from typing import IO, Any
 from psycopg_pool import ConnectionPool
 
 from drophost import releases, store
-from drophost.archive import ArchiveLimits, extract, plan_extraction
+from drophost.archive import ArchiveLimits, extract, open_archive, plan_extraction
 from drophost.errors import (
     ConflictError,
     DrophostError,
@@ -65,11 +65,7 @@ class Deployer:
         validate_slot(slot)
         incoming = releases.incoming_dir(self.settings.releases_dir)
         try:
-            try:
-                archive = zipfile.ZipFile(upload)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
-                raise InvalidArchiveError("the upload is not a readable ZIP archive") from None
-            with archive:
+            with open_archive(upload) as archive:
                 plan = plan_extraction(archive, upload, self.archive_limits())
                 extract(archive, plan, incoming)
         except DrophostError:
