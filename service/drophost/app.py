@@ -12,11 +12,13 @@ from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from drophost import api, openapi
+from drophost.bodylimit import BodyLimit
 from drophost.deployer import Deployer
 from drophost.errors import DrophostError, SettingsError
 from drophost.migrate import migrate
@@ -76,15 +78,20 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/", index, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi_document, methods=["GET"]),
-        Route("/api/deployments", api.create_deployment, methods=["POST"], max_body_size=upload_cap),
+        Route("/api/deployments", api.create_deployment, methods=["POST"], middleware=[_limit(upload_cap)]),
         Route("/api/deployments", api.list_deployments, methods=["GET"]),
         Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
         Route("/api/slots", api.list_slots, methods=["GET"]),
         Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
         Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
-        Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], max_body_size=64 * 1024),
+        Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], middleware=[_limit(64 * 1024)]),
     ]
+
+
+def _limit(max_bytes: int) -> Middleware:
+    # Not Route(max_body_size=...): Starlette answers that one in plain text, not our JSON.
+    return Middleware(BodyLimit, max_bytes=max_bytes)
 
 
 async def index(request: Request) -> Response:
