@@ -51,6 +51,13 @@ def document() -> dict[str, Any]:
         "info": {"title": "DropHost", "version": __version__},
         "security": [{"bearer": []}],
         "paths": {
+            "/": {
+                "get": _op(
+                    "A short HTML page pointing here",
+                    {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                    auth=False,
+                )
+            },
             "/health": {
                 "get": _op(
                     "Liveness of PostgreSQL and nginx",
