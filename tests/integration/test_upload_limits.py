@@ -14,6 +14,7 @@ from tests.integration.support import (
     assert_error,
     deploy_site,
     hashes,
+    nginx_client,
     on_disk,
     recorded,
     served,
@@ -77,6 +78,14 @@ def test_a_streamed_upload_over_the_cap_is_413_json(live: Stack) -> None:
         "/api/deployments", content=iter(chunks), headers={**AUTH, "content-type": content_type}
     )
     assert "larger than" in assert_error(response, 413, live.settings)
+
+
+def test_nginx_answers_413_json_beyond_its_own_limit(live: Stack) -> None:
+    body, content_type = multipart(big_zip() + bytes(1024 * 1024))
+    response = nginx_client().post(
+        live.base_url + "/api/deployments", content=body, headers={**AUTH, "content-type": content_type}
+    )
+    assert_error(response, 413, live.settings)
 
 
 def test_an_upload_under_the_cap_is_deployed(stack: Stack) -> None:
