@@ -206,10 +206,12 @@ def test_unknown_addresses_answer_json_too(shared_stack: Stack, method: str, url
 def test_nginx_answers_json_for_a_slot_that_does_not_exist(shared_stack: Stack) -> None:
     assert_error(fetch(shared_stack, "/d/nothing-here/"), 404)
     assert_error(fetch(shared_stack, "/d/"), 404)
+    assert_error(fetch(shared_stack, "/d/nothing-here/index.html"), 404)
+    assert_error(fetch(shared_stack, "/d/nothing-here/logo.png"), 404)
 
 
 def test_nginx_answers_json_when_the_service_is_down(shared_stack: Stack) -> None:
     # Here only the TestClient runs the app; nothing listens on the socket nginx proxies to.
-    response = fetch(shared_stack, "/api/slots")
+    response = fetch(shared_stack, "/api/slots/site/page.html")
     assert "not answering" in assert_error(response, response.status_code, shared_stack.settings)
     assert response.status_code == 502
