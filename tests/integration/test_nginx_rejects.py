@@ -1,0 +1,87 @@
+"""nginx -t rejecting a generated config: the previous version stays live, the failure is recorded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from drophost.settings import Settings
+from tests.conftest import AUTH, Stack
+from tests.integration.support import (
+    assert_error,
+    deploy_site,
+    hashes,
+    live_version,
+    on_disk,
+    served,
+    site,
+    upload,
+)
+from tests.zipcraft import std_zip
+
+BAD_LINE = "    drophost_no_such_directive on;\n"
+
+
+@pytest.fixture
+def templates(tmp_path: Path) -> Path:
+    folder = tmp_path / "templates"
+    shutil.copytree(str(resources.files("drophost.nginx_templates")), folder)
+    return folder
+
+
+@pytest.fixture
+def settings(settings: Settings, templates: Path) -> Settings:
+    return replace(settings, nginx_template_dir=str(templates))
+
+
+def set_template(templates: Path, text: str) -> None:
+    path = templates / "site.conf.j2"
+    path.write_text(text)
+    # Jinja reloads a template whose modification time changed; make sure it did.
+    stamp = path.stat().st_mtime + 10
+    os.utime(path, (stamp, stamp))
+
+
+def test_a_rejected_config_leaves_the_previous_version_live(stack: Stack, templates: Path) -> None:
+    good_template = (templates / "site.conf.j2").read_text()
+    one = site("one")
+    first = deploy_site(stack, one)
+    before = on_disk(stack.settings)
+
+    set_template(templates, good_template.replace("    index index.html;\n", "    index index.html;\n" + BAD_LINE))
+    response = upload(stack, std_zip(dict(site("two"))))
+    message = assert_error(response, 500, stack.settings)
+    assert "nginx rejected" in message and "previous version is still live" in message
+    body = response.json()
+    failed_id = body["deployment_id"]
+    assert isinstance(failed_id, int) and failed_id != first["id"]
+    assert "drophost_no_such_directive" in body["nginx"]
+
+    # Still served: version 1, byte for byte; nginx's files and the releases are as before.
+    assert live_version(stack, "site") == "1"
+    assert served(stack, "site", list(one)) == hashes(one)
+    assert on_disk(stack.settings) == before
+    # Recorded: the version as failed, the deployment as failed with its reason.
+    versions = stack.client.get("/api/slots/site/versions", headers=AUTH).json()
+    assert versions["active"] == 1
+    assert [(v["version"], v["status"]) for v in versions["versions"]] == [(2, "failed"), (1, "active")]
+    deployment = stack.client.get(f"/api/deployments/{failed_id}", headers=AUTH).json()
+    assert deployment["status"] == "failed" and "nginx rejected" in deployment["error"]
+    # A failed version can never be made live.
+    refused = stack.client.post("/api/slots/site/rollback", json={"version": 2}, headers=AUTH)
+    assert "never went live" in assert_error(refused, 409, stack.settings)
+    assert live_version(stack, "site") == "1"
+
+    # With the template fixed, the next deploy is version 3, and "previous" skips the failed one.
+    set_template(templates, good_template)
+    third = deploy_site(stack, site("three"))
+    assert third["config_version"] == 3
+    assert served(stack, "site", list(site("three"))) == hashes(site("three"))
+    back = stack.client.post("/api/slots/site/rollback", headers=AUTH)
+    assert back.json() == {"slot": "site", "active": 1}
+    assert served(stack, "site", list(one)) == hashes(one)
