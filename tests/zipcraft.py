@@ -115,12 +115,14 @@ def assemble(body: bytes, central: list[bytes]) -> bytes:
 
 def craft_zip(*entries: Entry) -> bytes:
     """Entries one after another, each listed once in the central directory."""
-    body = b""
+    records: list[bytes] = []
     central = []
+    offset = 0
     for entry in entries:
-        central.append(central_record(entry, len(body)))
-        body += local_record(entry)
-    return assemble(body, central)
+        central.append(central_record(entry, offset))
+        records.append(local_record(entry))
+        offset += len(records[-1])
+    return assemble(b"".join(records), central)
 
 
 def std_zip(files: dict[str, bytes | str], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
