@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -28,6 +29,7 @@ SERVICE_USER = "drophost"
 
 def up(settings: Settings) -> int:
     """Run the whole stack until Ctrl-C or SIGTERM; every child is stopped on the way out."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o755)
     child_user: str | None = None
@@ -47,24 +49,25 @@ def up(settings: Settings) -> int:
             )
     token = settings.api_token or load_or_create_token(settings.data_dir)
     postgres: LocalPostgres | None = None
-    database_url = settings.database_url
-    if not database_url:
-        postgres = LocalPostgres(settings.data_dir / "postgres", run_as=child_user)
-        print("drophost: starting PostgreSQL in", postgres.root, flush=True)
-        database_url = postgres.start()
-    run_dir = settings.data_dir / "run"
-    run_dir.mkdir(exist_ok=True)
-    socket_path = settings.service_socket or str(run_dir / "service.sock")
-    settings = dataclasses.replace(
-        settings,
-        api_token=token,
-        database_url=database_url,
-        service_socket=socket_path,
-        nginx_worker_user=child_user or settings.nginx_worker_user,
-    )
-    nginx = Nginx(settings)
     nginx_proc: subprocess.Popen[bytes] | None = None
+    # Everything started from here on is stopped in the finally, also when SIGTERM comes during start.
     try:
+        database_url = settings.database_url
+        if not database_url:
+            postgres = LocalPostgres(settings.data_dir / "postgres", run_as=child_user)
+            print("drophost: starting PostgreSQL in", postgres.root, flush=True)
+            database_url = postgres.start()
+        run_dir = settings.data_dir / "run"
+        run_dir.mkdir(exist_ok=True)
+        socket_path = settings.service_socket or str(run_dir / "service.sock")
+        settings = dataclasses.replace(
+            settings,
+            api_token=token,
+            database_url=database_url,
+            service_socket=socket_path,
+            nginx_worker_user=child_user or settings.nginx_worker_user,
+        )
+        nginx = Nginx(settings)
         nginx.prepare()
         nginx_proc = nginx.start()
         print(f"drophost: nginx serving on http://{settings.host}:{settings.port}/", flush=True)
@@ -87,6 +90,13 @@ def up(settings: Settings) -> int:
         if postgres is not None:
             print("drophost: stopping PostgreSQL", flush=True)
             postgres.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM's default action ends the process at once, skipping the finally in up() that stops
+    # nginx and PostgreSQL. uvicorn handles SIGTERM while it serves, then raises it again with the
+    # handler it found installed: this one, so the way out always runs the clean-up.
+    raise SystemExit(0)
 
 
 def load_or_create_token(data_dir: Path) -> str:
