@@ -229,8 +229,15 @@ class Deployer:
             except DrophostError:
                 self.nginx.discard_staged(slot)
                 raise
+            live_file = self.nginx.slot_path(slot)
+            previous = live_file.read_text() if live_file.exists() else None
             self.nginx.install(slot, text)
-            old_workers = self.nginx.reload()
+            try:
+                old_workers = self.nginx.reload()
+            except DrophostError:
+                # nginx is not running: put the file back, so that it starts with the recorded version.
+                self.nginx.install(slot, previous)
+                raise
         if not self.nginx.wait_for_reload(old_workers, slot, version):
             log.warning("nginx did not confirm slot %s version %s in time", slot, version)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drophost.settings import Settings
-from tests.conftest import AUTH, Stack
+from tests.conftest import AUTH, Stack, stop_process
 from tests.integration.support import (
     assert_error,
     deploy_site,
@@ -85,3 +85,27 @@ def test_a_rejected_config_leaves_the_previous_version_live(stack: Stack, templa
     back = stack.client.post("/api/slots/site/rollback", headers=AUTH)
     assert back.json() == {"slot": "site", "active": 1}
     assert served(stack, "site", list(one)) == hashes(one)
+
+
+def test_a_deploy_while_nginx_is_down_leaves_the_recorded_version_in_place(stack: Stack) -> None:
+    one = site("one")
+    deploy_site(stack, one)
+    live_file = stack.settings.nginx_dir / "slots" / "site.conf"
+    live_text = live_file.read_text()
+    stop_process(stack.process)
+
+    response = upload(stack, std_zip(dict(site("two"))))
+    assert "nginx is not running" in assert_error(response, 500, stack.settings)
+    failed_id = response.json()["deployment_id"]
+    # The slot file still holds the recorded version: whoever starts nginx next gets version 1.
+    assert live_file.read_text() == live_text
+    versions = stack.client.get("/api/slots/site/versions", headers=AUTH).json()
+    assert [(v["version"], v["status"]) for v in versions["versions"]] == [(2, "failed"), (1, "active")]
+    assert stack.client.get(f"/api/deployments/{failed_id}", headers=AUTH).json()["status"] == "failed"
+
+    restarted = stack.nginx.start()
+    try:
+        assert live_version(stack, "site") == "1"
+        assert served(stack, "site", list(one)) == hashes(one)
+    finally:
+        stop_process(restarted)
