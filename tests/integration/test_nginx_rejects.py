@@ -15,6 +15,7 @@ from tests.conftest import AUTH, Stack, stop_process
 from tests.integration.support import (
     assert_error,
     deploy_site,
+    fetch,
     hashes,
     live_version,
     on_disk,
@@ -109,3 +110,14 @@ def test_a_deploy_while_nginx_is_down_leaves_the_recorded_version_in_place(stack
         assert served(stack, "site", list(one)) == hashes(one)
     finally:
         stop_process(restarted)
+
+
+def test_a_first_deploy_rejected_by_nginx_is_listed_as_a_failed_version(stack: Stack, templates: Path) -> None:
+    good_template = (templates / "site.conf.j2").read_text()
+    set_template(templates, good_template.replace("    index index.html;\n", "    index index.html;\n" + BAD_LINE))
+    assert_error(upload(stack, std_zip(dict(site("one")))), 500, stack.settings)
+    versions = stack.client.get("/api/slots/site/versions", headers=AUTH)
+    assert versions.status_code == 200, versions.text
+    assert versions.json()["active"] is None
+    assert [(v["version"], v["status"]) for v in versions.json()["versions"]] == [(1, "failed")]
+    assert_error(fetch(stack, "/d/site/"), 404)
