@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 
 import httpx2 as httpx
@@ -74,6 +75,8 @@ def test_nginx_serves_files_only(stack: Stack) -> None:
     assert fetch(stack, "/d/demo/again.html").status_code in (403, 404)
     (release / ".hidden.html").write_text("hidden")
     assert fetch(stack, "/d/demo/.hidden.html").status_code == 404
+    assert fetch(stack, "/d/demo/%2ehidden.html").status_code == 404
+    assert fetch(stack, "/d/demo/css/%2e%2e/.hidden.html").status_code == 404
 
 
 def test_url_and_config_version_count_per_slot_from_one(stack: Stack) -> None:
@@ -191,3 +194,26 @@ def test_health_is_200_and_names_nginx_when_it_stops(stack: Stack) -> None:
     down = stack.client.get("/health")
     assert "nginx" in assert_error(down, 503, stack.settings)
     assert down.json()["checks"] == {"database": True, "nginx": False}
+
+
+def test_deploys_to_one_slot_are_serialised_and_other_slots_proceed(stack: Stack) -> None:
+    jobs = [("same", n) for n in range(3)] + [(f"other-{n}", n) for n in range(3)]
+    results: dict[tuple[str, int], httpx.Response] = {}
+
+    def deploy(slot: str, n: int) -> None:
+        results[(slot, n)] = upload(stack, std_zip({"index.html": f"{slot} {n}".encode()}), slot=slot)
+
+    threads = [threading.Thread(target=deploy, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert all(r.status_code == 201 for r in results.values()), {k: r.text for k, r in results.items()}
+    same = {n: results[("same", n)].json()["config_version"] for n in range(3)}
+    assert sorted(same.values()) == [1, 2, 3]
+    last = max(same, key=lambda n: same[n])
+    assert fetch(stack, "/d/same/").content == f"same {last}".encode()
+    assert live_version(stack, "same") == "3"
+    for n in range(3):
+        assert results[(f"other-{n}", n)].json()["config_version"] == 1
+        assert fetch(stack, f"/d/other-{n}/").content == f"other-{n} {n}".encode()
