@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx2 as httpx
+import psycopg
 
 from tests.conftest import AUTH, Stack
 from tests.integration.support import (
@@ -217,3 +218,12 @@ def test_deploys_to_one_slot_are_serialised_and_other_slots_proceed(stack: Stack
     for n in range(3):
         assert results[(f"other-{n}", n)].json()["config_version"] == 1
         assert fetch(stack, f"/d/other-{n}/").content == f"other-{n} {n}".encode()
+
+
+def test_health_names_the_database_when_it_is_gone(stack: Stack, postgres_server: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(stack.settings.database_url)["dbname"]
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    down = stack.client.get("/health")
+    assert "database" in assert_error(down, 503, stack.settings)
+    assert down.json()["checks"] == {"database": False, "nginx": True}
