@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from drophost import runner
 from drophost.archive import ArchiveLimits, ExtractionPlan, check_entry_name, extract, open_archive, plan_extraction
 from drophost.errors import InvalidArchiveError
 from tests.zipcraft import BAD_ZIPS, LIMITS, BadZip, Entry, MiB, craft_zip, std_zip, streamed_zip, zipinfo_zip
@@ -168,3 +169,41 @@ def test_extract_never_reuses_an_existing_destination(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     with pytest.raises(FileExistsError):
         unpack(std_zip({"index.html": b"a"}), tmp_path / "out")
+
+
+def test_self_extracting_prefixes_and_comments_are_accepted(tmp_path: Path) -> None:
+    data = b"#!/bin/sh\nexit 0\n" * 10 + std_zip({"index.html": b"hi", "a/b.css": b"x"})
+    unpack(data, tmp_path / "prefixed")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.html", b"hi")
+        archive.comment = b"made by hand"
+    unpack(buffer.getvalue(), tmp_path / "commented")
+    assert tree(tmp_path / "prefixed") == {"index.html": b"hi", "a/b.css": b"x"}
+    assert tree(tmp_path / "commented") == {"index.html": b"hi"}
+
+
+def zip_folder(folder: Path, *flags: str) -> bytes:
+    target = folder.parent / "made-by-zip.zip"
+    runner.run(["zip", "-q", "-r", *flags, str(target), folder.name], cwd=folder.parent, timeout=60)
+    return target.read_bytes()
+
+
+def test_a_folder_zipped_by_info_zip_is_accepted(tmp_path: Path) -> None:
+    site = tmp_path / "my-site"
+    (site / "css").mkdir(parents=True)
+    (site / "index.html").write_bytes(b"<h1>zip -r</h1>")
+    (site / "css" / "site.css").write_bytes(b"body{}")
+    (site / ".DS_Store").write_bytes(b"junk")
+    plan = unpack(zip_folder(site), tmp_path / "out")
+    assert plan.stripped_prefix == "my-site"
+    assert tree(tmp_path / "out") == {"index.html": b"<h1>zip -r</h1>", "css/site.css": b"body{}"}
+
+
+def test_a_link_stored_by_info_zip_is_refused(tmp_path: Path) -> None:
+    site = tmp_path / "my-site"
+    site.mkdir()
+    (site / "index.html").write_bytes(b"<h1>hi</h1>")
+    os.symlink("/etc/passwd", site / "passwd.html")
+    with pytest.raises(InvalidArchiveError, match="symbolic link"):
+        unpack(zip_folder(site, "--symlinks"), tmp_path / "out")
