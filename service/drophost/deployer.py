@@ -255,26 +255,32 @@ class Deployer:
         with self.pool.connection() as conn, conn.transaction():
             failed = store.fail_unfinished(conn, "interrupted: the service stopped before the deploy finished")
             desired = store.active_configs(conn)
+            versions = {r["slot"]: r["active_version"] for r in store.list_slots(conn) if r["status"] == "live"}
             kept = store.kept_release_dirs(conn)
+        changed: dict[str, int | None] = {}
+        old_workers: frozenset[int] | None = None
         with self._switch_lock:
             live = self.nginx.live_slots()
-            changed = 0
             for slot in set(live) - set(desired):
                 self.nginx.install(slot, None)
-                changed += 1
+                changed[slot] = None
             for slot, text in desired.items():
                 if live.get(slot) != text:
                     self.nginx.install(slot, text)
-                    changed += 1
+                    changed[slot] = versions.get(slot)
             for leftover in self.nginx.staging_dir.iterdir():
                 leftover.unlink()
             if changed and self.nginx.is_running():
                 self.nginx.test()
-                self.nginx.reload()
+                old_workers = self.nginx.reload()
+        # Start-up is over only when nginx serves what PostgreSQL records, not merely was told to.
+        for slot, version in changed.items():
+            if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, version):
+                log.warning("nginx did not confirm slot %s version %s in time", slot, version)
         removed = releases.orphaned(self.settings.releases_dir, kept)
         for path in removed:
             releases.remove(path)
-        return {"failed_deployments": failed, "slots_changed": changed, "orphans_removed": len(removed)}
+        return {"failed_deployments": failed, "slots_changed": len(changed), "orphans_removed": len(removed)}
 
     # -- reads -----------------------------------------------------------------------------
     def deployment(self, deployment_id: int) -> dict[str, Any]:

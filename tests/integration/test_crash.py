@@ -12,10 +12,14 @@ from typing import Any
 import httpx2 as httpx
 import psycopg
 import pytest
+from starlette.testclient import TestClient
 
+from drophost.app import create_app
 from drophost.settings import Settings
 from tests.conftest import AUTH, start_nginx, stop_process
 from tests.integration.service_process import ServiceProcess
+from tests.integration.support import deploy_site, hashes, running_stack, served, site
+from tests.integration.support import fetch as support_fetch
 from tests.zipcraft import Entry, craft_zip, std_zip
 
 
@@ -164,3 +168,19 @@ def test_a_deploy_killed_part_way_leaves_the_previous_version_served(
     finally:
         service.stop()
         stop_process(nginx_process)
+
+
+def test_a_restart_returns_once_nginx_serves_what_postgresql_records(settings: Settings) -> None:
+    # As after a crash between the swap and the record: nginx serves version 2, PostgreSQL says 1.
+    with running_stack(settings) as stack:
+        deploy_site(stack, site("one"))
+        deploy_site(stack, site("two"))
+        assert stack.client.post("/api/slots/site/rollback", json={"version": 1}, headers=AUTH).status_code == 200
+        two = stack.client.get("/api/slots/site/versions/2", headers=AUTH).json()["config"]
+        (settings.nginx_dir / "slots" / "site.conf").write_text(two)
+        stack.nginx.reload()
+        assert stack.nginx.wait_until_serving("site", 2)
+        with TestClient(create_app(settings), raise_server_exceptions=False):
+            # Start-up is over: from the first request on, nginx serves the recorded version.
+            assert support_fetch(stack, "/d/site/").headers["x-drophost-version"] == "1"
+            assert served(stack, "site", list(site("one"))) == hashes(site("one"))
