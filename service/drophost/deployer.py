@@ -231,7 +231,7 @@ class Deployer:
             try:
                 self.nginx.check_candidate(slot, text)
             except DrophostError:
-                self.nginx.discard_staged(slot)
+                self.nginx.discard_staged()
                 raise
             self.nginx.install(slot, text)
             old_workers = self.nginx.reload()
@@ -254,15 +254,7 @@ class Deployer:
             desired = store.active_configs(conn)
             kept = store.kept_release_dirs(conn)
         with self._switch_lock:
-            live = self.nginx.live_slots()
-            changed = 0
-            for slot in set(live) - set(desired):
-                self.nginx.install(slot, None)
-                changed += 1
-            for slot, text in desired.items():
-                if live.get(slot) != text:
-                    self.nginx.install(slot, text)
-                    changed += 1
+            changed = self.nginx.install_all(desired)
             for leftover in self.nginx.staging_dir.iterdir():
                 leftover.unlink()
             if changed and self.nginx.is_running():
@@ -271,7 +263,7 @@ class Deployer:
         removed = releases.orphaned(self.settings.releases_dir, kept)
         for path in removed:
             releases.remove(path)
-        return {"failed_deployments": failed, "slots_changed": changed, "orphans_removed": len(removed)}
+        return {"failed_deployments": failed, "sites_changed": changed, "orphans_removed": len(removed)}
 
     # -- reads -----------------------------------------------------------------------------
     def deployment(self, deployment_id: int) -> dict[str, Any]:
