@@ -13,8 +13,9 @@ from typing import IO, Any
 
 from psycopg_pool import ConnectionPool
 
-from drophost import releases, store
+from drophost import releases, retention, store
 from drophost.archive import ArchiveLimits, extract, plan_extraction
+from drophost.blobstore import BlobStore
 from drophost.errors import (
     ConflictError,
     DrophostError,
@@ -33,6 +34,7 @@ class Deployer:
         self.settings = settings
         self.pool = pool
         self.nginx = nginx
+        self.store = BlobStore(settings.data_dir / "store")
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # nginx -t, the file swap and the reload of different slots must not interleave; it is brief.
@@ -71,7 +73,9 @@ class Deployer:
                 raise InvalidArchiveError("the upload is not a readable ZIP archive") from None
             with archive:
                 plan = plan_extraction(archive, upload, self.archive_limits())
-                extract(archive, plan, incoming)
+                self.store.prepare()
+                with self.store.using():
+                    extract(archive, plan, incoming, self.store)
         except DrophostError:
             releases.remove(incoming)
             raise
@@ -108,6 +112,9 @@ class Deployer:
                 )
             final = releases.release_dir(self.settings.releases_dir, slot, deployment_id)
             try:
+                # Trees from other sources (git) are plain files: store each distinct file once.
+                with self.store.using():
+                    self.store.absorb_tree(incoming)
                 releases.promote(incoming, final)
                 self._go_live(slot, deployment_id, final, files, size, ttl_seconds)
             except DrophostError as exc:
@@ -123,6 +130,10 @@ class Deployer:
                 with self.pool.connection() as conn:
                     store.finish_deployment(conn, deployment_id, state="failed", error="internal error")
                 raise
+            try:
+                retention.retain(self, slot)
+            except Exception:  # noqa: BLE001 - the deploy is live; retention runs again next time
+                log.exception("retention failed for slot %s", slot)
         return self.deployment(deployment_id)
 
     def _go_live(
@@ -181,6 +192,8 @@ class Deployer:
                 target = store.get_version(conn, slot, version)
             if target is None:
                 raise NotFoundError(f'slot "{slot}" has no config version {version}')
+            if target["status"] == "pruned":
+                raise ConflictError(f"the files of config version {version} were removed by retention")
             if target["status"] not in ("active", "inactive"):
                 raise ConflictError(f"config version {version} never went live and cannot be made live")
             if active == version:

@@ -45,6 +45,9 @@ class Settings:
     default_ttl_seconds: int = 0
     max_ttl_seconds: int = 365 * 24 * 3600
     expiry_interval: float = 5.0
+    # Retention: the newest N config versions of each slot keep their files (active and pinned always).
+    keep_versions: int = 20
+    gc_interval: float = 3600.0
     db_pool_size: int = 8
     subprocess_timeout: float = 60.0
 
