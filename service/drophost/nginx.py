@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,6 +23,7 @@ from drophost.errors import CommandError, DeployFailedError, SettingsError
 from drophost.settings import Settings
 from drophost.slots import validate_slot
 
+_HEARTBEAT_STALE_SECONDS = 5.0
 # Paths and addresses that end up in a config must match this; anything else is refused, not escaped.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
 _SAFE_LISTEN = re.compile(r"^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
@@ -84,13 +86,12 @@ def render_main_config(
         raise SettingsError(f"{upstream!r} is not an address DropHost will proxy to")
     if worker_user and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31} [a-z_][a-z0-9_-]{0,31}", worker_user):
         raise SettingsError(f"{worker_user!r} is not a user name")
-    mime_types = resources.files("drophost.nginx_templates").joinpath("mime.types")
     return env.get_template("nginx.conf.j2").render(
         nginx_dir=safe_path(settings.nginx_dir),
         listen=listen,
         service_upstream=upstream,
         sites_map=safe_path(sites_map),
-        mime_types=safe_path(str(mime_types)),
+        mime_types=safe_path(settings.nginx_dir / "mime.types"),
         max_body_bytes=int(settings.max_upload_bytes) + 1024 * 1024,
         worker_user=worker_user,
         worker_processes="auto",
@@ -132,7 +133,11 @@ class Nginx:
         self.staging_dir = self.root / "staging"
         self.entries: dict[str, str] = {}
         self.pid_path = self.root / "nginx.pid"
+        self.mime_path = self.root / "mime.types"
         # A root master hands requests to unprivileged workers; otherwise the directive is meaningless.
+        # In containers nginx runs elsewhere and a watcher next to it runs nginx -t and reloads.
+        self.watcher = settings.nginx_control == "watcher"
+        self.control_dir = self.root / "control"
         self.worker_user = worker_user_directive(settings.nginx_worker_user) if os.geteuid() == 0 else ""
 
     # -- files -------------------------------------------------------------------------------
@@ -140,7 +145,14 @@ class Nginx:
         """Create the directories and write the main config (idempotent, done at every start)."""
         for folder in (self.staging_dir, self.root / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
-        if self.worker_user:
+        if self.watcher:
+            for folder in (self.control_dir / "requests", self.control_dir / "results"):
+                folder.mkdir(parents=True, exist_ok=True)
+        # A copy next to the config, so an nginx in another container finds it at the same path.
+        mime_types = resources.files("drophost.nginx_templates").joinpath("mime.types").read_text()
+        if not self.mime_path.exists() or self.mime_path.read_text() != mime_types:
+            _write_atomically(self.mime_path, mime_types)
+        if self.worker_user or self.watcher:
             # Workers run as an unprivileged user and need their temp files.
             for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
                 (self.root / "tmp" / sub).mkdir(exist_ok=True)
@@ -202,7 +214,10 @@ class Nginx:
 
     def test(self, conf: Path | None = None) -> None:
         try:
-            runner.run(self.command("-t", "-q", conf=conf), timeout=self.settings.subprocess_timeout)
+            if self.watcher:
+                self._ask_watcher("test", conf or self.conf_path)
+            else:
+                runner.run(self.command("-t", "-q", conf=conf), timeout=self.settings.subprocess_timeout)
         except CommandError as exc:
             raise DeployFailedError(
                 "nginx rejected the generated configuration; the previous version is still live",
@@ -210,6 +225,8 @@ class Nginx:
             ) from None
 
     def pid(self) -> int | None:
+        if self.watcher:
+            return None  # nginx runs in another container: its pid means nothing here
         try:
             pid = int(self.pid_path.read_text().strip())
         except (OSError, ValueError):
@@ -223,10 +240,20 @@ class Nginx:
         return pid
 
     def is_running(self) -> bool:
+        if self.watcher:
+            try:
+                age = time.time() - (self.control_dir / "heartbeat").stat().st_mtime
+            except OSError:
+                return False
+            return age < _HEARTBEAT_STALE_SECONDS
         return self.pid() is not None
 
     def reload(self) -> frozenset[int]:
         """Signal nginx to load the new configuration; return the workers it replaces."""
+        if self.watcher:
+            # The watcher reloads and answers once the old workers have stopped accepting.
+            self._ask_watcher("reload", self.conf_path)
+            return frozenset()
         pid = self.pid()
         if pid is None:
             raise DeployFailedError("nginx is not running")
@@ -250,6 +277,27 @@ class Nginx:
             time.sleep(0.002)
         return self.wait_until_serving(slot, version, deadline=deadline)
 
+    def _ask_watcher(self, action: str, conf: Path) -> None:
+        """The container protocol: a request file in control/requests, the answer in control/results.
+
+        nginx runs in its own container with the data volume at the same path; a small watcher there
+        runs `nginx -t` or the reload and writes back "ok" or "failed" and nginx's output.
+        """
+        request_id = uuid.uuid4().hex
+        requests, results = self.control_dir / "requests", self.control_dir / "results"
+        _write_atomically(requests / f"{request_id}.req", f"{action} {safe_path(conf)}\n")
+        answer = results / f"{request_id}.res"
+        deadline = time.monotonic() + self.settings.subprocess_timeout
+        while not answer.exists():
+            if time.monotonic() > deadline:
+                (requests / f"{request_id}.req").unlink(missing_ok=True)
+                raise DeployFailedError("nginx did not answer (its control watcher is not running)")
+            time.sleep(0.003)
+        status, _, output = answer.read_text().partition("\n")
+        answer.unlink(missing_ok=True)
+        if status.strip() != "ok":
+            raise CommandError(f"nginx {action} failed", returncode=1, output=output)
+
     def start(self) -> subprocess.Popen[bytes]:
         """Start nginx in the foreground as a child process (used by `drophost up` and tests)."""
         self.test()
@@ -266,13 +314,21 @@ class Nginx:
         proc.kill()
         raise DeployFailedError("nginx did not start listening within 10 seconds")
 
+    @property
+    def probe_address(self) -> tuple[str, int]:
+        """Where the service itself reaches nginx (another container's name in compose)."""
+        if self.settings.nginx_probe:
+            host, _, port = self.settings.nginx_probe.rpartition(":")
+            return host, int(port)
+        return self.settings.host, self.settings.port
+
     def wait_until_serving(self, slot: str, version: int | None, *, deadline: float | None = None) -> bool:
         """Poll nginx until /d/{slot}/ answers from `version` (None: from no version)."""
         expected = None if version is None else str(version)
         if deadline is None:
             deadline = time.monotonic() + self.settings.reload_confirm_timeout
         while True:
-            if _served_version(self.settings.host, self.settings.port, slot) == expected:
+            if _served_version(*self.probe_address, slot) == expected:
                 return True
             if time.monotonic() > deadline:
                 return False
