@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import hashlib
 import http.client
@@ -155,8 +156,11 @@ class Nginx:
         if self.worker_user or self.watcher:
             # Workers run as an unprivileged user and need their temp files.
             for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-                (self.root / "tmp" / sub).mkdir(exist_ok=True)
-                os.chmod(self.root / "tmp" / sub, 0o777)
+                folder = self.root / "tmp" / sub
+                folder.mkdir(exist_ok=True)
+                # nginx itself hands these to its worker user at start; then they are not ours to change.
+                with contextlib.suppress(PermissionError):
+                    os.chmod(folder, 0o777)
         if not self.sites_path.exists():
             _write_atomically(self.sites_path, compose_sites({}))
         text = render_main_config(self.env, self.settings, sites_map=str(self.sites_path), worker_user=self.worker_user)
