@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost import api, openapi
+from drophost import api, api_uploads, openapi
 from drophost.bodylimit import BodyLimit
 from drophost.deployer import Deployer
 from drophost.errors import DrophostError, SettingsError
@@ -86,6 +86,16 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
         Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], middleware=[_limit(64 * 1024)]),
+        Route("/api/slots/{slot}/versions/{version}/pin", api_uploads.pin_version, methods=["POST"]),
+        Route("/api/uploads", api_uploads.create_upload, methods=["POST"], middleware=[_limit(32 * 1024 * 1024)]),
+        Route(
+            "/api/uploads/{upload_id}/blobs/{digest}",
+            api_uploads.put_blob,
+            methods=["PUT"],
+            middleware=[_limit(settings.max_unpacked_bytes)],
+        ),
+        Route("/api/uploads/{upload_id}/finalize", api_uploads.finalize_upload, methods=["POST"]),
+        Route("/api/gc", api_uploads.collect_garbage, methods=["POST"]),
     ]
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import struct
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from drophost.blobstore import BlobStore
 from drophost.errors import InvalidArchiveError
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
@@ -98,52 +100,32 @@ def plan_extraction(archive: zipfile.ZipFile, raw: IO[bytes], limits: ArchiveLim
         raise InvalidArchiveError(f"the archive has more than {limits.max_entries} entries")
     check_no_overlap(entries, raw, archive_start_dir(archive))
 
-    seen_files: dict[str, str] = {}
-    seen_dirs: dict[str, str] = {}
+    paths = PathSet()
     candidates: list[tuple[zipfile.ZipInfo, list[str]]] = []
     declared_total = 0
     compressed_total = 0
     for info in entries:
         parts = check_entry_name(info.filename, limits)
         _check_entry_kind(info)
-        key = "/".join(_fold(part) for part in parts)
-        shown = _show(info.filename)
         if info.is_dir():
-            if key in seen_files:
-                raise InvalidArchiveError(f"the entry {shown} collides with another entry", entry=shown)
-            seen_dirs.setdefault(key, info.filename)
+            paths.add_folder(info.filename, parts)
             continue
-        if key in seen_files or key in seen_dirs:
-            raise InvalidArchiveError(
-                f"the entry {shown} collides with {_show(seen_files.get(key) or seen_dirs[key])} "
-                "(same name, or differing only by case or Unicode normalisation)",
-                entry=shown,
-            )
-        seen_files[key] = info.filename
-        for depth in range(1, len(parts)):
-            parent = "/".join(_fold(part) for part in parts[:depth])
-            if parent in seen_files:
-                raise InvalidArchiveError(f"the entry {shown} is inside a file, not a folder", entry=shown)
-            seen_dirs.setdefault(parent, info.filename)
+        paths.add_file(info.filename, parts)
         _check_ratio(info, limits)
         declared_total += info.file_size
         compressed_total += info.compress_size
         if declared_total > limits.max_unpacked_bytes:
             raise InvalidArchiveError(
-                f"the archive unpacks to more than {limits.max_unpacked_bytes} bytes",
-                limit="max_unpacked_bytes",
+                f"the archive unpacks to more than {limits.max_unpacked_bytes} bytes", limit="max_unpacked_bytes"
             )
         candidates.append((info, parts))
-    for folder in seen_dirs:
-        if folder in seen_files:
-            shown = _show(seen_files[folder])
-            raise InvalidArchiveError(f"the entry {shown} is both a file and a folder", entry=shown)
+    paths.finish()
     if declared_total > _RATIO_FREE_BYTES and declared_total > compressed_total * limits.max_compression_ratio:
         raise InvalidArchiveError(
             f"the archive expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb"
         )
 
-    published = [(info, parts) for info, parts in candidates if _is_published(parts)]
+    published = [(info, parts) for info, parts in candidates if is_published(parts)]
     if not published:
         raise InvalidArchiveError("the archive contains no files to publish")
     prefix = _common_folder(parts for _, parts in published)
@@ -152,6 +134,49 @@ def plan_extraction(archive: zipfile.ZipFile, raw: IO[bytes], limits: ArchiveLim
         PlannedFile(entry=info, target="/".join(parts[skip:]), size=info.file_size) for info, parts in published
     )
     return ExtractionPlan(files=files, total_bytes=sum(f.size for f in files), stripped_prefix=prefix)
+
+
+class PathSet:
+    """The paths of one tree: refuses duplicates, names differing only by case or Unicode
+    normalisation, and a name used both as a file and as a folder."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        self.folders: dict[str, str] = {}
+
+    def add_folder(self, name: str, parts: list[str]) -> None:
+        key = "/".join(_fold(part) for part in parts)
+        if key in self.files:
+            shown = _show(name)
+            raise InvalidArchiveError(f"the entry {shown} collides with another entry", entry=shown)
+        self.folders.setdefault(key, name)
+
+    def add_file(self, name: str, parts: list[str]) -> None:
+        key = "/".join(_fold(part) for part in parts)
+        shown = _show(name)
+        if key in self.files or key in self.folders:
+            raise InvalidArchiveError(
+                f"the entry {shown} collides with {_show(self.files.get(key) or self.folders[key])} "
+                "(same name, or differing only by case or Unicode normalisation)",
+                entry=shown,
+            )
+        self.files[key] = name
+        for depth in range(1, len(parts)):
+            parent = "/".join(_fold(part) for part in parts[:depth])
+            if parent in self.files:
+                raise InvalidArchiveError(f"the entry {shown} is inside a file, not a folder", entry=shown)
+            self.folders.setdefault(parent, name)
+
+    def finish(self) -> None:
+        for folder in self.folders:
+            if folder in self.files:
+                shown = _show(self.files[folder])
+                raise InvalidArchiveError(f"the entry {shown} is both a file and a folder", entry=shown)
+
+
+def is_published(parts: list[str]) -> bool:
+    """Dotfiles (.git/, .env, .DS_Store) and macOS resource forks are never published."""
+    return parts[0] not in _IGNORED_TOP_LEVEL and not any(part.startswith(".") for part in parts)
 
 
 def archive_start_dir(archive: zipfile.ZipFile) -> int:
@@ -181,8 +206,12 @@ def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: 
         raise InvalidArchiveError("an entry's data runs into the archive's central directory")
 
 
-def extract(archive: zipfile.ZipFile, plan: ExtractionPlan, destination: Path) -> int:
-    """Write the planned files under a fresh destination; never follows or creates links."""
+def extract(archive: zipfile.ZipFile, plan: ExtractionPlan, destination: Path, store: BlobStore) -> int:
+    """Build the planned tree under a fresh destination as hard links into the blob store.
+
+    A file the store already holds (same crc32 and size, confirmed by sha256) is only read, never
+    written again; so a deploy in which one file of 1,000 changed writes one file.
+    """
     destination.mkdir(mode=0o755, parents=False, exist_ok=False)
     made: set[str] = set()
     written_total = 0
@@ -193,24 +222,38 @@ def extract(archive: zipfile.ZipFile, plan: ExtractionPlan, destination: Path) -
             if folder not in made:
                 os.mkdir(destination / folder, 0o755)
                 made.add(folder)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(destination / planned.target, flags, 0o644)
-        written = 0
         try:
-            with archive.open(planned.entry) as source, os.fdopen(fd, "wb", closefd=True) as out:
-                while chunk := source.read(_CHUNK):
-                    written += len(chunk)
-                    if written > planned.size:
-                        raise InvalidArchiveError(
-                            f"the entry {_show(planned.entry.filename)} is larger than it declares"
-                        )
-                    out.write(chunk)
+            digest = _known_digest(archive, planned, store)
+            if digest is None:
+                digest = store.add_stream(_entry_chunks(archive, planned), limit=planned.size)
+                written_total += planned.size
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise InvalidArchiveError(
                 f"the entry {_show(planned.entry.filename)} is corrupt or truncated ({_reason(exc)})"
             ) from None
-        written_total += written
+        store.link_into(digest, destination / planned.target)
     return written_total
+
+
+def _entry_chunks(archive: zipfile.ZipFile, planned: PlannedFile) -> Iterator[bytes]:
+    read = 0
+    with archive.open(planned.entry) as source:
+        while chunk := source.read(_CHUNK):
+            read += len(chunk)
+            if read > planned.size:
+                raise InvalidArchiveError(f"the entry {_show(planned.entry.filename)} is larger than it declares")
+            yield chunk
+
+
+def _known_digest(archive: zipfile.ZipFile, planned: PlannedFile, store: BlobStore) -> str | None:
+    """The digest of an entry the store already holds, checked by hashing (the crc is only a hint)."""
+    hint = store.digest_hint(planned.entry.CRC, planned.size)
+    if hint is None:
+        return None
+    digest = hashlib.sha256()
+    for chunk in _entry_chunks(archive, planned):
+        digest.update(chunk)
+    return hint if digest.hexdigest() == hint else None
 
 
 def _check_entry_kind(info: zipfile.ZipInfo) -> None:
@@ -240,11 +283,6 @@ def _check_ratio(info: zipfile.ZipInfo, limits: ArchiveLimits) -> None:
             f"the entry {shown} expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb",
             entry=shown,
         )
-
-
-def _is_published(parts: list[str]) -> bool:
-    # Dotfiles (.git/, .env, .DS_Store) and macOS resource forks are never published.
-    return parts[0] not in _IGNORED_TOP_LEVEL and not any(part.startswith(".") for part in parts)
 
 
 def _common_folder(all_parts: Iterable[list[str]]) -> str:

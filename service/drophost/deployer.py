@@ -13,8 +13,9 @@ from typing import IO, Any
 
 from psycopg_pool import ConnectionPool
 
-from drophost import releases, store
+from drophost import releases, retention, store
 from drophost.archive import ArchiveLimits, extract, open_archive, plan_extraction
+from drophost.blobstore import BlobStore
 from drophost.errors import (
     ConflictError,
     DrophostError,
@@ -33,6 +34,7 @@ class Deployer:
         self.settings = settings
         self.pool = pool
         self.nginx = nginx
+        self.store = BlobStore(settings.data_dir / "store")
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # nginx -t, the file swap and the reload of different slots must not interleave; it is brief.
@@ -67,7 +69,9 @@ class Deployer:
         try:
             with open_archive(upload) as archive:
                 plan = plan_extraction(archive, upload, self.archive_limits())
-                extract(archive, plan, incoming)
+                self.store.prepare()
+                with self.store.using():
+                    extract(archive, plan, incoming, self.store)
         except DrophostError:
             releases.remove(incoming)
             raise
@@ -104,6 +108,9 @@ class Deployer:
                 )
             final = releases.release_dir(self.settings.releases_dir, slot, deployment_id)
             try:
+                # Trees from other sources (git) are plain files: store each distinct file once.
+                with self.store.using():
+                    self.store.absorb_tree(incoming)
                 releases.promote(incoming, final)
                 self._go_live(slot, deployment_id, final, files, size, ttl_seconds)
             except DrophostError as exc:
@@ -119,6 +126,10 @@ class Deployer:
                 with self.pool.connection() as conn:
                     store.finish_deployment(conn, deployment_id, state="failed", error="internal error")
                 raise
+            try:
+                retention.retain(self, slot)
+            except Exception:  # noqa: BLE001 - the deploy is live; retention runs again next time
+                log.exception("retention failed for slot %s", slot)
         return self.deployment(deployment_id)
 
     def _go_live(
@@ -177,6 +188,8 @@ class Deployer:
                 target = store.get_version(conn, slot, version)
             if target is None:
                 raise NotFoundError(f'slot "{slot}" has no config version {version}')
+            if target["status"] == "pruned":
+                raise ConflictError(f"the files of config version {version} were removed by retention")
             if target["status"] not in ("active", "inactive"):
                 raise ConflictError(f"config version {version} never went live and cannot be made live")
             if active == version:
@@ -227,15 +240,14 @@ class Deployer:
             try:
                 self.nginx.check_candidate(slot, text)
             except DrophostError:
-                self.nginx.discard_staged(slot)
+                self.nginx.discard_staged()
                 raise
-            live_file = self.nginx.slot_path(slot)
-            previous = live_file.read_text() if live_file.exists() else None
+            previous = self.nginx.entries.get(slot)
             self.nginx.install(slot, text)
             try:
                 old_workers = self.nginx.reload()
             except DrophostError:
-                # nginx is not running: put the file back, so that it starts with the recorded version.
+                # nginx is not running: put the entry back, so that it starts with the recorded version.
                 self.nginx.install(slot, previous)
                 raise
         if not self.nginx.wait_for_reload(old_workers, slot, version):
@@ -257,30 +269,23 @@ class Deployer:
             desired = store.active_configs(conn)
             versions = {r["slot"]: r["active_version"] for r in store.list_slots(conn) if r["status"] == "live"}
             kept = store.kept_release_dirs(conn)
-        changed: dict[str, int | None] = {}
         old_workers: frozenset[int] | None = None
         with self._switch_lock:
-            live = self.nginx.live_slots()
-            for slot in set(live) - set(desired):
-                self.nginx.install(slot, None)
-                changed[slot] = None
-            for slot, text in desired.items():
-                if live.get(slot) != text:
-                    self.nginx.install(slot, text)
-                    changed[slot] = versions.get(slot)
+            changed = self.nginx.install_all(desired)
             for leftover in self.nginx.staging_dir.iterdir():
                 leftover.unlink()
             if changed and self.nginx.is_running():
                 self.nginx.test()
                 old_workers = self.nginx.reload()
-        # Start-up is over only when nginx serves what PostgreSQL records, not merely was told to.
-        for slot, version in changed.items():
+        # Start-up is over only when nginx serves what PostgreSQL records, not merely was told to
+        # (after the old workers let go, one request per live slot checks it).
+        for slot, version in versions.items():
             if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, version):
                 log.warning("nginx did not confirm slot %s version %s in time", slot, version)
         removed = releases.orphaned(self.settings.releases_dir, kept)
         for path in removed:
             releases.remove(path)
-        return {"failed_deployments": failed, "slots_changed": len(changed), "orphans_removed": len(removed)}
+        return {"failed_deployments": failed, "sites_changed": changed, "orphans_removed": len(removed)}
 
     # -- reads -----------------------------------------------------------------------------
     def deployment(self, deployment_id: int) -> dict[str, Any]:

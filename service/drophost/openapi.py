@@ -217,6 +217,100 @@ def document() -> dict[str, Any]:
                     },
                 )
             },
+            "/api/slots/{slot}/versions/{version}/pin": {
+                "post": _op(
+                    "Pin or unpin a config version (retention always keeps pinned versions' files)",
+                    {
+                        "200": _json({"type": "object"}, "Pinned"),
+                        **_errors(400, 401, 404, 422),
+                    },
+                    parameters=[
+                        _SLOT_PARAM,
+                        {"name": "version", "in": "path", "required": True, "schema": {"type": "integer"}},
+                    ],
+                    requestBody={
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "properties": {"pinned": {"type": "boolean"}}}
+                            }
+                        },
+                    },
+                )
+            },
+            "/api/uploads": {
+                "post": _op(
+                    "Start a digest upload: send path -> sha256, get back the digests the server lacks",
+                    {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "upload_id": {"type": "string"},
+                                    "missing": {"type": "array", "items": {"type": "string"}},
+                                },
+                            },
+                            "Upload started",
+                        ),
+                        **_errors(400, 401, 413, 422),
+                    },
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["slot", "files"],
+                                    "properties": {
+                                        "slot": {"type": "string"},
+                                        "ttl": {"type": ["string", "integer"]},
+                                        "files": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                )
+            },
+            "/api/uploads/{upload_id}/blobs/{digest}": {
+                "put": _op(
+                    "Upload the bytes of one file named by its sha256",
+                    {
+                        "200": _json({"type": "object"}, "Already stored"),
+                        "201": _json({"type": "object"}, "Stored"),
+                        **_errors(401, 404, 409, 413, 422),
+                    },
+                    parameters=[
+                        {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "digest", "in": "path", "required": True, "schema": {"type": "string"}},
+                    ],
+                    requestBody={
+                        "required": True,
+                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                )
+            },
+            "/api/uploads/{upload_id}/finalize": {
+                "post": _op(
+                    "Deploy a digest upload",
+                    {"201": _json(deployment, "Live"), **_errors(401, 404, 409, 422, 500)},
+                    parameters=[{"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                )
+            },
+            "/api/gc": {
+                "post": _op(
+                    "Apply retention and remove files nothing needs (dry_run only reports)",
+                    {"200": _json({"type": "object"}, "Report"), **_errors(400, 401, 422)},
+                    requestBody={
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "properties": {"dry_run": {"type": "boolean"}}}
+                            }
+                        },
+                    },
+                )
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -244,7 +338,7 @@ def document() -> dict[str, Any]:
                                 "expired",
                             ],
                         },
-                        "source": {"type": "string", "enum": ["zip", "git"]},
+                        "source": {"type": "string", "enum": ["zip", "git", "upload"]},
                         "url": {"type": "string"},
                         "config_version": {"type": ["integer", "null"]},
                         "files": {"type": ["integer", "null"]},
@@ -268,7 +362,7 @@ def document() -> dict[str, Any]:
                     "properties": {
                         "version": {"type": "integer"},
                         "sha256": {"type": "string"},
-                        "status": {"type": "string", "enum": ["pending", "active", "inactive", "failed"]},
+                        "status": {"type": "string", "enum": ["pending", "active", "inactive", "failed", "pruned"]},
                         "deployment_id": {"type": "integer"},
                         "created_at": {"type": "string", "format": "date-time"},
                     },

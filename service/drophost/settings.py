@@ -28,6 +28,11 @@ class Settings:
     # The service listens here behind nginx (a unix socket path, or empty for host/port).
     service_socket: str = ""
     nginx_binary: str = "nginx"
+    # "local": nginx is a child or a process on this machine (signals, /proc); "watcher": nginx runs in
+    # another container and a watcher there runs nginx -t and reloads on request (see docker/nginx/).
+    nginx_control: str = "local"
+    # host:port where the service reaches nginx to confirm a version is served (default host:port).
+    nginx_probe: str = ""
     # When DropHost runs as root, nginx's workers run as this user (the master only reads config).
     nginx_worker_user: str = "nobody"
     # When empty the packaged templates are used; tests point this elsewhere.
@@ -45,6 +50,9 @@ class Settings:
     default_ttl_seconds: int = 0
     max_ttl_seconds: int = 365 * 24 * 3600
     expiry_interval: float = 5.0
+    # Retention: the newest N config versions of each slot keep their files (active and pinned always).
+    keep_versions: int = 20
+    gc_interval: float = 3600.0
     db_pool_size: int = 8
     subprocess_timeout: float = 60.0
 

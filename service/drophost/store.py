@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 Row = dict[str, Any]
 Conn = psycopg.Connection[Any]
@@ -219,3 +220,70 @@ def due_expiries(conn: Conn) -> list[str]:
         "SELECT slot FROM slots WHERE status = 'live' AND expires_at IS NOT NULL AND expires_at <= now()",
     )
     return [r["slot"] for r in rows]
+
+
+# -- digest uploads and retention -------------------------------------------------------------
+def create_upload(conn: Conn, *, upload_id: str, slot: str, ttl_seconds: int | None, manifest: dict[str, str]) -> None:
+    conn.execute(
+        "INSERT INTO uploads (id, slot, ttl_seconds, manifest) VALUES (%s, %s, %s, %s)",
+        (upload_id, slot, ttl_seconds, Jsonb(manifest)),
+    )
+
+
+def get_upload(conn: Conn, upload_id: str) -> Row | None:
+    return _row(
+        conn,
+        "SELECT id, slot, ttl_seconds, manifest, finalized_at, deployment_id, created_at FROM uploads WHERE id = %s",
+        (upload_id,),
+    )
+
+
+def claim_upload(conn: Conn, upload_id: str) -> bool:
+    """Mark an upload as being deployed; False if another request claimed it first."""
+    rows = _rows(
+        conn,
+        "UPDATE uploads SET finalized_at = now() WHERE id = %s AND finalized_at IS NULL RETURNING id",
+        (upload_id,),
+    )
+    return bool(rows)
+
+
+def set_upload_deployment(conn: Conn, upload_id: str, deployment_id: int) -> None:
+    conn.execute("UPDATE uploads SET deployment_id = %s WHERE id = %s", (deployment_id, upload_id))
+
+
+def delete_stale_uploads(conn: Conn, older_than_seconds: int) -> int:
+    rows = _rows(
+        conn,
+        "DELETE FROM uploads WHERE finalized_at IS NULL AND created_at < now() - make_interval(secs => %s)"
+        " RETURNING id",
+        (older_than_seconds,),
+    )
+    return len(rows)
+
+
+def retention_candidates(conn: Conn, slot: str | None = None) -> list[Row]:
+    """Every version that still has files on disk, with what retention needs to decide."""
+    return _rows(
+        conn,
+        "SELECT slot, version, status, pinned, release_dir FROM config_versions"
+        " WHERE status IN ('active', 'inactive') AND (%(slot)s::text IS NULL OR slot = %(slot)s)"
+        " ORDER BY slot, version DESC",
+        {"slot": slot},
+    )
+
+
+def mark_pruned(conn: Conn, slot: str, versions: list[int]) -> None:
+    conn.execute(
+        "UPDATE config_versions SET status = 'pruned' WHERE slot = %s AND version = ANY(%s) AND status = 'inactive'",
+        (slot, versions),
+    )
+
+
+def set_pinned(conn: Conn, slot: str, version: int, pinned: bool) -> bool:
+    rows = _rows(
+        conn,
+        "UPDATE config_versions SET pinned = %s WHERE slot = %s AND version = %s RETURNING version",
+        (pinned, slot, version),
+    )
+    return bool(rows)

@@ -102,14 +102,17 @@ def recorded(settings: Settings) -> dict[str, Any]:
 
 
 def on_disk(settings: Settings) -> dict[str, Any]:
-    """Every path under releases/ (incl. .incoming), and nginx's slot and staging files."""
+    """Every path under releases/ (incl. .incoming), and the sites map nginx serves from."""
     releases = settings.releases_dir
-    nginx = settings.nginx_dir
     return {
         "releases": sorted(str(p.relative_to(releases)) for p in releases.rglob("*")) if releases.exists() else [],
-        "slots": {p.name: p.read_text() for p in sorted((nginx / "slots").glob("*"))},
-        "staging": sorted(p.name for p in (nginx / "staging").glob("*")),
+        "sites": sites_map(settings),
     }
+
+
+def sites_map(settings: Settings) -> str:
+    """The live entries nginx serves from: one per live slot."""
+    return (settings.nginx_dir / "sites.map").read_text()
 
 
 def assert_error(response: httpx.Response, status: int, settings: Settings | None = None) -> str:

@@ -24,7 +24,8 @@ from tests.integration.support import (
 )
 from tests.zipcraft import std_zip
 
-SAMPLE_PARAMS = {"id": "1", "slot": "site", "version": "1"}
+SAMPLE_PARAMS = {"id": "1", "slot": "site", "version": "1", "upload_id": "1", "digest": "0" * 64}
+DIGEST = "0" * 64
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +184,23 @@ BAD_REQUESTS = [
     Bad(("/api/slots/{slot}/rollback", "post"), 409, kwargs=_auth()),
     Bad(("/api/slots/{slot}/rollback", "post"), 413, kwargs=_auth(content=b" " * (65 * 1024))),
     Bad(("/api/slots/{slot}/rollback", "post"), 422, "/api/slots/UP/rollback", _auth(json={})),
+    Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 401),
+    Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 404, "/api/slots/site/versions/9/pin", _auth()),
+    Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 422, kwargs=_auth(json={"pinned": "yes"})),
+    Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 400, kwargs=_auth(content=b"{")),
+    Bad(("/api/uploads", "post"), 401),
+    Bad(("/api/uploads", "post"), 422, kwargs=_auth(json={})),
+    Bad(("/api/uploads", "post"), 422, kwargs=_auth(json={"slot": "site", "files": {"../x": DIGEST}})),
+    Bad(("/api/uploads", "post"), 422, kwargs=_auth(json={"slot": "No", "files": {"a.html": DIGEST}})),
+    Bad(("/api/uploads", "post"), 400, kwargs=_auth(content=b"[]")),
+    Bad(("/api/uploads/{upload_id}/blobs/{digest}", "put"), 401),
+    Bad(("/api/uploads/{upload_id}/blobs/{digest}", "put"), 404, kwargs=_auth(content=b"x")),
+    Bad(("/api/uploads/{upload_id}/blobs/{digest}", "put"), 404, "/api/uploads/nope/blobs/" + DIGEST, _auth()),
+    Bad(("/api/uploads/{upload_id}/finalize", "post"), 401),
+    Bad(("/api/uploads/{upload_id}/finalize", "post"), 404, kwargs=_auth()),
+    Bad(("/api/gc", "post"), 401),
+    Bad(("/api/gc", "post"), 422, kwargs=_auth(json={"dry_run": "no"})),
+    Bad(("/api/gc", "post"), 400, kwargs=_auth(content=b"{x")),
 ]
 
 

@@ -19,6 +19,7 @@ from tests.integration.support import (
     live_version,
     served,
     site,
+    sites_map,
     tree,
     upload,
 )
@@ -120,9 +121,10 @@ def test_versions_hold_the_config_text_nginx_serves(stack: Stack) -> None:
     for entry in listed["versions"]:
         one = api(stack, "GET", f"/api/slots/demo/versions/{entry['version']}").json()
         assert hashlib.sha256(one["config"].encode()).hexdigest() == one["sha256"] == entry["sha256"]
-        assert f"/releases/demo/{entry['deployment_id']}/" in one["config"]
-    live_text = (stack.settings.nginx_dir / "slots" / "demo.conf").read_text()
-    assert live_text == api(stack, "GET", "/api/slots/demo/versions/2").json()["config"]
+        assert f'/releases/demo/{entry["deployment_id"]}";' in one["config"]
+    live = sites_map(stack.settings)
+    assert api(stack, "GET", "/api/slots/demo/versions/2").json()["config"] in live
+    assert api(stack, "GET", "/api/slots/demo/versions/1").json()["config"] not in live
 
 
 def test_rollback_without_a_version_goes_to_the_previous_one(stack: Stack) -> None:
@@ -158,7 +160,7 @@ def test_delete_takes_the_slot_offline_and_keeps_its_history(stack: Stack) -> No
     assert slots["demo"]["status"] == "offline" and slots["demo"]["active_version"] is None
     statuses = [d["status"] for d in api(stack, "GET", "/api/deployments?slot=demo").json()["deployments"]]
     assert statuses == ["offline", "superseded"]
-    assert not (stack.settings.nginx_dir / "slots" / "demo.conf").exists()
+    assert '\ndemo "' not in sites_map(stack.settings) and '\nother "' in sites_map(stack.settings)
     # Deleting again changes nothing; rolling back makes the last live version live again.
     assert api(stack, "DELETE", "/api/slots/demo").json() == {"slot": "demo", "status": "offline"}
     assert api(stack, "POST", "/api/slots/demo/rollback").json() == {"slot": "demo", "active": 2}

@@ -10,6 +10,7 @@ import pytest
 
 from drophost import runner
 from drophost.archive import ArchiveLimits, ExtractionPlan, check_entry_name, extract, open_archive, plan_extraction
+from drophost.blobstore import BlobStore
 from drophost.errors import InvalidArchiveError
 from tests.zipcraft import BAD_ZIPS, LIMITS, BadZip, Entry, MiB, craft_zip, std_zip, streamed_zip, zipinfo_zip
 
@@ -17,11 +18,13 @@ TEST_LIMITS = ArchiveLimits(**LIMITS)
 
 
 def unpack(data: bytes, destination: Path, limits: ArchiveLimits = TEST_LIMITS) -> ExtractionPlan:
-    """What the deployer does with an upload: open, plan, extract."""
+    """What the deployer does with an upload: open, plan, extract (into a store beside the tree)."""
     raw = io.BytesIO(data)
+    store = BlobStore(destination.parent / f"{destination.name}-store")
+    store.prepare()
     with open_archive(raw) as archive:
         plan = plan_extraction(archive, raw, limits)
-        extract(archive, plan, destination)
+        extract(archive, plan, destination, store)
     return plan
 
 
@@ -65,7 +68,7 @@ def test_corrupt_data_leaves_only_the_destination_the_caller_removes(tmp_path: P
     bad = next(b for b in BAD_ZIPS if b.id == "corrupt-crc")
     with pytest.raises(InvalidArchiveError):
         unpack(bad.build(), tmp_path / "out")
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out-store"]
 
 
 def test_ratio_cap_follows_the_limit(tmp_path: Path) -> None:

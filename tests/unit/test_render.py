@@ -7,7 +7,6 @@ write the .json, run the test, check the text it prints, and save it as the .con
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from drophost.nginx import render_main_config, render_site_config, template_envi
 from drophost.settings import Settings
 
 CASES = Path(__file__).parent.parent / "fixtures" / "render"
-MIME_TYPES = str(resources.files("drophost.nginx_templates").joinpath("mime.types"))
 
 
 def render(spec: dict[str, Any]) -> str:
@@ -34,9 +32,7 @@ def render(spec: dict[str, Any]) -> str:
         ).text
     fields = dict(spec["settings"])
     settings = Settings(data_dir=Path(fields.pop("data_dir")), **fields)
-    text = render_main_config(env, settings, slot_includes=args["slot_includes"], worker_user=args["worker_user"])
-    # The packaged mime.types lives wherever drophost is installed.
-    return text.replace(MIME_TYPES, "@MIME_TYPES@")
+    return render_main_config(env, settings, sites_map=args["sites_map"], worker_user=args["worker_user"])
 
 
 def case_files() -> list[Path]:

@@ -1,0 +1,93 @@
+"""Retention and garbage collection: keep the last N versions per slot, drop what nothing needs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drophost import releases, store
+
+if TYPE_CHECKING:
+    from drophost.deployer import Deployer
+
+# Uploads that were never finalised are forgotten after a day.
+_STALE_UPLOAD_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Prune:
+    slot: str
+    version: int
+    release_dir: str
+
+
+@dataclass
+class Report:
+    dry_run: bool
+    releases: list[Prune] = field(default_factory=list)
+    blobs: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "releases": [{"slot": p.slot, "version": p.version} for p in self.releases],
+            "blobs": self.blobs,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def plan_retention(rows: list[dict[str, Any]], keep: int) -> list[Prune]:
+    """Versions (newest first per slot) beyond the newest `keep`, except active and pinned ones (pure)."""
+    prunes: list[Prune] = []
+    seen: dict[str, int] = {}
+    for row in rows:
+        rank = seen.get(row["slot"], 0)
+        seen[row["slot"]] = rank + 1
+        if rank < keep or row["status"] == "active" or row["pinned"]:
+            continue
+        prunes.append(Prune(slot=row["slot"], version=int(row["version"]), release_dir=row["release_dir"]))
+    return prunes
+
+
+def retain(deployer: Deployer, slot: str, *, dry_run: bool = False) -> list[Prune]:
+    """Apply retention to one slot (the caller holds the slot's lock)."""
+    with deployer.pool.connection() as conn:
+        rows = store.retention_candidates(conn, slot)
+    prunes = plan_retention(rows, deployer.settings.keep_versions)
+    if prunes and not dry_run:
+        with deployer.pool.connection() as conn:
+            # Recorded first: a version marked pruned is never made live, even if removal stops half-way.
+            store.mark_pruned(conn, slot, [p.version for p in prunes])
+        for prune in prunes:
+            releases.remove(Path(prune.release_dir))
+    return prunes
+
+
+def collect(deployer: Deployer, *, dry_run: bool) -> Report:
+    """Retention on every slot, then remove the blobs no release links to any more."""
+    started = time.monotonic()
+    report = Report(dry_run=dry_run)
+    with deployer.pool.connection() as conn:
+        slots = sorted({row["slot"] for row in store.retention_candidates(conn)})
+        if not dry_run:
+            store.delete_stale_uploads(conn, _STALE_UPLOAD_SECONDS)
+    for slot in slots:
+        with deployer.slot_lock(slot):
+            report.releases.extend(retain(deployer, slot, dry_run=dry_run))
+    blob_store = deployer.store
+    with blob_store.sweeping():
+        doomed = {Path(p.release_dir) for p in report.releases} if dry_run else set()
+        for blob in blob_store.unreferenced(ignoring=doomed):
+            report.blobs += 1
+            report.bytes += blob.stat().st_size
+            if not dry_run:
+                blob.unlink()
+        if not dry_run:
+            blob_store.forget_dangling_hints()
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,179 @@
+"""Content-addressed deploys, digest uploads, retention and garbage collection, end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from drophost.app import create_app
+from drophost.digestclient import ClientError, deploy_folder
+from drophost.settings import Settings
+from tests.conftest import AUTH, TOKEN, Stack, make_zip, start_nginx, stop_process
+
+SITE = {f"page{i}.html": f"<p>page {i}</p>" * 20 for i in range(40)}
+
+
+def _blobs(settings: Settings) -> set[str]:
+    root = settings.data_dir / "store" / "blobs"
+    return {p.parent.name + p.name for p in root.rglob("*") if p.is_file()}
+
+
+def _sha(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def test_a_deploy_with_one_changed_file_writes_one_new_file(stack: Stack) -> None:
+    assert stack.deploy(SITE, "inc").status_code == 201
+    before = _blobs(stack.settings)
+    changed = dict(SITE, **{"page7.html": "<p>changed</p>"})
+    second = stack.deploy(changed, "inc")
+    assert second.status_code == 201, second.text
+    assert _blobs(stack.settings) - before == {_sha("<p>changed</p>")}
+    releases = stack.settings.releases_dir / "inc"
+    old, new = sorted(releases.iterdir(), key=lambda p: int(p.name))
+    assert (old / "page1.html").stat().st_ino == (new / "page1.html").stat().st_ino
+    assert (old / "page7.html").stat().st_ino != (new / "page7.html").stat().st_ino
+    assert stack.get("/d/inc/page7.html").text == "<p>changed</p>"
+
+
+def test_digest_upload_sends_only_missing_files_and_deploys(stack: Stack) -> None:
+    stack.deploy({"a.html": "A", "b.html": "B"}, "dig")
+    files = {"a.html": _sha("A"), "b.html": _sha("B"), "c/new.html": _sha("NEW"), ".env": _sha("secret")}
+    started = stack.client.post("/api/uploads", json={"slot": "dig", "files": files}, headers=AUTH)
+    assert started.status_code == 201, started.text
+    body = started.json()
+    # The dotfile is never published, so its bytes are not asked for.
+    assert body["missing"] == [_sha("NEW")] and body["files"] == 3
+    upload = body["upload_id"]
+    early = stack.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH)
+    assert early.status_code == 409 and early.json()["missing"] == [_sha("NEW")]
+    put = stack.client.put(f"/api/uploads/{upload}/blobs/{_sha('NEW')}", content=b"NEW", headers=AUTH)
+    assert put.status_code == 201, put.text
+    done = stack.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH)
+    assert done.status_code == 201, done.text
+    assert done.json()["source"] == "upload" and done.json()["config_version"] == 2
+    assert stack.get("/d/dig/c/new.html").text == "NEW"
+    assert stack.get("/d/dig/a.html").text == "A"
+    assert stack.get("/d/dig/.env").status_code == 404
+    again = stack.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH)
+    assert again.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("files", "fragment"),
+    [
+        ({"../escape.html": _sha("x")}, ".."),
+        ({"/abs.html": _sha("x")}, "absolute"),
+        ({"a.html": "not-a-digest"}, "sha256"),
+        ({"A.html": _sha("x"), "a.html": _sha("y")}, "collides"),
+        ({}, "non-empty"),
+        ({".git/config": _sha("x")}, "no files"),
+    ],
+)
+def test_bad_digest_manifests_are_refused_and_change_nothing(
+    stack: Stack, files: dict[str, str], fragment: str
+) -> None:
+    answer = stack.client.post("/api/uploads", json={"slot": "bad", "files": files}, headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    assert fragment in answer.json()["error"]
+    assert stack.client.get("/api/slots", headers=AUTH).json()["slots"] == []
+
+
+def test_a_blob_with_the_wrong_bytes_or_not_in_the_manifest_is_refused(stack: Stack) -> None:
+    started = stack.client.post("/api/uploads", json={"slot": "w", "files": {"a": _sha("A")}}, headers=AUTH).json()
+    wrong = stack.client.put(f"/api/uploads/{started['upload_id']}/blobs/{_sha('A')}", content=b"B", headers=AUTH)
+    assert wrong.status_code == 422 and "do not match" in wrong.json()["error"]
+    assert not _blobs(stack.settings) & {_sha("B"), _sha("A")}
+    stranger = stack.client.put(f"/api/uploads/{started['upload_id']}/blobs/{_sha('B')}", content=b"B", headers=AUTH)
+    assert stranger.status_code == 422
+    unknown = stack.client.post("/api/uploads/5f0c3c2e-0000-4000-8000-000000000000/finalize", headers=AUTH)
+    assert unknown.status_code == 404
+    junk = stack.client.post("/api/uploads/not-a-uuid/finalize", headers=AUTH)
+    assert junk.status_code == 404
+
+
+@pytest.fixture
+def retaining_stack(settings: Settings) -> Iterator[Stack]:
+    from starlette.testclient import TestClient
+
+    chosen = replace(settings, keep_versions=2)
+    nginx, process = start_nginx(chosen)
+    try:
+        with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
+            yield Stack(settings=chosen, nginx=nginx, process=process, client=client)
+    finally:
+        stop_process(process)
+
+
+def test_retention_keeps_the_last_versions_pinned_ones_and_gc_frees_their_files(retaining_stack: Stack) -> None:
+    stack = retaining_stack
+    stack.deploy({"index.html": "v1", "big.bin": os.urandom(4096)}, "keep")
+    pinned = stack.client.post("/api/slots/keep/versions/1/pin", json={}, headers=AUTH)
+    assert pinned.status_code == 200 and pinned.json()["pinned"] is True
+    for n in (2, 3, 4):
+        assert stack.deploy({"index.html": f"v{n}", "big.bin": os.urandom(4096)}, "keep").status_code == 201
+    versions = {
+        v["version"]: v["status"] for v in stack.client.get("/api/slots/keep/versions", headers=AUTH).json()["versions"]
+    }
+    assert versions == {4: "active", 3: "inactive", 2: "pruned", 1: "inactive"}
+    refused = stack.client.post("/api/slots/keep/rollback", json={"version": 2}, headers=AUTH)
+    assert refused.status_code == 409 and "retention" in refused.json()["error"]
+    dry = stack.client.post("/api/gc", json={"dry_run": True}, headers=AUTH).json()
+    assert dry["dry_run"] is True and dry["blobs"] >= 2
+    blobs_before = _blobs(stack.settings)
+    assert blobs_before  # nothing removed by the dry run
+    real = stack.client.post("/api/gc", json={}, headers=AUTH).json()
+    assert real["blobs"] == dry["blobs"]
+    assert len(_blobs(stack.settings)) == len(blobs_before) - real["blobs"]
+    assert stack.client.post("/api/slots/keep/rollback", json={"version": 1}, headers=AUTH).status_code == 200
+    assert stack.get("/d/keep/").text == "v1"
+    assert stack.client.post("/api/gc", json={"dry_run": "yes"}, headers=AUTH).status_code == 422
+
+
+@pytest.fixture
+def served_stack(stack: Stack) -> Iterator[Stack]:
+    """The same stack with the service really listening behind nginx (for HTTP clients)."""
+    app = create_app(stack.settings)
+    server = uvicorn.Server(uvicorn.Config(app, uds=stack.settings.service_socket, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.05)
+    yield stack
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_the_folder_client_uploads_only_what_changed(served_stack: Stack, tmp_path: Path) -> None:
+    folder = tmp_path / "site"
+    (folder / "css").mkdir(parents=True)
+    for i in range(30):
+        (folder / f"p{i}.html").write_text(f"page {i}")
+    (folder / "css" / "a.css").write_text("body{}")
+    (folder / ".secret").write_text("no")
+    seen: list[tuple[int, int]] = []
+    first = deploy_folder(served_stack.base_url, TOKEN, folder, slot="cli", progress=lambda a, b: seen.append((a, b)))
+    assert first["status"] == "live" and first["uploaded_files"] == 31
+    assert seen[-1][0] == seen[-1][1]
+    (folder / "p3.html").write_text("changed")
+    second = deploy_folder(served_stack.base_url, TOKEN, folder, slot="cli")
+    assert second["uploaded_files"] == 1 and second["config_version"] == 2
+    assert served_stack.get("/d/cli/p3.html").text == "changed"
+    assert served_stack.get("/d/cli/.secret").status_code == 404
+    with pytest.raises(ClientError) as failure:
+        deploy_folder(served_stack.base_url, "wrong-token", folder, slot="cli")
+    assert failure.value.status == 401
+
+
+def test_zip_uploads_still_work_next_to_digest_uploads(stack: Stack) -> None:
+    answer = stack.client.post(
+        "/api/deployments", files={"file": ("z.zip", make_zip({"index.html": "zip"}), "application/zip")}, headers=AUTH
+    )
+    assert answer.status_code == 201 and stack.get("/d/z/").text == "zip"

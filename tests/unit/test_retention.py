@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from drophost.blobstore import BlobStore
+from drophost.errors import ValidationError
+from drophost.retention import Prune, plan_retention
+
+
+def _row(slot: str, version: int, status: str = "inactive", pinned: bool = False) -> dict[str, object]:
+    return {"slot": slot, "version": version, "status": status, "pinned": pinned, "release_dir": f"/r/{slot}/{version}"}
+
+
+def test_retention_keeps_the_newest_versions_and_the_active_and_pinned_ones() -> None:
+    rows = [
+        _row("a", 6),
+        _row("a", 5),
+        _row("a", 4),
+        _row("a", 3, pinned=True),
+        _row("a", 2, status="active"),
+        _row("a", 1),
+        _row("b", 2),
+        _row("b", 1),
+    ]
+    assert plan_retention(rows, keep=2) == [Prune("a", 4, "/r/a/4"), Prune("a", 1, "/r/a/1")]
+
+
+def test_retention_with_nothing_beyond_the_limit_prunes_nothing() -> None:
+    assert plan_retention([_row("a", 2), _row("a", 1, status="active")], keep=5) == []
+
+
+def test_the_store_keeps_one_copy_per_content(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "store")
+    store.prepare()
+    first = store.add_stream([b"hello ", b"world"])
+    second = store.add_stream([b"hello world"])
+    assert first == second == hashlib.sha256(b"hello world").hexdigest()
+    assert len(list((tmp_path / "store" / "blobs").rglob("*"))) == 2  # one folder, one blob
+    os.mkdir(tmp_path / "release")
+    store.link_into(first, tmp_path / "release" / "a.txt")
+    assert (tmp_path / "release" / "a.txt").stat().st_ino == store.path(first).stat().st_ino
+    assert store.unreferenced() == []
+
+
+def test_a_blob_whose_bytes_do_not_match_its_digest_is_refused_and_not_kept(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "store")
+    store.prepare()
+    with pytest.raises(ValidationError):
+        store.add_stream([b"evil"], expected=hashlib.sha256(b"good").hexdigest())
+    assert not store.has(hashlib.sha256(b"evil").hexdigest())
+    assert list((tmp_path / "store" / "tmp").iterdir()) == []
+
+
+def test_absorbing_a_tree_replaces_known_files_by_links(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "store")
+    store.prepare()
+    known = store.add_stream([b"same"])
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "same.txt").write_bytes(b"same")
+    (tree / "new.txt").write_bytes(b"new")
+    added = store.absorb_tree(tree)
+    assert added == 3
+    assert (tree / "sub" / "same.txt").stat().st_ino == store.path(known).stat().st_ino
+    assert store.has(hashlib.sha256(b"new").hexdigest())
+
+
+def test_unreferenced_blobs_are_found_and_a_dry_run_can_count_doomed_releases(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "store")
+    store.prepare()
+    kept = store.add_stream([b"kept"])
+    doomed = store.add_stream([b"doomed"])
+    orphan = store.add_stream([b"orphan"])
+    for name, digest in (("keep", kept), ("doom", doomed)):
+        (tmp_path / name).mkdir()
+        store.link_into(digest, tmp_path / name / "f")
+    assert store.unreferenced() == [store.path(orphan)]
+    assert sorted(store.unreferenced(ignoring={tmp_path / "doom"})) == sorted([store.path(orphan), store.path(doomed)])
