@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", help="where everything is kept (default: /var/lib/drophost as root)")
     up.add_argument("--port", type=int, help="the public port (default 8080)")
     up.add_argument("--host", help="the address to listen on (default 127.0.0.1)")
+    up.add_argument("--sites-port", type=int, help="the port the sites are served on (default the port + 1)")
 
     serve = commands.add_parser("serve", help="run only the service (PostgreSQL and nginx run elsewhere)")
     serve.add_argument("--listen-host", default="127.0.0.1")
@@ -36,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             from drophost.embedded import up
 
-            settings = Settings.from_env(os.environ, data_dir=args.data_dir, port=args.port, host=args.host)
+            settings = Settings.from_env(
+                os.environ, data_dir=args.data_dir, port=args.port, host=args.host, sites_port=args.sites_port
+            )
             return up(settings)
         if args.command == "serve":
             import uvicorn

@@ -26,6 +26,8 @@ from drophost.slots import validate_slot
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
 _SAFE_LISTEN = re.compile(r"^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 _SAFE_UPSTREAM = re.compile(r"^http://(?:unix:/[A-Za-z0-9/._-]+:|[A-Za-z0-9.-]+:[0-9]{1,5})$")
+_SAFE_HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_SAFE_ORIGIN = re.compile(r"^https?://(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,11 @@ def render_main_config(
     listen = f"{settings.host}:{settings.port}"
     if not _SAFE_LISTEN.fullmatch(listen):
         raise SettingsError(f"{listen!r} is not an address nginx can listen on")
+    sites_listen = f"{settings.host}:{settings.sites_listen_port}"
+    if settings.sites_host and not _SAFE_HOST_NAME.fullmatch(settings.sites_host):
+        raise SettingsError(f"{settings.sites_host!r} is not a host name")
+    if sites_listen == listen and not settings.sites_host:
+        raise SettingsError("the sites need their own port, or a host name (DROPHOST_SITES_HOST) on the same port")
     upstream = service_upstream(settings)
     if not _SAFE_UPSTREAM.fullmatch(upstream):
         raise SettingsError(f"{upstream!r} is not an address DropHost will proxy to")
@@ -88,6 +95,9 @@ def render_main_config(
     return env.get_template("nginx.conf.j2").render(
         nginx_dir=safe_path(settings.nginx_dir),
         listen=listen,
+        sites_listen=sites_listen,
+        sites_host=settings.sites_host,
+        sites_redirect=sites_redirect(settings),
         service_upstream=upstream,
         slot_includes=[
             safe_path(p[: -len("/*.conf")]) + "/*.conf" if p.endswith("/*.conf") else safe_path(p)
@@ -98,6 +108,18 @@ def render_main_config(
         worker_user=worker_user,
         worker_processes="auto",
     )
+
+
+def sites_redirect(settings: Settings) -> str:
+    """The origin the main port sends /d/... to: the configured one, else the host the browser used."""
+    if settings.sites_url:
+        origin = settings.sites_url.rstrip("/")
+        if not _SAFE_ORIGIN.fullmatch(origin):
+            raise SettingsError(f"{origin!r} is not an origin like http://sites.example:8081 (no path)")
+        return origin
+    port = settings.sites_listen_port
+    suffix = "" if port == 80 else f":{port}"
+    return f"$scheme://{settings.sites_host or '$host'}{suffix}"
 
 
 def worker_user_directive(user: str) -> str:
@@ -261,7 +283,11 @@ class Nginx:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise DeployFailedError("nginx exited at start; see nginx.stderr in the data directory")
-            if self.pid() == proc.pid and _accepts(self.settings.host, self.settings.port):
+            if (
+                self.pid() == proc.pid
+                and _accepts(self.settings.host, self.settings.port)
+                and _accepts(self.settings.host, self.settings.sites_listen_port)
+            ):
                 return proc
             time.sleep(0.02)
         proc.kill()
@@ -273,7 +299,10 @@ class Nginx:
         if deadline is None:
             deadline = time.monotonic() + self.settings.reload_confirm_timeout
         while True:
-            if _served_version(self.settings.host, self.settings.port, slot) == expected:
+            served = _served_version(
+                self.settings.host, self.settings.sites_listen_port, slot, self.settings.sites_host
+            )
+            if served == expected:
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -309,10 +338,10 @@ def _accepting_worker(pid: int) -> bool:
     return b"shutting down" not in title and b"worker process" in title
 
 
-def _served_version(host: str, port: int, slot: str) -> str | None:
+def _served_version(host: str, port: int, slot: str, host_header: str = "") -> str | None:
     conn = http.client.HTTPConnection(_loopback(host), port, timeout=2)
     try:
-        conn.request("HEAD", f"/d/{slot}/")
+        conn.request("HEAD", f"/d/{slot}/", headers={"Host": host_header} if host_header else {})
         response = conn.getresponse()
         response.read()
         return response.getheader("X-Drophost-Version")
