@@ -170,6 +170,21 @@ async def delete_slot(request: Request) -> Response:
     return JSONResponse(result)
 
 
+@require_token
+async def update_slot(request: Request) -> Response:
+    """Set a live slot's time to live from now: {"ttl": "2h"}; null or "" removes it."""
+    slot = path_slot(request)
+    body = await read_json(request)
+    if "ttl" not in body:
+        raise ValidationError('send {"ttl": "<duration>"} (or null to never expire)', field="ttl")
+    raw = body["ttl"]
+    if raw is not None and (not isinstance(raw, str | int) or isinstance(raw, bool)):
+        raise ValidationError("ttl must be a duration like 3600, 90m or 7d, or null", field="ttl")
+    ttl = parse_ttl(raw, maximum=settings_of(request).max_ttl_seconds)
+    result = await run_in_threadpool(deployer_of(request).set_ttl, slot, ttl)
+    return JSONResponse(result)
+
+
 # -- helpers ---------------------------------------------------------------------------------
 def _with_conn(deployer: Deployer, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     with deployer.pool.connection() as conn:

@@ -81,6 +81,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
         Route("/api/slots", api.list_slots, methods=["GET"]),
         Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
+        Route("/api/slots/{slot}", api.update_slot, methods=["PATCH"], max_body_size=64 * 1024),
         Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
         Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], max_body_size=64 * 1024),
@@ -133,12 +134,13 @@ async def openapi_document(request: Request) -> Response:
 
 
 async def _expire_forever(deployer: Deployer, interval: float) -> None:
+    # Check at once: slots whose time ran out while the service was stopped go offline at start.
     while True:
-        await asyncio.sleep(interval)
         try:
             await run_in_threadpool(deployer.expire_due)
         except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
             log.exception("expiry check failed")
+        await asyncio.sleep(interval)
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -140,7 +140,41 @@ def document() -> dict[str, Any]:
                     "Take a slot offline (its history stays)",
                     {"200": _json({"type": "object"}, "Offline"), **_errors(401, 404, 422, 500)},
                     parameters=[_SLOT_PARAM],
-                )
+                ),
+                "patch": _op(
+                    "Set a live slot's time to live, counted from now",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                                },
+                            },
+                            "New expiry",
+                        ),
+                        **_errors(400, 401, 404, 409, 422),
+                    },
+                    parameters=[_SLOT_PARAM],
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["ttl"],
+                                    "properties": {
+                                        "ttl": {
+                                            "type": ["string", "integer", "null"],
+                                            "description": "seconds, or a number with s/m/h/d/w; null: never",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                ),
             },
             "/api/slots/{slot}/versions": {
                 "get": _op(

@@ -219,3 +219,7 @@ def due_expiries(conn: Conn) -> list[str]:
         "SELECT slot FROM slots WHERE status = 'live' AND expires_at IS NOT NULL AND expires_at <= now()",
     )
     return [r["slot"] for r in rows]
+
+
+def set_expiry(conn: Conn, slot: str, expires_at: datetime | None) -> None:
+    conn.execute("UPDATE slots SET expires_at = %s, updated_at = now() WHERE slot = %s", (expires_at, slot))
