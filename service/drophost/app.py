@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost import api, openapi
+from drophost import analytics, api, openapi
+from drophost.accesslog import Ingester
 from drophost.deployer import Deployer
 from drophost.errors import DrophostError, SettingsError
 from drophost.migrate import migrate
@@ -44,8 +45,10 @@ def create_app(settings: Settings) -> Starlette:
         await run_in_threadpool(pool.open, True, 30.0)
         nginx = Nginx(settings)
         deployer = Deployer(settings, pool, nginx)
+        ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
         app.state.settings = settings
         app.state.deployer = deployer
+        app.state.ingester = ingester
 
         def start() -> None:
             with pool.connection() as conn:
@@ -56,12 +59,14 @@ def create_app(settings: Settings) -> Starlette:
 
         await run_in_threadpool(start)
         expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))
+        ingestion = asyncio.create_task(_ingest_forever(ingester, nginx, settings))
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            for task in (expiry, ingestion):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await run_in_threadpool(pool.close)
 
     routes = build_routes(settings)
@@ -76,6 +81,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/", index, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi_document, methods=["GET"]),
+        Route("/api/analytics", analytics.get_analytics, methods=["GET"]),
         Route("/api/deployments", api.create_deployment, methods=["POST"], max_body_size=upload_cap),
         Route("/api/deployments", api.list_deployments, methods=["GET"]),
         Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
@@ -141,6 +147,16 @@ async def _expire_forever(deployer: Deployer, interval: float) -> None:
         except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
             log.exception("expiry check failed")
         await asyncio.sleep(interval)
+
+
+async def _ingest_forever(ingester: Ingester, nginx: Nginx, settings: Settings) -> None:
+    while True:
+        try:
+            await run_in_threadpool(ingester.ingest)
+            await run_in_threadpool(ingester.rotate_if_larger_than, settings.access_log_rotate_bytes, nginx.reopen_logs)
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("access log ingestion failed")
+        await asyncio.sleep(settings.access_log_interval)
 
 
 # -- errors ----------------------------------------------------------------------------------

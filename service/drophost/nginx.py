@@ -26,6 +26,8 @@ from drophost.slots import validate_slot
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
 _SAFE_LISTEN = re.compile(r"^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 _SAFE_UPSTREAM = re.compile(r"^http://(?:unix:/[A-Za-z0-9/._-]+:|[A-Za-z0-9.-]+:[0-9]{1,5})$")
+# nginx leaves requests with this User-Agent out of the access log (see nginx.conf.j2).
+PROBE_USER_AGENT = "drophost-reload-check"
 _SAFE_HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _SAFE_ORIGIN = re.compile(r"^https?://(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
 
@@ -257,6 +259,12 @@ class Nginx:
         os.kill(pid, signal.SIGHUP)
         return old_workers
 
+    def reopen_logs(self) -> None:
+        """SIGUSR1: nginx reopens its log files (after the access log was renamed)."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGUSR1)
+
     def wait_for_reload(self, old_workers: frozenset[int], slot: str, version: int | None) -> bool:
         """Wait until no old worker accepts connections any more, then until the slot answers right.
 
@@ -341,7 +349,8 @@ def _accepting_worker(pid: int) -> bool:
 def _served_version(host: str, port: int, slot: str, host_header: str = "") -> str | None:
     conn = http.client.HTTPConnection(_loopback(host), port, timeout=2)
     try:
-        conn.request("HEAD", f"/d/{slot}/", headers={"Host": host_header} if host_header else {})
+        headers = {"User-Agent": PROBE_USER_AGENT, **({"Host": host_header} if host_header else {})}
+        conn.request("HEAD", f"/d/{slot}/", headers=headers)
         response = conn.getresponse()
         response.read()
         return response.getheader("X-Drophost-Version")

@@ -65,6 +65,27 @@ def document() -> dict[str, Any]:
                     auth=False,
                 )
             },
+            "/api/analytics": {
+                "get": _op(
+                    "Deployments and the requests nginx served over a range (default the last 7 days)",
+                    {"200": _json({"$ref": "#/components/schemas/Analytics"}, "Figures"), **_errors(401, 422)},
+                    parameters=[
+                        {"name": "slot", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "from",
+                            "in": "query",
+                            "description": "a date (from its start) or an ISO date-time; UTC",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "to",
+                            "in": "query",
+                            "description": "a date (to its end) or an ISO date-time; UTC",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                )
+            },
             "/api/deployments": {
                 "post": _op(
                     "Deploy a ZIP archive to a slot",
@@ -288,6 +309,54 @@ def document() -> dict[str, Any]:
                         "active_version": {"type": ["integer", "null"]},
                         "deployment_id": {"type": ["integer", "null"]},
                         "url": {"type": "string"},
+                    },
+                },
+                "Analytics": {
+                    "type": "object",
+                    "properties": {
+                        "from": {"type": "string", "format": "date-time"},
+                        "to": {"type": "string", "format": "date-time"},
+                        "slot": {"type": ["string", "null"]},
+                        "deployments": {
+                            "type": "object",
+                            "description": "deployments created in the range, by their status now",
+                            "properties": {
+                                name: {"type": "integer"}
+                                for name in ("total", "live", "expired", "offline", "failed", "superseded")
+                            },
+                        },
+                        "requests": {
+                            "type": "object",
+                            "properties": {
+                                name: {"type": "integer"} for name in ("requests", "bytes", "status_4xx", "status_5xx")
+                            },
+                        },
+                        "per_day": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "day": {"type": "string", "format": "date"},
+                                    "slot": {"type": "string"},
+                                    "requests": {"type": "integer"},
+                                    "bytes": {"type": "integer"},
+                                    "status_4xx": {"type": "integer"},
+                                    "status_5xx": {"type": "integer"},
+                                },
+                            },
+                        },
+                        "top_paths": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "path": {"type": "string"},
+                                    "slot": {"type": "string"},
+                                    "requests": {"type": "integer"},
+                                    "bytes": {"type": "integer"},
+                                },
+                            },
+                        },
                     },
                 },
                 "ConfigVersion": {

@@ -52,6 +52,11 @@ class Settings:
     default_ttl_seconds: int = 0
     max_ttl_seconds: int = 365 * 24 * 3600
     expiry_interval: float = 5.0
+    # nginx's access log is read into PostgreSQL this often; rows older than the retention are
+    # deleted (0 keeps them), and the file is rotated (renamed, nginx reopens it) past this size.
+    access_log_interval: float = 5.0
+    access_log_retention_days: int = 90
+    access_log_rotate_bytes: int = 64 * MiB
     db_pool_size: int = 8
     subprocess_timeout: float = 60.0
 
