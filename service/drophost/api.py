@@ -171,6 +171,15 @@ async def delete_slot(request: Request) -> Response:
 
 
 @require_token
+async def list_events(request: Request) -> Response:
+    """A slot's switches (deploy, rollback, delete, expire), newest first."""
+    slot = path_slot(request)
+    limit = _int_param(request, "limit", default=100, low=1, high=1000)
+    rows = await run_in_threadpool(_with_conn, deployer_of(request), store.list_activations, slot, limit)
+    return JSONResponse({"slot": slot, "events": [views.event(r) for r in rows]})
+
+
+@require_token
 async def update_slot(request: Request) -> Response:
     """Set a live slot's time to live from now: {"ttl": "2h"}; null or "" removes it."""
     slot = path_slot(request)

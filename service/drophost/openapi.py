@@ -197,6 +197,45 @@ def document() -> dict[str, Any]:
                     },
                 ),
             },
+            "/api/slots/{slot}/events": {
+                "get": _op(
+                    "A slot's switches (deploy, rollback, delete, expire), newest first",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "events": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "version": {"type": ["integer", "null"]},
+                                                "action": {
+                                                    "type": "string",
+                                                    "enum": ["deploy", "rollback", "delete", "expire"],
+                                                },
+                                                "created_at": {"type": "string", "format": "date-time"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "Events",
+                        ),
+                        **_errors(401, 422),
+                    },
+                    parameters=[
+                        _SLOT_PARAM,
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
+                )
+            },
             "/api/slots/{slot}/versions": {
                 "get": _op(
                     "A slot's config versions, newest first",
