@@ -89,6 +89,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
         Route("/api/slots/{slot}", api.update_slot, methods=["PATCH"], max_body_size=64 * 1024),
         Route("/api/slots/{slot}/events", api.list_events, methods=["GET"]),
+        Route("/api/slots/{slot}/diff", api.diff_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
         Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], max_body_size=64 * 1024),

@@ -197,6 +197,44 @@ def document() -> dict[str, Any]:
                     },
                 ),
             },
+            "/api/slots/{slot}/diff": {
+                "get": _op(
+                    "What changed between two config versions: the nginx config and the published files",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "a": {"type": "integer"},
+                                    "b": {"type": "integer"},
+                                    "config": {"type": "string", "description": "unified diff"},
+                                    "files": {
+                                        "type": "object",
+                                        "properties": {
+                                            "added": {"type": "array", "items": {"type": "string"}},
+                                            "removed": {"type": "array", "items": {"type": "string"}},
+                                            "changed": {"type": "array", "items": {"type": "string"}},
+                                            "unchanged": {"type": "integer"},
+                                            "text_diffs": {
+                                                "type": "object",
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "Diff",
+                        ),
+                        **_errors(401, 404, 422),
+                    },
+                    parameters=[
+                        _SLOT_PARAM,
+                        {"name": "a", "in": "query", "required": True, "schema": {"type": "integer"}},
+                        {"name": "b", "in": "query", "required": True, "schema": {"type": "integer"}},
+                    ],
+                )
+            },
             "/api/slots/{slot}/events": {
                 "get": _op(
                     "A slot's switches (deploy, rollback, delete, expire), newest first",

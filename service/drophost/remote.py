@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import difflib
 import json
 import sys
 import webbrowser
@@ -57,7 +56,7 @@ def add_commands(commands: Any) -> None:
     rollback = command("rollback", "make an earlier version live again")
     rollback.add_argument("slot")
     rollback.add_argument("--to", type=int, metavar="N", help="the version (default: the one before)")
-    diff = command("diff", "the difference between two config versions of a slot")
+    diff = command("diff", "what changed between two versions of a slot: files and nginx config")
     diff.add_argument("slot")
     diff.add_argument("a", type=int)
     diff.add_argument("b", type=int)
@@ -177,20 +176,18 @@ def rollback(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[
 
 def diff(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     slot = _slot(args.slot)
-    old = client.get(f"/api/slots/{slot}/versions/{args.a}")
-    new = client.get(f"/api/slots/{slot}/versions/{args.b}")
-    lines = list(
-        difflib.unified_diff(
-            old["config"].splitlines(keepends=True),
-            new["config"].splitlines(keepends=True),
-            fromfile=f"{slot} version {args.a}",
-            tofile=f"{slot} version {args.b}",
-        )
-    )
+    answer = client.get(f"/api/slots/{slot}/diff", a=args.a, b=args.b)
     if args.json:
-        print(json.dumps({"slot": slot, "a": args.a, "b": args.b, "diff": "".join(lines)}), file=out)
-    else:
-        out.write("".join(lines))
+        print(json.dumps(answer), file=out)
+        return EXIT_OK
+    files = answer["files"]
+    for mark, names in (("A", files["added"]), ("D", files["removed"]), ("M", files["changed"])):
+        for name in names:
+            print(f"{mark} {name}", file=out)
+    print(f"({files['unchanged']} files unchanged)", file=out)
+    for text in files["text_diffs"].values():
+        out.write(text)
+    out.write(answer["config"])
     return EXIT_OK
 
 

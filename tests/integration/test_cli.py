@@ -44,8 +44,10 @@ def test_deploy_a_folder_then_list_versions_diff_rollback_and_logs(
     code, out, _ = drophost(live, capsys, "deploy", str(folder), "--slot", "demo", "--ttl", "1d", "--json")
     deployed = json.loads(out)
     assert code == 0 and deployed["slot"] == "demo" and deployed["ttl_seconds"] == 86400
+    (folder / "index.html").write_text("<h1>three</h1>")
+    (folder / "new.txt").write_text("new")
     drophost(live, capsys, "deploy", str(folder), "--slot", "demo")
-    assert live.get("/d/demo/").text == "<h1>two</h1>"
+    assert live.get("/d/demo/").text == "<h1>three</h1>"
 
     code, out, _ = drophost(live, capsys, "list")
     lines = out.splitlines()
@@ -58,11 +60,14 @@ def test_deploy_a_folder_then_list_versions_diff_rollback_and_logs(
     assert out.splitlines()[1].startswith("* 2") and out.splitlines()[2].startswith("  1")
 
     code, out, _ = drophost(live, capsys, "diff", "demo", "1", "2")
-    assert code == 0 and "--- demo version 1" in out and '+# DropHost slot "demo", config version 2' in out
+    assert code == 0
+    assert out.splitlines()[:3] == ["A new.txt", "M index.html", "(1 files unchanged)"]
+    assert "-<h1>two</h1>\n+<h1>three</h1>\n" in out
+    assert "--- version 1" in out and '+# DropHost slot "demo", config version 2' in out
 
     code, out, _ = drophost(live, capsys, "rollback", "demo")
     assert (code, out.strip()) == (0, "demo now serves version 1")
-    assert live.get("/d/demo/").text == "<h1>two</h1>"  # version 1 of demo was already "two"
+    assert live.get("/d/demo/").text == "<h1>two</h1>"
     code, out, _ = drophost(live, capsys, "rollback", "my-site", "--to", "1", "--json")
     assert json.loads(out) == {"slot": "my-site", "active": 1}
 
