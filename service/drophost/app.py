@@ -13,10 +13,10 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost import analytics, api, openapi
+from drophost import analytics, api, dashboard, openapi
 from drophost.accesslog import Ingester
 from drophost.deployer import Deployer
 from drophost.errors import DrophostError, SettingsError
@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> Starlette:
 def build_routes(settings: Settings) -> list[BaseRoute]:
     upload_cap = settings.max_upload_bytes
     return [
-        Route("/", index, methods=["GET"]),
+        *dashboard.routes(),
         Route("/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi_document, methods=["GET"]),
         Route("/api/analytics", analytics.get_analytics, methods=["GET"]),
@@ -94,15 +94,6 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
         Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], max_body_size=64 * 1024),
     ]
-
-
-async def index(request: Request) -> Response:
-    return HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>DropHost</title>"
-        "<body style='font-family:system-ui;max-width:40em;margin:3em auto'>"
-        "<h1>DropHost</h1><p>The API is described at <a href='/api/openapi.json'>/api/openapi.json</a>; "
-        "sites are served under <code>/d/&lt;slot&gt;/</code>.</p></body></html>"
-    )
 
 
 async def health(request: Request) -> Response:

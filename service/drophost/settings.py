@@ -57,6 +57,8 @@ class Settings:
     access_log_interval: float = 5.0
     access_log_retention_days: int = 90
     access_log_rotate_bytes: int = 64 * MiB
+    # How long a dashboard sign-in lasts (seconds); changing the API token ends every session.
+    session_max_age: int = 12 * 3600
     db_pool_size: int = 8
     subprocess_timeout: float = 60.0
 
