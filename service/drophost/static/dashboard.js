@@ -19,8 +19,9 @@
         if (response.status === 401) return; // signed out: stop polling
         if (response.ok) {
           const html = await response.text();
+          // The first answer replaces the page's copy too: a hidden tab may have missed changes.
           if (html !== last) {
-            if (last !== null) element.innerHTML = html;
+            element.innerHTML = html;
             last = html;
           }
         }
