@@ -155,7 +155,8 @@ class Ingester:
                 if current.head and not cursor["head"]:
                     cursor["head"] = current.head
                 if self.log_path.stat().st_size < cursor["position"]:
-                    cursor["position"] = 0  # truncated in place (copytruncate)
+                    # Truncated in place (copytruncate): start again, and learn its new first line.
+                    cursor.update(position=0, head="")
             else:
                 path = self._find_rotated(cursor["device"], cursor["inode"], cursor["head"])
             if path is not None:

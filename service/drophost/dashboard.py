@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from drophost import analytics, charts, sessions, store, views
 from drophost.api import compare_versions, deployer_of, settings_of
-from drophost.errors import DrophostError, NotFoundError
+from drophost.errors import DrophostError, InvalidSlotError, NotFoundError
 from drophost.slots import parse_ttl, validate_slot
 
 Page = Callable[[Request], Awaitable[Response]]
@@ -177,8 +177,8 @@ async def deploy_page(request: Request) -> Response:
 async def slot_page(request: Request) -> Response:
     try:
         context = await run_in_threadpool(_slot_context, request)
-    except NotFoundError as exc:
-        return render(request, "error.html", 404, message=exc.message)
+    except (NotFoundError, InvalidSlotError) as exc:
+        return render(request, "error.html", exc.status_code, message=exc.message)
     notice = {"rolled-back": "Rolled back.", "ttl": "Time to live set.", "offline": "Taken offline."}
     context["notice"] = notice.get(request.query_params.get("done", ""), "")
     return render(request, "slot.html", **context)
@@ -188,8 +188,8 @@ async def slot_page(request: Request) -> Response:
 async def slot_part(request: Request) -> Response:
     try:
         context = await run_in_threadpool(_slot_context, request, False)
-    except NotFoundError as exc:
-        return render(request, "error.html", 404, message=exc.message)
+    except (NotFoundError, InvalidSlotError) as exc:
+        return render(request, "error.html", exc.status_code, message=exc.message)
     return render(request, "_slot_status.html", **context)
 
 

@@ -146,3 +146,63 @@ def test_bad_analytics_queries_are_refused(stack: Stack) -> None:
     assert stack.client.get("/api/analytics").status_code == 401
     day = _report(stack.client, "?from=2026-01-01&to=2026-01-01")
     assert day["from"] == "2026-01-01T00:00:00+00:00" and day["to"] == "2026-01-02T00:00:00+00:00"
+
+
+def _line(n: int) -> bytes:
+    return (
+        f'{{"time":"x","msec":"{1767323045 + n}.000","slot":"demo","method":"GET","uri":"/d/demo/{n}",'
+        f'"status":200,"bytes":1,"request_time":0.001,"remote":"127.0.0.1","referer":"","user_agent":""}}\n'
+    ).encode()
+
+
+def _stored_paths(database_url: str) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        return [row[0] for row in conn.execute("SELECT path FROM access_logs ORDER BY at").fetchall()]
+
+
+def test_every_kind_of_rotation_counts_each_line_once(database_url: str, tmp_path: Path) -> None:
+    from psycopg_pool import ConnectionPool
+
+    from drophost.accesslog import Ingester
+    from drophost.migrate import migrate
+
+    log = tmp_path / "access.log"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrate(conn)
+    with ConnectionPool(database_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
+
+        def fresh() -> Ingester:  # a restart: nothing but the database is kept
+            return Ingester(pool, log, chunk_bytes=300)  # small chunks: many batches
+
+        with open(log, "ab") as out:
+            out.write(_line(1) + _line(2) + _line(3)[:20])  # a line still being written
+        assert fresh().ingest() == 2
+        with open(log, "ab") as out:
+            out.write(_line(3)[20:] + _line(4))
+        # rename rotation; nginx writes a line to the old file before it reopens
+        log.rename(tmp_path / "access.log.1")
+        assert fresh().ingest() == 2
+        with open(tmp_path / "access.log.1", "ab") as out:
+            out.write(_line(5))
+        log.write_bytes(_line(6))  # reopened
+        assert fresh().ingest() == 2
+        with open(tmp_path / "access.log.1", "ab") as out:
+            out.write(_line(7))  # very late: still found by its inode
+        assert fresh().ingest() == 1
+        # copytruncate rotation: the file is copied, then emptied in place
+        with open(log, "ab") as out:
+            out.write(_line(8))
+        assert fresh().ingest() == 1
+        (tmp_path / "access.log.2").write_bytes(log.read_bytes())
+        with open(log, "r+b") as out:
+            out.truncate(0)
+        assert fresh().ingest() == 0
+        with open(log, "ab") as out:
+            out.write(_line(9))
+        assert fresh().ingest() == 1
+        # the log deleted and created again (the inode may be reused)
+        log.unlink()
+        log.write_bytes(_line(10) + _line(11))
+        assert fresh().ingest() == 2
+        assert fresh().ingest() == 0
+    assert _stored_paths(database_url) == [f"/d/demo/{n}" for n in range(1, 12)]
