@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import httpx2 as httpx
 import pytest
 from playwright import sync_api
 
-from tests.conftest import AUTH, TOKEN, LiveStack
+from tests.conftest import AUTH, TOKEN, LiveStack, make_zip
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -142,6 +143,53 @@ def test_sign_in_deploy_a_folder_diff_roll_back_analytics_sign_out(page: Any, li
     page.goto(f"{live.base_url}/slots/team-site")
     page.wait_for_url("**/signin?next=/slots/team-site")
     shot(page, "8-signed-out")
+
+
+DROP = """([name, b64, type]) => {
+  const dt = new DataTransfer();
+  for (let i = 0; i < name.length; i++) {
+    const bytes = Uint8Array.from(atob(b64[i]), (c) => c.charCodeAt(0));
+    dt.items.add(new File([bytes], name[i], {type: type[i]}));
+  }
+  const zone = document.getElementById("dropzone");
+  zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: dt, bubbles: true, cancelable: true}));
+  zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+}"""
+
+
+def drop(page: Any, files: dict[str, bytes], content_type: str) -> None:
+    names = list(files)
+    encoded = [base64.b64encode(files[n]).decode() for n in names]
+    page.evaluate(DROP, [names, encoded, [content_type] * len(names)])
+
+
+def test_dropping_a_zip_or_loose_files_deploys_them_with_a_ttl(page: Any, live: LiveStack) -> None:
+    sign_in(page, live)
+    page.goto(f"{live.base_url}/deploy")
+    drop(page, {"dropped.zip": make_zip({"index.html": "from a dropped zip"})}, "application/zip")
+    page.wait_for_selector("#upload:not([disabled])")
+    page.fill("#ttl", "2h")
+    page.click("#upload")
+    url = page.wait_for_selector("#live-link").get_attribute("href")
+    assert url == f"{live.sites_base_url}/d/dropped/"
+    assert httpx.get(url, timeout=10).text == "from a dropped zip"
+    slot = live.api("GET", "/api/slots").json()["slots"][0]
+    assert slot["slot"] == "dropped" and slot["expires_at"] is not None
+
+    page.goto(f"{live.base_url}/deploy")
+    drop(page, {"index.html": b"loose", "about.html": b"about"}, "text/html")
+    page.wait_for_selector("text=2 files, zipped")
+    page.fill("#slot", "loose-files")
+    page.click("#upload")
+    url = page.wait_for_selector("#live-link").get_attribute("href")
+    assert httpx.get(url + "about.html", timeout=10).text == "about"
+
+    page.goto(f"{live.base_url}/deploy")
+    drop(page, {"broken.zip": b"not a zip"}, "application/zip")
+    page.click("#upload")
+    page.wait_for_selector("#result.error")
+    assert "not a readable ZIP" in page.inner_text("#result")
+    shot(page, "10-deploy-error")
 
 
 TENANT_PAGE = """<!doctype html><title>tenant</title><pre id="out"></pre>

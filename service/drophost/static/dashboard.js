@@ -99,9 +99,14 @@
       zone.classList.remove("over");
       const items = Array.from(event.dataTransfer.items || []);
       const roots = items.map(function (item) { return item.webkitGetAsEntry ? item.webkitGetAsEntry() : null; }).filter(Boolean);
-      if (roots.length === 1 && roots[0].isFile && roots[0].name.toLowerCase().endsWith(".zip")) {
-        const file = event.dataTransfer.files[0];
-        choose(file, file.name, "ZIP " + file.name + " (" + size(file.size) + ").");
+      const files = Array.from(event.dataTransfer.files || []);
+      if (files.length === 1 && files[0].name.toLowerCase().endsWith(".zip") && !(roots[0] && roots[0].isDirectory)) {
+        choose(files[0], files[0].name, "ZIP " + files[0].name + " (" + size(files[0].size) + ").");
+        return;
+      }
+      if (!roots.length) {
+        // No directory access (e.g. files dropped from another page): zip the loose files.
+        chooseFolder(files.map(function (f) { return { name: f.name, file: f }; }), "site");
         return;
       }
       const entries = [];
