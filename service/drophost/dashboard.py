@@ -22,7 +22,12 @@ from drophost.slots import parse_ttl, validate_slot
 
 Page = Callable[[Request], Awaitable[Response]]
 STATUSES = ("live", "failed", "expired", "offline", "superseded", "building")
-_STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "zip.js": "text/javascript"}
+_STATIC = {
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "zip.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 _SECURITY_HEADERS = {
     # No inline script, nothing from elsewhere, never framed (a tenant site cannot overlay it).
     "Content-Security-Policy": (

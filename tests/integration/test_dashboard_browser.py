@@ -77,6 +77,9 @@ def deploy_folder(page: Any, live: LiveStack, folder: Path) -> str:
 
 def test_sign_in_deploy_a_folder_diff_roll_back_analytics_sign_out(page: Any, live: LiveStack, tmp_path: Path) -> None:
 
+    problems: list[str] = []  # script errors and Content-Security-Policy violations on our pages
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     page.goto(f"{live.base_url}/")
     shot(page, "1-signin")
     sign_in(page, live)
@@ -138,6 +141,7 @@ def test_sign_in_deploy_a_folder_diff_roll_back_analytics_sign_out(page: Any, li
     assert "/d/team-site/index.html" in page.inner_text("#top-paths")
     shot(page, "7-analytics")
 
+    assert problems == []
     page.click("#signout")
     page.wait_for_url("**/signin")
     page.goto(f"{live.base_url}/slots/team-site")
