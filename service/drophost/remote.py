@@ -195,11 +195,11 @@ def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
     slot = _slot(args.slot)
     deployments = client.get("/api/deployments", slot=slot)["deployments"]
     events = client.get(f"/api/slots/{slot}/events")["events"]
+    if not deployments:
+        raise ClientError(f'there is no slot "{slot}"', EXIT_NOT_FOUND)
     if args.json:
         print(json.dumps({"slot": slot, "deployments": deployments, "events": events}), file=out)
         return EXIT_OK
-    if not deployments:
-        raise ClientError(f'there is no slot "{slot}"', EXIT_NOT_FOUND)
     for d in deployments:
         source = d["source_name"] or d["repo"] or d["source"]
         print(f"{d['created_at']}  deployment {d['id']}  {d['status']}  {source}", file=out)

@@ -86,6 +86,8 @@ def test_errors_are_one_line_with_meaningful_exit_codes(
 ) -> None:
     code, out, err = drophost(live, capsys, "versions", "nope")
     assert (code, err) == (EXIT_NOT_FOUND, 'drophost: there is no slot "nope"\n')
+    code, out, err = drophost(live, capsys, "logs", "nope", "--json")
+    assert code == EXIT_NOT_FOUND and json.loads(out)["error"] == 'there is no slot "nope"'
     code, _, err = drophost(live, capsys, "list", DROPHOST_API_TOKEN="wrong")
     assert code == EXIT_AUTH and err.count("\n") == 1 and "token" in err
     code, _, err = drophost(live, capsys, "list", DROPHOST_API_TOKEN="")
