@@ -13,10 +13,11 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost import api, api_uploads, openapi
+from drophost import analytics, api, api_uploads, dashboard, openapi
+from drophost.accesslog import Ingester
 from drophost.deployer import Deployer
 from drophost.errors import DrophostError, SettingsError
 from drophost.migrate import migrate
@@ -44,8 +45,10 @@ def create_app(settings: Settings) -> Starlette:
         await run_in_threadpool(pool.open, True, 30.0)
         nginx = Nginx(settings)
         deployer = Deployer(settings, pool, nginx)
+        ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
         app.state.settings = settings
         app.state.deployer = deployer
+        app.state.ingester = ingester
 
         def start() -> None:
             with pool.connection() as conn:
@@ -56,12 +59,14 @@ def create_app(settings: Settings) -> Starlette:
 
         await run_in_threadpool(start)
         expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))
+        ingestion = asyncio.create_task(_ingest_forever(ingester, nginx, settings))
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            for task in (expiry, ingestion):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await run_in_threadpool(pool.close)
 
     routes = build_routes(settings)
@@ -73,14 +78,18 @@ def create_app(settings: Settings) -> Starlette:
 def build_routes(settings: Settings) -> list[BaseRoute]:
     upload_cap = settings.max_upload_bytes
     return [
-        Route("/", index, methods=["GET"]),
+        *dashboard.routes(),
         Route("/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi_document, methods=["GET"]),
+        Route("/api/analytics", analytics.get_analytics, methods=["GET"]),
         Route("/api/deployments", api.create_deployment, methods=["POST"], max_body_size=upload_cap),
         Route("/api/deployments", api.list_deployments, methods=["GET"]),
         Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
         Route("/api/slots", api.list_slots, methods=["GET"]),
         Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
+        Route("/api/slots/{slot}", api.update_slot, methods=["PATCH"], max_body_size=64 * 1024),
+        Route("/api/slots/{slot}/events", api.list_events, methods=["GET"]),
+        Route("/api/slots/{slot}/diff", api.diff_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
         Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], max_body_size=64 * 1024),
@@ -95,15 +104,6 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/uploads/{upload_id}/finalize", api_uploads.finalize_upload, methods=["POST"]),
         Route("/api/gc", api_uploads.collect_garbage, methods=["POST"]),
     ]
-
-
-async def index(request: Request) -> Response:
-    return HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>DropHost</title>"
-        "<body style='font-family:system-ui;max-width:40em;margin:3em auto'>"
-        "<h1>DropHost</h1><p>The API is described at <a href='/api/openapi.json'>/api/openapi.json</a>; "
-        "sites are served under <code>/d/&lt;slot&gt;/</code>.</p></body></html>"
-    )
 
 
 async def health(request: Request) -> Response:
@@ -143,12 +143,23 @@ async def openapi_document(request: Request) -> Response:
 
 
 async def _expire_forever(deployer: Deployer, interval: float) -> None:
+    # Check at once: slots whose time ran out while the service was stopped go offline at start.
     while True:
-        await asyncio.sleep(interval)
         try:
             await run_in_threadpool(deployer.expire_due)
         except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
             log.exception("expiry check failed")
+        await asyncio.sleep(interval)
+
+
+async def _ingest_forever(ingester: Ingester, nginx: Nginx, settings: Settings) -> None:
+    while True:
+        try:
+            await run_in_threadpool(ingester.ingest)
+            await run_in_threadpool(ingester.rotate_if_larger_than, settings.access_log_rotate_bytes, nginx.reopen_logs)
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("access log ingestion failed")
+        await asyncio.sleep(settings.access_log_interval)
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -225,6 +225,19 @@ class Deployer:
                     store.deactivate(conn, slot=slot, status=status, action=action)
         return {"slot": slot, "status": status if current["status"] == "live" else current["status"]}
 
+    def set_ttl(self, slot: str, ttl_seconds: int | None) -> dict[str, Any]:
+        """Give a live slot a new time to live from now (None: never expires)."""
+        validate_slot(slot)
+        expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds) if ttl_seconds else None
+        with self.slot_lock(slot), self.pool.connection() as conn:
+            current = store.get_slot(conn, slot)
+            if current is None:
+                raise NotFoundError(f'there is no slot "{slot}"')
+            if current["status"] != "live":
+                raise ConflictError(f'slot "{slot}" is {current["status"]}; roll back to a version first')
+            store.set_expiry(conn, slot, expires_at)
+        return {"slot": slot, "expires_at": expires_at.isoformat() if expires_at else None}
+
     def expire_due(self) -> list[str]:
         with self.pool.connection() as conn:
             due = store.due_expiries(conn)

@@ -70,7 +70,10 @@ def up(settings: Settings) -> int:
         print(f"drophost: nginx serving on http://{settings.host}:{settings.port}/", flush=True)
         if not os.environ.get("DROPHOST_API_TOKEN"):
             print(f"drophost: API token (kept in {settings.data_dir / 'api-token'}): {token}", flush=True)
-        print(f"drophost: dashboard http://{settings.host}:{settings.port}/  sites /d/<slot>/", flush=True)
+        print(
+            f"drophost: dashboard http://{settings.host}:{settings.port}/  sites {settings.site_base_url}/d/<slot>/",
+            flush=True,
+        )
         Path(socket_path).unlink(missing_ok=True)
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), uds=socket_path, log_level="info", lifespan="on", access_log=False)

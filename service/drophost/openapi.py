@@ -65,6 +65,27 @@ def document() -> dict[str, Any]:
                     auth=False,
                 )
             },
+            "/api/analytics": {
+                "get": _op(
+                    "Deployments and the requests nginx served over a range (default the last 7 days)",
+                    {"200": _json({"$ref": "#/components/schemas/Analytics"}, "Figures"), **_errors(401, 422)},
+                    parameters=[
+                        {"name": "slot", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "from",
+                            "in": "query",
+                            "description": "a date (from its start) or an ISO date-time; UTC",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "to",
+                            "in": "query",
+                            "description": "a date (to its end) or an ISO date-time; UTC",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                )
+            },
             "/api/deployments": {
                 "post": _op(
                     "Deploy a ZIP archive to a slot",
@@ -140,6 +161,117 @@ def document() -> dict[str, Any]:
                     "Take a slot offline (its history stays)",
                     {"200": _json({"type": "object"}, "Offline"), **_errors(401, 404, 422, 500)},
                     parameters=[_SLOT_PARAM],
+                ),
+                "patch": _op(
+                    "Set a live slot's time to live, counted from now",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                                },
+                            },
+                            "New expiry",
+                        ),
+                        **_errors(400, 401, 404, 409, 422),
+                    },
+                    parameters=[_SLOT_PARAM],
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["ttl"],
+                                    "properties": {
+                                        "ttl": {
+                                            "type": ["string", "integer", "null"],
+                                            "description": "seconds, or a number with s/m/h/d/w; null: never",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                ),
+            },
+            "/api/slots/{slot}/diff": {
+                "get": _op(
+                    "What changed between two config versions: the nginx config and the published files",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "a": {"type": "integer"},
+                                    "b": {"type": "integer"},
+                                    "config": {"type": "string", "description": "unified diff"},
+                                    "files": {
+                                        "type": "object",
+                                        "properties": {
+                                            "added": {"type": "array", "items": {"type": "string"}},
+                                            "removed": {"type": "array", "items": {"type": "string"}},
+                                            "changed": {"type": "array", "items": {"type": "string"}},
+                                            "unchanged": {"type": "integer"},
+                                            "text_diffs": {
+                                                "type": "object",
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "Diff",
+                        ),
+                        **_errors(401, 404, 422),
+                    },
+                    parameters=[
+                        _SLOT_PARAM,
+                        {"name": "a", "in": "query", "required": True, "schema": {"type": "integer"}},
+                        {"name": "b", "in": "query", "required": True, "schema": {"type": "integer"}},
+                    ],
+                )
+            },
+            "/api/slots/{slot}/events": {
+                "get": _op(
+                    "A slot's switches (deploy, rollback, delete, expire), newest first",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "events": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "version": {"type": ["integer", "null"]},
+                                                "action": {
+                                                    "type": "string",
+                                                    "enum": ["deploy", "rollback", "delete", "expire"],
+                                                },
+                                                "created_at": {"type": "string", "format": "date-time"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "Events",
+                        ),
+                        **_errors(401, 422),
+                    },
+                    parameters=[
+                        _SLOT_PARAM,
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
                 )
             },
             "/api/slots/{slot}/versions": {
@@ -348,6 +480,54 @@ def document() -> dict[str, Any]:
                         "active_version": {"type": ["integer", "null"]},
                         "deployment_id": {"type": ["integer", "null"]},
                         "url": {"type": "string"},
+                    },
+                },
+                "Analytics": {
+                    "type": "object",
+                    "properties": {
+                        "from": {"type": "string", "format": "date-time"},
+                        "to": {"type": "string", "format": "date-time"},
+                        "slot": {"type": ["string", "null"]},
+                        "deployments": {
+                            "type": "object",
+                            "description": "deployments created in the range, by their status now",
+                            "properties": {
+                                name: {"type": "integer"}
+                                for name in ("total", "live", "expired", "offline", "failed", "superseded")
+                            },
+                        },
+                        "requests": {
+                            "type": "object",
+                            "properties": {
+                                name: {"type": "integer"} for name in ("requests", "bytes", "status_4xx", "status_5xx")
+                            },
+                        },
+                        "per_day": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "day": {"type": "string", "format": "date"},
+                                    "slot": {"type": "string"},
+                                    "requests": {"type": "integer"},
+                                    "bytes": {"type": "integer"},
+                                    "status_4xx": {"type": "integer"},
+                                    "status_5xx": {"type": "integer"},
+                                },
+                            },
+                        },
+                        "top_paths": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "path": {"type": "string"},
+                                    "slot": {"type": "string"},
+                                    "requests": {"type": "integer"},
+                                    "bytes": {"type": "integer"},
+                                },
+                            },
+                        },
                     },
                 },
                 "ConfigVersion": {

@@ -287,3 +287,15 @@ def set_pinned(conn: Conn, slot: str, version: int, pinned: bool) -> bool:
         (pinned, slot, version),
     )
     return bool(rows)
+
+
+def set_expiry(conn: Conn, slot: str, expires_at: datetime | None) -> None:
+    conn.execute("UPDATE slots SET expires_at = %s, updated_at = now() WHERE slot = %s", (expires_at, slot))
+
+
+def list_activations(conn: Conn, slot: str, limit: int = 100) -> list[Row]:
+    return _rows(
+        conn,
+        "SELECT slot, version, action, created_at FROM activations WHERE slot = %s ORDER BY id DESC LIMIT %s",
+        (slot, limit),
+    )

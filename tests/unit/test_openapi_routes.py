@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from drophost import dashboard, openapi
+from drophost.app import build_routes
+from drophost.settings import Settings
+
+# The API is described by OpenAPI; the dashboard's HTML pages are not an API and stay out by prefix.
+DOCUMENTED_PREFIXES = ("/api/", "/health")
+
+
+def test_every_api_route_is_documented_with_its_methods(tmp_path: object) -> None:
+    documented = openapi.document()["paths"]
+    seen = set()
+    for route in build_routes(Settings(data_dir=tmp_path)):  # type: ignore[arg-type]
+        assert isinstance(route, Route)
+        if not route.path.startswith(DOCUMENTED_PREFIXES):
+            continue
+        methods = {m.lower() for m in route.methods or ()} - {"head"}
+        assert route.path in documented, route.path
+        assert methods <= set(documented[route.path]), (route.path, methods)
+        seen.add(route.path)
+    assert seen == set(documented)
+
+
+def test_every_undocumented_route_is_a_dashboard_page(tmp_path: object) -> None:
+    dashboard_paths = {r.path for r in dashboard.routes() if isinstance(r, Route)}
+    for route in build_routes(Settings(data_dir=tmp_path)):  # type: ignore[arg-type]
+        assert isinstance(route, Route)
+        if not route.path.startswith(DOCUMENTED_PREFIXES):
+            assert route.path in dashboard_paths, route.path
+    assert not any(path.startswith(DOCUMENTED_PREFIXES) for path in dashboard_paths)
