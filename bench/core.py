@@ -35,6 +35,7 @@ class Options:
     rollback_slots: int = 10
     big_bytes: int = 100 * MB
     threads: int = 4
+    only: str = "abc"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,14 +58,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--repeats", type=int, default=defaults.repeats, help="timed uploads per side")
     parser.add_argument("--slots", type=int, default=defaults.slots, help="live slots during rollbacks")
     parser.add_argument("--rollbacks", type=int, default=defaults.rollbacks)
+    parser.add_argument("--only", default=defaults.only, help="which measurements, e.g. 'b' or 'ac'")
     args = parser.parse_args(argv)
-    return Options(seed=args.seed, repeats=args.repeats, slots=args.slots, rollbacks=args.rollbacks)
+    return Options(seed=args.seed, repeats=args.repeats, slots=args.slots, rollbacks=args.rollbacks, only=args.only)
 
 
 def run(options: Options, work: Path, stack: DropHostStack, plain: PlainNginx) -> list[Row]:
-    rows = measure_upload(options, work, stack, plain)
-    rows += measure_rollback(options, work, stack, plain)
-    rows += measure_peak_rss(options, work, stack)
+    rows = []
+    if "a" in options.only:
+        rows += measure_upload(options, work, stack, plain)
+    if "b" in options.only:
+        rows += measure_rollback(options, work, stack, plain)
+    if "c" in options.only:
+        rows += measure_peak_rss(options, work, stack)
     return rows
 
 
