@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -41,6 +42,8 @@ class Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    # A SIGTERM (e.g. from `timeout`) must still run the clean-up below, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     started = time.perf_counter()
     with scratch_dir() as work:
         progress(f"starting drophost up and a baseline nginx in {work}")
@@ -50,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"Machine: {machine_summary()}. Whole run: {time.perf_counter() - started:.0f} s.")
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
