@@ -28,6 +28,9 @@ SERVICE_USER = "drophost"
 
 def up(settings: Settings) -> int:
     """Run the whole stack until Ctrl-C or SIGTERM; every child is stopped on the way out."""
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler that
+    # would kill this process before the `finally` below stops nginx and PostgreSQL.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o755)
     child_user: str | None = None
@@ -90,6 +93,10 @@ def up(settings: Settings) -> int:
         if postgres is not None:
             print("drophost: stopping PostgreSQL", flush=True)
             postgres.stop()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def load_or_create_token(data_dir: Path) -> str:
