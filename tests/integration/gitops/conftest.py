@@ -162,7 +162,7 @@ GitopsFactory = Callable[..., Stack]
 @pytest.fixture
 def gitops_stack(settings: Settings, data_dir: Path) -> Iterator[GitopsFactory]:
     """Start nginx and the app with a deploy.yaml (text) and an environment holding webhook secrets."""
-    opened: list[tuple[TestClient, Any]] = []
+    opened: list[Stack] = []
 
     def make(deploy_yaml: str, environ: dict[str, str] | None = None, **overrides: Any) -> Stack:
         config = data_dir / "deploy.yaml"
@@ -171,13 +171,14 @@ def gitops_stack(settings: Settings, data_dir: Path) -> Iterator[GitopsFactory]:
         nginx, process = start_nginx(chosen)
         client = TestClient(create_app(chosen, environ or {}), raise_server_exceptions=False)
         client.__enter__()
-        opened.append((client, process))
-        return Stack(settings=chosen, nginx=nginx, process=process, client=client)
+        stack = Stack(settings=chosen, nginx=nginx, process=process, client=client)
+        opened.append(stack)
+        return stack
 
     yield make
-    for client, process in opened:
-        client.__exit__(None, None, None)
-        stop_process(process)
+    for stack in opened:
+        stack.client.__exit__(None, None, None)
+        stop_process(stack.process)
 
 
 def wait_for_deployment(stack: Stack, deployment_id: int, *, limit: float = 60.0) -> dict[str, Any]:
