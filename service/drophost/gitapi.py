@@ -106,7 +106,7 @@ async def git_hook(request: Request) -> Response:
     for row in rows:
         url = views.slot_url(settings, row["slot"])
         if row["state"] == "ready":
-            messages.append(f"DropHost: live at {url} (version {row['version']})")
+            messages.append(f"live at {url} (version {row['version']})")
         elif row["state"] == "failed":
             messages.append(f"DropHost: deploy of {row['slot']} failed: {row['error']}")
         else:

@@ -125,7 +125,7 @@ class GitSource:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         runner.run(
-            [self.settings.git_binary, "init", "--quiet", "--bare", "--", str(path)],
+            [self.settings.git_binary, "init", "--quiet", "--bare", "--initial-branch=main", "--", str(path)],
             env=self.env(),
             timeout=30,
         )

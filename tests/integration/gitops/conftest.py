@@ -9,17 +9,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from drophost.app import create_app
 from drophost.settings import Settings
-from tests.conftest import AUTH, Stack, start_nginx, stop_process
+from tests.conftest import AUTH, TOKEN, Stack, start_nginx, stop_process
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
 GIT_ENV = {
@@ -198,3 +200,49 @@ def wait_until(check: Callable[[], bool], *, limit: float = 30.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+@dataclass
+class Served:
+    """nginx in front of the app served by a real uvicorn on the service socket (for git clients)."""
+
+    settings: Settings
+    server: uvicorn.Server
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, self.base_url + path, headers=AUTH, timeout=60, **kwargs)
+
+    def push_url(self, name: str, password: str = TOKEN) -> str:
+        return f"http://pusher:{password}@127.0.0.1:{self.settings.port}/git/{name}.git"
+
+
+@pytest.fixture
+def served_stack(settings: Settings, data_dir: Path) -> Iterator[Callable[..., Served]]:
+    started: list[tuple[Served, threading.Thread, Any]] = []
+
+    def make(deploy_yaml: str, environ: dict[str, str] | None = None) -> Served:
+        config = data_dir / "deploy.yaml"
+        config.write_text(deploy_yaml)
+        chosen = replace(settings, config=str(config), poll_interval=0)
+        _, process = start_nginx(chosen)
+        app = create_app(chosen, environ or {})
+        server = uvicorn.Server(
+            uvicorn.Config(app, uds=chosen.service_socket, lifespan="on", log_level="warning", access_log=False)
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        served = Served(settings=chosen, server=server)
+        started.append((served, thread, process))
+        assert wait_until(lambda: server.started or not thread.is_alive())
+        assert server.started
+        return served
+
+    yield make
+    for served, thread, process in started:
+        served.server.should_exit = True
+        thread.join(timeout=30)
+        stop_process(process)
