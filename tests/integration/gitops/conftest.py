@@ -169,7 +169,7 @@ def gitops_stack(settings: Settings, data_dir: Path) -> Iterator[GitopsFactory]:
     def make(deploy_yaml: str, environ: dict[str, str] | None = None, **overrides: Any) -> Stack:
         config = data_dir / "deploy.yaml"
         config.write_text(deploy_yaml)
-        chosen = replace(settings, config=str(config), poll_interval=0, **overrides)
+        chosen = replace(settings, **{"config": str(config), "poll_interval": 0, **overrides})
         nginx, process = start_nginx(chosen)
         client = TestClient(create_app(chosen, environ or {}), raise_server_exceptions=False)
         client.__enter__()
