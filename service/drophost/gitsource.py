@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,13 @@ class GitSource:
         self.mirrors = self.root / "mirrors"
         self.hosted = self.root / "hosted"
         self.home = self.root / "home"
+        self._locks: dict[Path, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def lock(self, git_dir: Path) -> threading.Lock:
+        """One fetch at a time per mirror (two sites may share a repository)."""
+        with self._locks_guard:
+            return self._locks.setdefault(git_dir, threading.Lock())
 
     def env(self) -> dict[str, str]:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -135,22 +143,8 @@ class GitSource:
         branch = self.check_ref(branch)
         git_dir = self.mirror_path(repo)
         if not repo.is_hosted:
-            self.ensure_bare(git_dir)
-            try:
-                self.git(
-                    git_dir,
-                    "fetch",
-                    "--quiet",
-                    "--no-tags",
-                    "--no-recurse-submodules",
-                    "--no-write-fetch-head",
-                    "--",
-                    repo.text,
-                    f"+refs/heads/{branch}:refs/heads/{branch}",
-                )
-            except CommandError as exc:
-                raise GitError(_fetch_reason(exc, repo, branch), repo=repo.shown) from None
-            self._check_size(git_dir, repo)
+            with self.lock(git_dir):
+                self._fetch(git_dir, repo, branch)
         elif not (git_dir / "HEAD").exists():
             raise GitError(f'the hosted repository "{repo.hosted_name}" has not been pushed to yet')
         try:
@@ -161,6 +155,24 @@ class GitSource:
         if not _SHA.fullmatch(sha):
             raise GitError(f'branch "{branch}" of {repo.shown} could not be resolved')
         return sha
+
+    def _fetch(self, git_dir: Path, repo: RepoUrl, branch: str) -> None:
+        self.ensure_bare(git_dir)
+        try:
+            self.git(
+                git_dir,
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-recurse-submodules",
+                "--no-write-fetch-head",
+                "--",
+                repo.text,
+                f"+refs/heads/{branch}:refs/heads/{branch}",
+            )
+        except CommandError as exc:
+            raise GitError(_fetch_reason(exc, repo, branch), repo=repo.shown) from None
+        self._check_size(git_dir, repo)
 
     def remote_head(self, repo: RepoUrl, branch: str) -> str | None:
         """The commit a branch points at now, without fetching objects (for polling)."""
@@ -297,7 +309,7 @@ def _fetch_reason(exc: CommandError, repo: RepoUrl, branch: str) -> str:
         return f"{where} needs credentials DropHost does not have"
     if "not found" in output or "does not appear to be a git repository" in output:
         return f"the repository {where} was not found"
-    if "redirect" in output:
+    if "redirect" in output or re.search(r"returned error: 30[12378]\b", output):
         return f"{where} answered with a redirect, which DropHost does not follow"
     if "could not resolve host" in output or "connection refused" in output or "failed to connect" in output:
         return f"the server of {where} could not be reached"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drophost.repourls import strip_credentials
 from drophost.store import Conn, Row, _row, _rows
 
 
@@ -82,6 +83,7 @@ def enqueue(
             (slot,),
         )
         fields = {"repo": repo, "branch": branch, "path": path, "template": template}
+        shown = strip_credentials(repo)  # deployments are shown to API clients; the job keeps the real URL
         if waiting is not None:
             deployment_id = int(waiting["id"])
             conn.execute(
@@ -92,14 +94,14 @@ def enqueue(
             conn.execute(
                 "UPDATE deployments SET repo = %s, branch = %s, pusher = COALESCE(%s, pusher), ttl_seconds = %s"
                 " WHERE id = %s",
-                (repo, branch, pusher, ttl_seconds, deployment_id),
+                (shown, branch, pusher, ttl_seconds, deployment_id),
             )
             return deployment_id
         row = _row(
             conn,
             "INSERT INTO deployments (slot, source, state, trigger, repo, branch, pusher, ttl_seconds)"
             " VALUES (%s, 'git', 'queued', %s, %s, %s, %s, %s) RETURNING id",
-            (slot, trigger, repo, branch, pusher, ttl_seconds),
+            (slot, trigger, shown, branch, pusher, ttl_seconds),
         )
         assert row is not None
         deployment_id = int(row["id"])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,28 @@ def test_real_payloads_are_read(
         assert list(parsed.updates) == updates
     if repo:
         assert repo in {repo_key(url) for url in parsed.repo_urls}
+
+
+def test_branch_deletions_are_recognised_in_each_providers_shape() -> None:
+    github = fixture("github_push_tag_deleted.json").replace(b'"refs/tags/simple-tag"', b'"refs/heads/feature/x"')
+    parsed = parse_event(PROVIDERS["github"], {"x-github-event": "push"}, github)
+    assert parsed.updates == (RefUpdate("feature/x", True),)
+
+    gitlab = json.loads(fixture("gitlab_push_hook.json"))
+    gitlab["after"] = "0" * 40
+    parsed = parse_event(PROVIDERS["gitlab"], {"x-gitlab-event": "Push Hook"}, json.dumps(gitlab).encode())
+    assert parsed.updates == (RefUpdate("master", True),)
+
+    gitea = {
+        "ref": "feature/x",
+        "ref_type": "branch",
+        "repository": json.loads(fixture("gitea_push.json"))["repository"],
+    }
+    parsed = parse_event(PROVIDERS["gitea"], {"x-gitea-event": "delete"}, json.dumps(gitea).encode())
+    assert parsed.updates == (RefUpdate("feature/x", True),)
+
+    cloud = json.loads(fixture("fixture_go-playground_bitbucket_cloud_repo-push.json"))
+    change = cloud["push"]["changes"][0]
+    change["old"], change["new"] = change["new"], None
+    parsed = parse_event(PROVIDERS["bitbucket"], {"x-event-key": "repo:push"}, json.dumps(cloud).encode())
+    assert parsed.updates == (RefUpdate("name-of-branch", True),)

@@ -91,6 +91,12 @@ class GitHttpServer:
 
             def cgi(self) -> None:
                 server.requests += 1
+                if self.path.startswith("/moved/"):
+                    self.send_response(301)
+                    self.send_header("Location", self.path[len("/moved") :])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 path, _, query = self.path.partition("?")
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""

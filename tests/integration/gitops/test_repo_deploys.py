@@ -116,3 +116,24 @@ def test_hostile_repo_deploys_are_refused_and_nothing_changes(
     assert "hunter2" not in answer.text
     assert len(stack.client.get("/api/deployments", headers=AUTH).json()["deployments"]) == 1
     assert not list((stack.settings.git_dir / "mirrors").glob("*/refs/heads/other"))
+
+
+def test_fetch_errors_carry_no_credentials_paths_or_git_output(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    git_server.repo("site").commit({"index.html": "x"})
+    base = f"http://127.0.0.1:{git_server.port}"
+    stack = gitops_stack(
+        "sites:\n"
+        f"  - slot: missing\n    repo: http://deploy:hunter2@127.0.0.1:{git_server.port}/missing.git\n"
+        f"  - slot: moved\n    repo: {base}/moved/site.git\n"
+        f"  - slot: nobranch\n    repo: {base}/site.git\n    branch: gone\n"
+    )
+    rows = {row["slot"]: row for row in (wait_for_deployment(stack, i) for i in (1, 2, 3))}
+    assert rows["missing"]["error"] == f"the repository http://127.0.0.1:{git_server.port}/missing.git was not found"
+    assert rows["moved"]["error"] == f"{base}/moved/site.git answered with a redirect, which DropHost does not follow"
+    assert rows["nobranch"]["error"] == f'branch "gone" does not exist in {base}/site.git'
+    listing = stack.client.get("/api/deployments", headers=AUTH).text
+    assert "hunter2" not in listing and str(stack.settings.data_dir) not in listing and "fatal" not in listing
+    assert all(row["status"] == "failed" for row in rows.values())
+    assert stack.get("/d/moved/").status_code == 404
