@@ -3,11 +3,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from drophost import gitstore
 from drophost.app import create_app
 from drophost.cli import main
+from drophost.migrate import migrate
 from tests.conftest import AUTH
 from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, wait_for_deployment
 
@@ -107,3 +110,28 @@ def test_plan_needs_the_token(git_server: GitHttpServer, gitops_stack: GitopsFac
     assert stack.client.post("/api/reload").status_code == 401
     ok = stack.client.post("/api/plan", content=json.dumps({"sites": []}).encode(), headers=AUTH)
     assert ok.status_code == 200 and ok.json()["changes"] == []
+
+
+def test_a_deploy_interrupted_while_building_is_queued_again_at_start(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory, database_url: str
+) -> None:
+    head = git_server.repo("a").commit({"index.html": "after the crash"})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrate(conn)
+        interrupted = gitstore.enqueue(
+            conn,
+            slot="a",
+            repo=git_server.url("a"),
+            branch="main",
+            path="",
+            template=None,
+            trigger="webhook",
+            pusher="ann",
+            ttl_seconds=None,
+        )
+        assert gitstore.claim_next(conn) is not None  # it was building when the service stopped
+    stack = gitops_stack("sites: []\n")
+    first = stack.client.get(f"/api/deployments/{interrupted}", headers=AUTH).json()
+    assert first["status"] == "failed" and first["error"].startswith("interrupted")
+    again = wait_for_deployment(stack, interrupted + 1)
+    assert (again["status"], again["trigger"], again["pusher"], again["commit_sha"]) == ("live", "webhook", "ann", head)
