@@ -204,6 +204,7 @@ class GitOps:
                 queued.append(self.enqueue(site, update.branch, trigger="webhook", pusher=event.pusher))
             if delivery is not None:
                 gitstore.set_delivery_deployments(conn, p.name, delivery, queued)
+        self._wake.set()  # again: the queued rows are visible to the workers only now, after the commit
         if removed:
             with self._removals_lock:
                 self._removals.extend(removed)
@@ -246,6 +247,7 @@ class GitOps:
     # -- background work ---------------------------------------------------------------------------
     def start(self, interrupted: list[int]) -> None:
         """Queue again what a restart interrupted, then start the workers and the poller."""
+        self.source.prune_blobs()
         with self.pool.connection() as conn:
             for job in gitstore.jobs_of(conn, interrupted):
                 gitstore.enqueue(

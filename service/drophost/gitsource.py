@@ -6,6 +6,7 @@ allow-list, hooks/fsmonitor/submodules/LFS/prompts/redirects off, and a timeout.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -66,6 +67,8 @@ class GitSource:
         self.mirrors = self.root / "mirrors"
         self.hosted = self.root / "hosted"
         self.home = self.root / "home"
+        self.blobs = self.root / "blobs"
+        self._blob_lock = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -223,20 +226,50 @@ class GitSource:
         return plan_listing(listing, limits)
 
     def write_tree(self, git_dir: Path, plan: TreePlan, destination: Path) -> None:
-        """Write the planned blobs under a fresh destination, never following or creating links."""
+        """Fill a fresh destination with the planned files: hard links into the blob store.
+
+        Each blob is written once to <data>/git/blobs/<oid> (so a push changing one file writes one
+        file); release files are hard links to it, never symbolic links. Releases are never modified.
+        """
         destination.mkdir(mode=0o755, parents=False, exist_ok=False)
-        made: set[str] = set()
-        for batch in _batches(plan.files):
-            out = self.git(git_dir, "cat-file", "--batch", input_bytes="".join(f"{e.oid}\n" for e in batch).encode())
-            offset = 0
-            for entry in batch:
-                end = out.index(b"\n", offset)
-                header = out[offset:end].split(b" ")
-                if len(header) != 3 or header[1] != b"blob" or int(header[2]) != entry.size:
-                    raise GitError(f"the file {_show(entry.path)} could not be read from the repository")
-                data = out[end + 1 : end + 1 + entry.size]
-                offset = end + 1 + entry.size + 1
-                _write_file(destination, entry.path, data, made)
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        with self._blob_lock:
+            missing = {e.oid: e for e in plan.files if not (self.blobs / e.oid).is_file()}
+            for batch in _batches(tuple(missing.values())):
+                self._store_blobs(git_dir, batch)
+            made: set[str] = set()
+            for entry in plan.files:
+                _make_parents(destination, entry.path, made)
+                _link_or_copy(self.blobs / entry.oid, destination / entry.path)
+
+    def _store_blobs(self, git_dir: Path, batch: list[TreeEntry]) -> None:
+        out = self.git(git_dir, "cat-file", "--batch", input_bytes="".join(f"{e.oid}\n" for e in batch).encode())
+        offset = 0
+        for entry in batch:
+            end = out.index(b"\n", offset)
+            header = out[offset:end].split(b" ")
+            if len(header) != 3 or header[1] != b"blob" or int(header[2]) != entry.size:
+                raise GitError(f"the file {_show(entry.path)} could not be read from the repository")
+            data = out[end + 1 : end + 1 + entry.size]
+            offset = end + 1 + entry.size + 1
+            partial = self.blobs / f"{entry.oid}.partial"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(partial, flags, 0o644)
+            with os.fdopen(fd, "wb", closefd=True) as handle:
+                handle.write(data)
+            os.replace(partial, self.blobs / entry.oid)
+
+    def prune_blobs(self) -> int:
+        """Remove stored blobs no release links to any more (link count 1)."""
+        if not self.blobs.is_dir():
+            return 0
+        removed = 0
+        with self._blob_lock:
+            for blob in self.blobs.iterdir():
+                if blob.name.endswith(".partial") or blob.lstat().st_nlink <= 1:
+                    blob.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
 
 def plan_listing(listing: bytes, limits: ArchiveLimits) -> TreePlan:
@@ -249,6 +282,8 @@ def plan_listing(listing: bytes, limits: ArchiveLimits) -> TreePlan:
     for record in records:
         meta, _, raw_path = record.partition(b"\t")
         mode, kind, oid, size = meta.decode().split()
+        if not _SHA.fullmatch(oid):
+            raise GitError("the tree listing could not be read")
         try:
             name = raw_path.decode("utf-8")
         except UnicodeDecodeError:
@@ -284,17 +319,25 @@ def _batches(entries: tuple[TreeEntry, ...]) -> list[list[TreeEntry]]:
     return batches
 
 
-def _write_file(destination: Path, path: str, data: bytes, made: set[str]) -> None:
+def _link_or_copy(blob: Path, target: Path) -> None:
+    try:
+        os.link(blob, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # releases/ on another filesystem than git/: copy, still refusing to follow or replace anything
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        with open(blob, "rb") as source, os.fdopen(os.open(target, flags, 0o644), "wb") as out:
+            shutil.copyfileobj(source, out)
+
+
+def _make_parents(destination: Path, path: str, made: set[str]) -> None:
     parts = path.split("/")
     for depth in range(1, len(parts)):
         folder = "/".join(parts[:depth])
         if folder not in made:
             os.mkdir(destination / folder, 0o755)
             made.add(folder)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(destination / path, flags, 0o644)
-    with os.fdopen(fd, "wb", closefd=True) as out:
-        out.write(data)
 
 
 def _fetch_reason(exc: CommandError, repo: RepoUrl, branch: str) -> str:

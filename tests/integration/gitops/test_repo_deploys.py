@@ -137,3 +137,20 @@ def test_fetch_errors_carry_no_credentials_paths_or_git_output(
     assert "hunter2" not in listing and str(stack.settings.data_dir) not in listing and "fatal" not in listing
     assert all(row["status"] == "failed" for row in rows.values())
     assert stack.get("/d/moved/").status_code == 404
+
+
+def test_unchanged_files_are_not_written_again(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "one", "same.css": "body{}"})
+    stack = gitops_stack(declared(git_server))
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    repo.commit({"index.html": "two"})
+    answer = stack.client.post(
+        "/api/deployments", json={"repo": git_server.url("site"), "branch": "main", "slot": "docs"}, headers=AUTH
+    )
+    assert wait_for_deployment(stack, answer.json()["id"])["status"] == "live"
+    first, second = (stack.settings.releases_dir / "docs" / str(i) for i in (1, answer.json()["id"]))
+    assert (first / "same.css").stat().st_ino == (second / "same.css").stat().st_ino
+    assert (first / "index.html").stat().st_ino != (second / "index.html").stat().st_ino
+    assert not (second / "same.css").is_symlink()
+    assert stack.get("/d/docs/same.css").text == "body{}" and stack.get("/d/docs/").text == "two"
