@@ -59,9 +59,10 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             nginx.prepare()
             outcome = deployer.reconcile()
             log.info("reconciled nginx with PostgreSQL: %s", outcome)
+            gitops.requeue(outcome["failed_deployments"])
             applied = gitops.apply(gitops.load())
             log.info("applied deploy.yaml: %s", applied)
-            gitops.start(outcome["failed_deployments"])
+            gitops.start()
 
         await run_in_threadpool(start)
         expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))

@@ -245,9 +245,8 @@ class GitOps:
             time.sleep(0.1)
 
     # -- background work ---------------------------------------------------------------------------
-    def start(self, interrupted: list[int]) -> None:
-        """Queue again what a restart interrupted, then start the workers and the poller."""
-        self.source.prune_blobs()
+    def requeue(self, interrupted: list[int]) -> None:
+        """Queue again the git deploys a restart interrupted (before deploy.yaml is applied)."""
         with self.pool.connection() as conn:
             for job in gitstore.jobs_of(conn, interrupted):
                 gitstore.enqueue(
@@ -261,6 +260,10 @@ class GitOps:
                     pusher=job["pusher"],
                     ttl_seconds=job["ttl_seconds"],
                 )
+
+    def start(self) -> None:
+        """Start the workers and the poller."""
+        self.source.prune_blobs()
         for number in range(WORKERS):
             thread = threading.Thread(target=self._work_forever, name=f"drophost-git-{number}", daemon=True)
             thread.start()
@@ -322,6 +325,11 @@ class GitOps:
         except Exception:  # noqa: BLE001 - recorded as failed; details go to the log only
             log.exception("git deployment %s failed", job.deployment_id)
             self._fail(job, "internal error while reading the repository", incoming)
+            return
+        with self.pool.connection() as conn:
+            managed = gitstore.is_managed(conn, job.slot)
+        if not managed and job.trigger != "api":
+            self._fail(job, "cancelled: the slot is no longer declared in deploy.yaml", incoming)
             return
         try:
             self.deployer.publish_tree(

@@ -35,6 +35,10 @@ def upsert_managed(conn: Conn, *, slot: str, repo: str, branch: str, path: str, 
     )
 
 
+def is_managed(conn: Conn, slot: str) -> bool:
+    return _row(conn, "SELECT 1 AS x FROM managed_slots WHERE slot = %s", (slot,)) is not None
+
+
 def forget_managed(conn: Conn, slot: str) -> None:
     conn.execute("DELETE FROM managed_slots WHERE slot = %s", (slot,))
 

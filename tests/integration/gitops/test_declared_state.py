@@ -130,8 +130,31 @@ def test_a_deploy_interrupted_while_building_is_queued_again_at_start(
             ttl_seconds=None,
         )
         assert gitstore.claim_next(conn) is not None  # it was building when the service stopped
-    stack = gitops_stack("sites: []\n")
+    stack = gitops_stack(two_sites(git_server, b=False))
     first = stack.client.get(f"/api/deployments/{interrupted}", headers=AUTH).json()
     assert first["status"] == "failed" and first["error"].startswith("interrupted")
     again = wait_for_deployment(stack, interrupted + 1)
     assert (again["status"], again["trigger"], again["pusher"], again["commit_sha"]) == ("live", "webhook", "ann", head)
+
+
+def test_a_queued_deploy_for_a_slot_no_longer_declared_does_not_go_live(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory, database_url: str
+) -> None:
+    git_server.repo("a").commit({"index.html": "a"})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrate(conn)
+        queued = gitstore.enqueue(
+            conn,
+            slot="a",
+            repo=git_server.url("a"),
+            branch="main",
+            path="",
+            template=None,
+            trigger="webhook",
+            pusher=None,
+            ttl_seconds=None,
+        )
+    stack = gitops_stack("sites: []\n")
+    row = wait_for_deployment(stack, queued)
+    assert row["status"] == "failed" and row["error"] == "cancelled: the slot is no longer declared in deploy.yaml"
+    assert stack.get("/d/a/").status_code == 404
