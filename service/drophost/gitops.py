@@ -369,18 +369,37 @@ class GitOps:
                 log.exception("polling failed")
 
     def poll_once(self) -> list[int]:
-        """Queue a deploy for every fixed site whose branch head is not what was deployed last."""
-        queued = []
-        for site in self.manifest.fixed_sites().values():
+        """Deploy what webhooks missed: new heads of declared branches, new or deleted preview branches."""
+        queued: list[int] = []
+        by_repo: dict[str, list[SiteSpec]] = {}
+        for site in self.manifest.sites:
+            by_repo.setdefault(repo_key(site.repo.text), []).append(site)
+        for sites in by_repo.values():
             try:
-                head = self.source.remote_head(site.repo, site.branch)
+                heads = self.source.remote_heads(sites[0].repo)
             except DrophostError as exc:
-                log.info("polling %s: %s", site.slot, exc.message)
+                log.info("polling %s: %s", sites[0].repo.shown, exc.message)
                 continue
+            for site in sites:
+                queued += self._poll_site(site, heads)
+        return queued
+
+    def _poll_site(self, site: SiteSpec, heads: dict[str, str]) -> list[int]:
+        branches = [b for b in heads if site.wants(b)] if site.is_preview else [site.branch]
+        queued = []
+        for branch in branches:
+            head = heads.get(branch)
             if head is None:
                 continue
+            slot = site.slot_for(branch)
             with self.pool.connection() as conn:
-                if gitstore.last_commit(conn, site.slot) == head or gitstore.has_queued(conn, site.slot):
+                if gitstore.last_commit(conn, slot) == head or gitstore.has_queued(conn, slot):
                     continue
-            queued.append(self.enqueue(site, site.branch, trigger="poll", pusher=None))
+            queued.append(self.enqueue(site, branch, trigger="poll", pusher=None))
+        if site.is_preview:
+            with self.pool.connection() as conn:
+                previews = [r for r in gitstore.managed_slots(conn) if r["template"] == site.slot]
+            for row in previews:
+                if repo_key(row["repo"]) == repo_key(site.repo.text) and row["branch"] not in heads:
+                    self._remove_preview(row["slot"])
         return queued

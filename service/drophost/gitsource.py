@@ -198,6 +198,26 @@ class GitSource:
                 return sha
         return None
 
+    def remote_heads(self, repo: RepoUrl) -> dict[str, str]:
+        """Every branch and the commit it points at now, without fetching objects (for polling)."""
+        git_dir = self.mirror_path(repo)
+        if repo.is_hosted:
+            if not (git_dir / "HEAD").exists():
+                return {}
+            out = self.git(git_dir, "for-each-ref", "--format=%(objectname)%09%(refname)", "refs/heads/")
+        else:
+            self.ensure_bare(git_dir)
+            try:
+                out = self.git(git_dir, "ls-remote", "--heads", "--", repo.text, timeout=60)
+            except CommandError as exc:
+                raise GitError(_fetch_reason(exc, repo, ""), repo=repo.shown) from None
+        heads = {}
+        for line in out.decode(errors="replace").splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref.startswith("refs/heads/") and _SHA.fullmatch(sha):
+                heads[ref[len("refs/heads/") :]] = sha
+        return heads
+
     def _check_size(self, git_dir: Path, repo: RepoUrl) -> None:
         total = sum(f.stat().st_size for f in (git_dir / "objects").rglob("*") if f.is_file())
         if total > self.settings.max_repository_bytes:

@@ -30,3 +30,20 @@ def test_deploy_yaml_poll_interval_wins_over_the_setting(
     Path(stack.settings.config).write_text("poll_interval: 2m\nsites: []\n")
     assert stack.client.post("/api/reload", headers=AUTH).status_code == 200
     assert gitops.poll_interval() == 120
+
+
+def test_polling_creates_and_removes_preview_slots(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "main"})
+    url = git_server.url("site")
+    stack = gitops_stack(
+        f'poll_interval: 1s\nsites:\n  - slot: site\n    repo: {url}\n  - slot: "pre-{{branch}}"\n    repo: {url}\n'
+        '    branches: ["feature/*"]\n'
+    )
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    repo.commit({"index.html": "preview"}, branch="feature/poll")
+    assert wait_until(lambda: stack.get("/d/pre-feature-poll/").text == "preview")
+    repo.delete_branch("feature/poll")
+    assert wait_until(lambda: stack.get("/d/pre-feature-poll/").status_code == 404)
+    slots = {s["slot"]: s["status"] for s in stack.client.get("/api/slots", headers=AUTH).json()["slots"]}
+    assert slots == {"site": "live", "pre-feature-poll": "offline"}
