@@ -393,7 +393,7 @@ class GitOps:
                 continue
             slot = site.slot_for(branch)
             with self.pool.connection() as conn:
-                if gitstore.last_commit(conn, slot) == head or gitstore.has_queued(conn, slot):
+                if gitstore.last_commit(conn, slot) == head or gitstore.has_pending(conn, slot):
                     continue
             queued.append(self.enqueue(site, branch, trigger="poll", pusher=None))
         if site.is_preview:

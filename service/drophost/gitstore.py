@@ -175,9 +175,12 @@ def jobs_of(conn: Conn, deployment_ids: list[int]) -> list[Row]:
     )
 
 
-def has_queued(conn: Conn, slot: str) -> bool:
+def has_pending(conn: Conn, slot: str) -> bool:
+    """A git deploy of this slot is queued or building (polling leaves the slot alone)."""
     row = _row(
-        conn, "SELECT 1 AS x FROM deployments WHERE slot = %s AND state = 'queued' AND source = 'git' LIMIT 1", (slot,)
+        conn,
+        "SELECT 1 AS x FROM deployments WHERE slot = %s AND state IN ('queued', 'building') AND source = 'git' LIMIT 1",
+        (slot,),
     )
     return row is not None
 
