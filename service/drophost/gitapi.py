@@ -142,6 +142,8 @@ async def git_http(request: Request) -> Response:
     hook_env = {"DROPHOST_HOOK_TOKEN": token, "DROPHOST_HOOK_TIMEOUT": str(settings.git_timeout + 30)}
     if settings.service_socket.startswith("/"):
         hook_env["DROPHOST_HOOK_SOCKET"] = settings.service_socket
+    else:
+        hook_env["DROPHOST_HOOK_HOST"] = f"127.0.0.1:{settings.port}"  # through nginx
     env = gitops.hosted.cgi_environment(
         name=name,
         rest=rest,

@@ -26,7 +26,7 @@ from drophost.manifest import Manifest, SiteSpec, load_file, secret_problems
 from drophost.plan import ADD, CHANGE, DEPLOY, REMOVE, Plan, plan
 from drophost.repourls import check_branch, check_repo_path, parse_repo_url, repo_key
 from drophost.settings import Settings
-from drophost.slots import validate_slot
+from drophost.slots import parse_ttl, validate_slot
 
 log = logging.getLogger(__name__)
 WORKERS = 2
@@ -146,8 +146,12 @@ class GitOps:
                 f'slot "{slot}" is declared in deploy.yaml for {declared.repo.shown} branch {declared.branch}',
                 field="slot",
             )
+        raw_ttl = body.get("ttl")
+        if raw_ttl is not None and (isinstance(raw_ttl, bool) or not isinstance(raw_ttl, (str, int))):
+            raise ValidationError("ttl must be seconds or a number with s, m, h, d or w", field="ttl")
+        ttl = parse_ttl(raw_ttl, maximum=self.settings.max_ttl_seconds)
         self.source.check_ref(branch)
-        site = SiteSpec(slot=slot, repo=repo, branches=(branch,), path=path)
+        site = SiteSpec(slot=slot, repo=repo, branches=(branch,), path=path, ttl_seconds=ttl)
         return self.enqueue(site, branch, trigger="api", pusher=None)
 
     # -- webhooks ----------------------------------------------------------------------------------

@@ -265,6 +265,7 @@ def document() -> dict[str, Any]:
                         "branch": {"type": "string", "default": "main"},
                         "path": {"type": "string", "description": "publish this folder (default: the root)"},
                         "slot": {"type": "string"},
+                        "ttl": {"type": "string", "description": "seconds, or a number with s/m/h/d/w"},
                     },
                 },
                 "Slot": {

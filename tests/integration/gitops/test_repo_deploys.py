@@ -42,10 +42,12 @@ def test_repo_url_deploy_answers_202_and_goes_live(git_server: GitHttpServer, gi
     assert stack.get("/d/other/").text == "one"
     second_sha = repo.commit({"index.html": "two"})
     again = stack.client.post(
-        "/api/deployments", json={"repo": git_server.url("other"), "branch": "main", "slot": "other"}, headers=AUTH
+        "/api/deployments",
+        json={"repo": git_server.url("other"), "branch": "main", "slot": "other", "ttl": "2h"},
+        headers=AUTH,
     )
     row = wait_for_deployment(stack, again.json()["id"])
-    assert row["commit_sha"] == second_sha and row["config_version"] == 2
+    assert row["commit_sha"] == second_sha and row["config_version"] == 2 and row["ttl_seconds"] == 7200
     assert stack.get("/d/other/").text == "two"
 
 
@@ -99,6 +101,8 @@ HOSTILE = [
     ({"path": "public/../../x"}, 422, "escapes the repository"),
     ({"slot": "Docs!"}, 422, "is not a valid slot name"),
     ({"slot": "docs"}, 409, "is declared in deploy.yaml"),
+    ({"ttl": "forever"}, 422, "is not a duration"),
+    ({"unknown": "x"}, 422, "unknown field"),
 ]
 
 
