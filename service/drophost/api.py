@@ -77,11 +77,17 @@ def path_slot(request: Request) -> str:
 # -- deployments -----------------------------------------------------------------------------
 @require_token
 async def create_deployment(request: Request) -> Response:
-    """Deploy a ZIP upload (multipart: file, slot, ttl)."""
+    """Deploy a ZIP upload (multipart: file, slot, ttl), or queue a git deploy (JSON: repo, branch, path, slot)."""
     settings = settings_of(request)
     content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        from drophost.gitapi import create_git_deployment
+
+        return await create_git_deployment(request)
     if not content_type.startswith("multipart/form-data"):
-        raise UnsupportedMediaError("send the ZIP as multipart/form-data with a field named file")
+        raise UnsupportedMediaError(
+            "send a ZIP as multipart/form-data with a field named file, or JSON with repo, branch and slot"
+        )
     async with request.form(max_files=1, max_fields=8, max_part_size=64 * 1024) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -16,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost import analytics, api, api_uploads, dashboard, openapi
+from drophost import analytics, api, api_uploads, dashboard, gitapi, openapi
 from drophost.accesslog import Ingester
 from drophost.deployer import Deployer
 from drophost.errors import DrophostError, SettingsError
+from drophost.gitops import GitOps
 from drophost.migrate import migrate
 from drophost.nginx import Nginx
 from drophost.settings import Settings
@@ -27,7 +30,8 @@ from drophost.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> Starlette:
+    """`environ` holds the webhook secrets deploy.yaml names (default: the process environment)."""
     if not settings.api_token:
         raise SettingsError("DROPHOST_API_TOKEN is empty; `drophost up` creates one for you")
     if not settings.database_url:
@@ -46,9 +50,11 @@ def create_app(settings: Settings) -> Starlette:
         nginx = Nginx(settings)
         deployer = Deployer(settings, pool, nginx)
         ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
+        gitops = GitOps(settings, deployer, os.environ if environ is None else environ)
         app.state.settings = settings
         app.state.deployer = deployer
         app.state.ingester = ingester
+        app.state.gitops = gitops
 
         def start() -> None:
             with pool.connection() as conn:
@@ -56,17 +62,24 @@ def create_app(settings: Settings) -> Starlette:
             nginx.prepare()
             outcome = deployer.reconcile()
             log.info("reconciled nginx with PostgreSQL: %s", outcome)
+            gitops.requeue(outcome["failed_deployments"])
+            applied = gitops.apply(gitops.load())
+            log.info("applied deploy.yaml: %s", applied)
+            gitops.start()
 
         await run_in_threadpool(start)
         expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))
         ingestion = asyncio.create_task(_ingest_forever(ingester, nginx, settings))
+        hangup = _reload_on_sighup(gitops)
         try:
             yield
         finally:
+            hangup()
             for task in (expiry, ingestion):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await run_in_threadpool(gitops.stop)
             await run_in_threadpool(pool.close)
 
     routes = build_routes(settings)
@@ -103,6 +116,11 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         ),
         Route("/api/uploads/{upload_id}/finalize", api_uploads.finalize_upload, methods=["POST"]),
         Route("/api/gc", api_uploads.collect_garbage, methods=["POST"]),
+        Route("/api/webhooks/{provider}", gitapi.webhook, methods=["POST"]),
+        Route("/api/reload", gitapi.reload, methods=["POST"], max_body_size=64 * 1024),
+        Route("/api/plan", gitapi.plan, methods=["POST"]),
+        Route("/api/git/hook", gitapi.git_hook, methods=["POST"], max_body_size=1024 * 1024),
+        Route("/git/{name}.git/{rest:path}", gitapi.git_http, methods=["GET", "POST"], max_body_size=upload_cap),
     ]
 
 
@@ -140,6 +158,35 @@ def _health_checks(deployer: Deployer) -> dict[str, bool]:
 
 async def openapi_document(request: Request) -> Response:
     return JSONResponse(openapi.document())
+
+
+def _reload_on_sighup(gitops: GitOps) -> Callable[[], None]:
+    """SIGHUP re-reads deploy.yaml (only where this loop owns signals: the main thread)."""
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        future = loop.run_in_executor(None, gitops.reload)
+        future.add_done_callback(_log_reload)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (RuntimeError, ValueError, NotImplementedError):
+        return lambda: None
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove
+
+
+def _log_reload(future: asyncio.Future[dict[str, Any]]) -> None:
+    error = future.exception()
+    if isinstance(error, DrophostError):
+        log.error("SIGHUP: deploy.yaml not applied: %s", error.message)
+    elif error is not None:
+        log.error("SIGHUP: deploy.yaml not applied", exc_info=error)
+    else:
+        log.info("SIGHUP: applied deploy.yaml: %s", future.result())
 
 
 async def _expire_forever(deployer: Deployer, interval: float) -> None:

@@ -102,14 +102,19 @@ class Deployer:
         size: int,
         ttl_seconds: int | None,
         source: str,
+        deployment_id: int | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Turn an extracted tree into a live version of `slot` (shared by every source)."""
+        """Turn an extracted tree into a live version of `slot` (shared by every source).
+
+        A queued source (git) passes the `deployment_id` it already recorded; others get a new one.
+        """
         with self.slot_lock(slot):
-            with self.pool.connection() as conn:
-                deployment_id = store.create_deployment(
-                    conn, slot=slot, source=source, ttl_seconds=ttl_seconds, **fields
-                )
+            if deployment_id is None:
+                with self.pool.connection() as conn:
+                    deployment_id = store.create_deployment(
+                        conn, slot=slot, source=source, ttl_seconds=ttl_seconds, **fields
+                    )
             final = releases.release_dir(self.settings.releases_dir, slot, deployment_id)
             try:
                 # Trees from other sources (git) are plain files: store each distinct file once.

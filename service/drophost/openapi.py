@@ -17,6 +17,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     texts = {
         400: "Malformed request",
         401: "Missing or wrong token",
+        403: "Not allowed",
         404: "Not found",
         409: "Conflict",
         413: "Too large",
@@ -88,11 +89,16 @@ def document() -> dict[str, Any]:
             },
             "/api/deployments": {
                 "post": _op(
-                    "Deploy a ZIP archive to a slot",
-                    {"201": _json(deployment, "Live"), **_errors(400, 401, 413, 415, 422, 500)},
+                    "Deploy a ZIP archive to a slot (multipart), or queue a git deploy (JSON)",
+                    {
+                        "201": _json(deployment, "ZIP deployed and live"),
+                        "202": _json(deployment, "Git deploy queued; follow it at /api/deployments/{id}"),
+                        **_errors(400, 401, 403, 409, 413, 415, 422, 500),
+                    },
                     requestBody={
                         "required": True,
                         "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/GitDeploy"}},
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",
@@ -106,7 +112,7 @@ def document() -> dict[str, Any]:
                                         },
                                     },
                                 }
-                            }
+                            },
                         },
                     },
                 ),
@@ -315,6 +321,7 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            **_gitops_paths(),
             "/api/slots/{slot}/rollback": {
                 "post": _op(
                     "Make a stored config version live again",
@@ -438,7 +445,10 @@ def document() -> dict[str, Any]:
             },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -470,6 +480,18 @@ def document() -> dict[str, Any]:
                         "bytes": {"type": ["integer", "null"]},
                         "error": {"type": ["string", "null"]},
                         "created_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "GitDeploy": {
+                    "type": "object",
+                    "required": ["repo", "slot"],
+                    "description": "a repository declared in deploy.yaml or matching its sources.allow patterns",
+                    "properties": {
+                        "repo": {"type": "string", "description": "https://, http://, ssh:// URL or hosted:NAME"},
+                        "branch": {"type": "string", "default": "main"},
+                        "path": {"type": "string", "description": "publish this folder (default: the root)"},
+                        "slot": {"type": "string"},
+                        "ttl": {"type": "string", "description": "seconds, or a number with s/m/h/d/w"},
                     },
                 },
                 "Slot": {
@@ -541,5 +563,120 @@ def document() -> dict[str, Any]:
                     },
                 },
             },
+        },
+    }
+
+
+def _gitops_paths() -> dict[str, Any]:
+    """Webhooks, deploy.yaml reload and plan, the post-receive hook, and git's smart HTTP."""
+    changes = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "action": {"type": "string", "enum": ["add", "change", "deploy", "remove", "keep"]},
+                "slot": {"type": "string"},
+                "detail": {"type": "string"},
+            },
+        },
+    }
+    basic: list[dict[str, list[str]]] = [{"basic": []}]
+    return {
+        "/api/webhooks/{provider}": {
+            "post": _op(
+                "A push webhook, verified over the raw body (GitHub X-Hub-Signature-256, Gitea X-Gitea-Signature,"
+                " Bitbucket X-Hub-Signature, GitLab X-Gitlab-Token, generic X-Signature: sha256=<hex>)",
+                {
+                    "200": _json({"type": "object"}, "Ping or test event"),
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "queued": {"type": "array", "items": {"type": "integer"}},
+                                "removed": {"type": "array", "items": {"type": "string"}},
+                                "ignored": {"type": "string"},
+                            },
+                        },
+                        "Queued deployments, removed preview slots, or why the push was ignored",
+                    ),
+                    **_errors(400, 401, 403, 404, 409, 413),
+                },
+                auth=False,
+                parameters=[
+                    {
+                        "name": "provider",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["github", "gitlab", "gitea", "bitbucket", "generic"]},
+                    }
+                ],
+                requestBody={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            )
+        },
+        "/api/reload": {
+            "post": _op(
+                "Read deploy.yaml again and apply it (an invalid file changes nothing)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "changes": changes,
+                                "queued": {"type": "array", "items": {"type": "integer"}},
+                                "errors": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                        "Applied",
+                    ),
+                    **_errors(401, 422),
+                },
+            )
+        },
+        "/api/plan": {
+            "post": _op(
+                "What applying the deploy.yaml in the body would change against what is live",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"changes": changes, "text": {"type": "string"}}}, "Plan"
+                    ),
+                    **_errors(401, 413, 422),
+                },
+                requestBody={"required": True, "content": {"application/yaml": {"schema": {"type": "string"}}}},
+            )
+        },
+        "/api/git/hook": {
+            "post": _op(
+                "Called by the post-receive hook of a hosted repository: deploy the pushed branches, report",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "messages": {"type": "array", "items": {"type": "string"}},
+                                "deployments": {"type": "array", "items": {"type": "integer"}},
+                            },
+                        },
+                        "One line per deploy, printed by git push",
+                    ),
+                    **_errors(400, 401, 422),
+                },
+            )
+        },
+        "/git/{name}.git/{rest}": {
+            method: _op(
+                "git's smart HTTP protocol for `repo: hosted:NAME` sites (basic auth, password = API token);"
+                " only info/refs, git-upload-pack and git-receive-pack",
+                {
+                    "200": {"description": "git protocol data"},
+                    "401": {"description": "Missing or wrong password (text/plain)"},
+                    "404": {"description": "NAME is not declared in deploy.yaml (text/plain, shown by git)"},
+                },
+                security=basic,
+                parameters=[
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+            )
+            for method in ("get", "post")
         },
     }

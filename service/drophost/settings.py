@@ -69,6 +69,15 @@ class Settings:
     session_max_age: int = 12 * 3600
     db_pool_size: int = 8
     subprocess_timeout: float = 60.0
+    # GitOps: the deploy.yaml to apply (DROPHOST_CONFIG), and git's limits.
+    config: str = ""
+    # Seconds between checks of every declared branch (0: off); deploy.yaml's poll_interval wins.
+    poll_interval: float = 60.0
+    webhook_max_bytes: int = 1 * MiB
+    git_binary: str = "git"
+    git_timeout: float = 300.0
+    # A fetched repository (its bare mirror) larger than this is refused and removed.
+    max_repository_bytes: int = 2048 * MiB
 
     @property
     def releases_dir(self) -> Path:
@@ -77,6 +86,10 @@ class Settings:
     @property
     def nginx_dir(self) -> Path:
         return self.data_dir / "nginx"
+
+    @property
+    def git_dir(self) -> Path:
+        return self.data_dir / "git"
 
     @property
     def uploads_dir(self) -> Path:

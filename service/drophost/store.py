@@ -90,7 +90,8 @@ def fail_unfinished(conn: Conn, reason: str) -> list[int]:
     rows = _rows(
         conn,
         "UPDATE deployments SET state = 'failed', error = %s, finished_at = now()"
-        " WHERE state IN ('queued', 'building') RETURNING id",
+        # Queued git deploys are kept: the queue (gitqueue.py) picks them up again after a restart.
+        " WHERE state = 'building' OR (state = 'queued' AND source <> 'git') RETURNING id",
         (reason,),
     )
     conn.execute("UPDATE config_versions SET status = 'failed' WHERE status = 'pending'")
