@@ -12,6 +12,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresq
 if [ "${1:-}" = "--dev" ]; then
   command -v git >/dev/null 2>&1 || need_packages+=(git)
   command -v zip >/dev/null 2>&1 || need_packages+=(zip)
+  # The dashboard tests drive this browser (through Playwright, which never downloads its own).
+  [ -x /usr/bin/chromium ] || need_packages+=(chromium)
+  command -v unzip >/dev/null 2>&1 || need_packages+=(unzip)  # the benchmark's baseline
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

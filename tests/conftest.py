@@ -9,6 +9,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -17,6 +19,8 @@ from pathlib import Path
 import httpx2 as httpx
 import psycopg
 import pytest
+import uvicorn
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from drophost.app import create_app
@@ -94,6 +98,7 @@ def settings(data_dir: Path, database_url: str) -> Settings:
         api_token=TOKEN,
         host="127.0.0.1",
         port=free_port(),
+        sites_port=free_port(),
         service_socket=str(data_dir / "service.sock"),
         expiry_interval=0.2,
     )
@@ -101,7 +106,7 @@ def settings(data_dir: Path, database_url: str) -> Settings:
 
 @dataclass
 class Stack:
-    """nginx on a free port plus the app behind a TestClient; `get` goes through real nginx."""
+    """nginx on free ports plus the app behind a TestClient; `get` goes through real nginx."""
 
     settings: Settings
     nginx: Nginx
@@ -112,8 +117,14 @@ class Stack:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.port}"
 
+    @property
+    def sites_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.sites_listen_port}"
+
     def get(self, path: str, **kwargs: object) -> httpx.Response:
-        return httpx.get(self.base_url + path, timeout=10, **kwargs)  # type: ignore[arg-type]
+        """Sites (/d/...) from the sites origin, everything else from the main port."""
+        base = self.sites_base_url if path.startswith("/d/") else self.base_url
+        return httpx.get(base + path, timeout=10, **kwargs)  # type: ignore[arg-type]
 
     def deploy(self, files: dict[str, bytes | str], slot: str, **fields: str) -> httpx.Response:
         return self.client.post(
@@ -163,4 +174,48 @@ def stack_factory(settings: Settings) -> Iterator[object]:
 
     yield make
     for process in started:
+        stop_process(process)
+
+
+@dataclass
+class LiveStack(Stack):
+    """Like Stack, but the service also runs under uvicorn behind nginx, as with `drophost up`."""
+
+    server: uvicorn.Server
+
+    def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        headers = {**AUTH, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+        return httpx.request(method, self.base_url + path, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def serve_in_thread(settings: Settings, app: Starlette) -> tuple[uvicorn.Server, threading.Thread]:
+    Path(settings.service_socket).unlink(missing_ok=True)
+    config = uvicorn.Config(app, uds=settings.service_socket, lifespan="on", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the service did not start")
+        time.sleep(0.02)
+    return server, thread
+
+
+def stop_server(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def live(settings: Settings) -> Iterator[LiveStack]:
+    nginx, process = start_nginx(settings)
+    app = create_app(settings)
+    server, thread = serve_in_thread(settings, app)
+    try:
+        # The same app: uvicorn ran its start-up, the TestClient only sends requests to it.
+        client = TestClient(app, raise_server_exceptions=False)
+        yield LiveStack(settings=settings, nginx=nginx, process=process, client=client, server=server)
+    finally:
+        stop_server(server, thread)
         stop_process(process)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -12,7 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from drophost import store, views
+from drophost import sessions, store, versiondiff, views
 from drophost.deployer import Deployer
 from drophost.errors import (
     BadRequestError,
@@ -38,9 +39,11 @@ def settings_of(request: Request) -> Settings:
 
 
 def require_token(handler: Handler) -> Handler:
-    """Every /api/ route: Authorization: Bearer <token>, compared in constant time."""
+    """Every /api/ route: Bearer <token> (constant-time), or a dashboard session with its CSRF header."""
 
     async def guarded(request: Request) -> Response:
+        if "authorization" not in request.headers and sessions.api_session_ok(request):
+            return await handler(request)  # the dashboard's own JavaScript, signed in
         expected = settings_of(request).api_token.encode()
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given:
@@ -74,11 +77,17 @@ def path_slot(request: Request) -> str:
 # -- deployments -----------------------------------------------------------------------------
 @require_token
 async def create_deployment(request: Request) -> Response:
-    """Deploy a ZIP upload (multipart: file, slot, ttl)."""
+    """Deploy a ZIP upload (multipart: file, slot, ttl), or queue a git deploy (JSON: repo, branch, path, slot)."""
     settings = settings_of(request)
     content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        from drophost.gitapi import create_git_deployment
+
+        return await create_git_deployment(request)
     if not content_type.startswith("multipart/form-data"):
-        raise UnsupportedMediaError("send the ZIP as multipart/form-data with a field named file")
+        raise UnsupportedMediaError(
+            "send a ZIP as multipart/form-data with a field named file, or JSON with repo, branch and slot"
+        )
     async with request.form(max_files=1, max_fields=8, max_part_size=64 * 1024) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -167,6 +176,59 @@ async def delete_slot(request: Request) -> Response:
     """Take a slot offline; its history stays."""
     slot = path_slot(request)
     result = await run_in_threadpool(deployer_of(request).take_offline, slot)
+    return JSONResponse(result)
+
+
+@require_token
+async def diff_versions(request: Request) -> Response:
+    """What changed from version a to version b: the nginx config and the published files."""
+    slot = path_slot(request)
+    a = _int_param(request, "a", default=0, low=1, high=2**31 - 1)
+    b = _int_param(request, "b", default=0, low=1, high=2**31 - 1)
+    if not a or not b:
+        raise ValidationError("give the two versions to compare as ?a=N&b=M", field="a")
+    result = await run_in_threadpool(compare_versions, deployer_of(request), slot, a, b)
+    return JSONResponse(result)
+
+
+def compare_versions(deployer: Deployer, slot: str, a: int, b: int) -> dict[str, Any]:
+    with deployer.pool.connection() as conn:
+        old, new = store.get_version(conn, slot, a), store.get_version(conn, slot, b)
+    for number, row in ((a, old), (b, new)):
+        if row is None:
+            raise NotFoundError(f'slot "{slot}" has no config version {number}')
+    assert old is not None and new is not None
+    files = versiondiff.diff_trees(Path(old["release_dir"]), Path(new["release_dir"]))
+    return {
+        "slot": slot,
+        "a": a,
+        "b": b,
+        "config": versiondiff.unified(old["config"], new["config"], f"version {a}", f"version {b}"),
+        "files": files.to_json(),
+    }
+
+
+@require_token
+async def list_events(request: Request) -> Response:
+    """A slot's switches (deploy, rollback, delete, expire), newest first."""
+    slot = path_slot(request)
+    limit = _int_param(request, "limit", default=100, low=1, high=1000)
+    rows = await run_in_threadpool(_with_conn, deployer_of(request), store.list_activations, slot, limit)
+    return JSONResponse({"slot": slot, "events": [views.event(r) for r in rows]})
+
+
+@require_token
+async def update_slot(request: Request) -> Response:
+    """Set a live slot's time to live from now: {"ttl": "2h"}; null or "" removes it."""
+    slot = path_slot(request)
+    body = await read_json(request)
+    if "ttl" not in body:
+        raise ValidationError('send {"ttl": "<duration>"} (or null to never expire)', field="ttl")
+    raw = body["ttl"]
+    if raw is not None and (not isinstance(raw, str | int) or isinstance(raw, bool)):
+        raise ValidationError("ttl must be a duration like 3600, 90m or 7d, or null", field="ttl")
+    ttl = parse_ttl(raw, maximum=settings_of(request).max_ttl_seconds)
+    result = await run_in_threadpool(deployer_of(request).set_ttl, slot, ttl)
     return JSONResponse(result)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -14,13 +16,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost import api, api_uploads, openapi
+from drophost import analytics, api, api_uploads, dashboard, gitapi, openapi
+from drophost.accesslog import Ingester
 from drophost.bodylimit import BodyLimit
 from drophost.deployer import Deployer
 from drophost.errors import DrophostError, SettingsError
+from drophost.gitops import GitOps
 from drophost.migrate import migrate
 from drophost.nginx import Nginx
 from drophost.settings import Settings
@@ -28,7 +32,8 @@ from drophost.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> Starlette:
+    """`environ` holds the webhook secrets deploy.yaml names (default: the process environment)."""
     if not settings.api_token:
         raise SettingsError("DROPHOST_API_TOKEN is empty; `drophost up` creates one for you")
     if not settings.database_url:
@@ -46,8 +51,12 @@ def create_app(settings: Settings) -> Starlette:
         await run_in_threadpool(pool.open, True, 30.0)
         nginx = Nginx(settings)
         deployer = Deployer(settings, pool, nginx)
+        ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
+        gitops = GitOps(settings, deployer, os.environ if environ is None else environ)
         app.state.settings = settings
         app.state.deployer = deployer
+        app.state.ingester = ingester
+        app.state.gitops = gitops
 
         def start() -> None:
             with pool.connection() as conn:
@@ -55,15 +64,24 @@ def create_app(settings: Settings) -> Starlette:
             nginx.prepare()
             outcome = deployer.reconcile()
             log.info("reconciled nginx with PostgreSQL: %s", outcome)
+            gitops.requeue(outcome["failed_deployments"])
+            applied = gitops.apply(gitops.load())
+            log.info("applied deploy.yaml: %s", applied)
+            gitops.start()
 
         await run_in_threadpool(start)
         expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))
+        ingestion = asyncio.create_task(_ingest_forever(ingester, nginx, settings))
+        hangup = _reload_on_sighup(gitops)
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            hangup()
+            for task in (expiry, ingestion):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await run_in_threadpool(gitops.stop)
             await run_in_threadpool(pool.close)
 
     routes = build_routes(settings)
@@ -75,14 +93,18 @@ def create_app(settings: Settings) -> Starlette:
 def build_routes(settings: Settings) -> list[BaseRoute]:
     upload_cap = settings.max_upload_bytes
     return [
-        Route("/", index, methods=["GET"]),
+        *dashboard.routes(),
         Route("/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi_document, methods=["GET"]),
+        Route("/api/analytics", analytics.get_analytics, methods=["GET"]),
         Route("/api/deployments", api.create_deployment, methods=["POST"], middleware=[_limit(upload_cap)]),
         Route("/api/deployments", api.list_deployments, methods=["GET"]),
         Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
         Route("/api/slots", api.list_slots, methods=["GET"]),
         Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
+        Route("/api/slots/{slot}", api.update_slot, methods=["PATCH"], middleware=[_limit(64 * 1024)]),
+        Route("/api/slots/{slot}/events", api.list_events, methods=["GET"]),
+        Route("/api/slots/{slot}/diff", api.diff_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
         Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], middleware=[_limit(64 * 1024)]),
@@ -96,21 +118,17 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         ),
         Route("/api/uploads/{upload_id}/finalize", api_uploads.finalize_upload, methods=["POST"]),
         Route("/api/gc", api_uploads.collect_garbage, methods=["POST"]),
+        Route("/api/webhooks/{provider}", gitapi.webhook, methods=["POST"]),
+        Route("/api/reload", gitapi.reload, methods=["POST"], middleware=[_limit(64 * 1024)]),
+        Route("/api/plan", gitapi.plan, methods=["POST"]),
+        Route("/api/git/hook", gitapi.git_hook, methods=["POST"], middleware=[_limit(1024 * 1024)]),
+        Route("/git/{name}.git/{rest:path}", gitapi.git_http, methods=["GET", "POST"], max_body_size=upload_cap),
     ]
 
 
 def _limit(max_bytes: int) -> Middleware:
     # Not Route(max_body_size=...): Starlette answers that one in plain text, not our JSON.
     return Middleware(BodyLimit, max_bytes=max_bytes)
-
-
-async def index(request: Request) -> Response:
-    return HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>DropHost</title>"
-        "<body style='font-family:system-ui;max-width:40em;margin:3em auto'>"
-        "<h1>DropHost</h1><p>The API is described at <a href='/api/openapi.json'>/api/openapi.json</a>; "
-        "sites are served under <code>/d/&lt;slot&gt;/</code>.</p></body></html>"
-    )
 
 
 async def health(request: Request) -> Response:
@@ -149,13 +167,53 @@ async def openapi_document(request: Request) -> Response:
     return JSONResponse(openapi.document())
 
 
+def _reload_on_sighup(gitops: GitOps) -> Callable[[], None]:
+    """SIGHUP re-reads deploy.yaml (only where this loop owns signals: the main thread)."""
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        future = loop.run_in_executor(None, gitops.reload)
+        future.add_done_callback(_log_reload)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (RuntimeError, ValueError, NotImplementedError):
+        return lambda: None
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove
+
+
+def _log_reload(future: asyncio.Future[dict[str, Any]]) -> None:
+    error = future.exception()
+    if isinstance(error, DrophostError):
+        log.error("SIGHUP: deploy.yaml not applied: %s", error.message)
+    elif error is not None:
+        log.error("SIGHUP: deploy.yaml not applied", exc_info=error)
+    else:
+        log.info("SIGHUP: applied deploy.yaml: %s", future.result())
+
+
 async def _expire_forever(deployer: Deployer, interval: float) -> None:
+    # Check at once: slots whose time ran out while the service was stopped go offline at start.
     while True:
-        await asyncio.sleep(interval)
         try:
             await run_in_threadpool(deployer.expire_due)
         except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
             log.exception("expiry check failed")
+        await asyncio.sleep(interval)
+
+
+async def _ingest_forever(ingester: Ingester, nginx: Nginx, settings: Settings) -> None:
+    while True:
+        try:
+            await run_in_threadpool(ingester.ingest)
+            await run_in_threadpool(ingester.rotate_if_larger_than, settings.access_log_rotate_bytes, nginx.reopen_logs)
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("access log ingestion failed")
+        await asyncio.sleep(settings.access_log_interval)
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from drophost import __version__
+from drophost import __version__, remote
 from drophost.errors import DrophostError
 from drophost.settings import Settings
 
@@ -22,6 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", help="where everything is kept (default: /var/lib/drophost as root)")
     up.add_argument("--port", type=int, help="the public port (default 8080)")
     up.add_argument("--host", help="the address to listen on (default 127.0.0.1)")
+    up.add_argument("--sites-port", type=int, help="the port the sites are served on (default the port + 1)")
+    up.add_argument("--config", help="the deploy.yaml to apply (default: $DROPHOST_CONFIG)")
+
+    check = commands.add_parser("check", help="validate a deploy.yaml")
+    check.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
+
+    plan = commands.add_parser("plan", help="show what applying a deploy.yaml would change against what is live")
+    plan.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
+    plan.add_argument("--data-dir", help="where `drophost up` keeps its state (for the API token)")
+
+    remote.add_commands(commands)
 
     serve = commands.add_parser("serve", help="run only the service (PostgreSQL and nginx run elsewhere)")
     serve.add_argument("--listen-host", default="127.0.0.1")
@@ -32,12 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command in remote.COMMANDS:
+        return remote.run(args, os.environ, sys.stdout, sys.stderr)
     try:
         if args.command == "up":
             from drophost.embedded import up
 
-            settings = Settings.from_env(os.environ, data_dir=args.data_dir, port=args.port, host=args.host)
+            settings = Settings.from_env(
+                os.environ,
+                data_dir=args.data_dir,
+                port=args.port,
+                host=args.host,
+                sites_port=args.sites_port,
+                config=args.config,
+            )
             return up(settings)
+        if args.command == "check":
+            from drophost.gitcli import check
+
+            return check(config_file(args.file), os.environ)
+        if args.command == "plan":
+            from drophost.gitcli import show_plan
+
+            settings = Settings.from_env(os.environ, data_dir=args.data_dir)
+            return show_plan(config_file(args.file), settings)
         if args.command == "serve":
             import uvicorn
 
@@ -52,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def config_file(given: str | None) -> str:
+    return given or os.environ.get("DROPHOST_CONFIG") or "deploy.yaml"
 
 
 __all__ = ["main", "build_parser"]

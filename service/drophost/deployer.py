@@ -98,14 +98,19 @@ class Deployer:
         size: int,
         ttl_seconds: int | None,
         source: str,
+        deployment_id: int | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Turn an extracted tree into a live version of `slot` (shared by every source)."""
+        """Turn an extracted tree into a live version of `slot` (shared by every source).
+
+        A queued source (git) passes the `deployment_id` it already recorded; others get a new one.
+        """
         with self.slot_lock(slot):
-            with self.pool.connection() as conn:
-                deployment_id = store.create_deployment(
-                    conn, slot=slot, source=source, ttl_seconds=ttl_seconds, **fields
-                )
+            if deployment_id is None:
+                with self.pool.connection() as conn:
+                    deployment_id = store.create_deployment(
+                        conn, slot=slot, source=source, ttl_seconds=ttl_seconds, **fields
+                    )
             final = releases.release_dir(self.settings.releases_dir, slot, deployment_id)
             try:
                 # Trees from other sources (git) are plain files: store each distinct file once.
@@ -220,6 +225,19 @@ class Deployer:
                 with self.pool.connection() as conn, conn.transaction():
                     store.deactivate(conn, slot=slot, status=status, action=action)
         return {"slot": slot, "status": status if current["status"] == "live" else current["status"]}
+
+    def set_ttl(self, slot: str, ttl_seconds: int | None) -> dict[str, Any]:
+        """Give a live slot a new time to live from now (None: never expires)."""
+        validate_slot(slot)
+        expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds) if ttl_seconds else None
+        with self.slot_lock(slot), self.pool.connection() as conn:
+            current = store.get_slot(conn, slot)
+            if current is None:
+                raise NotFoundError(f'there is no slot "{slot}"')
+            if current["status"] != "live":
+                raise ConflictError(f'slot "{slot}" is {current["status"]}; roll back to a version first')
+            store.set_expiry(conn, slot, expires_at)
+        return {"slot": slot, "expires_at": expires_at.isoformat() if expires_at else None}
 
     def expire_due(self) -> list[str]:
         with self.pool.connection() as conn:

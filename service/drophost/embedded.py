@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import FrameType
 
 import uvicorn
 
@@ -29,7 +28,9 @@ SERVICE_USER = "drophost"
 
 def up(settings: Settings) -> int:
     """Run the whole stack until Ctrl-C or SIGTERM; every child is stopped on the way out."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler that
+    # would kill this process before the `finally` below stops nginx and PostgreSQL.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o755)
     child_user: str | None = None
@@ -73,7 +74,10 @@ def up(settings: Settings) -> int:
         print(f"drophost: nginx serving on http://{settings.host}:{settings.port}/", flush=True)
         if not os.environ.get("DROPHOST_API_TOKEN"):
             print(f"drophost: API token (kept in {settings.data_dir / 'api-token'}): {token}", flush=True)
-        print(f"drophost: dashboard http://{settings.host}:{settings.port}/  sites /d/<slot>/", flush=True)
+        print(
+            f"drophost: dashboard http://{settings.host}:{settings.port}/  sites {settings.site_base_url}/d/<slot>/",
+            flush=True,
+        )
         Path(socket_path).unlink(missing_ok=True)
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), uds=socket_path, log_level="info", lifespan="on", access_log=False)
@@ -92,11 +96,8 @@ def up(settings: Settings) -> int:
             postgres.stop()
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM's default action ends the process at once, skipping the finally in up() that stops
-    # nginx and PostgreSQL. uvicorn handles SIGTERM while it serves, then raises it again with the
-    # handler it found installed: this one, so the way out always runs the clean-up.
-    raise SystemExit(0)
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def load_or_create_token(data_dir: Path) -> str:

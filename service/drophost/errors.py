@@ -80,3 +80,18 @@ class CommandError(DrophostError):
         super().__init__(message)
         self.returncode = returncode
         self.output = output
+
+
+class ManifestError(ValidationError):
+    """deploy.yaml is invalid; the message starts with "file:line field:"."""
+
+    def __init__(self, message: str, *, file: str, line: int | None, field: str | None) -> None:
+        where = f"{file}:{line}" if line else file
+        text = f"{where} {field}: {message}" if field else f"{where}: {message}"
+        super().__init__(text, file=file, line=line, field=field)
+
+
+class GitError(DrophostError):
+    """Fetching or reading a repository failed; the message carries no server path, secret or raw stderr."""
+
+    status_code = 422

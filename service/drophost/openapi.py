@@ -17,6 +17,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     texts = {
         400: "Malformed request",
         401: "Missing or wrong token",
+        403: "Not allowed",
         404: "Not found",
         409: "Conflict",
         413: "Too large",
@@ -51,13 +52,6 @@ def document() -> dict[str, Any]:
         "info": {"title": "DropHost", "version": __version__},
         "security": [{"bearer": []}],
         "paths": {
-            "/": {
-                "get": _op(
-                    "A short HTML page pointing here",
-                    {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
-                    auth=False,
-                )
-            },
             "/health": {
                 "get": _op(
                     "Liveness of PostgreSQL and nginx",
@@ -72,13 +66,39 @@ def document() -> dict[str, Any]:
                     auth=False,
                 )
             },
+            "/api/analytics": {
+                "get": _op(
+                    "Deployments and the requests nginx served over a range (default the last 7 days)",
+                    {"200": _json({"$ref": "#/components/schemas/Analytics"}, "Figures"), **_errors(401, 422)},
+                    parameters=[
+                        {"name": "slot", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "from",
+                            "in": "query",
+                            "description": "a date (from its start) or an ISO date-time; UTC",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "to",
+                            "in": "query",
+                            "description": "a date (to its end) or an ISO date-time; UTC",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                )
+            },
             "/api/deployments": {
                 "post": _op(
-                    "Deploy a ZIP archive to a slot",
-                    {"201": _json(deployment, "Live"), **_errors(400, 401, 413, 415, 422, 500)},
+                    "Deploy a ZIP archive to a slot (multipart), or queue a git deploy (JSON)",
+                    {
+                        "201": _json(deployment, "ZIP deployed and live"),
+                        "202": _json(deployment, "Git deploy queued; follow it at /api/deployments/{id}"),
+                        **_errors(400, 401, 403, 409, 413, 415, 422, 500),
+                    },
                     requestBody={
                         "required": True,
                         "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/GitDeploy"}},
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",
@@ -92,7 +112,7 @@ def document() -> dict[str, Any]:
                                         },
                                     },
                                 }
-                            }
+                            },
                         },
                     },
                 ),
@@ -147,6 +167,117 @@ def document() -> dict[str, Any]:
                     "Take a slot offline (its history stays)",
                     {"200": _json({"type": "object"}, "Offline"), **_errors(401, 404, 422, 500)},
                     parameters=[_SLOT_PARAM],
+                ),
+                "patch": _op(
+                    "Set a live slot's time to live, counted from now",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                                },
+                            },
+                            "New expiry",
+                        ),
+                        **_errors(400, 401, 404, 409, 422),
+                    },
+                    parameters=[_SLOT_PARAM],
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["ttl"],
+                                    "properties": {
+                                        "ttl": {
+                                            "type": ["string", "integer", "null"],
+                                            "description": "seconds, or a number with s/m/h/d/w; null: never",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                ),
+            },
+            "/api/slots/{slot}/diff": {
+                "get": _op(
+                    "What changed between two config versions: the nginx config and the published files",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "a": {"type": "integer"},
+                                    "b": {"type": "integer"},
+                                    "config": {"type": "string", "description": "unified diff"},
+                                    "files": {
+                                        "type": "object",
+                                        "properties": {
+                                            "added": {"type": "array", "items": {"type": "string"}},
+                                            "removed": {"type": "array", "items": {"type": "string"}},
+                                            "changed": {"type": "array", "items": {"type": "string"}},
+                                            "unchanged": {"type": "integer"},
+                                            "text_diffs": {
+                                                "type": "object",
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "Diff",
+                        ),
+                        **_errors(401, 404, 422),
+                    },
+                    parameters=[
+                        _SLOT_PARAM,
+                        {"name": "a", "in": "query", "required": True, "schema": {"type": "integer"}},
+                        {"name": "b", "in": "query", "required": True, "schema": {"type": "integer"}},
+                    ],
+                )
+            },
+            "/api/slots/{slot}/events": {
+                "get": _op(
+                    "A slot's switches (deploy, rollback, delete, expire), newest first",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "slot": {"type": "string"},
+                                    "events": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "version": {"type": ["integer", "null"]},
+                                                "action": {
+                                                    "type": "string",
+                                                    "enum": ["deploy", "rollback", "delete", "expire"],
+                                                },
+                                                "created_at": {"type": "string", "format": "date-time"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "Events",
+                        ),
+                        **_errors(401, 422),
+                    },
+                    parameters=[
+                        _SLOT_PARAM,
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
                 )
             },
             "/api/slots/{slot}/versions": {
@@ -190,6 +321,7 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            **_gitops_paths(),
             "/api/slots/{slot}/rollback": {
                 "post": _op(
                     "Make a stored config version live again",
@@ -313,7 +445,10 @@ def document() -> dict[str, Any]:
             },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -347,6 +482,18 @@ def document() -> dict[str, Any]:
                         "created_at": {"type": "string", "format": "date-time"},
                     },
                 },
+                "GitDeploy": {
+                    "type": "object",
+                    "required": ["repo", "slot"],
+                    "description": "a repository declared in deploy.yaml or matching its sources.allow patterns",
+                    "properties": {
+                        "repo": {"type": "string", "description": "https://, http://, ssh:// URL or hosted:NAME"},
+                        "branch": {"type": "string", "default": "main"},
+                        "path": {"type": "string", "description": "publish this folder (default: the root)"},
+                        "slot": {"type": "string"},
+                        "ttl": {"type": "string", "description": "seconds, or a number with s/m/h/d/w"},
+                    },
+                },
                 "Slot": {
                     "type": "object",
                     "properties": {
@@ -355,6 +502,54 @@ def document() -> dict[str, Any]:
                         "active_version": {"type": ["integer", "null"]},
                         "deployment_id": {"type": ["integer", "null"]},
                         "url": {"type": "string"},
+                    },
+                },
+                "Analytics": {
+                    "type": "object",
+                    "properties": {
+                        "from": {"type": "string", "format": "date-time"},
+                        "to": {"type": "string", "format": "date-time"},
+                        "slot": {"type": ["string", "null"]},
+                        "deployments": {
+                            "type": "object",
+                            "description": "deployments created in the range, by their status now",
+                            "properties": {
+                                name: {"type": "integer"}
+                                for name in ("total", "live", "expired", "offline", "failed", "superseded")
+                            },
+                        },
+                        "requests": {
+                            "type": "object",
+                            "properties": {
+                                name: {"type": "integer"} for name in ("requests", "bytes", "status_4xx", "status_5xx")
+                            },
+                        },
+                        "per_day": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "day": {"type": "string", "format": "date"},
+                                    "slot": {"type": "string"},
+                                    "requests": {"type": "integer"},
+                                    "bytes": {"type": "integer"},
+                                    "status_4xx": {"type": "integer"},
+                                    "status_5xx": {"type": "integer"},
+                                },
+                            },
+                        },
+                        "top_paths": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "path": {"type": "string"},
+                                    "slot": {"type": "string"},
+                                    "requests": {"type": "integer"},
+                                    "bytes": {"type": "integer"},
+                                },
+                            },
+                        },
                     },
                 },
                 "ConfigVersion": {
@@ -368,5 +563,120 @@ def document() -> dict[str, Any]:
                     },
                 },
             },
+        },
+    }
+
+
+def _gitops_paths() -> dict[str, Any]:
+    """Webhooks, deploy.yaml reload and plan, the post-receive hook, and git's smart HTTP."""
+    changes = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "action": {"type": "string", "enum": ["add", "change", "deploy", "remove", "keep"]},
+                "slot": {"type": "string"},
+                "detail": {"type": "string"},
+            },
+        },
+    }
+    basic: list[dict[str, list[str]]] = [{"basic": []}]
+    return {
+        "/api/webhooks/{provider}": {
+            "post": _op(
+                "A push webhook, verified over the raw body (GitHub X-Hub-Signature-256, Gitea X-Gitea-Signature,"
+                " Bitbucket X-Hub-Signature, GitLab X-Gitlab-Token, generic X-Signature: sha256=<hex>)",
+                {
+                    "200": _json({"type": "object"}, "Ping or test event"),
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "queued": {"type": "array", "items": {"type": "integer"}},
+                                "removed": {"type": "array", "items": {"type": "string"}},
+                                "ignored": {"type": "string"},
+                            },
+                        },
+                        "Queued deployments, removed preview slots, or why the push was ignored",
+                    ),
+                    **_errors(400, 401, 403, 404, 409, 413),
+                },
+                auth=False,
+                parameters=[
+                    {
+                        "name": "provider",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["github", "gitlab", "gitea", "bitbucket", "generic"]},
+                    }
+                ],
+                requestBody={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            )
+        },
+        "/api/reload": {
+            "post": _op(
+                "Read deploy.yaml again and apply it (an invalid file changes nothing)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "changes": changes,
+                                "queued": {"type": "array", "items": {"type": "integer"}},
+                                "errors": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                        "Applied",
+                    ),
+                    **_errors(401, 422),
+                },
+            )
+        },
+        "/api/plan": {
+            "post": _op(
+                "What applying the deploy.yaml in the body would change against what is live",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"changes": changes, "text": {"type": "string"}}}, "Plan"
+                    ),
+                    **_errors(401, 413, 422),
+                },
+                requestBody={"required": True, "content": {"application/yaml": {"schema": {"type": "string"}}}},
+            )
+        },
+        "/api/git/hook": {
+            "post": _op(
+                "Called by the post-receive hook of a hosted repository: deploy the pushed branches, report",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "messages": {"type": "array", "items": {"type": "string"}},
+                                "deployments": {"type": "array", "items": {"type": "integer"}},
+                            },
+                        },
+                        "One line per deploy, printed by git push",
+                    ),
+                    **_errors(400, 401, 422),
+                },
+            )
+        },
+        "/git/{name}.git/{rest}": {
+            method: _op(
+                "git's smart HTTP protocol for `repo: hosted:NAME` sites (basic auth, password = API token);"
+                " only info/refs, git-upload-pack and git-receive-pack",
+                {
+                    "200": {"description": "git protocol data"},
+                    "401": {"description": "Missing or wrong password (text/plain)"},
+                    "404": {"description": "NAME is not declared in deploy.yaml (text/plain, shown by git)"},
+                },
+                security=basic,
+                parameters=[
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+            )
+            for method in ("get", "post")
         },
     }

@@ -6,6 +6,7 @@ import logging
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import IO
 
 from drophost.errors import CommandError
 
@@ -49,6 +50,21 @@ def run(
             output=output,
         )
     return result
+
+
+def spawn(
+    argv: list[str], *, env: Mapping[str, str], stdin: IO[bytes], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start argv (never through a shell) with its output as a stream, for CGI (git http-backend).
+
+    The caller reads stdout, enforces its own deadline and waits for the process.
+    """
+    try:
+        return subprocess.Popen(
+            argv, cwd=cwd, env=dict(env), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+    except OSError as exc:
+        raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
 
 
 def _text(data: bytes | str | None) -> str:

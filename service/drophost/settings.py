@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from drophost.errors import SettingsError
 
@@ -25,6 +26,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
+    # Sites get their own origin so a tenant's JavaScript cannot act on the dashboard: nginx serves
+    # /d/<slot>/ on sites_port (0: the main port + 1), or, with sites_host set and sites_port equal
+    # to port, on the same port under that server_name. sites_url overrides the advertised address.
+    sites_port: int = 0
+    sites_host: str = ""
+    sites_url: str = ""
     # The service listens here behind nginx (a unix socket path, or empty for host/port).
     service_socket: str = ""
     nginx_binary: str = "nginx"
@@ -53,8 +60,24 @@ class Settings:
     # Retention: the newest N config versions of each slot keep their files (active and pinned always).
     keep_versions: int = 20
     gc_interval: float = 3600.0
+    # nginx's access log is read into PostgreSQL this often; rows older than the retention are
+    # deleted (0 keeps them), and the file is rotated (renamed, nginx reopens it) past this size.
+    access_log_interval: float = 5.0
+    access_log_retention_days: int = 90
+    access_log_rotate_bytes: int = 64 * MiB
+    # How long a dashboard sign-in lasts (seconds); changing the API token ends every session.
+    session_max_age: int = 12 * 3600
     db_pool_size: int = 8
     subprocess_timeout: float = 60.0
+    # GitOps: the deploy.yaml to apply (DROPHOST_CONFIG), and git's limits.
+    config: str = ""
+    # Seconds between checks of every declared branch (0: off); deploy.yaml's poll_interval wins.
+    poll_interval: float = 60.0
+    webhook_max_bytes: int = 1 * MiB
+    git_binary: str = "git"
+    git_timeout: float = 300.0
+    # A fetched repository (its bare mirror) larger than this is refused and removed.
+    max_repository_bytes: int = 2048 * MiB
 
     def __post_init__(self) -> None:
         # One canonical spelling: nginx (disable_symlinks on) refuses paths with a link in them, and
@@ -70,14 +93,27 @@ class Settings:
         return self.data_dir / "nginx"
 
     @property
+    def git_dir(self) -> Path:
+        return self.data_dir / "git"
+
+    @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
 
     @property
+    def sites_listen_port(self) -> int:
+        return self.sites_port or self.port + 1
+
+    @property
     def site_base_url(self) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        return f"http://{self.host}:{self.port}"
+        """Where browsers reach the sites (the `url` fields of the API)."""
+        if self.sites_url:
+            return self.sites_url.rstrip("/")
+        host = self.sites_host or urlsplit(self.public_url).hostname or self.host
+        if ":" in host:
+            host = f"[{host}]"
+        port = self.sites_listen_port
+        return f"http://{host}" if port == 80 else f"http://{host}:{port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:

@@ -90,7 +90,8 @@ def fail_unfinished(conn: Conn, reason: str) -> list[int]:
     rows = _rows(
         conn,
         "UPDATE deployments SET state = 'failed', error = %s, finished_at = now()"
-        " WHERE state IN ('queued', 'building') RETURNING id",
+        # Queued git deploys are kept: the queue (gitqueue.py) picks them up again after a restart.
+        " WHERE state = 'building' OR (state = 'queued' AND source <> 'git') RETURNING id",
         (reason,),
     )
     conn.execute("UPDATE config_versions SET status = 'failed' WHERE status = 'pending'")
@@ -287,3 +288,15 @@ def set_pinned(conn: Conn, slot: str, version: int, pinned: bool) -> bool:
         (pinned, slot, version),
     )
     return bool(rows)
+
+
+def set_expiry(conn: Conn, slot: str, expires_at: datetime | None) -> None:
+    conn.execute("UPDATE slots SET expires_at = %s, updated_at = now() WHERE slot = %s", (expires_at, slot))
+
+
+def list_activations(conn: Conn, slot: str, limit: int = 100) -> list[Row]:
+    return _rows(
+        conn,
+        "SELECT slot, version, action, created_at FROM activations WHERE slot = %s ORDER BY id DESC LIMIT %s",
+        (slot, limit),
+    )

@@ -63,5 +63,9 @@ def version(row: dict[str, Any], *, with_config: bool = False) -> dict[str, Any]
     return shown
 
 
+def event(row: dict[str, Any]) -> dict[str, Any]:
+    return {"version": row["version"], "action": row["action"], "created_at": _plain(row["created_at"])}
+
+
 def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value

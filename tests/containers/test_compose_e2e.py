@@ -49,9 +49,10 @@ def engine() -> None:
 
 
 class Compose:
-    def __init__(self, env_file: Path, port: int) -> None:
+    def __init__(self, env_file: Path, port: int, sites_port: int) -> None:
         self.env_file = env_file
         self.port = port
+        self.sites_port = sites_port
 
     def __call__(self, *args: str, timeout: float = 900) -> str:
         return _run(
@@ -73,16 +74,21 @@ class Compose:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def sites(self) -> str:
+        return f"http://127.0.0.1:{self.sites_port}"
+
 
 @pytest.fixture(scope="module")
 def compose(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
-    port = free_port()
+    port, sites_port = free_port(), free_port()
     env_file = tmp_path_factory.mktemp("compose") / "e2e.env"
     env_file.write_text(
         f"POSTGRES_PASSWORD={secrets.token_hex(16)}\nDROPHOST_API_TOKEN={secrets.token_hex(16)}\n"
         f"DROPHOST_PUBLIC_PORT={port}\nDROPHOST_PUBLIC_URL=http://127.0.0.1:{port}\n"
+        f"DROPHOST_SITES_PUBLIC_PORT={sites_port}\nDROPHOST_SITES_URL=http://127.0.0.1:{sites_port}\n"
     )
-    run = Compose(env_file, port)
+    run = Compose(env_file, port, sites_port)
     run("down", "-v", "--remove-orphans", timeout=300)
     try:
         run("build")
@@ -171,14 +177,14 @@ def test_compose_stack_deploys_rolls_back_and_keeps_everything_across_down_and_u
     _wait_healthy(compose)
     first = _deploy(compose, "<h1>one</h1>")
     assert first.status_code == 201, first.text
-    assert first.json()["url"] == f"{compose.url}/d/e2e/"
-    assert httpx.get(f"{compose.url}/d/e2e/").text == "<h1>one</h1>"
+    assert first.json()["url"] == f"{compose.sites}/d/e2e/"
+    assert httpx.get(f"{compose.sites}/d/e2e/").text == "<h1>one</h1>"
     second = _deploy(compose, "<h1>two</h1>")
     assert second.status_code == 201 and second.json()["config_version"] == 2
-    assert httpx.get(f"{compose.url}/d/e2e/").text == "<h1>two</h1>"
+    assert httpx.get(f"{compose.sites}/d/e2e/").text == "<h1>two</h1>"
     rolled = httpx.post(f"{compose.url}/api/slots/e2e/rollback", json={"version": 1}, headers=_token(compose))
     assert rolled.json() == {"slot": "e2e", "active": 1}
-    assert httpx.get(f"{compose.url}/d/e2e/").text == "<h1>one</h1>"
+    assert httpx.get(f"{compose.sites}/d/e2e/").text == "<h1>one</h1>"
 
     # A config nginx rejects never goes live, and bad input changes nothing.
     bad = httpx.post(
@@ -188,7 +194,7 @@ def test_compose_stack_deploys_rolls_back_and_keeps_everything_across_down_and_u
         headers=_token(compose),
     )
     assert bad.status_code == 422
-    assert httpx.get(f"{compose.url}/d/e2e/").text == "<h1>one</h1>"
+    assert httpx.get(f"{compose.sites}/d/e2e/").text == "<h1>one</h1>"
 
     # The database is reachable only on the internal network, and publishes nothing.
     db_id = compose("ps", "-q", "db").strip()
@@ -212,7 +218,7 @@ def test_compose_stack_deploys_rolls_back_and_keeps_everything_across_down_and_u
     _wait_healthy(compose)
     assert httpx.get(f"{compose.url}/api/deployments", headers=_token(compose)).json() == before
     assert httpx.get(f"{compose.url}/api/slots/e2e/versions", headers=_token(compose)).json() == versions
-    assert httpx.get(f"{compose.url}/d/e2e/").text == "<h1>one</h1>"
+    assert httpx.get(f"{compose.sites}/d/e2e/").text == "<h1>one</h1>"
     again = httpx.post(f"{compose.url}/api/slots/e2e/rollback", json={"version": 2}, headers=_token(compose))
     assert again.status_code == 200
-    assert httpx.get(f"{compose.url}/d/e2e/").text == "<h1>two</h1>"
+    assert httpx.get(f"{compose.sites}/d/e2e/").text == "<h1>two</h1>"

@@ -40,7 +40,9 @@ def nginx_client() -> httpx.Client:
 
 
 def fetch(stack: Stack, path: str) -> httpx.Response:
-    return nginx_client().get(stack.base_url + path)
+    """Sites (/d/...) from the sites origin, everything else from the main port, as Stack.get."""
+    base = stack.sites_base_url if path.startswith("/d/") else stack.base_url
+    return nginx_client().get(base + path)
 
 
 def site(label: str, *, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
@@ -152,6 +154,7 @@ def shared_settings(scratch_root: Path, postgres_server: str, **overrides: Any) 
             api_token=TOKEN,
             host="127.0.0.1",
             port=free_port(),
+            sites_port=free_port(),
             service_socket=str(data_dir / "service.sock"),
             expiry_interval=0.2,
             **overrides,

@@ -48,7 +48,8 @@ def post_zip(settings: Settings, data: bytes, slot: str = "site") -> httpx.Respo
 
 
 def fetch(settings: Settings, path: str) -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{settings.port}{path}", timeout=10, trust_env=False)
+    """From the sites origin."""
+    return httpx.get(f"http://127.0.0.1:{settings.sites_listen_port}{path}", timeout=10, trust_env=False)
 
 
 def wait_until(condition: Callable[[], bool], upload: threading.Thread, timeout: float = 60) -> None:

@@ -81,7 +81,9 @@ def up_data_dir(scratch_root: Path) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def serve_a_site(client: httpx.Client, base: str, up: subprocess.Popen[bytes], data: Path, log_path: Path) -> None:
+def serve_a_site(
+    client: httpx.Client, base: str, sites: str, up: subprocess.Popen[bytes], data: Path, log_path: Path
+) -> None:
     deadline = time.monotonic() + 120
     while True:
         assert up.poll() is None, log_path.read_text()
@@ -105,20 +107,33 @@ def serve_a_site(client: httpx.Client, base: str, up: subprocess.Popen[bytes], d
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 201, response.text
-    assert response.json()["url"] == f"{base}/d/hello/"
-    assert client.get(f"{base}/d/hello/").content == files["site/index.html"]
-    assert client.get(f"{base}/d/hello/logo.png").content == files["site/logo.png"]
-    assert "/api/openapi.json" in client.get(f"{base}/").text
+    assert response.json()["url"] == f"{sites}/d/hello/"
+    assert client.get(f"{sites}/d/hello/").content == files["site/index.html"]
+    assert client.get(f"{sites}/d/hello/logo.png").content == files["site/logo.png"]
+    # The main port sends old /d/ links to the sites origin.
+    assert client.get(f"{base}/d/hello/").status_code == 302
+    assert client.get(f"{base}/api/openapi.json").json()["openapi"].startswith("3.")
 
 
 @pytest.mark.slow
 def test_drophost_up_serves_a_site_and_stops_every_child(up_data_dir: Path, tmp_path: Path) -> None:
-    port = free_port()
+    port, sites_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPHOST_") and k != "DATABASE_URL"}
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "drophost", "up", "--data-dir", str(up_data_dir), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "drophost",
+                "up",
+                "--data-dir",
+                str(up_data_dir),
+                "--port",
+                str(port),
+                "--sites-port",
+                str(sites_port),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -127,7 +142,9 @@ def test_drophost_up_serves_a_site_and_stops_every_child(up_data_dir: Path, tmp_
         )
     try:
         with httpx.Client(timeout=30, trust_env=False) as client:
-            serve_a_site(client, f"http://127.0.0.1:{port}", up, up_data_dir, log_path)
+            serve_a_site(
+                client, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sites_port}", up, up_data_dir, log_path
+            )
 
         nginx_master = read_pid(up_data_dir / "nginx" / "nginx.pid")
         postmaster = read_pid(up_data_dir / "postgres" / "data" / "postmaster.pid")
@@ -139,7 +156,7 @@ def test_drophost_up_serves_a_site_and_stops_every_child(up_data_dir: Path, tmp_
             assert all(uid_of(pid) != 0 for pid in children_of(nginx_master))
 
         up.send_signal(signal.SIGTERM)
-        assert up.wait(timeout=60) == 0, log_path.read_text()
+        assert up.wait(timeout=60) == 128 + signal.SIGTERM, log_path.read_text()
         assert "stopping PostgreSQL" in log_path.read_text()
         assert sorted(pid for pid in children if alive(pid)) == []
         assert processes_using(up_data_dir) == []

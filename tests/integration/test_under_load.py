@@ -95,7 +95,7 @@ def test_deploys_and_rollbacks_under_load_fail_no_request(stack: Stack) -> None:
     stop = threading.Event()
     tallies = [Tally() for _ in range(THREADS)]
     workers = [
-        threading.Thread(target=hammer, args=(f"{stack.base_url}/d/site/", expectation, stop, tally), daemon=True)
+        threading.Thread(target=hammer, args=(f"{stack.sites_base_url}/d/site/", expectation, stop, tally), daemon=True)
         for tally in tallies
     ]
     for worker in workers:

@@ -1,0 +1,147 @@
+"""A small HTTP client for the DropHost API (standard library only), used by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+Progress = Callable[[int, int], None]
+
+# Exit codes of the CLI; ClientError carries one.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the server could not do it (5xx, or a deploy that failed)
+EXIT_USAGE = 2  # bad arguments or local input (argparse uses 2 too)
+EXIT_UNREACHABLE = 3  # no answer from the server
+EXIT_AUTH = 4  # token missing or wrong (401, 403)
+EXIT_NOT_FOUND = 5  # no such slot, deployment or version (404)
+EXIT_REJECTED = 6  # the server refused the input (400, 409, 413, 415, 422)
+
+
+class ClientError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.status = status
+
+
+def exit_code_for(status: int) -> int:
+    if status in (401, 403):
+        return EXIT_AUTH
+    if status == 404:
+        return EXIT_NOT_FOUND
+    if 400 <= status < 500:
+        return EXIT_REJECTED
+    return EXIT_FAILED
+
+
+class ApiClient:
+    def __init__(self, server: str, token: str, *, timeout: float = 600.0) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def get(self, path: str, **query: Any) -> Any:
+        shown = {k: v for k, v in query.items() if v is not None}
+        suffix = "?" + urllib.parse.urlencode(shown) if shown else ""
+        return self.request("GET", path + suffix)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        return self._send(urllib.request.Request(self.server + path, data=data, method=method, headers=headers))
+
+    def upload(self, archive: IO[bytes], filename: str, fields: dict[str, str], progress: Progress | None) -> Any:
+        """POST /api/deployments as multipart/form-data, streamed from `archive`."""
+        boundary = "drophost-" + secrets.token_hex(16)
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in fields.items()
+        )
+        safe_name = filename.replace('"', "").replace("\r", "").replace("\n", "")
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
+            "Content-Type: application/zip\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        archive.seek(0, os.SEEK_END)
+        size = archive.tell()
+        archive.seek(0)
+        total = len(head) + size + len(tail)
+
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            for piece in _pieces(head, archive, tail):
+                sent += len(piece)
+                if progress is not None:
+                    progress(sent, total)
+                yield piece
+
+        request = urllib.request.Request(
+            self.server + "/api/deployments",
+            data=chunks(),
+            method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(total)},
+        )
+        return self._send(request)
+
+    def _send(self, request: urllib.request.Request) -> Any:
+        request.add_header("Authorization", f"Bearer {self.token}")
+        request.add_header("Accept", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+                return _decode(response.read())
+        except urllib.error.HTTPError as exc:
+            answer = _decode(exc.read())
+            message = answer.get("error") if isinstance(answer, dict) else None
+            raise ClientError(
+                str(message or f"the server answered {exc.code}"), exit_code_for(exc.code), status=exc.code
+            ) from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(f"cannot reach {self.server}: {reason}", EXIT_UNREACHABLE) from None
+
+
+def _pieces(head: bytes, archive: IO[bytes], tail: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
+    yield head
+    while piece := archive.read(size):
+        yield piece
+    yield tail
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
+def zip_directory(folder: Path) -> IO[bytes]:
+    """The folder as a ZIP in a temporary file (dotfiles and symlinks left out, as the server would)."""
+    spool = tempfile.TemporaryFile()
+    with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as archive:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
+            for name in sorted(files):
+                path = Path(root, name)
+                if name.startswith(".") or path.is_symlink() or not path.is_file():
+                    continue
+                archive.write(path, path.relative_to(folder).as_posix())
+    spool.seek(0)
+    return spool
+
+
+def validate_server(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ClientError(f"the server address {url!r} must start with http:// or https://", EXIT_USAGE)
+    return url.rstrip("/")

@@ -1,0 +1,167 @@
+"""Repository URLs, branch names and repository paths: allow-lists checked before git sees them (pure)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from drophost.errors import ValidationError
+
+HOSTED_PREFIX = "hosted:"
+HOSTED_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+_SCHEMES = {"https": 443, "http": 80, "ssh": 22}
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+_IPV6 = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
+_URL_PATH = re.compile(r"^/[A-Za-z0-9._~/%+@-]*$")
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[A-Za-z0-9._~/+-]+)$")
+_BRANCH_CHARS = re.compile(r"^[A-Za-z0-9._/+-]+$")
+MAX_URL = 512
+MAX_BRANCH = 200
+
+
+@dataclass(frozen=True)
+class RepoUrl:
+    """A checked repository location: a remote URL git may fetch, or a DropHost-hosted name."""
+
+    text: str
+    hosted_name: str | None = None
+
+    @property
+    def is_hosted(self) -> bool:
+        return self.hosted_name is not None
+
+    @property
+    def shown(self) -> str:
+        return strip_credentials(self.text)
+
+
+def parse_repo_url(text: str) -> RepoUrl:
+    """Accept https://, http://, ssh://, user@host:path and hosted:NAME; refuse everything else."""
+    if not isinstance(text, str) or not text:
+        raise ValidationError("repo must be a repository URL", field="repo")
+    shown = _show(text)
+    if len(text) > MAX_URL or not text.isascii() or any(ord(ch) < 33 or ord(ch) == 127 for ch in text):
+        raise ValidationError(f"repo {shown} is not a URL DropHost will fetch from", field="repo")
+    if text.startswith("-"):
+        raise ValidationError(f"repo {shown} starts with '-'", field="repo")
+    if text.startswith(HOSTED_PREFIX):
+        name = text[len(HOSTED_PREFIX) :]
+        if not HOSTED_NAME.fullmatch(name) or ".." in name or name.endswith(".git"):
+            raise ValidationError(
+                f'repo {shown}: hosted repository names use lowercase letters, digits, ".", "_" and "-"',
+                field="repo",
+            )
+        return RepoUrl(text=text, hosted_name=name)
+    if "://" not in text:
+        match = _SCP_LIKE.fullmatch(text)
+        if match and _HOST.fullmatch(match["host"]) and not match["path"].startswith("-"):
+            return RepoUrl(text=text)
+        raise ValidationError(
+            f"repo {shown} is not allowed: use an https://, http:// or ssh:// URL, or hosted:NAME", field="repo"
+        )
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in _SCHEMES:
+        raise ValidationError(
+            f"repo {shown} uses the scheme {_show(scheme)}; only https, http, ssh and hosted: are allowed",
+            field="repo",
+        )
+    parts = urlsplit(text)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValidationError(f"repo {shown} has an invalid port", field="repo") from None
+    netloc_host = parts.netloc.rpartition("@")[2]
+    bracketed = netloc_host.startswith("[")
+    if (
+        not host
+        or not (_HOST.fullmatch(host) or (bracketed and _IPV6.fullmatch(f"[{host}]")))
+        or not _URL_PATH.fullmatch(parts.path or "/")
+        or "/../" in f"{parts.path}/"
+        or parts.query
+        or parts.fragment
+        or (port is not None and not 0 < port < 65536)
+    ):
+        raise ValidationError(f"repo {shown} is not a URL DropHost will fetch from", field="repo")
+    return RepoUrl(text=text)
+
+
+def strip_credentials(text: str) -> str:
+    """The URL without user:password@ (for display and matching)."""
+    if "://" not in text:
+        return text.split("@", 1)[1] if "@" in text.split(":", 1)[0] else text
+    scheme, rest = text.split("://", 1)
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def repo_key(text: str) -> str:
+    """A comparison key: host (lowercase, default port dropped) and path without .git, ignoring scheme and user."""
+    if text.startswith(HOSTED_PREFIX):
+        return text.lower()
+    if "://" not in text:
+        match = _SCP_LIKE.fullmatch(text)
+        if not match:
+            return text.lower()
+        host, port, path = match["host"], None, "/" + match["path"]
+        scheme = "ssh"
+    else:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        host, path = parts.hostname or "", parts.path
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+    if port is not None and _SCHEMES.get(scheme) == port:
+        port = None
+    path = re.sub(r"/+", "/", path).rstrip("/")
+    if path.endswith(".git"):
+        path = path[:-4]
+    return f"{host.lower()}{f':{port}' if port else ''}{path}".lower()
+
+
+def check_branch(name: str, *, field: str = "branch") -> str:
+    """A branch name git would accept (the subset DropHost allows); `git check-ref-format` runs too."""
+    shown = _show(name) if isinstance(name, str) else repr(name)
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"{field} must be a branch name", field=field)
+    if name.startswith("refs/heads/"):
+        name = name[len("refs/heads/") :]
+    if (
+        len(name) > MAX_BRANCH
+        or not _BRANCH_CHARS.fullmatch(name)
+        or name.startswith(("-", "/", "."))
+        or name.endswith(("/", ".", ".lock"))
+        or ".." in name
+        or "//" in name
+        or "/." in name
+        or name == "HEAD"
+    ):
+        raise ValidationError(f"{field} {shown} is not a valid branch name", field=field)
+    return name
+
+
+def check_repo_path(path: str | None, *, field: str = "path") -> str:
+    """A subdirectory inside the repository ("" is the root); it must not escape it."""
+    if path is None or path in ("", ".", "/"):
+        return ""
+    shown = _show(path) if isinstance(path, str) else repr(path)
+    if not isinstance(path, str) or len(path) > 512 or "\\" in path or path.startswith("-"):
+        raise ValidationError(f"{field} {shown} is not a folder inside the repository", field=field)
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in path):
+        raise ValidationError(f"{field} {shown} contains control characters", field=field)
+    parts = path.strip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValidationError(f"{field} {shown} escapes the repository or is not a plain relative folder", field=field)
+    return "/".join(parts)
+
+
+def _show(text: str) -> str:
+    clipped = text if len(text) <= 100 else text[:97] + "..."
+    clipped = strip_credentials(clipped) if "@" in clipped else clipped
+    return '"' + (clipped if clipped.isprintable() else repr(clipped)[1:-1]) + '"'

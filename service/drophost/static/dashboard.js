@@ -1,0 +1,212 @@
+"use strict";
+// The dashboard's small amount of JavaScript: confirmations, live updates by polling, and the
+// Deploy tab (drag and drop, zipping a folder, upload with progress). No framework, no build step.
+(function () {
+  const main = document.querySelector("main");
+  const csrf = main ? main.dataset.csrf : "";
+
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+
+  // Live updates: parts of a page marked data-poll are fetched again every 2 seconds.
+  document.querySelectorAll("[data-poll]").forEach(function (element) {
+    let last = null;
+    async function tick() {
+      try {
+        const response = await fetch(element.dataset.poll, { credentials: "same-origin" });
+        if (response.status === 401) return; // signed out: stop polling
+        if (response.ok) {
+          const html = await response.text();
+          // The first answer replaces the page's copy too: a hidden tab may have missed changes.
+          if (html !== last) {
+            element.innerHTML = html;
+            last = html;
+          }
+        }
+      } catch (error) {
+        // the service is restarting; try again
+      }
+      window.setTimeout(tick, 2000);
+    }
+    window.setTimeout(tick, 2000);
+  });
+
+  const deploy = document.getElementById("deploy");
+  if (deploy) setUpDeploy(deploy);
+
+  function setUpDeploy(section) {
+    const zone = document.getElementById("dropzone");
+    const zipInput = document.getElementById("zip-input");
+    const folderInput = document.getElementById("folder-input");
+    const chosenText = document.getElementById("chosen");
+    const button = document.getElementById("upload");
+    const progress = document.getElementById("progress");
+    const result = document.getElementById("result");
+    const maxBytes = Number(section.dataset.maxBytes);
+    let chosen = null;
+
+    function choose(blob, name, description) {
+      chosen = { blob: blob, name: name };
+      chosenText.textContent = description;
+      button.disabled = false;
+    }
+
+    function published(path) {
+      return !path.split("/").some(function (part) { return part.startsWith("."); });
+    }
+
+    async function chooseFolder(entries, folderName) {
+      entries = entries.filter(function (e) { return published(e.name); });
+      if (!entries.length) {
+        showError("The folder has no files to publish.");
+        return;
+      }
+      chosenText.textContent = "Zipping " + entries.length + " files…";
+      button.disabled = true;
+      try {
+        const blob = await window.DropHostZip.makeZip(entries, function (done, total) {
+          chosenText.textContent = "Zipping " + done + " / " + total + " files…";
+        });
+        choose(blob, folderName + ".zip", "Folder " + folderName + ": " + entries.length + " files, zipped (" + size(blob.size) + ").");
+      } catch (error) {
+        showError(String(error.message || error));
+      }
+    }
+
+    zipInput.addEventListener("change", function () {
+      const file = zipInput.files[0];
+      if (file) choose(file, file.name, "ZIP " + file.name + " (" + size(file.size) + ").");
+    });
+
+    folderInput.addEventListener("change", function () {
+      const files = Array.from(folderInput.files);
+      if (!files.length) return;
+      const top = (files[0].webkitRelativePath || files[0].name).split("/")[0];
+      chooseFolder(files.map(function (f) { return { name: f.webkitRelativePath || f.name, file: f }; }), top);
+    });
+
+    ["dragenter", "dragover"].forEach(function (type) {
+      zone.addEventListener(type, function (event) {
+        event.preventDefault();
+        zone.classList.add("over");
+      });
+    });
+    zone.addEventListener("dragleave", function () { zone.classList.remove("over"); });
+    zone.addEventListener("drop", async function (event) {
+      event.preventDefault();
+      zone.classList.remove("over");
+      const items = Array.from(event.dataTransfer.items || []);
+      const roots = items.map(function (item) { return item.webkitGetAsEntry ? item.webkitGetAsEntry() : null; }).filter(Boolean);
+      const files = Array.from(event.dataTransfer.files || []);
+      if (files.length === 1 && files[0].name.toLowerCase().endsWith(".zip") && !(roots[0] && roots[0].isDirectory)) {
+        choose(files[0], files[0].name, "ZIP " + files[0].name + " (" + size(files[0].size) + ").");
+        return;
+      }
+      if (!roots.length) {
+        // No directory access (e.g. files dropped from another page): zip the loose files.
+        chooseFolder(files.map(function (f) { return { name: f.name, file: f }; }), "site");
+        return;
+      }
+      const entries = [];
+      for (const root of roots) await collect(root, entries);
+      const name = roots.length === 1 && roots[0].isDirectory ? roots[0].name : "site";
+      chooseFolder(entries, name);
+    });
+
+    async function collect(entry, out) {
+      if (entry.isFile) {
+        const file = await new Promise(function (resolve, reject) { entry.file(resolve, reject); });
+        out.push({ name: entry.fullPath.replace(/^\//, ""), file: file });
+        return;
+      }
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise(function (resolve, reject) { reader.readEntries(resolve, reject); });
+        if (!batch.length) break;
+        for (const child of batch) await collect(child, out);
+      }
+    }
+
+    button.addEventListener("click", function () {
+      if (!chosen) return;
+      if (chosen.blob.size > maxBytes) {
+        showError("The archive is larger than this DropHost accepts (" + size(maxBytes) + ").");
+        return;
+      }
+      const form = new FormData();
+      form.append("file", chosen.blob, chosen.name);
+      const slot = document.getElementById("slot").value.trim();
+      const ttl = document.getElementById("ttl").value.trim();
+      if (slot) form.append("slot", slot);
+      if (ttl) form.append("ttl", ttl);
+      const request = new XMLHttpRequest();
+      request.open("POST", "/api/deployments");
+      request.setRequestHeader("X-CSRF-Token", csrf);
+      request.responseType = "json";
+      progress.hidden = false;
+      progress.value = 0;
+      button.disabled = true;
+      result.textContent = "Uploading…";
+      request.upload.addEventListener("progress", function (event) {
+        if (event.lengthComputable) progress.value = Math.round((100 * event.loaded) / event.total);
+      });
+      request.upload.addEventListener("load", function () {
+        progress.value = 100;
+        result.textContent = "Uploaded; publishing…";
+      });
+      request.addEventListener("load", function () {
+        button.disabled = false;
+        const answer = request.response || {};
+        if (request.status === 201) showLive(answer);
+        else showError(answer.error || "The deploy failed (" + request.status + ").");
+      });
+      request.addEventListener("error", function () {
+        button.disabled = false;
+        showError("The upload did not reach DropHost.");
+      });
+      request.send(form);
+    });
+
+    function showLive(answer) {
+      result.replaceChildren();
+      result.className = "notice";
+      const text = document.createElement("p");
+      text.append(answer.slot + " is live (version " + answer.config_version + ") at ");
+      const link = document.createElement("a");
+      link.href = answer.url;
+      link.id = "live-link";
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      link.textContent = answer.url;
+      text.append(link);
+      const slotLink = document.createElement("a");
+      slotLink.href = "/slots/" + answer.slot;
+      slotLink.textContent = "versions and log";
+      const more = document.createElement("p");
+      more.append(slotLink);
+      result.append(text, more);
+    }
+
+    function showError(message) {
+      result.replaceChildren();
+      result.className = "error";
+      result.textContent = message;
+      progress.hidden = true;
+    }
+  }
+
+  function size(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    const units = ["KiB", "MiB", "GiB"];
+    let value = bytes;
+    let unit = "B";
+    for (const next of units) {
+      if (value < 1024) break;
+      value /= 1024;
+      unit = next;
+    }
+    return value.toFixed(1) + " " + unit;
+  }
+})();

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from drophost.cli import main
+from tests.integration.gitops.conftest import GIT_ENV, Served, git
+
+HANDBOOK = "sites:\n  - slot: handbook\n    repo: hosted:handbook\n    branch: main\n"
+
+
+def work_repo(tmp_path: Path, files: dict[str, str]) -> Path:
+    work = tmp_path / "handbook"
+    git("init", "--quiet", "-b", "main", str(work))
+    for name, text in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", "write", cwd=work)
+    return work
+
+
+def push(work: Path, url: str, *refspecs: str) -> tuple[int, str]:
+    result = subprocess.run(
+        ["git", "push", url, *refspecs], cwd=work, env=GIT_ENV, capture_output=True, timeout=120, check=False
+    )
+    return result.returncode, result.stderr.decode() + result.stdout.decode()
+
+
+def test_git_push_deploys_and_prints_the_result(served_stack: Callable[..., Served], tmp_path: Path) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "<h1>handbook</h1>"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    assert f"remote: live at {served.base_url}/d/handbook/ (version 1)" in output
+    assert httpx.get(served.base_url + "/d/handbook/").text == "<h1>handbook</h1>"
+    rows = served.api("GET", "/api/deployments").json()["deployments"]
+    assert (rows[0]["trigger"], rows[0]["pusher"], rows[0]["repo"]) == ("push", "pusher", "hosted:handbook")
+
+    (work / "index.html").write_text("second")
+    git("commit", "--quiet", "-am", "second", cwd=work)
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert f"remote: live at {served.base_url}/d/handbook/ (version 2)" in output
+    assert httpx.get(served.base_url + "/d/handbook/").text == "second"
+
+    clone = tmp_path / "clone"
+    git("clone", "--quiet", served.push_url("handbook"), str(clone))
+    assert (clone / "index.html").read_text() == "second"
+
+
+def test_a_push_that_fails_to_deploy_says_why(served_stack: Callable[..., Served], tmp_path: Path) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {".hidden": "only a dotfile"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    assert "remote: DropHost: deploy of handbook failed: the tree contains no files to publish" in output
+    assert httpx.get(served.base_url + "/d/handbook/").status_code == 404
+
+
+def test_pushes_to_undeclared_names_and_without_the_token_are_refused(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "x"})
+    code, output = push(work, served.push_url("elsewhere"), "main")
+    assert code != 0
+    assert 'remote: DropHost: no site in deploy.yaml uses "hosted:elsewhere"' in output
+    code, output = push(work, served.push_url("handbook", password="wrong"), "main")
+    assert code != 0 and "Authentication failed" in output
+    assert served.api("GET", "/api/deployments").json()["deployments"] == []
+    assert httpx.get(served.base_url + "/git/handbook.git/HEAD", auth=("u", "test-token-0123456789")).status_code == 404
+
+
+def test_drophost_plan_asks_the_running_service(
+    served_stack: Callable[..., Served],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = served_stack(HANDBOOK)
+    changed = tmp_path / "deploy.yaml"
+    changed.write_text("sites:\n  - slot: blog\n    repo: hosted:blog\n")
+    monkeypatch.setenv("DROPHOST_PORT", str(served.settings.port))
+    monkeypatch.setenv("DROPHOST_API_TOKEN", served.settings.api_token)
+    assert main(["plan", str(changed)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "+ blog      deploy hosted:blog main",
+        "- handbook  take offline (no longer in deploy.yaml; its history stays)",
+        "Plan: 1 to deploy, 0 to change, 1 to take offline.",
+    ]

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import AUTH
+from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, wait_for_deployment
+
+
+def declared(server: GitHttpServer, name: str = "site", **fields: str) -> str:
+    extra = "".join(f"\n    {key}: {value}" for key, value in fields.items())
+    return f"sites:\n  - slot: docs\n    repo: {server.url(name)}\n    branch: main{extra}\n"
+
+
+def test_declared_site_is_deployed_at_start_from_the_branch_head(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    repo = git_server.repo("site")
+    sha = repo.commit({"public/index.html": "<h1>docs</h1>", "README.md": "not published"})
+    stack = gitops_stack(declared(git_server, path="public"))
+    rows = stack.client.get("/api/deployments", headers=AUTH).json()["deployments"]
+    assert len(rows) == 1 and rows[0]["trigger"] == "config"
+    row = wait_for_deployment(stack, rows[0]["id"])
+    assert row["status"] == "live", row
+    assert row["source"] == "git" and row["commit_sha"] == sha and row["branch"] == "main"
+    assert stack.get("/d/docs/").text == "<h1>docs</h1>"
+    assert stack.get("/d/docs/README.md").status_code == 404
+
+
+def test_repo_url_deploy_answers_202_and_goes_live(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
+    repo = git_server.repo("other")
+    repo.commit({"index.html": "one"})
+    stack = gitops_stack(f'sites: []\nsources:\n  allow: ["http://127.0.0.1:{git_server.port}/*"]\n')
+    answer = stack.client.post(
+        "/api/deployments",
+        json={"repo": git_server.url("other"), "branch": "main", "path": "", "slot": "other"},
+        headers=AUTH,
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] in ("queued", "building")
+    row = wait_for_deployment(stack, answer.json()["id"])
+    assert row["status"] == "live" and row["trigger"] == "api"
+    assert stack.get("/d/other/").text == "one"
+    second_sha = repo.commit({"index.html": "two"})
+    again = stack.client.post(
+        "/api/deployments",
+        json={"repo": git_server.url("other"), "branch": "main", "slot": "other", "ttl": "2h"},
+        headers=AUTH,
+    )
+    row = wait_for_deployment(stack, again.json()["id"])
+    assert row["commit_sha"] == second_sha and row["config_version"] == 2 and row["ttl_seconds"] == 7200
+    assert stack.get("/d/other/").text == "two"
+
+
+def test_symlinks_and_dotfiles_are_not_published(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
+    repo = git_server.repo("site")
+    repo.commit(
+        {"index.html": "ok", ".env": "SECRET=1", "sub/page.html": "page"},
+        symlinks={"passwd": "/etc/passwd", "up": "../../..", "sub/loop": "../index.html"},
+    )
+    stack = gitops_stack(declared(git_server))
+    row = wait_for_deployment(stack, 1)
+    assert row["status"] == "live" and row["files"] == 2
+    assert stack.get("/d/docs/sub/page.html").text == "page"
+    for path in ("passwd", "up/", "sub/loop", ".env"):
+        assert stack.get(f"/d/docs/{path}").status_code == 404, path
+
+
+def test_a_path_that_is_a_symlink_out_of_the_tree_fails_and_changes_nothing(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "first"})
+    stack = gitops_stack(declared(git_server))
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    repo.commit({}, symlinks={"public": "/etc"})
+    answer = stack.client.post(
+        "/api/deployments",
+        json={"repo": git_server.url("site"), "branch": "main", "path": "public", "slot": "escape"},
+        headers=AUTH,
+    )
+    row = wait_for_deployment(stack, answer.json()["id"])
+    assert row["status"] == "failed"
+    assert row["error"] == 'path "public" is not a folder in the commit'
+    assert stack.get("/d/escape/").status_code == 404
+    assert stack.get("/d/docs/").text == "first"
+
+
+HOSTILE = [
+    ({"repo": "ext::sh -c touch% /tmp/pwned"}, 422, "is not a URL DropHost will fetch from"),
+    ({"repo": "file:///etc"}, 422, "only https, http, ssh and hosted: are allowed"),
+    ({"repo": "/srv/git/site.git"}, 422, "is not allowed"),
+    ({"repo": "--upload-pack=touch /tmp/pwned"}, 422, "is not a URL DropHost will fetch from"),
+    ({"repo": "--upload-pack=touch"}, 422, "starts with '-'"),
+    ({"repo": "ssh://-oProxyCommand=touch/x"}, 422, "is not a URL DropHost will fetch from"),
+    ({"repo": "-oProxyCommand=x:y"}, 422, "starts with '-'"),
+    ({"repo": "https://user:hunter2@example.lan/x.git"}, 403, "is not declared in deploy.yaml"),
+    ({"branch": "-b"}, 422, "is not a valid branch name"),
+    ({"branch": "--upload-pack=x"}, 422, "is not a valid branch name"),
+    ({"branch": "main..x"}, 422, "is not a valid branch name"),
+    ({"path": "../../etc"}, 422, "escapes the repository"),
+    ({"path": "public/../../x"}, 422, "escapes the repository"),
+    ({"slot": "Docs!"}, 422, "is not a valid slot name"),
+    ({"slot": "docs"}, 409, "is declared in deploy.yaml"),
+    ({"ttl": "forever"}, 422, "is not a duration"),
+    ({"unknown": "x"}, 422, "unknown field"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "message"), HOSTILE)
+def test_hostile_repo_deploys_are_refused_and_nothing_changes(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory, change: dict[str, str], status: int, message: str
+) -> None:
+    git_server.repo("site").commit({"index.html": "x"})
+    stack = gitops_stack(declared(git_server))
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    body = {"repo": git_server.url("site"), "branch": "other", "path": "", "slot": "new", **change}
+    answer = stack.client.post("/api/deployments", json=body, headers=AUTH)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["error"]
+    assert "hunter2" not in answer.text
+    assert len(stack.client.get("/api/deployments", headers=AUTH).json()["deployments"]) == 1
+    assert not list((stack.settings.git_dir / "mirrors").glob("*/refs/heads/other"))
+
+
+def test_fetch_errors_carry_no_credentials_paths_or_git_output(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    git_server.repo("site").commit({"index.html": "x"})
+    base = f"http://127.0.0.1:{git_server.port}"
+    stack = gitops_stack(
+        "sites:\n"
+        f"  - slot: missing\n    repo: http://deploy:hunter2@127.0.0.1:{git_server.port}/missing.git\n"
+        f"  - slot: moved\n    repo: {base}/moved/site.git\n"
+        f"  - slot: nobranch\n    repo: {base}/site.git\n    branch: gone\n"
+    )
+    rows = {row["slot"]: row for row in (wait_for_deployment(stack, i) for i in (1, 2, 3))}
+    assert rows["missing"]["error"] == f"the repository http://127.0.0.1:{git_server.port}/missing.git was not found"
+    assert rows["moved"]["error"] == f"{base}/moved/site.git answered with a redirect, which DropHost does not follow"
+    assert rows["nobranch"]["error"] == f'branch "gone" does not exist in {base}/site.git'
+    listing = stack.client.get("/api/deployments", headers=AUTH).text
+    assert "hunter2" not in listing and str(stack.settings.data_dir) not in listing and "fatal" not in listing
+    assert all(row["status"] == "failed" for row in rows.values())
+    assert stack.get("/d/moved/").status_code == 404
+
+
+def test_unchanged_files_are_not_written_again(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "one", "same.css": "body{}"})
+    stack = gitops_stack(declared(git_server))
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    repo.commit({"index.html": "two"})
+    answer = stack.client.post(
+        "/api/deployments", json={"repo": git_server.url("site"), "branch": "main", "slot": "docs"}, headers=AUTH
+    )
+    assert wait_for_deployment(stack, answer.json()["id"])["status"] == "live"
+    first, second = (stack.settings.releases_dir / "docs" / str(i) for i in (1, answer.json()["id"]))
+    assert (first / "same.css").stat().st_ino == (second / "same.css").stat().st_ino
+    assert (first / "index.html").stat().st_ino != (second / "index.html").stat().st_ino
+    assert not (second / "same.css").is_symlink()
+    assert stack.get("/d/docs/same.css").text == "body{}" and stack.get("/d/docs/").text == "two"

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from drophost import remote
+from drophost.client import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
+from drophost.remote import ProgressBar
+from tests.conftest import TOKEN, LiveStack, free_port
+
+
+def drophost(live: LiveStack, capsys: pytest.CaptureFixture[str], *argv: str, **env: str) -> tuple[int, str, str]:
+    environ = {"DROPHOST_URL": live.base_url, "DROPHOST_API_TOKEN": TOKEN, "HOME": "/nonexistent", **env}
+    code = remote.main(list(argv), environ)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def site(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
+    folder = tmp_path / name
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    return folder
+
+
+def test_deploy_a_folder_then_list_versions_diff_rollback_and_logs(
+    live: LiveStack, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = site(tmp_path, "my-site", {"index.html": "<h1>one</h1>", "css/a.css": "a{}", ".env": "SECRET=1"})
+    code, out, err = drophost(live, capsys, "deploy", str(folder), "--progress", "always")
+    assert code == 0, err
+    assert out.strip() == f"my-site is live at {live.sites_base_url}/d/my-site/ (version 1, deployment 1, 2 files)"
+    assert "uploading [" in err and "100%" in err
+    assert live.get("/d/my-site/").text == "<h1>one</h1>"
+    (folder / "index.html").write_text("<h1>two</h1>")
+    code, out, _ = drophost(live, capsys, "deploy", str(folder), "--slot", "demo", "--ttl", "1d", "--json")
+    deployed = json.loads(out)
+    assert code == 0 and deployed["slot"] == "demo" and deployed["ttl_seconds"] == 86400
+    (folder / "index.html").write_text("<h1>three</h1>")
+    (folder / "new.txt").write_text("new")
+    drophost(live, capsys, "deploy", str(folder), "--slot", "demo")
+    assert live.get("/d/demo/").text == "<h1>three</h1>"
+
+    code, out, _ = drophost(live, capsys, "list")
+    lines = out.splitlines()
+    assert lines[0].split() == ["SLOT", "STATUS", "VERSION", "EXPIRES", "URL"]
+    assert lines[1].split()[:3] == ["demo", "live", "2"] and lines[1].endswith("/d/demo/")
+    code, out, _ = drophost(live, capsys, "list", "--json")
+    assert [s["slot"] for s in json.loads(out)["slots"]] == ["demo", "my-site"]
+
+    code, out, _ = drophost(live, capsys, "versions", "demo")
+    assert out.splitlines()[1].startswith("* 2") and out.splitlines()[2].startswith("  1")
+
+    code, out, _ = drophost(live, capsys, "diff", "demo", "1", "2")
+    assert code == 0
+    assert out.splitlines()[:3] == ["A new.txt", "M index.html", "(1 files unchanged)"]
+    assert "-<h1>two</h1>\n+<h1>three</h1>\n" in out
+    assert "--- version 1" in out and '+# DropHost slot "demo": config version 2' in out
+
+    code, out, _ = drophost(live, capsys, "rollback", "demo")
+    assert (code, out.strip()) == (0, "demo now serves version 1")
+    assert live.get("/d/demo/").text == "<h1>two</h1>"
+    code, out, _ = drophost(live, capsys, "rollback", "my-site", "--to", "1", "--json")
+    assert json.loads(out) == {"slot": "my-site", "active": 1}
+
+    code, out, _ = drophost(live, capsys, "logs", "demo")
+    assert code == 0
+    # The source is the folder's name; the switches follow the deployments.
+    assert "deployment 3  superseded  my-site.zip" in out and "deployment 2  live  my-site.zip" in out
+    assert "rollback version 1" in out and "deploy version 2" in out
+
+    code, out, _ = drophost(live, capsys, "open", "demo", "--print")
+    assert (code, out.strip()) == (0, f"{live.sites_base_url}/d/demo/")
+
+
+def test_errors_are_one_line_with_meaningful_exit_codes(
+    live: LiveStack, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = drophost(live, capsys, "versions", "nope")
+    assert (code, err) == (EXIT_NOT_FOUND, 'drophost: there is no slot "nope"\n')
+    code, out, err = drophost(live, capsys, "logs", "nope", "--json")
+    assert code == EXIT_NOT_FOUND and json.loads(out)["error"] == 'there is no slot "nope"'
+    code, _, err = drophost(live, capsys, "list", DROPHOST_API_TOKEN="wrong")
+    assert code == EXIT_AUTH and err.count("\n") == 1 and "token" in err
+    code, _, err = drophost(live, capsys, "list", DROPHOST_API_TOKEN="")
+    assert code == EXIT_AUTH and "no API token" in err
+    code, _, err = drophost(live, capsys, "list", DROPHOST_URL=f"http://127.0.0.1:{free_port()}")
+    assert code == EXIT_UNREACHABLE and err.startswith("drophost: cannot reach") and err.count("\n") == 1
+    code, _, err = drophost(live, capsys, "deploy", str(tmp_path / "missing"))
+    assert code == EXIT_USAGE and "neither a folder nor a file" in err
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    code, out, err = drophost(live, capsys, "deploy", str(bad), "--slot", "demo", "--json")
+    assert code == EXIT_REJECTED and json.loads(out)["status"] == 422 and "ZIP" in err
+    code, _, err = drophost(live, capsys, "deploy", str(bad), "--slot", "Bad Name")
+    assert code == EXIT_REJECTED and "not a valid slot name" in err
+    code, _, err = drophost(live, capsys, "list", DROPHOST_URL="ftp://x")
+    assert code == EXIT_USAGE
+
+
+def test_the_config_file_supplies_server_and_token(
+    live: LiveStack, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "drophost" / "cli.ini"
+    config.parent.mkdir()
+    config.write_text(f"[drophost]\nserver = {live.base_url}\ntoken = {TOKEN}\n")
+    environ: dict[str, Any] = {"XDG_CONFIG_HOME": str(tmp_path), "DROPHOST_URL": "", "DROPHOST_API_TOKEN": ""}
+    code, out, _ = drophost(live, capsys, "list", "--json", **environ)
+    assert code == 0 and json.loads(out) == {"slots": []}
+    # A flag wins over the file.
+    code, _, _ = drophost(live, capsys, "list", "--token", "wrong", **environ)
+    assert code == EXIT_AUTH
+
+
+def test_the_installed_command_deploys_through_nginx(live: LiveStack, tmp_path: Path) -> None:
+    folder = site(tmp_path, "shell", {"index.html": "from the shell"})
+    result = subprocess.run(
+        [sys.executable, "-m", "drophost", "deploy", str(folder), "--json"],
+        env={"DROPHOST_URL": live.base_url, "DROPHOST_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    url = json.loads(result.stdout)["url"]
+    assert httpx.get(url, timeout=10).text == "from the shell"
+
+
+def test_the_progress_bar_without_a_terminal_prints_a_few_lines() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream)
+    for sent in range(0, 1_000_001, 1000):
+        bar.update(sent, 1_000_000)
+    bar.finish()
+    lines = stream.getvalue().splitlines()
+    assert [line.split("]")[1].split()[0] for line in lines] == ["0%", "25%", "50%", "75%", "100%"]
+    assert lines[-1].endswith("976.6KiB/976.6KiB")

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drophost.errors import ManifestError
+from drophost.manifest import load_file, parse, preview_slot, secret_problems
+from drophost.slots import is_valid_slot
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = sorted((ROOT / "tests" / "fixtures" / "manifests").glob("*.yaml"))
+
+
+def test_the_documented_example_is_valid() -> None:
+    manifest = load_file(ROOT / "deploy.yaml")
+    docs, previews, handbook = manifest.sites
+    assert (docs.slot, docs.branch, docs.path) == ("docs", "main", "public")
+    assert docs.webhook_secret_env == "DOCS_HOOK_SECRET"
+    assert previews.is_preview and previews.ttl_seconds == 7 * 86400
+    assert previews.wants("feature/new-nav") and not previews.wants("main") and not previews.wants("feature/a/b")
+    assert handbook.repo.hosted_name == "handbook"
+    assert manifest.poll_interval == 300
+    assert manifest.allows("https://bob:pw@GIT.example.lan/team/blog.git")
+    assert not manifest.allows("https://git.example.lan/other/blog.git")
+    assert secret_problems(manifest, {}) == [
+        "deploy.yaml:9 sites[0].webhook_secret_env: DOCS_HOOK_SECRET is not set",
+        "deploy.yaml:17 sites[1].webhook_secret_env: DOCS_HOOK_SECRET is not set",
+    ]
+    assert secret_problems(manifest, {"DOCS_HOOK_SECRET": "s"}) == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_invalid_files_name_the_line_and_field(case: Path) -> None:
+    expected = case.with_suffix(".error").read_text().strip()
+    with pytest.raises(ManifestError) as caught:
+        parse(case.read_bytes())
+    assert caught.value.message.startswith(expected)
+    assert caught.value.status_code == 422
+
+
+def test_size_and_nesting_are_capped() -> None:
+    with pytest.raises(ManifestError, match="is larger than"):
+        parse(b"sites: []\n" + b"#" * 300_000)
+    with pytest.raises(ManifestError, match="nested deeper"):
+        parse(b"sites: " + b"[" * 40 + b"]" * 40)
+
+
+@pytest.mark.parametrize(
+    ("branch", "slot"),
+    [
+        ("feature/New Nav", "docs-feature-new-nav"),
+        ("feature/ünïcode", "docs-feature-n-code"),
+        ("---", None),
+        ("feature/" + "x" * 100, None),
+    ],
+)
+def test_preview_slots_are_always_valid_slot_names(branch: str, slot: str | None) -> None:
+    made = preview_slot("docs-{branch}", branch)
+    assert is_valid_slot(made)
+    if slot is not None:
+        assert made == slot
+    assert preview_slot("docs-{branch}", branch) == made
