@@ -13,6 +13,7 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
 COPY service ./service
 COPY db ./db
 COPY nginx ./nginx
+COPY hooks ./hooks
 RUN python3 -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}

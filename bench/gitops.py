@@ -95,6 +95,7 @@ def main() -> None:
             database_url=dsn,
             api_token=TOKEN,
             port=free_port(),
+            sites_port=free_port(),
             service_socket=str(data / "service.sock"),
             config=str(config),
             poll_interval=0,
@@ -114,6 +115,7 @@ def main() -> None:
         while not uvicorn_server.started:
             time.sleep(0.05)
         base = f"http://127.0.0.1:{settings.port}"
+        sites = settings.site_base_url
         body = json.dumps({"repo": url, "branch": "main"}).encode()
 
         # (a) first deploy: the mirror starts empty (the branch did not exist at start).
@@ -125,7 +127,7 @@ def main() -> None:
         started = time.perf_counter()
         answer = httpx.post(f"{base}/api/webhooks/generic", content=body, headers=signed(body), timeout=10)
         assert answer.status_code == 202, answer.text
-        wait_for(f"{base}/d/bench/marker.txt", "first")
+        wait_for(f"{sites}/d/bench/marker.txt", "first")
         webhook_first = time.perf_counter() - started
 
         baseline_dir = root / "baseline"
@@ -143,7 +145,7 @@ def main() -> None:
         commit(repo.work, "one file")
         started = time.perf_counter()
         httpx.post(f"{base}/api/webhooks/generic", content=body, headers=signed(body), timeout=10)
-        wait_for(f"{base}/d/bench/marker.txt", "second")
+        wait_for(f"{sites}/d/bench/marker.txt", "second")
         webhook_second = time.perf_counter() - started
 
         # (c) a burst of 200 deliveries.
@@ -161,7 +163,7 @@ def main() -> None:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             latencies = sorted(pool.map(deliver, range(200)))
-        wait_for(f"{base}/d/bench/marker.txt", "burst")
+        wait_for(f"{sites}/d/bench/marker.txt", "burst")
         rows = httpx.get(f"{base}/api/deployments", headers={"Authorization": f"Bearer {TOKEN}"}).json()["deployments"]
         p99 = latencies[int(len(latencies) * 0.99) - 1]
 

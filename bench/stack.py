@@ -47,6 +47,8 @@ class DropHostStack:
         self.data_dir = work_dir / "drophost"
         self.log_path = work_dir / "drophost-up.log"
         self.port = free_port()
+        # Sites are served on their own origin: /d/ on the main port only redirects there.
+        self.sites_port = free_port()
         self.token = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
         self._children: list[tuple[int, signal.Signals]] = []
@@ -54,7 +56,18 @@ class DropHostStack:
     def start(self, timeout: float = 120) -> None:
         env = {**os.environ, "DROPHOST_API_TOKEN": self.token}
         env.pop("DATABASE_URL", None)
-        argv = [sys.executable, "-m", "drophost", "up", "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "drophost",
+            "up",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--sites-port",
+            str(self.sites_port),
+        ]
         with open(self.log_path, "wb") as log:
             # Its own session: the bench decides when it stops, and a Ctrl-C reaches it only through us.
             self.process = subprocess.Popen(

@@ -15,7 +15,7 @@ from drophost.uploads import DigestUploads
 
 @require_token
 async def create_upload(request: Request) -> Response:
-    """Start a digest upload: {"slot", "ttl"?, "files": {path: sha256}} -> the digests the server lacks."""
+    """Start a digest upload: {"slot", "ttl"?, "name"?, "files": {path: sha256}} -> the digests it lacks."""
     body = await read_json(request)
     slot = body.get("slot")
     if not isinstance(slot, str):
@@ -24,8 +24,13 @@ async def create_upload(request: Request) -> Response:
     if ttl_raw is not None and not isinstance(ttl_raw, str | int):
         raise ValidationError("ttl must be seconds or a duration like 7d", field="ttl")
     ttl = parse_ttl(ttl_raw, maximum=settings_of(request).max_ttl_seconds)
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ValidationError("name must be text", field="name")
     uploads = DigestUploads(deployer_of(request))
-    result = await run_in_threadpool(uploads.create, slot=slot, ttl_seconds=ttl, files=body.get("files"))
+    result = await run_in_threadpool(
+        uploads.create, slot=slot, ttl_seconds=ttl, files=body.get("files"), source_name=name
+    )
     return JSONResponse(result, status_code=201)
 
 

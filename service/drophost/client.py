@@ -94,6 +94,16 @@ class ApiClient:
         )
         return self._send(request)
 
+    def put_file(self, path: str, handle: IO[bytes], size: int) -> Any:
+        """PUT raw bytes streamed from an open file (digest uploads)."""
+        request = urllib.request.Request(
+            self.server + path,
+            data=handle,
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        )
+        return self._send(request)
+
     def _send(self, request: urllib.request.Request) -> Any:
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")

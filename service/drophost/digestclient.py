@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drophost.client import EXIT_USAGE, ApiClient, ClientError
+
 Progress = Callable[[int, int], None]
 _CHUNK = 1024 * 1024
-
-
-class ClientError(Exception):
-    """One readable line for the user; `status` is the HTTP status (0: no answer)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def scan_folder(folder: Path) -> dict[str, Path]:
@@ -44,60 +35,33 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def request_json(
-    server: str, token: str, method: str, path: str, body: Any = None, *, data: Any = None, length: int | None = None
-) -> Any:
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    elif data is not None:
-        headers["Content-Type"] = "application/octet-stream"
-        if length is not None:
-            headers["Content-Length"] = str(length)
-    request = urllib.request.Request(server.rstrip("/") + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            return json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error") or exc.reason
-        except ValueError:
-            message = exc.reason
-        raise ClientError(str(message), exc.code) from None
-    except urllib.error.URLError as exc:
-        raise ClientError(f"cannot reach {server}: {exc.reason}") from None
-
-
 def deploy_folder(
-    server: str, token: str, folder: Path, *, slot: str, ttl: str | None = None, progress: Progress | None = None
+    client: ApiClient, folder: Path, *, slot: str, ttl: str | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Deploy a folder by digest: only files the server lacks are sent. Returns the deployment."""
     files = scan_folder(folder)
     if not files:
-        raise ClientError(f"{folder} has no files to publish")
+        raise ClientError(f"{folder} has no files to publish", EXIT_USAGE)
     digests = {rel: file_digest(path) for rel, path in files.items()}
-    body: dict[str, Any] = {"slot": slot, "files": digests}
+    body: dict[str, Any] = {"slot": slot, "files": digests, "name": (folder.resolve().name or "site")[:255]}
     if ttl:
         body["ttl"] = ttl
-    started = request_json(server, token, "POST", "/api/uploads", body)
-    missing = set(started["missing"])
+    started = client.request("POST", "/api/uploads", body)
+    missing = sorted(set(started["missing"]))
     by_digest = {digest: files[rel] for rel, digest in digests.items()}
     total = sum(by_digest[d].stat().st_size for d in missing)
     sent = 0
     if progress:
         progress(0, total)
-    for digest in sorted(missing):
+    for digest in missing:
         path = by_digest[digest]
         size = path.stat().st_size
         with open(path, "rb") as handle:
-            request_json(
-                server, token, "PUT", f"/api/uploads/{started['upload_id']}/blobs/{digest}", data=handle, length=size
-            )
+            client.put_file(f"/api/uploads/{started['upload_id']}/blobs/{digest}", handle, size)
         sent += size
         if progress:
             progress(sent, total)
-    result: dict[str, Any] = request_json(server, token, "POST", f"/api/uploads/{started['upload_id']}/finalize", {})
+    result: dict[str, Any] = client.request("POST", f"/api/uploads/{started['upload_id']}/finalize", {})
     result["uploaded_files"] = len(missing)
     result["uploaded_bytes"] = total
     return result

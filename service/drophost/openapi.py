@@ -396,6 +396,7 @@ def document() -> dict[str, Any]:
                                     "properties": {
                                         "slot": {"type": "string"},
                                         "ttl": {"type": ["string", "integer"]},
+                                        "name": {"type": "string", "description": "shown as the source"},
                                         "files": {"type": "object", "additionalProperties": {"type": "string"}},
                                     },
                                 }

@@ -20,10 +20,12 @@ from drophost.client import (
     ApiClient,
     ClientError,
     validate_server,
-    zip_directory,
 )
+from drophost.digestclient import deploy_folder
+from drophost.errors import DrophostError
+from drophost.slots import slot_from_filename
 
-COMMANDS = ("deploy", "list", "versions", "rollback", "diff", "logs", "open")
+COMMANDS = ("deploy", "list", "versions", "rollback", "diff", "logs", "gc", "open")
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 EXIT_CODES_HELP = (
     "exit codes: 0 done, 1 the server could not do it, 2 bad arguments or input, 3 server unreachable, "
@@ -45,7 +47,7 @@ def add_commands(commands: Any) -> None:
         )
         return parser
 
-    deploy = command("deploy", "deploy a folder (zipped on the fly) or a ZIP file")
+    deploy = command("deploy", "deploy a folder (only the files the server lacks are sent) or a ZIP file")
     deploy.add_argument("path")
     deploy.add_argument("--slot", help="the slot (default: from the folder or file name)")
     deploy.add_argument("--ttl", help="take it offline after this long: 3600, 90m, 12h, 7d")
@@ -62,6 +64,8 @@ def add_commands(commands: Any) -> None:
     diff.add_argument("b", type=int)
     logs = command("logs", "a slot's deployments, with their errors, and its switches")
     logs.add_argument("slot")
+    gc = command("gc", "apply retention and remove files no version needs any more")
+    gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     opener = command("open", "open a slot's site in the browser")
     opener.add_argument("slot")
     opener.add_argument("--print", action="store_true", dest="print_only", help="only print the URL")
@@ -107,21 +111,23 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err:
 # -- the commands --------------------------------------------------------------------------------
 def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     path = Path(args.path)
-    if path.is_dir():
-        archive = zip_directory(path)
-        filename = (path.resolve().name or "site") + ".zip"
-    elif path.is_file():
-        archive = open(path, "rb")  # noqa: SIM115 - closed below
-        filename = path.name
-    else:
-        raise ClientError(f"{args.path} is neither a folder nor a file", EXIT_USAGE)
-    fields = {name: value for name, value in (("slot", args.slot), ("ttl", args.ttl)) if value}
     show = args.progress == "always" or (args.progress == "auto" and err.isatty() and not args.json)
     bar = ProgressBar(err) if show else None
     try:
-        result = client.upload(archive, filename, fields, bar.update if bar else None)
+        if path.is_dir():
+            # By digest: the server says which files it lacks and only those are sent.
+            try:
+                slot = args.slot or slot_from_filename(path.resolve().name or "site")
+            except DrophostError as exc:
+                raise ClientError(exc.message, EXIT_USAGE) from None
+            result = deploy_folder(client, path, slot=slot, ttl=args.ttl, progress=bar.update if bar else None)
+        elif path.is_file():
+            fields = {name: value for name, value in (("slot", args.slot), ("ttl", args.ttl)) if value}
+            with open(path, "rb") as archive:
+                result = client.upload(archive, path.name, fields, bar.update if bar else None)
+        else:
+            raise ClientError(f"{args.path} is neither a folder nor a file", EXIT_USAGE)
     finally:
-        archive.close()
         if bar is not None:
             bar.finish()
     if args.json:
@@ -211,6 +217,18 @@ def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
     return EXIT_OK
 
 
+def collect_garbage(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    report = client.request("POST", "/api/gc", {"dry_run": bool(args.dry_run)})
+    if args.json:
+        print(json.dumps(report), file=out)
+        return EXIT_OK
+    verb = "would remove" if report["dry_run"] else "removed"
+    for item in report["releases"]:
+        print(f"{verb} the files of {item['slot']} version {item['version']}", file=out)
+    print(f"{verb} {report['blobs']} unreferenced files, {_size(report['bytes'])}", file=out)
+    return EXIT_OK
+
+
 def open_site(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     slot = _slot(args.slot)
     found = {s["slot"]: s for s in client.get("/api/slots")["slots"]}.get(slot)
@@ -229,6 +247,7 @@ def open_site(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO
 
 _HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]], int]] = {
     "deploy": deploy,
+    "gc": collect_garbage,
     "list": list_slots,
     "versions": versions,
     "rollback": rollback,

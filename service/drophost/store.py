@@ -224,17 +224,26 @@ def due_expiries(conn: Conn) -> list[str]:
 
 
 # -- digest uploads and retention -------------------------------------------------------------
-def create_upload(conn: Conn, *, upload_id: str, slot: str, ttl_seconds: int | None, manifest: dict[str, str]) -> None:
+def create_upload(
+    conn: Conn,
+    *,
+    upload_id: str,
+    slot: str,
+    ttl_seconds: int | None,
+    manifest: dict[str, str],
+    source_name: str | None = None,
+) -> None:
     conn.execute(
-        "INSERT INTO uploads (id, slot, ttl_seconds, manifest) VALUES (%s, %s, %s, %s)",
-        (upload_id, slot, ttl_seconds, Jsonb(manifest)),
+        "INSERT INTO uploads (id, slot, ttl_seconds, manifest, source_name) VALUES (%s, %s, %s, %s, %s)",
+        (upload_id, slot, ttl_seconds, Jsonb(manifest), source_name),
     )
 
 
 def get_upload(conn: Conn, upload_id: str) -> Row | None:
     return _row(
         conn,
-        "SELECT id, slot, ttl_seconds, manifest, finalized_at, deployment_id, created_at FROM uploads WHERE id = %s",
+        "SELECT id, slot, ttl_seconds, manifest, source_name, finalized_at, deployment_id, created_at"
+        " FROM uploads WHERE id = %s",
         (upload_id,),
     )
 

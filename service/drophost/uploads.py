@@ -46,13 +46,24 @@ class DigestUploads:
         self.deployer = deployer
         self.store = deployer.store
 
-    def create(self, *, slot: str, ttl_seconds: int | None, files: object) -> dict[str, Any]:
+    def create(
+        self, *, slot: str, ttl_seconds: int | None, files: object, source_name: str | None = None
+    ) -> dict[str, Any]:
         validate_slot(slot)
+        if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
+            raise ValidationError("name must be printable and at most 255 characters", field="name")
         manifest = check_manifest(files, self.deployer)
         upload_id = str(uuid.uuid4())
         self.store.prepare()
         with self.deployer.pool.connection() as conn:
-            store.create_upload(conn, upload_id=upload_id, slot=slot, ttl_seconds=ttl_seconds, manifest=manifest)
+            store.create_upload(
+                conn,
+                upload_id=upload_id,
+                slot=slot,
+                ttl_seconds=ttl_seconds,
+                manifest=manifest,
+                source_name=source_name or None,
+            )
         return {
             "upload_id": upload_id,
             "slot": slot,
@@ -117,6 +128,7 @@ class DigestUploads:
             ttl_seconds=row["ttl_seconds"],
             source="upload",
             trigger="upload",
+            source_name=row["source_name"],
         )
         with self.deployer.pool.connection() as conn:
             store.set_upload_deployment(conn, upload_id, deployment["id"])

@@ -74,7 +74,7 @@ def test_deploy_a_folder_then_list_versions_diff_rollback_and_logs(
     code, out, _ = drophost(live, capsys, "logs", "demo")
     assert code == 0
     # The source is the folder's name; the switches follow the deployments.
-    assert "deployment 3  superseded  my-site.zip" in out and "deployment 2  live  my-site.zip" in out
+    assert "deployment 3  superseded  my-site" in out and "deployment 2  live  my-site" in out
     assert "rollback version 1" in out and "deploy version 2" in out
 
     code, out, _ = drophost(live, capsys, "open", "demo", "--print")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from drophost.app import create_app
-from drophost.digestclient import ClientError, deploy_folder
+from drophost.client import ApiClient, ClientError
+from drophost.digestclient import deploy_folder
 from drophost.settings import Settings
-from tests.conftest import AUTH, TOKEN, Stack, make_zip, start_nginx, stop_process
+from tests.conftest import AUTH, TOKEN, LiveStack, Stack, make_zip, start_nginx, stop_process
 
 SITE = {f"page{i}.html": f"<p>page {i}</p>" * 20 for i in range(40)}
 
@@ -137,21 +136,7 @@ def test_retention_keeps_the_last_versions_pinned_ones_and_gc_frees_their_files(
     assert stack.client.post("/api/gc", json={"dry_run": "yes"}, headers=AUTH).status_code == 422
 
 
-@pytest.fixture
-def served_stack(stack: Stack) -> Iterator[Stack]:
-    """The same stack with the service really listening behind nginx (for HTTP clients)."""
-    app = create_app(stack.settings)
-    server = uvicorn.Server(uvicorn.Config(app, uds=stack.settings.service_socket, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-    yield stack
-    server.should_exit = True
-    thread.join(10)
-
-
-def test_the_folder_client_uploads_only_what_changed(served_stack: Stack, tmp_path: Path) -> None:
+def test_the_folder_client_uploads_only_what_changed(live: LiveStack, tmp_path: Path) -> None:
     folder = tmp_path / "site"
     (folder / "css").mkdir(parents=True)
     for i in range(30):
@@ -159,16 +144,17 @@ def test_the_folder_client_uploads_only_what_changed(served_stack: Stack, tmp_pa
     (folder / "css" / "a.css").write_text("body{}")
     (folder / ".secret").write_text("no")
     seen: list[tuple[int, int]] = []
-    first = deploy_folder(served_stack.base_url, TOKEN, folder, slot="cli", progress=lambda a, b: seen.append((a, b)))
+    client = ApiClient(live.base_url, TOKEN)
+    first = deploy_folder(client, folder, slot="cli", progress=lambda a, b: seen.append((a, b)))
     assert first["status"] == "live" and first["uploaded_files"] == 31
     assert seen[-1][0] == seen[-1][1]
     (folder / "p3.html").write_text("changed")
-    second = deploy_folder(served_stack.base_url, TOKEN, folder, slot="cli")
+    second = deploy_folder(client, folder, slot="cli")
     assert second["uploaded_files"] == 1 and second["config_version"] == 2
-    assert served_stack.get("/d/cli/p3.html").text == "changed"
-    assert served_stack.get("/d/cli/.secret").status_code == 404
+    assert live.get("/d/cli/p3.html").text == "changed"
+    assert live.get("/d/cli/.secret").status_code == 404
     with pytest.raises(ClientError) as failure:
-        deploy_folder(served_stack.base_url, "wrong-token", folder, slot="cli")
+        deploy_folder(ApiClient(live.base_url, "wrong-token"), folder, slot="cli")
     assert failure.value.status == 401
 
 

@@ -60,7 +60,7 @@ def test_no_request_fails_while_deploys_and_rollbacks_reload_nginx(stack: Stack)
     before any answer (RFC 9112, 9.3.1), as browsers do, so the keep-alive client does that once.
     """
     assert stack.deploy({"index.html": "<p>0</p>"}, "load").status_code == 201
-    port = stack.settings.port
+    port = stack.settings.sites_listen_port
     stop = threading.Event()
     failures: list[str] = []
     served = [0, 0]

@@ -41,7 +41,18 @@ def test_sigterm_stops_nginx_and_postgres(data_dir: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DROPHOST_API_TOKEN": TOKEN}
     process = subprocess.Popen(
-        [sys.executable, "-m", "drophost", "up", "--data-dir", str(data_dir), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "drophost",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--sites-port",
+            str(free_port()),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

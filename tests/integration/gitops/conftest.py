@@ -219,6 +219,11 @@ class Served:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.port}"
 
+    @property
+    def sites_url(self) -> str:
+        """Sites are served on their own origin (the second nginx server)."""
+        return self.settings.site_base_url
+
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.base_url + path, headers=AUTH, timeout=60, **kwargs)
 

@@ -36,16 +36,16 @@ def test_git_push_deploys_and_prints_the_result(served_stack: Callable[..., Serv
     work = work_repo(tmp_path, {"index.html": "<h1>handbook</h1>"})
     code, output = push(work, served.push_url("handbook"), "main")
     assert code == 0, output
-    assert f"remote: live at {served.base_url}/d/handbook/ (version 1)" in output
-    assert httpx.get(served.base_url + "/d/handbook/").text == "<h1>handbook</h1>"
+    assert f"remote: live at {served.sites_url}/d/handbook/ (version 1)" in output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "<h1>handbook</h1>"
     rows = served.api("GET", "/api/deployments").json()["deployments"]
     assert (rows[0]["trigger"], rows[0]["pusher"], rows[0]["repo"]) == ("push", "pusher", "hosted:handbook")
 
     (work / "index.html").write_text("second")
     git("commit", "--quiet", "-am", "second", cwd=work)
     code, output = push(work, served.push_url("handbook"), "main")
-    assert f"remote: live at {served.base_url}/d/handbook/ (version 2)" in output
-    assert httpx.get(served.base_url + "/d/handbook/").text == "second"
+    assert f"remote: live at {served.sites_url}/d/handbook/ (version 2)" in output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "second"
 
     clone = tmp_path / "clone"
     git("clone", "--quiet", served.push_url("handbook"), str(clone))
@@ -58,7 +58,7 @@ def test_a_push_that_fails_to_deploy_says_why(served_stack: Callable[..., Served
     code, output = push(work, served.push_url("handbook"), "main")
     assert code == 0, output
     assert "remote: DropHost: deploy of handbook failed: the tree contains no files to publish" in output
-    assert httpx.get(served.base_url + "/d/handbook/").status_code == 404
+    assert httpx.get(served.sites_url + "/d/handbook/").status_code == 404
 
 
 def test_pushes_to_undeclared_names_and_without_the_token_are_refused(
