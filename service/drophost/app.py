@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost import analytics, api, api_uploads, dashboard, gitapi, openapi
+from drophost import analytics, api, api_uploads, dashboard, gitapi, openapi, retention
 from drophost.accesslog import Ingester
 from drophost.bodylimit import BodyLimit
 from drophost.deployer import Deployer
@@ -72,12 +72,13 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         await run_in_threadpool(start)
         expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))
         ingestion = asyncio.create_task(_ingest_forever(ingester, nginx, settings))
+        collection = asyncio.create_task(_collect_forever(deployer, settings.gc_interval))
         hangup = _reload_on_sighup(gitops)
         try:
             yield
         finally:
             hangup()
-            for task in (expiry, ingestion):
+            for task in (expiry, ingestion, collection):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -194,6 +195,19 @@ def _log_reload(future: asyncio.Future[dict[str, Any]]) -> None:
         log.error("SIGHUP: deploy.yaml not applied", exc_info=error)
     else:
         log.info("SIGHUP: applied deploy.yaml: %s", future.result())
+
+
+async def _collect_forever(deployer: Deployer, interval: float) -> None:
+    """Retention and garbage collection every `interval` seconds (0 turns it off)."""
+    if interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            report = await run_in_threadpool(retention.collect, deployer, dry_run=False)
+            log.info("garbage collection: %s", report.to_json())
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("garbage collection failed")
 
 
 async def _expire_forever(deployer: Deployer, interval: float) -> None:

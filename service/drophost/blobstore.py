@@ -94,12 +94,7 @@ class BlobStore:
 
         `ignoring`: release directories to count as already gone (for a dry run).
         """
-        doomed_links: dict[int, int] = {}
-        for root in ignoring or ():
-            for walked, _, names in os.walk(root):
-                for name in names:
-                    inode = os.lstat(os.path.join(walked, name)).st_ino
-                    doomed_links[inode] = doomed_links.get(inode, 0) + 1
+        doomed_links = links_in(ignoring or set())
         found: list[Path] = []
         if not self.blobs.is_dir():
             return found
@@ -201,6 +196,17 @@ class BlobWriter:
     def close(self) -> None:
         self._out.close()
         self.temp.unlink(missing_ok=True)
+
+
+def links_in(roots: set[Path]) -> dict[int, int]:
+    """inode -> how many hard links to it the given trees hold."""
+    counts: dict[int, int] = {}
+    for root in roots:
+        for walked, _, names in os.walk(root):
+            for name in names:
+                inode = os.lstat(os.path.join(walked, name)).st_ino
+                counts[inode] = counts.get(inode, 0) + 1
+    return counts
 
 
 def _file_digest(path: Path) -> str:

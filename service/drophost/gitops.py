@@ -322,7 +322,9 @@ class GitOps:
             git_dir = self.source.mirror_path(repo)
             tree = self.source.plan_tree(git_dir, commit, job.path, self.deployer.archive_limits())
             incoming = releases.incoming_dir(self.settings.releases_dir)
-            self.source.write_tree(git_dir, tree, incoming)
+            # Held while linking cached blobs, so garbage collection never removes one meanwhile.
+            with self.deployer.store.using():
+                self.source.write_tree(git_dir, tree, incoming)
         except DrophostError as exc:
             self._fail(job, exc.message, incoming)
             return

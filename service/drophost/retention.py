@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drophost import releases, store
+from drophost.blobstore import links_in
 
 if TYPE_CHECKING:
     from drophost.deployer import Deployer
@@ -87,7 +88,28 @@ def collect(deployer: Deployer, *, dry_run: bool) -> Report:
             report.bytes += blob.stat().st_size
             if not dry_run:
                 blob.unlink()
+        # The git source's per-oid cache (<data>/git/blobs) is swept the same way.
+        for blob in unreferenced_git_blobs(deployer.settings.git_dir / "blobs", ignoring=doomed):
+            report.blobs += 1
+            report.bytes += blob.stat().st_size
+            if not dry_run:
+                blob.unlink()
         if not dry_run:
             blob_store.forget_dangling_hints()
     report.seconds = time.monotonic() - started
     return report
+
+
+def unreferenced_git_blobs(folder: Path, *, ignoring: set[Path]) -> list[Path]:
+    """Cached git blobs no release links to (a blob written but never linked has one link too)."""
+    if not folder.is_dir():
+        return []
+    doomed_links = links_in(ignoring)
+    found = []
+    for blob in folder.iterdir():
+        if blob.name.endswith(".partial") or not blob.is_file():
+            continue
+        info = blob.stat()
+        if info.st_nlink - doomed_links.get(info.st_ino, 0) <= 1:
+            found.append(blob)
+    return found

@@ -80,3 +80,21 @@ def test_unreferenced_blobs_are_found_and_a_dry_run_can_count_doomed_releases(tm
         store.link_into(digest, tmp_path / name / "f")
     assert store.unreferenced() == [store.path(orphan)]
     assert sorted(store.unreferenced(ignoring={tmp_path / "doom"})) == sorted([store.path(orphan), store.path(doomed)])
+
+
+def test_cached_git_blobs_no_release_links_to_are_unreferenced(tmp_path: Path) -> None:
+    from drophost.retention import unreferenced_git_blobs
+
+    cache = tmp_path / "git" / "blobs"
+    cache.mkdir(parents=True)
+    for oid in ("a" * 40, "b" * 40, "c" * 40):
+        (cache / oid).write_bytes(oid.encode())
+    (cache / ("d" * 40 + ".partial")).write_bytes(b"being written")
+    release = tmp_path / "release"
+    release.mkdir()
+    os.link(cache / ("a" * 40), release / "kept.txt")
+    doomed = tmp_path / "doomed"
+    doomed.mkdir()
+    os.link(cache / ("b" * 40), doomed / "old.txt")
+    assert sorted(p.name for p in unreferenced_git_blobs(cache, ignoring=set())) == ["c" * 40]
+    assert sorted(p.name for p in unreferenced_git_blobs(cache, ignoring={doomed})) == ["b" * 40, "c" * 40]
