@@ -144,7 +144,7 @@ async def list_versions(request: Request) -> Response:
     slot = path_slot(request)
     deployer = deployer_of(request)
     current, rows = await run_in_threadpool(_slot_and_versions, deployer, slot)
-    active = current["active_version"] if current["status"] == "live" else None
+    active = current["active_version"] if current and current["status"] == "live" else None
     return JSONResponse({"slot": slot, "active": active, "versions": [views.version(r) for r in rows]})
 
 
@@ -238,12 +238,14 @@ def _with_conn(deployer: Deployer, query: Callable[..., Any], *args: Any, **kwar
         return query(conn, *args, **kwargs)
 
 
-def _slot_and_versions(deployer: Deployer, slot: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _slot_and_versions(deployer: Deployer, slot: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     with deployer.pool.connection() as conn:
         current = store.get_slot(conn, slot)
-        if current is None:
-            raise NotFoundError(f'there is no slot "{slot}"')
-        return current, store.list_versions(conn, slot)
+        versions = store.list_versions(conn, slot)
+    # A slot whose only versions failed was never live, but its failed versions are still listed.
+    if current is None and not versions:
+        raise NotFoundError(f'there is no slot "{slot}"')
+    return current, versions
 
 
 def _id_param(request: Request, name: str) -> int:

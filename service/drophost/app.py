@@ -14,12 +14,14 @@ from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from drophost import analytics, api, api_uploads, dashboard, gitapi, openapi, retention
 from drophost.accesslog import Ingester
+from drophost.bodylimit import BodyLimit
 from drophost.deployer import Deployer
 from drophost.errors import DrophostError, SettingsError
 from drophost.gitops import GitOps
@@ -96,33 +98,38 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi_document, methods=["GET"]),
         Route("/api/analytics", analytics.get_analytics, methods=["GET"]),
-        Route("/api/deployments", api.create_deployment, methods=["POST"], max_body_size=upload_cap),
+        Route("/api/deployments", api.create_deployment, methods=["POST"], middleware=[_limit(upload_cap)]),
         Route("/api/deployments", api.list_deployments, methods=["GET"]),
         Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
         Route("/api/slots", api.list_slots, methods=["GET"]),
         Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
-        Route("/api/slots/{slot}", api.update_slot, methods=["PATCH"], max_body_size=64 * 1024),
+        Route("/api/slots/{slot}", api.update_slot, methods=["PATCH"], middleware=[_limit(64 * 1024)]),
         Route("/api/slots/{slot}/events", api.list_events, methods=["GET"]),
         Route("/api/slots/{slot}/diff", api.diff_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
-        Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], max_body_size=64 * 1024),
+        Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], middleware=[_limit(64 * 1024)]),
         Route("/api/slots/{slot}/versions/{version}/pin", api_uploads.pin_version, methods=["POST"]),
-        Route("/api/uploads", api_uploads.create_upload, methods=["POST"], max_body_size=32 * 1024 * 1024),
+        Route("/api/uploads", api_uploads.create_upload, methods=["POST"], middleware=[_limit(32 * 1024 * 1024)]),
         Route(
             "/api/uploads/{upload_id}/blobs/{digest}",
             api_uploads.put_blob,
             methods=["PUT"],
-            max_body_size=settings.max_unpacked_bytes,
+            middleware=[_limit(settings.max_unpacked_bytes)],
         ),
         Route("/api/uploads/{upload_id}/finalize", api_uploads.finalize_upload, methods=["POST"]),
         Route("/api/gc", api_uploads.collect_garbage, methods=["POST"]),
         Route("/api/webhooks/{provider}", gitapi.webhook, methods=["POST"]),
-        Route("/api/reload", gitapi.reload, methods=["POST"], max_body_size=64 * 1024),
+        Route("/api/reload", gitapi.reload, methods=["POST"], middleware=[_limit(64 * 1024)]),
         Route("/api/plan", gitapi.plan, methods=["POST"]),
-        Route("/api/git/hook", gitapi.git_hook, methods=["POST"], max_body_size=1024 * 1024),
+        Route("/api/git/hook", gitapi.git_hook, methods=["POST"], middleware=[_limit(1024 * 1024)]),
         Route("/git/{name}.git/{rest:path}", gitapi.git_http, methods=["GET", "POST"], max_body_size=upload_cap),
     ]
+
+
+def _limit(max_bytes: int) -> Middleware:
+    # Not Route(max_body_size=...): Starlette answers that one in plain text, not our JSON.
+    return Middleware(BodyLimit, max_bytes=max_bytes)
 
 
 async def health(request: Request) -> Response:

@@ -50,6 +50,15 @@ class ExtractionPlan:
     stripped_prefix: str
 
 
+def open_archive(raw: IO[bytes]) -> zipfile.ZipFile:
+    """Open an upload as a ZIP, or raise the one error a client sees for anything unreadable."""
+    try:
+        return zipfile.ZipFile(raw)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+        # ValueError includes UnicodeDecodeError: names flagged UTF-8 that are not.
+        raise InvalidArchiveError("the upload is not a readable ZIP archive") from None
+
+
 def check_entry_name(name: str, limits: ArchiveLimits) -> list[str]:
     """Split an entry name into safe path components or raise; allow-list, not escaping."""
     shown = _show(name)

@@ -14,7 +14,7 @@ from typing import IO, Any
 from psycopg_pool import ConnectionPool
 
 from drophost import releases, retention, store
-from drophost.archive import ArchiveLimits, extract, plan_extraction
+from drophost.archive import ArchiveLimits, extract, open_archive, plan_extraction
 from drophost.blobstore import BlobStore
 from drophost.errors import (
     ConflictError,
@@ -67,11 +67,7 @@ class Deployer:
         validate_slot(slot)
         incoming = releases.incoming_dir(self.settings.releases_dir)
         try:
-            try:
-                archive = zipfile.ZipFile(upload)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
-                raise InvalidArchiveError("the upload is not a readable ZIP archive") from None
-            with archive:
+            with open_archive(upload) as archive:
                 plan = plan_extraction(archive, upload, self.archive_limits())
                 self.store.prepare()
                 with self.store.using():
@@ -264,8 +260,14 @@ class Deployer:
             except DrophostError:
                 self.nginx.discard_staged()
                 raise
+            previous = self.nginx.entries.get(slot)
             self.nginx.install(slot, text)
-            old_workers = self.nginx.reload()
+            try:
+                old_workers = self.nginx.reload()
+            except DrophostError:
+                # nginx is not running: put the entry back, so that it starts with the recorded version.
+                self.nginx.install(slot, previous)
+                raise
         if not self.nginx.wait_for_reload(old_workers, slot, version):
             log.warning("nginx did not confirm slot %s version %s in time", slot, version)
 
@@ -283,14 +285,21 @@ class Deployer:
         with self.pool.connection() as conn, conn.transaction():
             failed = store.fail_unfinished(conn, "interrupted: the service stopped before the deploy finished")
             desired = store.active_configs(conn)
+            versions = {r["slot"]: r["active_version"] for r in store.list_slots(conn) if r["status"] == "live"}
             kept = store.kept_release_dirs(conn)
+        old_workers: frozenset[int] | None = None
         with self._switch_lock:
             changed = self.nginx.install_all(desired)
             for leftover in self.nginx.staging_dir.iterdir():
                 leftover.unlink()
             if changed and self.nginx.is_running():
                 self.nginx.test()
-                self.nginx.reload()
+                old_workers = self.nginx.reload()
+        # Start-up is over only when nginx serves what PostgreSQL records, not merely was told to
+        # (after the old workers let go, one request per live slot checks it).
+        for slot, version in versions.items():
+            if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, version):
+                log.warning("nginx did not confirm slot %s version %s in time", slot, version)
         removed = releases.orphaned(self.settings.releases_dir, kept)
         for path in removed:
             releases.remove(path)

@@ -50,24 +50,25 @@ def up(settings: Settings) -> int:
             )
     token = settings.api_token or load_or_create_token(settings.data_dir)
     postgres: LocalPostgres | None = None
-    database_url = settings.database_url
-    if not database_url:
-        postgres = LocalPostgres(settings.data_dir / "postgres", run_as=child_user)
-        print("drophost: starting PostgreSQL in", postgres.root, flush=True)
-        database_url = postgres.start()
-    run_dir = settings.data_dir / "run"
-    run_dir.mkdir(exist_ok=True)
-    socket_path = settings.service_socket or str(run_dir / "service.sock")
-    settings = dataclasses.replace(
-        settings,
-        api_token=token,
-        database_url=database_url,
-        service_socket=socket_path,
-        nginx_worker_user=child_user or settings.nginx_worker_user,
-    )
-    nginx = Nginx(settings)
     nginx_proc: subprocess.Popen[bytes] | None = None
+    # Everything started from here on is stopped in the finally, also when SIGTERM comes during start.
     try:
+        database_url = settings.database_url
+        if not database_url:
+            postgres = LocalPostgres(settings.data_dir / "postgres", run_as=child_user)
+            print("drophost: starting PostgreSQL in", postgres.root, flush=True)
+            database_url = postgres.start()
+        run_dir = settings.data_dir / "run"
+        run_dir.mkdir(exist_ok=True)
+        socket_path = settings.service_socket or str(run_dir / "service.sock")
+        settings = dataclasses.replace(
+            settings,
+            api_token=token,
+            database_url=database_url,
+            service_socket=socket_path,
+            nginx_worker_user=child_user or settings.nginx_worker_user,
+        )
+        nginx = Nginx(settings)
         nginx.prepare()
         nginx_proc = nginx.start()
         print(f"drophost: nginx serving on http://{settings.host}:{settings.port}/", flush=True)

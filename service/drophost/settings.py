@@ -79,6 +79,11 @@ class Settings:
     # A fetched repository (its bare mirror) larger than this is refused and removed.
     max_repository_bytes: int = 2048 * MiB
 
+    def __post_init__(self) -> None:
+        # One canonical spelling: nginx (disable_symlinks on) refuses paths with a link in them, and
+        # release paths are stored and compared as text, so the data directory is resolved once here.
+        object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+
     @property
     def releases_dir(self) -> Path:
         return self.data_dir / "releases"

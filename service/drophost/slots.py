@@ -8,7 +8,7 @@ import unicodedata
 from drophost.errors import InvalidSlotError, ValidationError
 
 SLOT_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_TTL_PATTERN = re.compile(r"^(\d{1,9})([smhdw]?)$")
+_TTL_PATTERN = re.compile(r"^([0-9]{1,9})([smhdw]?)$")
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 

@@ -1,0 +1,176 @@
+"""Helpers for the integration tests: sites to deploy, what was served, what is recorded."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import psycopg
+from starlette.testclient import TestClient
+
+from drophost.app import create_app
+from drophost.settings import Settings
+from tests.conftest import AUTH, TOKEN, Stack, free_port, start_nginx, stop_process
+from tests.zipcraft import std_zip
+
+# Absolute server paths a client must never see in an error.
+_SERVER_PATH = re.compile(r"/(?:tmp|work|usr|var|home|root|srv|opt|etc|proc)/|site-packages|Traceback")
+
+
+@functools.cache
+def nginx_client() -> httpx.Client:
+    """One client for requests to nginx: creating one per request (httpx.get) costs ~50 ms of TLS setup.
+
+    No keep-alive, so that a reload closing an idle connection cannot fail a request.
+    """
+    client = httpx.Client(timeout=10, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
+    atexit.register(client.close)
+    return client
+
+
+def fetch(stack: Stack, path: str) -> httpx.Response:
+    """Sites (/d/...) from the sites origin, everything else from the main port, as Stack.get."""
+    base = stack.sites_base_url if path.startswith("/d/") else stack.base_url
+    return nginx_client().get(base + path)
+
+
+def site(label: str, *, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """A small site with text and binary files whose every byte depends on `label`."""
+    seed = hashlib.sha256(label.encode()).digest()
+    binary = b"".join(hashlib.sha256(seed + bytes([i])).digest() for i in range(256))  # 8 KiB
+    files = {
+        "index.html": f"<!doctype html><h1>{label}</h1>".encode(),
+        "css/site.css": f"/* {label} */ body {{ color: #{seed.hex()[:6]}; }}".encode(),
+        "img/logo.png": b"\x89PNG\r\n\x1a\n" + binary,
+        "data/blob.bin": bytes(range(256)) + binary[::-1],
+    }
+    files.update(extra or {})
+    return files
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def upload(stack: Stack, data: bytes, *, slot: str | None = "site", filename: str = "site.zip") -> httpx.Response:
+    form = {"slot": slot} if slot is not None else {}
+    return stack.client.post(
+        "/api/deployments", files={"file": (filename, data, "application/zip")}, data=form, headers=AUTH
+    )
+
+
+def deploy_site(stack: Stack, files: dict[str, bytes], slot: str = "site") -> dict[str, Any]:
+    response = upload(stack, std_zip(dict(files)), slot=slot)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def served(stack: Stack, slot: str, paths: list[str]) -> dict[str, str | int]:
+    """sha256 of each path as nginx serves it now (the status code when it is not 200)."""
+    found: dict[str, str | int] = {}
+    for path in paths:
+        response = fetch(stack, f"/d/{slot}/{path}")
+        found[path] = sha256(response.content) if response.status_code == 200 else response.status_code
+    return found
+
+
+def hashes(files: dict[str, bytes]) -> dict[str, str | int]:
+    return {path: sha256(data) for path, data in files.items()}
+
+
+def recorded(settings: Settings) -> dict[str, Any]:
+    """Everything PostgreSQL records, as comparable rows."""
+    with psycopg.connect(settings.database_url) as conn:
+        return {
+            "deployments": conn.execute("SELECT id, slot, state, error FROM deployments ORDER BY id").fetchall(),
+            "config_versions": conn.execute(
+                "SELECT slot, version, status, sha256 FROM config_versions ORDER BY slot, version"
+            ).fetchall(),
+            "slots": conn.execute("SELECT slot, active_version, status FROM slots ORDER BY slot").fetchall(),
+            "activations": conn.execute("SELECT slot, version, action FROM activations ORDER BY id").fetchall(),
+        }
+
+
+def on_disk(settings: Settings) -> dict[str, Any]:
+    """Every path under releases/ (incl. .incoming), and the sites map nginx serves from."""
+    releases = settings.releases_dir
+    return {
+        "releases": sorted(str(p.relative_to(releases)) for p in releases.rglob("*")) if releases.exists() else [],
+        "sites": sites_map(settings),
+    }
+
+
+def sites_map(settings: Settings) -> str:
+    """The live entries nginx serves from: one per live slot."""
+    return (settings.nginx_dir / "sites.map").read_text()
+
+
+def assert_error(response: httpx.Response, status: int, settings: Settings | None = None) -> str:
+    """A JSON error {"error": "<sentence>", ...} with this status and no server path; returns the sentence."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict) and isinstance(body.get("error"), str), body
+    message: str = body["error"]
+    assert message and message.isprintable() and len(message) < 400, message
+    assert not _SERVER_PATH.search(response.text), response.text
+    if settings is not None:
+        assert str(settings.data_dir) not in response.text
+    return message
+
+
+def live_version(stack: Stack, slot: str) -> str | None:
+    return fetch(stack, f"/d/{slot}/").headers.get("x-drophost-version")
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@contextmanager
+def shared_settings(scratch_root: Path, postgres_server: str, **overrides: Any) -> Iterator[Settings]:
+    """Like the `settings` fixture, for a stack that several tests of one module share."""
+    data_dir = Path(tempfile.mkdtemp(prefix="shared-", dir=scratch_root))
+    os.chmod(data_dir, 0o755)
+    name = f"m{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield Settings(
+            data_dir=data_dir,
+            database_url=psycopg.conninfo.make_conninfo(postgres_server, dbname=name),
+            api_token=TOKEN,
+            host="127.0.0.1",
+            port=free_port(),
+            sites_port=free_port(),
+            service_socket=str(data_dir / "service.sock"),
+            expiry_interval=0.2,
+            **overrides,
+        )
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def running_stack(settings: Settings) -> Iterator[Stack]:
+    """What the `stack` fixture does, for any settings and any scope."""
+    nginx, process = start_nginx(settings)
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            yield Stack(settings=settings, nginx=nginx, process=process, client=client)
+    finally:
+        stop_process(process)
