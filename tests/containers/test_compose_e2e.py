@@ -20,7 +20,8 @@ import pytest
 from tests.conftest import free_port, make_zip
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = "drophost-e2e"
+# One project per run: two runs on one machine (two checkouts) must not share networks or volumes.
+PROJECT = f"drophost-e2e-{os.getpid()}"
 ENGINE_UNAVAILABLE = 77
 
 
