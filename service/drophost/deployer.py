@@ -202,15 +202,20 @@ class Deployer:
             if not Path(target["release_dir"]).is_dir():
                 raise ConflictError(f"the files of config version {version} are no longer on disk")
             self._switch(slot, target["config"], version)
-            with self.pool.connection() as conn, conn.transaction():
-                store.activate(
-                    conn,
-                    slot=slot,
-                    version=version,
-                    deployment_id=target["deployment_id"],
-                    action="rollback",
-                    expires_at=None,
-                )
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    store.activate(
+                        conn,
+                        slot=slot,
+                        version=version,
+                        deployment_id=target["deployment_id"],
+                        action="rollback",
+                        expires_at=None,
+                    )
+            except Exception:
+                # nginx switched but PostgreSQL did not record it: put back what is recorded.
+                self.restore_slot(slot)
+                raise
         return {"slot": slot, "active": version}
 
     def take_offline(self, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
@@ -222,8 +227,12 @@ class Deployer:
                 raise NotFoundError(f'there is no slot "{slot}"')
             if current["status"] == "live":
                 self._switch(slot, None, None)
-                with self.pool.connection() as conn, conn.transaction():
-                    store.deactivate(conn, slot=slot, status=status, action=action)
+                try:
+                    with self.pool.connection() as conn, conn.transaction():
+                        store.deactivate(conn, slot=slot, status=status, action=action)
+                except Exception:
+                    self.restore_slot(slot)
+                    raise
         return {"slot": slot, "status": status if current["status"] == "live" else current["status"]}
 
     def set_ttl(self, slot: str, ttl_seconds: int | None) -> dict[str, Any]:

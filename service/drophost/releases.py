@@ -33,9 +33,14 @@ def remove(path: Path) -> None:
 
 
 def orphaned(releases_root: Path, kept: set[str]) -> list[Path]:
-    """Every release directory that no stored, rollback-able config points at (plan, no effect)."""
+    """Every release directory that no stored, rollback-able config points at (plan, no effect).
+
+    Matched by <slot>/<deployment id> as well as by full path: a data directory that was moved
+    (its stored paths now name the old place) must never lose its releases at start.
+    """
     if not releases_root.is_dir():
         return []
+    kept_keys = {"/".join(Path(path).parts[-2:]) for path in kept}
     found: list[Path] = []
     incoming = releases_root / INCOMING
     if incoming.is_dir():
@@ -44,7 +49,7 @@ def orphaned(releases_root: Path, kept: set[str]) -> list[Path]:
         if slot_dir.name == INCOMING or not slot_dir.is_dir() or slot_dir.is_symlink():
             continue
         for candidate in sorted(slot_dir.iterdir()):
-            if str(candidate) not in kept:
+            if str(candidate) not in kept and f"{slot_dir.name}/{candidate.name}" not in kept_keys:
                 found.append(candidate)
     return found
 

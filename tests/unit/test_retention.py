@@ -98,3 +98,14 @@ def test_cached_git_blobs_no_release_links_to_are_unreferenced(tmp_path: Path) -
     os.link(cache / ("b" * 40), doomed / "old.txt")
     assert sorted(p.name for p in unreferenced_git_blobs(cache, ignoring=set())) == ["c" * 40]
     assert sorted(p.name for p in unreferenced_git_blobs(cache, ignoring={doomed})) == ["b" * 40, "c" * 40]
+
+
+def test_releases_of_a_moved_data_directory_are_not_orphans(tmp_path: Path) -> None:
+    from drophost.releases import orphaned
+
+    root = tmp_path / "new-place" / "releases"
+    for name in ("docs/1", "docs/2", "blog/7"):
+        (root / name).mkdir(parents=True)
+    (root / ".incoming" / "abc").mkdir(parents=True)
+    kept = {"/old-place/releases/docs/1", "/old-place/releases/blog/7"}
+    assert orphaned(root, kept) == [root / ".incoming" / "abc", root / "docs" / "2"]
