@@ -143,7 +143,7 @@ def upload_until_live(stack: DropHostStack, site_zip: Path, slot: str) -> float:
     if answer.status != 201:
         raise RuntimeError(f"the upload answered {answer.status}: {answer.body[:300]!r}")
     version = str(answer.json()["config_version"])
-    served = client.header_of(stack.port, f"/d/{slot}/", "X-Drophost-Version")
+    served = client.header_of(stack.sites_port, f"/d/{slot}/", "X-Drophost-Version")
     if served != version:
         raise RuntimeError(f"201 for version {version}, but nginx serves version {served}")
     return elapsed
@@ -245,7 +245,7 @@ def rollback_until_served(stack: DropHostStack, slot: str, version: int, expecte
     api = time.perf_counter() - began
     if answer.status != 200:
         raise RuntimeError(f"the rollback answered {answer.status}: {answer.body[:300]!r}")
-    if not client.wait_for(lambda: _body(stack.port, f"/d/{slot}/") == expected, timeout=30):
+    if not client.wait_for(lambda: _body(stack.sites_port, f"/d/{slot}/") == expected, timeout=30):
         raise RuntimeError(f"nginx did not serve version {version} of {slot} after the rollback")
     return time.perf_counter() - began, api
 
