@@ -449,13 +449,13 @@ def restart_until_serving(stack: DropHostStack, slot: str) -> float:
 
 # -- (5) disk used by many deploys -----------------------------------------------------------
 def measure_disk(options: Options, work: Path, stack: DropHostStack, site: list[SiteFile]) -> list[Row]:
-    """Default retention (keep_versions) on one slot; every version pinned, so all kept, on another."""
-    files = retag(site, "disk")
-    copy_bytes = disk_usage([write_folder(files, work / "disk-copy")])
+    """Default retention, after the garbage collection the service runs every hour, on one slot;
+    every version pinned (so every release tree is kept) on another, with other content."""
+    copy_bytes = disk_usage([write_folder(retag(site, "disk"), work / "disk-copy")])
     rows = []
     for slot, pin in (("disk", False), ("disk-pinned", True)):
-        used = deploys_disk_usage(options, stack, slot, files, pin=pin)
-        kept = "every version pinned (all kept)" if pin else "default retention"
+        used = deploys_disk_usage(options, stack, slot, retag(site, slot), pin=pin)
+        kept = "every version pinned (all kept)" if pin else "default retention + gc"
         rows.append(
             Row(
                 f"(5) disk (du) of {options.disk_deploys} deploys of the 26 MB site, 1 file changed each, {kept}",
@@ -471,6 +471,7 @@ def measure_disk(options: Options, work: Path, stack: DropHostStack, site: list[
 
 def deploys_disk_usage(options: Options, stack: DropHostStack, slot: str, files: list[SiteFile], *, pin: bool) -> int:
     data = [stack.data_dir / "store", stack.data_dir / "releases"]
+    collect_garbage(stack)
     before = disk_usage(data)
     began = time.perf_counter()
     uploader = DigestDeployer(stack, slot, files)
@@ -480,9 +481,17 @@ def deploys_disk_usage(options: Options, stack: DropHostStack, slot: str, files:
             answer = client.post_json(stack.port, f"/api/slots/{slot}/versions/{version}/pin", {}, token=stack.token)
             if answer.status != 200:
                 raise RuntimeError(f"pinning answered {answer.status}: {answer.body[:300]!r}")
+    collect_garbage(stack)
     used = disk_usage(data) - before
     progress(f"(5) {slot}: {options.disk_deploys} deploys in {time.perf_counter() - began:.0f} s: {used / MB:.1f} MB")
     return used
+
+
+def collect_garbage(stack: DropHostStack) -> None:
+    """POST /api/gc: what the service also does every gc_interval (an hour by default)."""
+    answer = client.post_json(stack.port, "/api/gc", {"dry_run": False}, token=stack.token)
+    if answer.status != 200:
+        raise RuntimeError(f"POST /api/gc answered {answer.status}: {answer.body[:300]!r}")
 
 
 class DigestDeployer:
@@ -566,9 +575,8 @@ def measure_serving(
     ours_url = f"http://{client.HOST}:{stack.sites_port}/d/serve/{page}"
     theirs_url = f"http://{client.HOST}:{plain.port}/s/serve/{page}"
     for port, path in ((stack.sites_port, f"/d/serve/{page}"), (plain.port, f"/s/serve/{page}")):
-        answer = client.request(port, "GET", path)
-        if answer.status != 200:
-            raise RuntimeError(f"{path} answered {answer.status} on port {port}")
+        if not wait_for_ok(port, path):
+            raise RuntimeError(f"{path} answered {_status(port, path)} on port {port}, not 200")
     masters = {"ours": stack.data_dir / "nginx" / "nginx.pid", "theirs": plain.root / "nginx.pid"}
     urls = {"ours": ours_url, "theirs": theirs_url}
     rps: dict[str, list[float]] = {"ours": [], "theirs": []}
@@ -621,6 +629,17 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_ok(port: int, path: str) -> bool:
+    return client.wait_for(lambda: _status(port, path) == 200, timeout=30, interval=0.1)
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        return client.request(port, "GET", path, timeout=5).status
+    except OSError:
+        return 0
 
 
 def typical_page(files: Sequence[SiteFile]) -> str:
