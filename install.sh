@@ -15,6 +15,7 @@ if [ "${1:-}" = "--dev" ]; then
   # The dashboard tests drive this browser (through Playwright, which never downloads its own).
   [ -x /usr/bin/chromium ] || need_packages+=(chromium)
   command -v unzip >/dev/null 2>&1 || need_packages+=(unzip)  # the benchmark's baseline
+  command -v wrk >/dev/null 2>&1 || need_packages+=(wrk)  # the scale benchmark's load generator
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -43,8 +43,10 @@ def scratch_dir(prefix: str = "dh-bench-") -> Iterator[Path]:
 class DropHostStack:
     """`drophost up --data-dir <tmp> --port <free>`: private PostgreSQL, nginx, and uvicorn behind it."""
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, *, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> None:
         self.data_dir = work_dir / "drophost"
+        self.extra_env = dict(env or {})
+        self.extra_args = list(args)
         self.log_path = work_dir / "drophost-up.log"
         self.port = free_port()
         # Sites are served on their own origin: /d/ on the main port only redirects there.
@@ -54,20 +56,10 @@ class DropHostStack:
         self._children: list[tuple[int, signal.Signals]] = []
 
     def start(self, timeout: float = 120) -> None:
-        env = {**os.environ, "DROPHOST_API_TOKEN": self.token}
+        env = {**os.environ, "DROPHOST_API_TOKEN": self.token, **self.extra_env}
         env.pop("DATABASE_URL", None)
-        argv = [
-            sys.executable,
-            "-m",
-            "drophost",
-            "up",
-            "--data-dir",
-            str(self.data_dir),
-            "--port",
-            str(self.port),
-            "--sites-port",
-            str(self.sites_port),
-        ]
+        argv = [sys.executable, "-m", "drophost", "up", "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        argv += ["--sites-port", str(self.sites_port), *self.extra_args]
         with open(self.log_path, "wb") as log:
             # Its own session: the bench decides when it stops, and a Ctrl-C reaches it only through us.
             self.process = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import stat
@@ -20,6 +21,24 @@ _HEX = frozenset("0123456789abcdef")
 
 def is_digest(text: str) -> bool:
     return len(text) == 64 and set(text) <= _HEX
+
+
+def encode_hint(digest: str) -> str:
+    """A crc hint's symlink target: the digest in 43 base64url characters, so that the link fits
+    in its inode (ext4 keeps targets under 60 bytes there; 64 hex characters took a 4 KiB block)."""
+    return base64.urlsafe_b64encode(bytes.fromhex(digest)).decode().rstrip("=")
+
+
+def decode_hint(target: str) -> str | None:
+    """The digest a hint names (also the 64-hex form older stores wrote), or None."""
+    if is_digest(target):
+        return target
+    if len(target) != 43 or not target.replace("-", "").replace("_", "").isalnum() or not target.isascii():
+        return None
+    try:
+        return base64.urlsafe_b64decode(target + "=").hex()
+    except ValueError:
+        return None
 
 
 class BlobStore:
@@ -82,7 +101,7 @@ class BlobStore:
     def remember_crc(self, crc: int, size: int, digest: str) -> None:
         hint = self.crc_index / f"{crc:08x}-{size}"
         try:
-            os.symlink(digest, hint)
+            os.symlink(encode_hint(digest), hint)
         except FileExistsError:
             pass
 
@@ -112,10 +131,10 @@ class BlobStore:
 
     def digest_hint_of(self, hint: Path) -> str | None:
         try:
-            candidate = os.readlink(hint)
+            candidate = decode_hint(os.readlink(hint))
         except OSError:
             return None
-        return candidate if is_digest(candidate) and self.has(candidate) else None
+        return candidate if candidate is not None and self.has(candidate) else None
 
     @contextmanager
     def using(self) -> Iterator[None]:

@@ -25,6 +25,7 @@ from drophost.errors import (
 from drophost.nginx import Nginx, render_site_config
 from drophost.settings import Settings
 from drophost.slots import validate_slot
+from drophost.switchbatch import SwitchBatcher
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class Deployer:
         self._locks_guard = threading.Lock()
         # nginx -t, the file swap and the reload of different slots must not interleave; it is brief.
         self._switch_lock = threading.Lock()
+        # Switches waiting for that lock are applied together: one nginx -t, one reload.
+        self._switches = SwitchBatcher(nginx, self._switch_lock)
 
     @contextmanager
     def slot_lock(self, slot: str) -> Iterator[None]:
@@ -263,20 +266,7 @@ class Deployer:
     # -- nginx -----------------------------------------------------------------------------
     def _switch(self, slot: str, text: str | None, version: int | None) -> None:
         """Make nginx serve `text` for `slot` only if nginx accepts the whole configuration."""
-        with self._switch_lock:
-            try:
-                self.nginx.check_candidate(slot, text)
-            except DrophostError:
-                self.nginx.discard_staged()
-                raise
-            previous = self.nginx.entries.get(slot)
-            self.nginx.install(slot, text)
-            try:
-                old_workers = self.nginx.reload()
-            except DrophostError:
-                # nginx is not running: put the entry back, so that it starts with the recorded version.
-                self.nginx.install(slot, previous)
-                raise
+        old_workers = self._switches.switch(slot, text)
         if not self.nginx.wait_for_reload(old_workers, slot, version):
             log.warning("nginx did not confirm slot %s version %s in time", slot, version)
 

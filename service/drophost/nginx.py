@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -192,11 +193,11 @@ class Nginx:
 
     def check_candidate(self, slot: str, text: str | None) -> None:
         """nginx -t the whole configuration as it would be with `slot` set to `text` (None: removed)."""
-        candidate = dict(self.entries)
-        if text is None:
-            candidate.pop(validate_slot(slot), None)
-        else:
-            candidate[validate_slot(slot)] = text
+        self.check_candidates({slot: text})
+
+    def check_candidates(self, changes: Mapping[str, str | None]) -> None:
+        """nginx -t the whole configuration as it would be with every change applied."""
+        candidate = _changed(self.entries, changes)
         staged = self.staging_dir / "sites.map"
         _write_atomically(staged, compose_sites(candidate))
         test_conf = self.staging_dir / "test.nginx.conf"
@@ -211,11 +212,11 @@ class Nginx:
 
     def install(self, slot: str, text: str | None) -> None:
         """Make `text` the live entry of `slot` (None: remove it) with one atomic rename."""
-        if text is None:
-            self.entries.pop(validate_slot(slot), None)
-        else:
-            self.entries[validate_slot(slot)] = text
-        self.install_all(self.entries)
+        self.install_many({slot: text})
+
+    def install_many(self, changes: Mapping[str, str | None]) -> None:
+        """Apply every change to the live entries with one atomic rename."""
+        self.install_all(_changed(self.entries, changes))
 
     def install_all(self, entries: dict[str, str]) -> bool:
         """Make exactly these entries live; return whether the file changed."""
@@ -379,6 +380,17 @@ class Nginx:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.003)
+
+
+def _changed(entries: dict[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """A copy of `entries` with each slot set to its text (None: removed)."""
+    result = dict(entries)
+    for slot, text in changes.items():
+        if text is None:
+            result.pop(validate_slot(slot), None)
+        else:
+            result[validate_slot(slot)] = text
+    return result
 
 
 def _children(parent: int) -> frozenset[int]:

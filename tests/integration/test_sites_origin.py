@@ -86,3 +86,17 @@ def test_a_configured_sites_url_is_advertised_and_used_for_redirects(settings: S
     assert replace(settings, port=8080, sites_port=0).site_base_url == "http://127.0.0.1:8081"
     lan = replace(settings, port=8080, sites_port=0, public_url="http://192.168.1.5:8080")
     assert lan.site_base_url == "http://192.168.1.5:8081"
+
+
+def test_a_symlink_inside_a_release_is_never_followed(stack: Stack) -> None:
+    answer = stack.deploy({"index.html": "home", "docs/page.html": "page"}, "links")
+    assert answer.status_code == 201, answer.text
+    release = stack.settings.releases_dir / "links" / str(answer.json()["id"])
+    secret = stack.settings.data_dir / "outside.txt"
+    secret.write_text("not published")
+    secret.chmod(0o644)
+    (release / "leak.txt").symlink_to(secret)
+    (release / "docs" / "up").symlink_to(release.parent.parent.parent)
+    assert stack.get("/d/links/docs/page.html").text == "page"
+    assert stack.get("/d/links/leak.txt").status_code in (403, 404)
+    assert stack.get("/d/links/docs/up/outside.txt").status_code in (403, 404)
