@@ -164,7 +164,7 @@ class BlobStore:
                 info = path.lstat()
                 if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
                     continue
-                digest = _file_digest(path)
+                digest = file_digest(path)
                 target = self.path(digest)
                 if target.exists():
                     temp = path.with_name(f".{name}.{uuid.uuid4().hex}")
@@ -228,7 +228,7 @@ def links_in(roots: set[Path]) -> dict[int, int]:
     return counts
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):

@@ -164,21 +164,11 @@ class Deployer:
                 store.set_config_status(conn, slot, version, "failed")
             raise
         expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds) if ttl_seconds else None
-        try:
-            with self.pool.connection() as conn, conn.transaction():
-                store.activate(
-                    conn,
-                    slot=slot,
-                    version=version,
-                    deployment_id=deployment_id,
-                    action="deploy",
-                    expires_at=expires_at,
-                )
-                store.finish_deployment(conn, deployment_id, state="ready", files=files, size=size)
-        except Exception:
-            # nginx already serves the new version but it is not recorded: put back what is recorded.
-            self.restore_slot(slot)
-            raise
+        with self._recording(slot) as conn:
+            store.activate(
+                conn, slot=slot, version=version, deployment_id=deployment_id, action="deploy", expires_at=expires_at
+            )
+            store.finish_deployment(conn, deployment_id, state="ready", files=files, size=size)
 
     # -- rollback, offline, expiry -------------------------------------------------------------
     def rollback(self, slot: str, version: int | None) -> dict[str, Any]:
@@ -205,20 +195,15 @@ class Deployer:
             if not Path(target["release_dir"]).is_dir():
                 raise ConflictError(f"the files of config version {version} are no longer on disk")
             self._switch(slot, target["config"], version)
-            try:
-                with self.pool.connection() as conn, conn.transaction():
-                    store.activate(
-                        conn,
-                        slot=slot,
-                        version=version,
-                        deployment_id=target["deployment_id"],
-                        action="rollback",
-                        expires_at=None,
-                    )
-            except Exception:
-                # nginx switched but PostgreSQL did not record it: put back what is recorded.
-                self.restore_slot(slot)
-                raise
+            with self._recording(slot) as conn:
+                store.activate(
+                    conn,
+                    slot=slot,
+                    version=version,
+                    deployment_id=target["deployment_id"],
+                    action="rollback",
+                    expires_at=None,
+                )
         return {"slot": slot, "active": version}
 
     def take_offline(self, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
@@ -230,12 +215,8 @@ class Deployer:
                 raise NotFoundError(f'there is no slot "{slot}"')
             if current["status"] == "live":
                 self._switch(slot, None, None)
-                try:
-                    with self.pool.connection() as conn, conn.transaction():
-                        store.deactivate(conn, slot=slot, status=status, action=action)
-                except Exception:
-                    self.restore_slot(slot)
-                    raise
+                with self._recording(slot) as conn:
+                    store.deactivate(conn, slot=slot, status=status, action=action)
         return {"slot": slot, "status": status if current["status"] == "live" else current["status"]}
 
     def set_ttl(self, slot: str, ttl_seconds: int | None) -> dict[str, Any]:
@@ -269,6 +250,17 @@ class Deployer:
         old_workers = self._switches.switch(slot, text)
         if not self.nginx.wait_for_reload(old_workers, slot, version):
             log.warning("nginx did not confirm slot %s version %s in time", slot, version)
+
+    @contextmanager
+    def _recording(self, slot: str) -> Iterator[store.Conn]:
+        """A transaction that records a switch nginx already made; if it fails, nginx is put back
+        to what PostgreSQL records, so the two never disagree."""
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                yield conn
+        except Exception:
+            self.restore_slot(slot)
+            raise
 
     def restore_slot(self, slot: str) -> None:
         """Put nginx back to what PostgreSQL records for one slot."""

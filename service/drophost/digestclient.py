@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drophost.blobstore import file_digest
 from drophost.client import EXIT_USAGE, ApiClient, ClientError
 
 Progress = Callable[[int, int], None]
-_CHUNK = 1024 * 1024
 
 
 def scan_folder(folder: Path) -> dict[str, Path]:
@@ -25,14 +24,6 @@ def scan_folder(folder: Path) -> dict[str, Path]:
                 continue
             found[path.relative_to(folder).as_posix()] = path
     return found
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def deploy_folder(

@@ -191,10 +191,6 @@ class Nginx:
         text = render_main_config(self.env, self.settings, sites_map=str(self.sites_path), worker_user=self.worker_user)
         _write_atomically(self.conf_path, text)
 
-    def check_candidate(self, slot: str, text: str | None) -> None:
-        """nginx -t the whole configuration as it would be with `slot` set to `text` (None: removed)."""
-        self.check_candidates({slot: text})
-
     def check_candidates(self, changes: Mapping[str, str | None]) -> None:
         """nginx -t the whole configuration as it would be with every change applied."""
         candidate = _changed(self.entries, changes)

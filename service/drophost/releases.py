@@ -52,12 +52,3 @@ def orphaned(releases_root: Path, kept: set[str]) -> list[Path]:
             if str(candidate) not in kept and f"{slot_dir.name}/{candidate.name}" not in kept_keys:
                 found.append(candidate)
     return found
-
-
-def count_files(root: Path) -> tuple[int, int]:
-    files = size = 0
-    for folder, _, names in os.walk(root):
-        for name in names:
-            files += 1
-            size += os.lstat(os.path.join(folder, name)).st_size
-    return files, size
