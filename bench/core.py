@@ -142,10 +142,7 @@ def upload_until_live(stack: DropHostStack, site_zip: Path, slot: str) -> float:
     elapsed = time.perf_counter() - began
     if answer.status != 201:
         raise RuntimeError(f"the upload answered {answer.status}: {answer.body[:300]!r}")
-    version = str(answer.json()["config_version"])
-    served = client.header_of(stack.sites_port, f"/d/{slot}/", "X-Drophost-Version")
-    if served != version:
-        raise RuntimeError(f"201 for version {version}, but nginx serves version {served}")
+    stack.check_served(slot, answer.json()["id"])
     return elapsed
 
 

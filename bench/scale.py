@@ -219,7 +219,7 @@ def timed_zip(stack: DropHostStack, zip_path: Path, slot: str) -> float:
     elapsed = time.perf_counter() - began
     if answer.status != 201:
         raise RuntimeError(f"the ZIP deploy answered {answer.status}: {answer.body[:300]!r}")
-    check_served(stack, slot, answer.json()["config_version"])
+    stack.check_served(slot, answer.json()["id"])
     return elapsed
 
 
@@ -230,14 +230,8 @@ def timed_digest(stack: DropHostStack, folder: Path, slot: str, *, expect_upload
     elapsed = time.perf_counter() - began
     if result["uploaded_files"] != expect_uploaded:
         raise RuntimeError(f"the digest deploy sent {result['uploaded_files']} files, not {expect_uploaded}")
-    check_served(stack, slot, result["config_version"])
+    stack.check_served(slot, result["id"])
     return elapsed
-
-
-def check_served(stack: DropHostStack, slot: str, version: int) -> None:
-    served = client.header_of(stack.sites_port, f"/d/{slot}/", "X-Drophost-Version")
-    if served != str(version):
-        raise RuntimeError(f"{slot}: 201 for version {version}, but nginx serves version {served}")
 
 
 # -- (2) incremental git deploys -------------------------------------------------------------
@@ -523,7 +517,7 @@ class DigestDeployer:
             if answer.status not in (200, 201):
                 raise RuntimeError(f"a blob upload answered {answer.status}: {answer.body[:300]!r}")
         result = _json(self.stack, "POST", f"/api/uploads/{started['upload_id']}/finalize", {})
-        check_served(self.stack, self.slot, result["config_version"])
+        self.stack.check_served(self.slot, result["id"])
         return int(result["config_version"])
 
 
@@ -566,7 +560,7 @@ def measure_serving(
     files = retag(site, "serve")
     folder = write_folder(files, work / "serve")
     result = deploy_folder(f"http://{client.HOST}:{stack.port}", stack.token, folder, slot="serve")
-    check_served(stack, "serve", result["config_version"])
+    stack.check_served("serve", result["id"])
     plain.set_site("serve", folder, 1)
     plain.reload()
     if not client.wait_for(lambda: client.header_of(plain.port, "/s/serve/", "X-Release") == "1", timeout=30):

@@ -55,6 +55,14 @@ class DropHostStack:
         self.process: subprocess.Popen[bytes] | None = None
         self._children: list[tuple[int, signal.Signals]] = []
 
+    def check_served(self, slot: str, deployment_id: int) -> None:
+        """After a 201: nginx answers for the slot, through a link to that deployment's release."""
+        if client.header_of(self.sites_port, f"/d/{slot}/", "X-Drophost-Slot") != slot:
+            raise RuntimeError(f"nginx does not serve slot {slot}")
+        target = os.readlink(self.data_dir / "live" / slot)
+        if target != f"../releases/{slot}/{deployment_id}":
+            raise RuntimeError(f"201 for deployment {deployment_id} of {slot}, but its link leads to {target}")
+
     def start(self, timeout: float = 120) -> None:
         env = {**os.environ, "DROPHOST_API_TOKEN": self.token, **self.extra_env}
         env.pop("DATABASE_URL", None)

@@ -158,7 +158,7 @@ class Deployer:
                 sha256=config.sha256,
             )
         try:
-            self._switch(slot, config.text, version)
+            self._switch(slot, config.text, final)
         except DrophostError:
             with self.pool.connection() as conn:
                 store.set_config_status(conn, slot, version, "failed")
@@ -192,9 +192,10 @@ class Deployer:
                 raise ConflictError(f"config version {version} never went live and cannot be made live")
             if active == version:
                 return {"slot": slot, "active": version}
-            if not Path(target["release_dir"]).is_dir():
+            release = releases.locate(self.settings.releases_dir, target["release_dir"])
+            if not release.is_dir():
                 raise ConflictError(f"the files of config version {version} are no longer on disk")
-            self._switch(slot, target["config"], version)
+            self._switch(slot, target["config"], release)
             with self._recording(slot) as conn:
                 store.activate(
                     conn,
@@ -245,11 +246,15 @@ class Deployer:
         return expired
 
     # -- nginx -----------------------------------------------------------------------------
-    def _switch(self, slot: str, text: str | None, version: int | None) -> None:
-        """Make nginx serve `text` for `slot` only if nginx accepts the whole configuration."""
-        old_workers = self._switches.switch(slot, text)
-        if not self.nginx.wait_for_reload(old_workers, slot, version):
-            log.warning("nginx did not confirm slot %s version %s in time", slot, version)
+    def _switch(self, slot: str, text: str | None, release: Path | None) -> None:
+        """Make nginx serve `release` for `slot` with config `text` (None: take the slot offline).
+
+        A config nginx does not have yet is only installed once nginx accepts the whole
+        configuration; a config it has already (another version of a live slot) moves the link.
+        """
+        old_workers = self._switches.switch(slot, text, release)
+        if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, text is not None):
+            log.warning("nginx did not confirm slot %s in time", slot)
 
     @contextmanager
     def _recording(self, slot: str) -> Iterator[store.Conn]:
@@ -265,22 +270,32 @@ class Deployer:
     def restore_slot(self, slot: str) -> None:
         """Put nginx back to what PostgreSQL records for one slot."""
         with self.pool.connection() as conn:
-            text = store.active_configs(conn).get(slot)
+            active = store.active_configs(conn).get(slot)
         with self._switch_lock:
+            text = active["config"] if active else None
+            changed = not (text is not None and self.nginx.has_entry(slot, text))
             self.nginx.install(slot, text)
-            if self.nginx.is_running():
+            if active:
+                self.nginx.point(slot, releases.locate(self.settings.releases_dir, active["release_dir"]))
+            if changed and self.nginx.is_running():
                 self.nginx.reload()
+            if not active:
+                self.nginx.point(slot, None)
 
     def reconcile(self) -> dict[str, Any]:
         """At start: finish what a crash left, make nginx's files match PostgreSQL, drop orphans."""
         with self.pool.connection() as conn, conn.transaction():
             failed = store.fail_unfinished(conn, "interrupted: the service stopped before the deploy finished")
-            desired = store.active_configs(conn)
-            versions = {r["slot"]: r["active_version"] for r in store.list_slots(conn) if r["status"] == "live"}
+            active = store.active_configs(conn)
             kept = store.kept_release_dirs(conn)
+        root = self.settings.releases_dir
         old_workers: frozenset[int] | None = None
         with self._switch_lock:
-            changed = self.nginx.install_all(desired)
+            # Links first: a slot nginx already serves switches files the moment its link moves.
+            links_changed = self.nginx.point_all(
+                {slot: releases.locate(root, row["release_dir"]) for slot, row in active.items()}
+            )
+            changed = self.nginx.install_all({slot: row["config"] for slot, row in active.items()})
             for leftover in self.nginx.staging_dir.iterdir():
                 leftover.unlink()
             if changed and self.nginx.is_running():
@@ -288,13 +303,18 @@ class Deployer:
                 old_workers = self.nginx.reload()
         # Start-up is over only when nginx serves what PostgreSQL records, not merely was told to
         # (after the old workers let go, one request per live slot checks it).
-        for slot, version in versions.items():
-            if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, version):
-                log.warning("nginx did not confirm slot %s version %s in time", slot, version)
+        for slot in active:
+            if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, True):
+                log.warning("nginx did not confirm slot %s in time", slot)
         removed = releases.orphaned(self.settings.releases_dir, kept)
         for path in removed:
             releases.remove(path)
-        return {"failed_deployments": failed, "sites_changed": changed, "orphans_removed": len(removed)}
+        return {
+            "failed_deployments": failed,
+            "sites_changed": changed,
+            "links_changed": links_changed,
+            "orphans_removed": len(removed),
+        }
 
     # -- reads -----------------------------------------------------------------------------
     def deployment(self, deployment_id: int) -> dict[str, Any]:

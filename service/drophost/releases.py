@@ -21,6 +21,12 @@ def release_dir(releases_root: Path, slot: str, deployment_id: int) -> Path:
     return releases_root / slot / str(int(deployment_id))
 
 
+def locate(releases_root: Path, stored: str | Path) -> Path:
+    """A stored release path, found under this data directory (it may have been moved since)."""
+    parts = Path(stored).parts
+    return releases_root / parts[-2] / parts[-1]
+
+
 def promote(incoming: Path, final: Path) -> None:
     """Move an extracted tree to its final place (same filesystem: one rename)."""
     final.parent.mkdir(mode=0o755, parents=True, exist_ok=True)

@@ -137,13 +137,14 @@ def get_version(conn: Conn, slot: str, version: int) -> Row | None:
     )
 
 
-def active_configs(conn: Conn) -> dict[str, str]:
+def active_configs(conn: Conn) -> dict[str, dict[str, Any]]:
+    """Every live slot's active config: {"config": text, "release_dir": path}."""
     rows = _rows(
         conn,
-        "SELECT s.slot, cv.config FROM slots s JOIN config_versions cv"
+        "SELECT s.slot, cv.config, cv.release_dir FROM slots s JOIN config_versions cv"
         " ON cv.slot = s.slot AND cv.version = s.active_version WHERE s.status = 'live'",
     )
-    return {r["slot"]: r["config"] for r in rows}
+    return {r["slot"]: {"config": r["config"], "release_dir": r["release_dir"]} for r in rows}
 
 
 def kept_release_dirs(conn: Conn) -> set[str]:

@@ -104,11 +104,13 @@ def recorded(settings: Settings) -> dict[str, Any]:
 
 
 def on_disk(settings: Settings) -> dict[str, Any]:
-    """Every path under releases/ (incl. .incoming), and the sites map nginx serves from."""
+    """Every path under releases/ (incl. .incoming), the sites map and the links nginx serves from."""
     releases = settings.releases_dir
+    live = settings.data_dir / "live"
     return {
         "releases": sorted(str(p.relative_to(releases)) for p in releases.rglob("*")) if releases.exists() else [],
         "sites": sites_map(settings),
+        "links": {name: os.readlink(live / name) for name in os.listdir(live)} if live.exists() else {},
     }
 
 
@@ -132,7 +134,14 @@ def assert_error(response: httpx.Response, status: int, settings: Settings | Non
 
 
 def live_version(stack: Stack, slot: str) -> str | None:
-    return fetch(stack, f"/d/{slot}/").headers.get("x-drophost-version")
+    """The version nginx serves for the slot: the one whose release the slot's link leads to,
+    provided nginx answers for the slot at all (its sites map has it)."""
+    if fetch(stack, f"/d/{slot}/").headers.get("x-drophost-slot") != slot:
+        return None
+    target = os.readlink(stack.settings.data_dir / "live" / slot)  # ../releases/<slot>/<deployment id>
+    deployment = int(target.rsplit("/", 1)[1])
+    versions = stack.client.get(f"/api/slots/{slot}/versions", headers=AUTH).json()["versions"]
+    return next(str(v["version"]) for v in versions if v["deployment_id"] == deployment)
 
 
 def tree(root: Path) -> list[str]:

@@ -10,6 +10,7 @@ import time
 import httpx2 as httpx
 import psycopg
 
+from drophost.nginx import site_entry
 from tests.conftest import AUTH, Stack
 from tests.integration.support import (
     assert_error,
@@ -121,10 +122,11 @@ def test_versions_hold_the_config_text_nginx_serves(stack: Stack) -> None:
     for entry in listed["versions"]:
         one = api(stack, "GET", f"/api/slots/demo/versions/{entry['version']}").json()
         assert hashlib.sha256(one["config"].encode()).hexdigest() == one["sha256"] == entry["sha256"]
-        assert f'/releases/demo/{entry["deployment_id"]}";' in one["config"]
+        assert f"Files: releases/demo/{entry['deployment_id']}," in one["config"]
+    # nginx has the versions' shared entry; the slot's link leads to version 2's release.
     live = sites_map(stack.settings)
-    assert api(stack, "GET", "/api/slots/demo/versions/2").json()["config"] in live
-    assert api(stack, "GET", "/api/slots/demo/versions/1").json()["config"] not in live
+    assert site_entry(api(stack, "GET", "/api/slots/demo/versions/1").json()["config"]) in live
+    assert os.readlink(stack.settings.data_dir / "live" / "demo") == f"../releases/demo/{second['id']}"
 
 
 def test_rollback_without_a_version_goes_to_the_previous_one(stack: Stack) -> None:
@@ -160,7 +162,8 @@ def test_delete_takes_the_slot_offline_and_keeps_its_history(stack: Stack) -> No
     assert slots["demo"]["status"] == "offline" and slots["demo"]["active_version"] is None
     statuses = [d["status"] for d in api(stack, "GET", "/api/deployments?slot=demo").json()["deployments"]]
     assert statuses == ["offline", "superseded"]
-    assert '\ndemo "' not in sites_map(stack.settings) and '\nother "' in sites_map(stack.settings)
+    assert "\ndemo " not in sites_map(stack.settings) and "\nother " in sites_map(stack.settings)
+    assert sorted(os.listdir(stack.settings.data_dir / "live")) == ["other"]
     # Deleting again changes nothing; rolling back makes the last live version live again.
     assert api(stack, "DELETE", "/api/slots/demo").json() == {"slot": "demo", "status": "offline"}
     assert api(stack, "POST", "/api/slots/demo/rollback").json() == {"slot": "demo", "active": 2}

@@ -21,7 +21,7 @@ def test_sites_are_served_on_their_own_port_and_the_api_points_there(stack: Stac
     slots = stack.client.get("/api/slots", headers=AUTH).json()["slots"]
     assert slots[0]["url"] == f"{stack.sites_base_url}/d/demo/"
     site = httpx.get(f"{stack.sites_base_url}/d/demo/", timeout=10)
-    assert site.text == "<h1>own origin</h1>" and site.headers["x-drophost-version"] == "1"
+    assert site.text == "<h1>own origin</h1>" and site.headers["x-drophost-slot"] == "demo"
 
 
 def test_the_main_port_redirects_sites_to_the_same_path_on_the_sites_origin(stack: Stack) -> None:

@@ -25,7 +25,7 @@ def test_diff_compares_files_and_config(stack: Stack) -> None:
         ["new.txt"], ["gone.txt"], ["index.html"], 1,
     )  # fmt: skip
     assert "-one\n+two\n" in files["text_diffs"]["index.html"]
-    assert '+demo "2:' in answer.json()["config"] and '-demo "1:' in answer.json()["config"]
+    assert "+# Files: " in answer.json()["config"] and "Files: releases/demo/2, reached" in answer.json()["config"]
 
 
 def test_bad_diff_and_event_requests_get_the_error_shape(stack: Stack) -> None:

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from drophost.errors import DrophostError
-from drophost.nginx import render_main_config, render_site_config, template_environment
+from drophost.nginx import (
+    release_link_target,
+    render_main_config,
+    render_site_config,
+    site_entry,
+    template_environment,
+)
 from drophost.settings import Settings
 
 CASES = Path(__file__).parent.parent / "fixtures" / "render"
@@ -68,3 +74,26 @@ def test_site_config_text_is_hashed_as_stored() -> None:
     assert config.sha256 == again.sha256 and len(config.sha256) == 64
     other = render_site_config(env, slot="demo", version=4, release_dir=Path("/srv/r/demo/3"), deployment_id=9)
     assert other.sha256 != config.sha256
+
+
+def test_versions_of_a_slot_share_one_entry_so_switching_them_moves_only_the_link() -> None:
+    env = template_environment()
+    one = render_site_config(env, slot="demo", version=1, release_dir=Path("/srv/r/demo/1"), deployment_id=1)
+    two = render_site_config(env, slot="demo", version=2, release_dir=Path("/srv/r/demo/7"), deployment_id=7)
+    assert one.text != two.text
+    assert site_entry(one.text) == site_entry(two.text) == "demo live;\n"
+    assert site_entry('# a comment\n\n  other "1:/x";  \n') == 'other "1:/x";\n'
+
+
+@pytest.mark.parametrize(
+    ("stored", "target"),
+    [("/srv/r/demo/7", "../releases/demo/7"), ("/moved/elsewhere/releases/a-b/12", "../releases/a-b/12")],
+)
+def test_a_release_link_is_relative_and_built_only_from_checked_parts(stored: str, target: str) -> None:
+    assert release_link_target(stored) == target
+
+
+@pytest.mark.parametrize("stored", ["/srv/r/Demo/7", "/srv/r/demo/..", "/srv/r/demo/7x", "7", "/srv/r/.incoming/7"])
+def test_a_release_link_refuses_anything_else(stored: str) -> None:
+    with pytest.raises(DrophostError):
+        release_link_target(stored)
