@@ -34,6 +34,7 @@ from bench.report import Row, machine_summary, median, render_table, seconds
 from bench.site import SiteFile, generate_site, write_zip
 from bench.stack import DropHostStack, PlainNginx, process_tree, scratch_dir
 from drophost import runner
+from drophost.client import ApiClient
 from drophost.digestclient import deploy_folder
 
 MB = 1_000_000
@@ -226,7 +227,7 @@ def timed_zip(stack: DropHostStack, zip_path: Path, slot: str) -> float:
 def timed_digest(stack: DropHostStack, folder: Path, slot: str, *, expect_uploaded: int) -> float:
     os.sync()
     began = time.perf_counter()
-    result = deploy_folder(f"http://{client.HOST}:{stack.port}", stack.token, folder, slot=slot)
+    result = deploy_folder(ApiClient(f"http://{client.HOST}:{stack.port}", stack.token), folder, slot=slot)
     elapsed = time.perf_counter() - began
     if result["uploaded_files"] != expect_uploaded:
         raise RuntimeError(f"the digest deploy sent {result['uploaded_files']} files, not {expect_uploaded}")
@@ -559,7 +560,7 @@ def measure_serving(
 ) -> list[Row]:
     files = retag(site, "serve")
     folder = write_folder(files, work / "serve")
-    result = deploy_folder(f"http://{client.HOST}:{stack.port}", stack.token, folder, slot="serve")
+    result = deploy_folder(ApiClient(f"http://{client.HOST}:{stack.port}", stack.token), folder, slot="serve")
     stack.check_served("serve", result["id"])
     plain.set_site("serve", folder, 1)
     plain.reload()

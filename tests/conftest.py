@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import psycopg
@@ -166,7 +167,7 @@ def stack_factory(settings: Settings) -> Iterator[object]:
     """For tests that restart the app over the same data: call with Settings overrides."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def make(**overrides: object) -> tuple[Settings, Nginx, subprocess.Popen[bytes]]:
+    def make(**overrides: Any) -> tuple[Settings, Nginx, subprocess.Popen[bytes]]:
         chosen = replace(settings, **overrides) if overrides else settings
         nginx, process = start_nginx(chosen)
         started.append(process)
