@@ -176,6 +176,7 @@ def _reload_on_sighup(gitops: GitOps) -> Callable[[], None]:
         future = loop.run_in_executor(None, gitops.reload)
         future.add_done_callback(_log_reload)
 
+    previous = signal.getsignal(signal.SIGHUP)
     try:
         loop.add_signal_handler(signal.SIGHUP, reload)
     except (RuntimeError, ValueError, NotImplementedError):
@@ -183,6 +184,9 @@ def _reload_on_sighup(gitops: GitOps) -> Callable[[], None]:
 
     def remove() -> None:
         loop.remove_signal_handler(signal.SIGHUP)
+        # asyncio resets SIGHUP to its default action, which would kill `drophost up` while it stops.
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
 
     return remove
 

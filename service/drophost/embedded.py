@@ -31,6 +31,9 @@ def up(settings: Settings) -> int:
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler that
     # would kill this process before the `finally` below stops nginx and PostgreSQL.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    # Until the service handles SIGHUP (and again once it has stopped), SIGHUP's default action would
+    # kill this process and leave nginx and PostgreSQL running without it.
+    signal.signal(signal.SIGHUP, _ignore_hangup)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o755)
     child_user: str | None = None
@@ -98,6 +101,12 @@ def up(settings: Settings) -> int:
 
 def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def _ignore_hangup(signum: int, frame: object) -> None:
+    # A handler rather than SIG_IGN: an ignored signal would stay ignored in every child this starts.
+    # os.write, not print: a signal handler must not re-enter a buffered stream that print may be using.
+    os.write(sys.stdout.fileno(), b"drophost: SIGHUP ignored while starting or stopping; send it again once up\n")
 
 
 def load_or_create_token(data_dir: Path) -> str:
