@@ -78,6 +78,7 @@ def render_site_config(
         version=int(version),
         # Relative to the data directory: the stored text names no server path and survives a move.
         release=release_link_target(release_dir).removeprefix("../"),
+        release_dir=str(release_dir),  # for templates written before the links (already checked)
         deployment_id=int(deployment_id),
     )
     return SiteConfig(slot=slot, version=int(version), text=text)
