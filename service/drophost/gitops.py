@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,32 @@ from drophost.errors import (
     ValidationError,
 )
 from drophost.gitsource import GitSource
+from drophost.groupcommit import GroupCommit
 from drophost.hosted import HostedRepos
 from drophost.manifest import Manifest, SiteSpec, load_file, secret_problems
 from drophost.plan import ADD, CHANGE, DEPLOY, REMOVE, Plan, plan
 from drophost.repourls import check_branch, check_repo_path, parse_repo_url, repo_key
 from drophost.settings import Settings
 from drophost.slots import parse_ttl, validate_slot
+from drophost.store import Conn
 
 log = logging.getLogger(__name__)
 WORKERS = 2
+# A deploy queued behind a running one of its slot waits until pushes have stopped coming for
+# SETTLE_SECONDS (at most MAX_SETTLE_SECONDS after the first of them): a burst of deliveries ends
+# in one more deploy of the newest commit. A push to a slot with nothing running starts at once.
+SETTLE_SECONDS = 0.5
+MAX_SETTLE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Push:
+    """A verified push delivery: the (site, branch) pairs it deploys, and its id against replays."""
+
+    provider: str
+    delivery_id: str | None
+    deploys: tuple[tuple[SiteSpec, str], ...]
+    pusher: str | None
 
 
 class GitOps:
@@ -37,6 +55,7 @@ class GitOps:
         self.settings = settings
         self.deployer = deployer
         self.pool: ConnectionPool[Any] = deployer.pool
+        self.pushes: GroupCommit[Push, list[gitstore.Queued]] = GroupCommit(self.pool, self._record_pushes)
         self.environ = environ
         self.source = GitSource(settings)
         self.hosted = HostedRepos(settings, self.source)
@@ -101,26 +120,32 @@ class GitOps:
 
     # -- queueing ----------------------------------------------------------------------------------
     def enqueue(self, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None) -> int:
+        with self.pool.connection() as conn, conn.transaction():
+            queued = self._queue(conn, site, branch, trigger=trigger, pusher=pusher)
+        if queued.new:
+            self._wake.set()
+        return queued.deployment_id
+
+    def _queue(self, conn: Conn, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None) -> gitstore.Queued:
         slot = site.slot_for(branch)
         template = site.slot if site.is_preview else None
-        with self.pool.connection() as conn:
-            if template:
-                gitstore.upsert_managed(
-                    conn, slot=slot, repo=site.repo.text, branch=branch, path=site.path, template=template
-                )
-            deployment_id = gitstore.enqueue(
-                conn,
-                slot=slot,
-                repo=site.repo.text,
-                branch=branch,
-                path=site.path,
-                template=template,
-                trigger=trigger,
-                pusher=pusher,
-                ttl_seconds=site.ttl_seconds,
+        if template:
+            gitstore.upsert_managed(
+                conn, slot=slot, repo=site.repo.text, branch=branch, path=site.path, template=template
             )
-        self._wake.set()
-        return deployment_id
+        return gitstore.queue_deploy(
+            conn,
+            slot=slot,
+            repo=site.repo.text,
+            branch=branch,
+            path=site.path,
+            template=template,
+            trigger=trigger,
+            pusher=pusher,
+            ttl_seconds=site.ttl_seconds,
+            settle=SETTLE_SECONDS,
+            max_settle=MAX_SETTLE_SECONDS,
+        )
 
     def deploy_from_api(self, body: Mapping[str, Any]) -> int:
         """POST /api/deployments with JSON: a declared or allowed repository, one branch, into one slot."""
@@ -195,20 +220,15 @@ class GitOps:
         if not wanted:
             branches = ", ".join(u.branch for u in event.updates)[:200]
             return 202, {"ignored": f"no site in deploy.yaml deploys branch {branches}"}
-        with self.pool.connection() as conn, conn.transaction():
-            if delivery is not None and not gitstore.record_delivery(conn, p.name, delivery):
-                raise ConflictError(f"delivery {delivery} was already received; nothing was done again")
-            queued: list[int] = []
-            removed: list[str] = []
-            for site, update in wanted:
-                if update.deleted:
-                    if site.is_preview:
-                        removed.append(site.slot_for(update.branch))
-                    continue
-                queued.append(self.enqueue(site, update.branch, trigger="webhook", pusher=event.pusher))
-            if delivery is not None:
-                gitstore.set_delivery_deployments(conn, p.name, delivery, queued)
-        self._wake.set()  # again: the queued rows are visible to the workers only now, after the commit
+        removed = [site.slot_for(update.branch) for site, update in wanted if update.deleted and site.is_preview]
+        deploys = tuple((site, update.branch) for site, update in wanted if not update.deleted)
+        # Concurrent deliveries share one transaction; the answer waits for its durable commit.
+        outcome = self.pushes.run(Push(p.name, delivery, deploys, event.pusher))
+        if any(q.new for q in outcome):
+            # Committed, so the workers can see it. A push absorbed by a deploy already waiting
+            # wakes no one: during a burst, that is every delivery but the first ones.
+            self._wake.set()
+        queued = [q.deployment_id for q in outcome]
         if removed:
             with self._removals_lock:
                 self._removals.extend(removed)
@@ -216,6 +236,37 @@ class GitOps:
         if not queued and not removed:
             return 202, {"ignored": "the branch was deleted; only preview slots are removed with their branch"}
         return 202, {"queued": queued, "removed": removed}
+
+    def _record_pushes(self, conn: Conn, pushes: Sequence[Push]) -> list[list[gitstore.Queued] | BaseException]:
+        """Record concurrent deliveries at once: replays do nothing, and each wanted slot is queued once."""
+        fresh = gitstore.record_deliveries(conn, [(p.provider, p.delivery_id) for p in pushes if p.delivery_id])
+        accepted: list[bool] = []
+        pushers: dict[tuple[SiteSpec, str], str | None] = {}
+        for push in pushes:
+            key = (push.provider, push.delivery_id or "")
+            accepted.append(push.delivery_id is None or key in fresh)
+            fresh.discard(key)  # the same id twice in one batch: the second one is a replay
+            if accepted[-1]:
+                for target in push.deploys:
+                    pushers[target] = push.pusher or pushers.get(target)
+        queued = {
+            (site, branch): self._queue(conn, site, branch, trigger="webhook", pusher=pusher)
+            for (site, branch), pusher in pushers.items()
+        }
+        outcomes: list[list[gitstore.Queued] | BaseException] = []
+        remembered: list[tuple[str, str, list[int]]] = []
+        for push, new in zip(pushes, accepted, strict=True):
+            if not new:
+                outcomes.append(
+                    ConflictError(f"delivery {push.delivery_id} was already received; nothing was done again")
+                )
+                continue
+            mine = [queued[target] for target in push.deploys]
+            if push.delivery_id:
+                remembered.append((push.provider, push.delivery_id, [q.deployment_id for q in mine]))
+            outcomes.append(mine)
+        gitstore.set_deliveries_deployments(conn, remembered)
+        return outcomes
 
     # -- hosted repositories -----------------------------------------------------------------------
     def hosted_sites(self, name: str) -> list[SiteSpec]:
@@ -253,7 +304,7 @@ class GitOps:
         """Queue again the git deploys a restart interrupted (before deploy.yaml is applied)."""
         with self.pool.connection() as conn:
             for job in gitstore.jobs_of(conn, interrupted):
-                gitstore.enqueue(
+                gitstore.queue_deploy(
                     conn,
                     slot=job["slot"],
                     repo=job["repo"],
@@ -291,8 +342,18 @@ class GitOps:
                 log.exception("git worker failed")
                 did = False
             if not did:
-                self._wake.wait(timeout=1.0)
+                self._wake.wait(timeout=self._idle_wait())
                 self._wake.clear()
+
+    def _idle_wait(self) -> float:
+        # Until a settling deploy may start, or a second (the wake event cuts either short).
+        try:
+            with self.pool.connection() as conn:
+                due = gitstore.seconds_to_next_job(conn)
+        except Exception:  # noqa: BLE001 - the worker must survive a database hiccup
+            log.exception("git worker failed")
+            return 1.0
+        return 1.0 if due is None else min(1.0, max(due, 0.01))
 
     def work_once(self) -> bool:
         with self._removals_lock:

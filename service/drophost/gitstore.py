@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+
+from psycopg import pq
+from psycopg.types.json import Jsonb
 
 from drophost.repourls import strip_credentials
 from drophost.store import Conn, Row, _row, _rows
@@ -65,7 +69,13 @@ def last_commit(conn: Conn, slot: str) -> str | None:
 
 
 # -- the queue -----------------------------------------------------------------------------------
-def enqueue(
+@dataclass(frozen=True)
+class Queued:
+    deployment_id: int
+    new: bool  # False: absorbed by the deploy already waiting for the slot
+
+
+def queue_deploy(
     conn: Conn,
     *,
     slot: str,
@@ -76,45 +86,74 @@ def enqueue(
     trigger: str,
     pusher: str | None,
     ttl_seconds: int | None,
-) -> int:
-    """Queue a deploy of the branch head; a deploy already waiting for this slot absorbs it (coalescing)."""
-    with conn.transaction():
+    settle: float = 0.0,
+    max_settle: float = 0.0,
+) -> Queued:
+    """Queue a deploy of the branch head; a deploy already waiting for this slot absorbs it (coalescing).
+
+    While a deploy of the slot is running, the waiting one is held until no push has come for
+    `settle` seconds (never more than `max_settle` after it was queued): a burst of pushes then
+    ends in one more deploy, not one per push that finds the waiting deploy already started.
+    """
+    with _transaction(conn):
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('drophost-slot:' || %s))", (slot,))
+        # FOR UPDATE: a worker claiming this row meanwhile either waits for our commit (and then
+        # fetches after this push) or has claimed it first, and then the row no longer matches.
         waiting = _row(
             conn,
-            "SELECT d.id FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
-            " WHERE d.slot = %s AND d.state = 'queued' ORDER BY d.id LIMIT 1",
+            "SELECT d.id, d.created_at, j.not_before > now() AS settling,"
+            " EXISTS (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building') AS running"
+            " FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
+            " WHERE d.slot = %s AND d.state = 'queued' ORDER BY d.id LIMIT 1 FOR UPDATE OF d",
             (slot,),
         )
-        fields = {"repo": repo, "branch": branch, "path": path, "template": template}
-        shown = strip_credentials(repo)  # deployments are shown to API clients; the job keeps the real URL
+        values = {
+            "slot": slot,
+            "repo": repo,
+            "shown": strip_credentials(repo),  # deployments are shown to API clients; the job keeps the real URL
+            "branch": branch,
+            "path": path,
+            "template": template,
+            "trigger": trigger,
+            "pusher": pusher,
+            "ttl": ttl_seconds,
+            "settle": settle,
+            "max": max_settle,
+        }
         if waiting is not None:
-            deployment_id = int(waiting["id"])
+            hold = waiting["running"] or waiting["settling"]
             conn.execute(
-                "UPDATE git_jobs SET repo = %(repo)s, branch = %(branch)s, path = %(path)s, template = %(template)s"
-                " WHERE deployment_id = %(id)s",
-                {**fields, "id": deployment_id},
+                "WITH job AS (UPDATE git_jobs SET repo = %(repo)s, branch = %(branch)s, path = %(path)s,"
+                " template = %(template)s, not_before = CASE WHEN %(hold)s"
+                " THEN LEAST(%(created)s + make_interval(secs => %(max)s), now() + make_interval(secs => %(settle)s))"
+                " ELSE not_before END WHERE deployment_id = %(id)s RETURNING deployment_id)"
+                " UPDATE deployments SET repo = %(shown)s, branch = %(branch)s, pusher = COALESCE(%(pusher)s, pusher),"
+                " ttl_seconds = %(ttl)s WHERE id = (SELECT deployment_id FROM job)",
+                {**values, "id": waiting["id"], "hold": hold, "created": waiting["created_at"]},
             )
-            conn.execute(
-                "UPDATE deployments SET repo = %s, branch = %s, pusher = COALESCE(%s, pusher), ttl_seconds = %s"
-                " WHERE id = %s",
-                (shown, branch, pusher, ttl_seconds, deployment_id),
-            )
-            return deployment_id
+            return Queued(int(waiting["id"]), new=False)
         row = _row(
             conn,
-            "INSERT INTO deployments (slot, source, state, trigger, repo, branch, pusher, ttl_seconds)"
-            " VALUES (%s, 'git', 'queued', %s, %s, %s, %s, %s) RETURNING id",
-            (slot, trigger, shown, branch, pusher, ttl_seconds),
+            "WITH d AS (INSERT INTO deployments (slot, source, state, trigger, repo, branch, pusher, ttl_seconds)"
+            " VALUES (%(slot)s, 'git', 'queued', %(trigger)s, %(shown)s, %(branch)s, %(pusher)s, %(ttl)s)"
+            " RETURNING id, EXISTS (SELECT 1 FROM deployments b WHERE b.slot = %(slot)s AND b.state = 'building')"
+            " AS running)"
+            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, not_before)"
+            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s,"
+            " now() + CASE WHEN d.running THEN make_interval(secs => %(settle)s) ELSE interval '0' END FROM d"
+            " RETURNING deployment_id",
+            values,
         )
         assert row is not None
-        deployment_id = int(row["id"])
-        conn.execute(
-            "INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template)"
-            " VALUES (%(id)s, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s)",
-            {**fields, "id": deployment_id, "slot": slot},
-        )
-        return deployment_id
+        return Queued(int(row["deployment_id"]), new=True)
+
+
+def _transaction(conn: Conn) -> AbstractContextManager[object]:
+    # Inside the caller's transaction (the group commit of webhook deliveries) no savepoint is
+    # needed: an error there fails the whole transaction, and no delivery of it is acknowledged.
+    if conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+        return nullcontext()
+    return conn.transaction()
 
 
 def claim_next(conn: Conn) -> GitJob | None:
@@ -124,7 +163,7 @@ def claim_next(conn: Conn) -> GitJob | None:
             conn,
             "UPDATE deployments SET state = 'building' WHERE id = ("
             " SELECT d.id FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
-            " WHERE d.state = 'queued' AND NOT EXISTS"
+            " WHERE d.state = 'queued' AND j.not_before <= now() AND NOT EXISTS"
             " (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')"
             " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
             " RETURNING id, trigger, pusher, ttl_seconds",
@@ -144,6 +183,18 @@ def claim_next(conn: Conn) -> GitJob | None:
         pusher=row["pusher"],
         ttl_seconds=row["ttl_seconds"],
     )
+
+
+def seconds_to_next_job(conn: Conn) -> float | None:
+    """Seconds until a settling deploy may start, None if none waits (one behind a running deploy
+    of its slot is claimed by the worker that finishes that deploy)."""
+    row = _row(
+        conn,
+        "SELECT EXTRACT(EPOCH FROM min(j.not_before) - clock_timestamp())::float8 AS wait"
+        " FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id WHERE d.state = 'queued'"
+        " AND NOT EXISTS (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')",
+    )
+    return None if row is None or row["wait"] is None else max(float(row["wait"]), 0.0)
 
 
 def set_commit(conn: Conn, deployment_id: int, commit_sha: str) -> None:
@@ -196,22 +247,29 @@ def deployment_states(conn: Conn, deployment_ids: list[int]) -> list[Row]:
 
 
 # -- webhook deliveries ------------------------------------------------------------------------
-def record_delivery(conn: Conn, provider: str, delivery_id: str) -> bool:
-    """True if this delivery is new (and is now recorded), False for a replay."""
-    row = _row(
+def record_deliveries(conn: Conn, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Record many (provider, delivery id) at once; return those that are new (the others are replays)."""
+    if not keys:
+        return set()
+    rows = _rows(
         conn,
-        "INSERT INTO webhook_deliveries (provider, delivery_id) VALUES (%s, %s)"
-        " ON CONFLICT DO NOTHING RETURNING delivery_id",
-        (provider, delivery_id),
+        "INSERT INTO webhook_deliveries (provider, delivery_id)"
+        " SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING RETURNING provider, delivery_id",
+        ([k[0] for k in keys], [k[1] for k in keys]),
     )
-    return row is not None
+    return {(r["provider"], r["delivery_id"]) for r in rows}
 
 
-def set_delivery_deployments(conn: Conn, provider: str, delivery_id: str, ids: list[int]) -> None:
-    conn.execute(
-        "UPDATE webhook_deliveries SET deployment_ids = %s WHERE provider = %s AND delivery_id = %s",
-        (ids, provider, delivery_id),
-    )
+def set_deliveries_deployments(conn: Conn, deliveries: list[tuple[str, str, list[int]]]) -> None:
+    """Remember the deployments each (provider, delivery id, ids) queued."""
+    if deliveries:
+        conn.execute(
+            "UPDATE webhook_deliveries w SET deployment_ids = ARRAY(SELECT e::bigint"
+            " FROM jsonb_array_elements_text(v.ids) WITH ORDINALITY AS i(e, n) ORDER BY n)"
+            " FROM jsonb_to_recordset(%s) AS v(provider text, delivery_id text, ids jsonb)"
+            " WHERE w.provider = v.provider AND w.delivery_id = v.delivery_id",
+            (Jsonb([{"provider": p, "delivery_id": d, "ids": ids} for p, d, ids in deliveries]),),
+        )
 
 
 def forget_delivery(conn: Conn, provider: str, delivery_id: str) -> None:

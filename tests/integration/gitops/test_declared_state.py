@@ -118,7 +118,7 @@ def test_a_deploy_interrupted_while_building_is_queued_again_at_start(
     head = git_server.repo("a").commit({"index.html": "after the crash"})
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrate(conn)
-        interrupted = gitstore.enqueue(
+        interrupted = gitstore.queue_deploy(
             conn,
             slot="a",
             repo=git_server.url("a"),
@@ -128,7 +128,7 @@ def test_a_deploy_interrupted_while_building_is_queued_again_at_start(
             trigger="webhook",
             pusher="ann",
             ttl_seconds=None,
-        )
+        ).deployment_id
         assert gitstore.claim_next(conn) is not None  # it was building when the service stopped
     stack = gitops_stack(two_sites(git_server, b=False))
     first = stack.client.get(f"/api/deployments/{interrupted}", headers=AUTH).json()
@@ -143,7 +143,7 @@ def test_a_queued_deploy_for_a_slot_no_longer_declared_does_not_go_live(
     git_server.repo("a").commit({"index.html": "a"})
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrate(conn)
-        queued = gitstore.enqueue(
+        queued = gitstore.queue_deploy(
             conn,
             slot="a",
             repo=git_server.url("a"),
@@ -153,7 +153,7 @@ def test_a_queued_deploy_for_a_slot_no_longer_declared_does_not_go_live(
             trigger="webhook",
             pusher=None,
             ttl_seconds=None,
-        )
+        ).deployment_id
     stack = gitops_stack("sites: []\n")
     row = wait_for_deployment(stack, queued)
     assert row["status"] == "failed" and row["error"] == "cancelled: the slot is no longer declared in deploy.yaml"
