@@ -102,11 +102,14 @@ class Deployer:
         ttl_seconds: int | None,
         source: str,
         deployment_id: int | None = None,
+        linked: bool = False,
         **fields: Any,
     ) -> dict[str, Any]:
         """Turn an extracted tree into a live version of `slot` (shared by every source).
 
         A queued source (git) passes the `deployment_id` it already recorded; others get a new one.
+        `linked`: every file is already a hard link into a store (git's blob cache), so the tree is
+        not walked to absorb it.
         """
         with self.slot_lock(slot):
             if deployment_id is None:
@@ -116,9 +119,10 @@ class Deployer:
                     )
             final = releases.release_dir(self.settings.releases_dir, slot, deployment_id)
             try:
-                # Trees from other sources (git) are plain files: store each distinct file once.
-                with self.store.using():
-                    self.store.absorb_tree(incoming)
+                # Trees from other sources are plain files: store each distinct file once.
+                if not linked:
+                    with self.store.using():
+                        self.store.absorb_tree(incoming)
                 releases.promote(incoming, final)
                 self._go_live(slot, deployment_id, final, files, size, ttl_seconds)
             except DrophostError as exc:
