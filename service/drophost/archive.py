@@ -66,7 +66,8 @@ def check_entry_name(name: str, limits: ArchiveLimits) -> list[str]:
         raise InvalidArchiveError("the archive has an entry with an empty name")
     if len(name.encode("utf-8", "surrogatepass")) > limits.max_path_length:
         raise InvalidArchiveError(f"the entry name {shown} is longer than {limits.max_path_length} bytes", entry=shown)
-    if any(_is_control(ch) for ch in name):
+    # Printable ASCII has no control or format characters: skip the per-character lookup (the common case).
+    if not (name.isascii() and name.isprintable()) and any(_is_control(ch) for ch in name):
         raise InvalidArchiveError(f"the entry name {shown} contains control characters", entry=shown)
     if "\\" in name:
         raise InvalidArchiveError(f"the entry name {shown} contains a backslash", entry=shown)

@@ -102,6 +102,17 @@ def test_multibyte_names_are_measured_in_bytes() -> None:
     assert check_entry_name("\u00e9" * 127, ArchiveLimits()) == ["\u00e9" * 127]
 
 
+@pytest.mark.parametrize("name", ["a\x01b", "a\x7f", "tab\there", "\u200eltr", "x\u2028y", "nel\x85"])
+def test_control_and_format_characters_are_refused_ascii_or_not(name: str) -> None:
+    with pytest.raises(InvalidArchiveError, match="contains control characters"):
+        check_entry_name(name, ArchiveLimits())
+
+
+@pytest.mark.parametrize("name", ["site/index.html", "caf\u00e9/men\u00fc.html", "a b/~c+d@e,f.txt"])
+def test_printable_names_pass_the_control_character_check(name: str) -> None:
+    assert check_entry_name(name, ArchiveLimits()) == name.split("/")
+
+
 def test_a_symlink_mode_from_another_system_is_just_a_file(tmp_path: Path) -> None:
     # Only Unix archives (create_system 3) carry Unix modes; elsewhere the bits mean nothing.
     info = zipfile.ZipInfo("link.html")
