@@ -157,28 +157,30 @@ def _transaction(conn: Conn) -> AbstractContextManager[object]:
 
 
 def claim_next(conn: Conn) -> GitJob | None:
-    """Mark the oldest queued deploy of a slot with nothing building as building, and return it."""
-    with conn.transaction():
-        row = _row(
-            conn,
-            "UPDATE deployments SET state = 'building' WHERE id = ("
-            " SELECT d.id FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
-            " WHERE d.state = 'queued' AND j.not_before <= now() AND NOT EXISTS"
-            " (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')"
-            " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
-            " RETURNING id, trigger, pusher, ttl_seconds",
-        )
-        if row is None:
-            return None
-        job = _row(conn, "SELECT * FROM git_jobs WHERE deployment_id = %s", (row["id"],))
-    assert job is not None
+    """Mark the oldest queued deploy of a slot with nothing building as building, and return it.
+
+    One statement (one round trip): the UPDATE claims the row, the join reads its job.
+    """
+    row = _row(
+        conn,
+        "WITH claimed AS (UPDATE deployments SET state = 'building' WHERE id = ("
+        " SELECT d.id FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
+        " WHERE d.state = 'queued' AND j.not_before <= now() AND NOT EXISTS"
+        " (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')"
+        " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
+        " RETURNING id, trigger, pusher, ttl_seconds)"
+        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template"
+        " FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
+    )
+    if row is None:
+        return None
     return GitJob(
         deployment_id=int(row["id"]),
-        slot=job["slot"],
-        repo=job["repo"],
-        branch=job["branch"],
-        path=job["path"],
-        template=job["template"],
+        slot=row["slot"],
+        repo=row["repo"],
+        branch=row["branch"],
+        path=row["path"],
+        template=row["template"],
         trigger=row["trigger"],
         pusher=row["pusher"],
         ttl_seconds=row["ttl_seconds"],
