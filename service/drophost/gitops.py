@@ -385,7 +385,7 @@ class GitOps:
             incoming = releases.incoming_dir(self.settings.releases_dir)
             # Held while linking cached blobs, so garbage collection never removes one meanwhile.
             with self.deployer.store.using():
-                self.source.write_tree(git_dir, tree, incoming)
+                copied = self.source.write_tree(git_dir, tree, incoming)
         except DrophostError as exc:
             self._fail(job, exc.message, incoming)
             return
@@ -407,6 +407,7 @@ class GitOps:
                 ttl_seconds=job.ttl_seconds,
                 source="git",
                 deployment_id=job.deployment_id,
+                linked=copied == 0,
             )
         except DrophostError as exc:
             log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from drophost.settings import Settings
 
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 _BATCH_BYTES = 32 * 1024 * 1024
+_MAX_VALID_REFS = 4096
 _SAFE_CONFIG = (
     "protocol.allow=never",
     "protocol.https.allow=always",
@@ -71,6 +73,8 @@ class GitSource:
         self._blob_lock = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Branch names git's check-ref-format accepted: a name is checked by git once, not per deploy.
+        self._valid_refs: set[str] = set()
 
     def lock(self, git_dir: Path) -> threading.Lock:
         """One fetch at a time per mirror (two sites may share a repository)."""
@@ -112,6 +116,8 @@ class GitSource:
     def check_ref(self, branch: str) -> str:
         """Our allow-list, then git's own check-ref-format."""
         branch = check_branch(branch)
+        if branch in self._valid_refs:
+            return branch
         try:
             runner.run(
                 [self.settings.git_binary, "check-ref-format", f"refs/heads/{branch}"],
@@ -120,6 +126,9 @@ class GitSource:
             )
         except CommandError:
             raise GitError(f'"{branch}" is not a valid branch name', field="branch") from None
+        if len(self._valid_refs) >= _MAX_VALID_REFS:
+            self._valid_refs.clear()
+        self._valid_refs.add(branch)
         return branch
 
     def mirror_path(self, repo: RepoUrl) -> Path:
@@ -147,7 +156,9 @@ class GitSource:
         git_dir = self.mirror_path(repo)
         if not repo.is_hosted:
             with self.lock(git_dir):
-                self._fetch(git_dir, repo, branch)
+                fetched = self._fetch(git_dir, repo, branch)
+            if fetched is not None:
+                return fetched
         elif not (git_dir / "HEAD").exists():
             raise GitError(f'the hosted repository "{repo.hosted_name}" has not been pushed to yet')
         try:
@@ -159,8 +170,11 @@ class GitSource:
             raise GitError(f'branch "{branch}" of {repo.shown} could not be resolved')
         return sha
 
-    def _fetch(self, git_dir: Path, repo: RepoUrl, branch: str) -> None:
+    def _fetch(self, git_dir: Path, repo: RepoUrl, branch: str) -> str | None:
+        """Fetch one branch; return the commit it fetched (from FETCH_HEAD: no rev-parse needed)."""
         self.ensure_bare(git_dir)
+        fetch_head = git_dir / "FETCH_HEAD"
+        fetch_head.unlink(missing_ok=True)  # never read an older fetch's answer
         try:
             self.git(
                 git_dir,
@@ -168,7 +182,6 @@ class GitSource:
                 "--quiet",
                 "--no-tags",
                 "--no-recurse-submodules",
-                "--no-write-fetch-head",
                 "--",
                 repo.text,
                 f"+refs/heads/{branch}:refs/heads/{branch}",
@@ -176,6 +189,7 @@ class GitSource:
         except CommandError as exc:
             raise GitError(_fetch_reason(exc, repo, branch), repo=repo.shown) from None
         self._check_size(git_dir, repo)
+        return fetched_commit(fetch_head)
 
     def remote_head(self, repo: RepoUrl, branch: str) -> str | None:
         """The commit a branch points at now, without fetching objects (for polling)."""
@@ -219,7 +233,7 @@ class GitSource:
         return heads
 
     def _check_size(self, git_dir: Path, repo: RepoUrl) -> None:
-        total = sum(f.stat().st_size for f in (git_dir / "objects").rglob("*") if f.is_file())
+        total = _bytes_under(git_dir / "objects")
         if total > self.settings.max_repository_bytes:
             shutil.rmtree(git_dir, ignore_errors=True)
             raise GitError(
@@ -232,52 +246,67 @@ class GitSource:
         path = check_repo_path(path)
         if not _SHA.fullmatch(commit):
             raise GitError("the commit to deploy is not a full commit id")
-        tree = commit
-        if path:
-            try:
-                oid = self.git(git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}:{path}")
-                kind = self.git(git_dir, "cat-file", "-t", oid.decode().strip())
-            except CommandError:
-                raise GitError(f'path "{path}" does not exist in the commit', field="path") from None
-            if kind.strip() != b"tree":
-                raise GitError(f'path "{path}" is not a folder in the commit', field="path")
-            tree = oid.decode().strip()
-        listing = self.git(git_dir, "ls-tree", "-r", "-z", "-l", "--full-tree", "--end-of-options", tree)
+        tree = f"{commit}:{path}" if path else commit
+        try:
+            listing = self.git(git_dir, "ls-tree", "-r", "-z", "-l", "--full-tree", "--end-of-options", tree)
+        except CommandError:
+            if not path:
+                raise
+            self._explain_path(git_dir, commit, path)
+            raise
         return plan_listing(listing, limits)
 
-    def write_tree(self, git_dir: Path, plan: TreePlan, destination: Path) -> None:
+    def _explain_path(self, git_dir: Path, commit: str, path: str) -> None:
+        """Why `commit:path` could not be listed, as a sentence for users (only after a failure)."""
+        try:
+            oid = self.git(git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}:{path}")
+            kind = self.git(git_dir, "cat-file", "-t", oid.decode().strip())
+        except CommandError:
+            raise GitError(f'path "{path}" does not exist in the commit', field="path") from None
+        if kind.strip() != b"tree":
+            raise GitError(f'path "{path}" is not a folder in the commit', field="path")
+
+    def write_tree(self, git_dir: Path, plan: TreePlan, destination: Path) -> int:
         """Fill a fresh destination with the planned files: hard links into the blob store.
 
         Each blob is written once to <data>/git/blobs/<oid> (so a push changing one file writes one
         file); release files are hard links to it, never symbolic links. Releases are never modified.
+        A cached blob is found by linking it (no stat first); only the blobs whose link failed are
+        read from git. Returns how many files had to be copied instead (another filesystem).
         """
         destination.mkdir(mode=0o755, parents=False, exist_ok=False)
         self.blobs.mkdir(parents=True, exist_ok=True)
+        writer = _TreeWriter(self.blobs, destination)
         with self._blob_lock:
-            missing = {e.oid: e for e in plan.files if not (self.blobs / e.oid).is_file()}
-            for batch in _batches(tuple(missing.values())):
+            missing = [entry for entry in plan.files if not writer.link(entry)]
+            unique = {entry.oid: entry for entry in missing}
+            for batch in _batches(tuple(unique.values())):
                 self._store_blobs(git_dir, batch)
-            made: set[str] = set()
-            for entry in plan.files:
-                _make_parents(destination, entry.path, made)
-                _link_or_copy(self.blobs / entry.oid, destination / entry.path)
+            for entry in missing:
+                if not writer.link(entry):
+                    raise GitError(f"the file {_show(entry.path)} could not be read from the repository")
+        return writer.copied
 
     def _store_blobs(self, git_dir: Path, batch: list[TreeEntry]) -> None:
         out = self.git(git_dir, "cat-file", "--batch", input_bytes="".join(f"{e.oid}\n" for e in batch).encode())
         offset = 0
+        blobs = f"{self.blobs}/"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         for entry in batch:
             end = out.index(b"\n", offset)
             header = out[offset:end].split(b" ")
             if len(header) != 3 or header[1] != b"blob" or int(header[2]) != entry.size:
                 raise GitError(f"the file {_show(entry.path)} could not be read from the repository")
-            data = out[end + 1 : end + 1 + entry.size]
+            data = memoryview(out)[end + 1 : end + 1 + entry.size]
             offset = end + 1 + entry.size + 1
-            partial = self.blobs / f"{entry.oid}.partial"
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            partial = f"{blobs}{entry.oid}.partial"
             fd = os.open(partial, flags, 0o644)
-            with os.fdopen(fd, "wb", closefd=True) as handle:
-                handle.write(data)
-            os.replace(partial, self.blobs / entry.oid)
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)
+            os.replace(partial, blobs + entry.oid)
 
     def prune_blobs(self) -> int:
         """Remove stored blobs no release links to any more (link count 1)."""
@@ -339,25 +368,71 @@ def _batches(entries: tuple[TreeEntry, ...]) -> list[list[TreeEntry]]:
     return batches
 
 
-def _link_or_copy(blob: Path, target: Path) -> None:
+class _TreeWriter:
+    """Hard links from the blob cache into a fresh release tree, folders made once each.
+
+    Paths are plain strings joined to the destination this writer made itself, so no component can
+    be a symbolic link; names were checked by plan_listing (no "", ".", ".." components).
+    """
+
+    def __init__(self, blobs: Path, destination: Path) -> None:
+        self.blobs = f"{blobs}/"
+        self.root = f"{destination}/"
+        self.folders: set[str] = {""}
+        self.copied = 0
+
+    def link(self, entry: TreeEntry) -> bool:
+        """Link one planned file; False if its blob is not cached yet."""
+        folder = entry.path.rpartition("/")[0]
+        if folder not in self.folders:
+            self._make_folder(folder)
+        blob = self.blobs + entry.oid
+        target = self.root + entry.path
+        try:
+            os.link(blob, target, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            _copy(blob, target)
+            self.copied += 1
+        return True
+
+    def _make_folder(self, folder: str) -> None:
+        parent = folder.rpartition("/")[0]
+        if parent not in self.folders:
+            self._make_folder(parent)
+        os.mkdir(self.root + folder, 0o755)
+        self.folders.add(folder)
+
+
+def _copy(blob: str, target: str) -> None:
+    # releases/ on another filesystem than git/: copy, still refusing to follow or replace anything
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    with open(blob, "rb") as source, os.fdopen(os.open(target, flags, 0o644), "wb") as out:
+        shutil.copyfileobj(source, out)
+
+
+def fetched_commit(fetch_head: Path) -> str | None:
+    """The commit a one-branch fetch got: FETCH_HEAD's first line starts with it (None if unreadable)."""
     try:
-        os.link(blob, target, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        # releases/ on another filesystem than git/: copy, still refusing to follow or replace anything
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        with open(blob, "rb") as source, os.fdopen(os.open(target, flags, 0o644), "wb") as out:
-            shutil.copyfileobj(source, out)
+        first = fetch_head.read_bytes().split(b"\n", 1)[0]
+    except OSError:
+        return None
+    sha = first.split(b"\t", 1)[0].decode("ascii", "replace")
+    return sha if _SHA.fullmatch(sha) else None
 
 
-def _make_parents(destination: Path, path: str, made: set[str]) -> None:
-    parts = path.split("/")
-    for depth in range(1, len(parts)):
-        folder = "/".join(parts[:depth])
-        if folder not in made:
-            os.mkdir(destination / folder, 0o755)
-            made.add(folder)
+def _bytes_under(root: Path) -> int:
+    """Bytes of the regular files under root (loose objects pile up: one walk, no Path objects)."""
+    total = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            info = os.lstat(os.path.join(folder, name))
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total
 
 
 def _fetch_reason(exc: CommandError, repo: RepoUrl, branch: str) -> str:

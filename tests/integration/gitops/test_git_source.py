@@ -1,0 +1,102 @@
+"""GitSource on its own: fetch, tree listing and the blob cache, with real git over smart HTTP."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from drophost.archive import ArchiveLimits
+from drophost.errors import GitError
+from drophost.gitsource import GitSource, TreePlan, fetched_commit
+from drophost.repourls import parse_repo_url
+from drophost.settings import Settings
+from tests.integration.gitops.conftest import GitHttpServer, Repo, git
+
+
+def source_for(tmp_path: Path) -> GitSource:
+    data = tmp_path / "data"
+    data.mkdir()
+    return GitSource(Settings(data_dir=data))
+
+
+def fetch_plan(source: GitSource, server: GitHttpServer, *, path: str = "") -> tuple[str, Path, TreePlan]:
+    repo = parse_repo_url(server.url("site"))
+    commit = source.fetch(repo, "main")
+    git_dir = source.mirror_path(repo)
+    return commit, git_dir, source.plan_tree(git_dir, commit, path, ArchiveLimits())
+
+
+def cached_blobs(source: GitSource) -> set[str]:
+    return {p.name for p in source.blobs.iterdir()}
+
+
+def test_fetch_returns_the_commit_the_branch_points_at_after_each_push(
+    git_server: GitHttpServer, tmp_path: Path
+) -> None:
+    repo: Repo = git_server.repo("site")
+    source = source_for(tmp_path)
+    url = parse_repo_url(git_server.url("site"))
+    for text in ("one", "two"):
+        pushed = repo.commit({"index.html": text})
+        assert source.fetch(url, "main") == pushed
+        assert git("rev-parse", "refs/heads/main", env={"GIT_DIR": str(source.mirror_path(url))}) == pushed
+
+
+def test_a_second_tree_reads_only_the_blobs_the_cache_lacks(git_server: GitHttpServer, tmp_path: Path) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "one", "a/same.css": "body{}", "b/copy.css": "body{}", "a/b/c/deep.txt": "deep"})
+    source = source_for(tmp_path)
+    _, git_dir, plan = fetch_plan(source, git_server)
+    first = tmp_path / "first"
+    assert source.write_tree(git_dir, plan, first) == 0
+    assert len(cached_blobs(source)) == 3  # the two identical files share one blob
+    assert (first / "a" / "same.css").stat().st_ino == (first / "b" / "copy.css").stat().st_ino
+
+    repo.commit({"index.html": "two"})
+    before = cached_blobs(source)
+    _, git_dir, plan = fetch_plan(source, git_server)
+    second = tmp_path / "second"
+    assert source.write_tree(git_dir, plan, second) == 0
+    assert len(cached_blobs(source) - before) == 1
+    assert (second / "index.html").read_text() == "two" and (first / "index.html").read_text() == "one"
+    assert (second / "a" / "b" / "c" / "deep.txt").stat().st_ino == (first / "a" / "b" / "c" / "deep.txt").stat().st_ino
+    assert not any(p.is_symlink() for p in second.rglob("*"))
+
+
+def test_a_path_is_listed_directly_and_a_bad_path_still_says_why(git_server: GitHttpServer, tmp_path: Path) -> None:
+    git_server.repo("site").commit({"public/index.html": "site", "public/css/a.css": "a", "README.md": "readme"})
+    source = source_for(tmp_path)
+    _, _, plan = fetch_plan(source, git_server, path="public")
+    assert sorted(entry.path for entry in plan.files) == ["css/a.css", "index.html"]
+    with pytest.raises(GitError, match='path "missing" does not exist in the commit'):
+        fetch_plan(source, git_server, path="missing")
+    with pytest.raises(GitError, match='path "README.md" is not a folder in the commit'):
+        fetch_plan(source, git_server, path="README.md")
+
+
+def test_a_release_on_another_filesystem_gets_copies_and_says_so(git_server: GitHttpServer, tmp_path: Path) -> None:
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or elsewhere.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a second filesystem (/dev/shm)")
+    git_server.repo("site").commit({"index.html": "one", "css/a.css": "a"})
+    source = source_for(tmp_path)
+    _, git_dir, plan = fetch_plan(source, git_server)
+    with tempfile.TemporaryDirectory(dir=elsewhere) as scratch:
+        release = Path(scratch) / "release"
+        assert source.write_tree(git_dir, plan, release) == 2
+        assert (release / "index.html").read_text() == "one" and (release / "css" / "a.css").read_text() == "a"
+        assert os.stat(release / "index.html").st_nlink == 1
+
+
+def test_fetched_commit_reads_only_a_full_commit_id(tmp_path: Path) -> None:
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    head = tmp_path / "FETCH_HEAD"
+    assert fetched_commit(head) is None
+    head.write_text(f"{sha}\t\tbranch 'main' of http://127.0.0.1/site\n")
+    assert fetched_commit(head) == sha
+    for text in ("", "not a sha\t\tx\n", f"{sha[:-1]}\t\tx\n", f"-{sha}\t\tx\n"):
+        head.write_text(text)
+        assert fetched_commit(head) is None
