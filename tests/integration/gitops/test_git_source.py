@@ -43,6 +43,9 @@ def test_fetch_returns_the_commit_the_branch_points_at_after_each_push(
         pushed = repo.commit({"index.html": text})
         assert source.fetch(url, "main") == pushed
         assert git("rev-parse", "refs/heads/main", env={"GIT_DIR": str(source.mirror_path(url))}) == pushed
+    assert source.fetch(url, "main") == pushed  # nothing new to fetch: still the head
+    with pytest.raises(GitError, match='branch "gone" does not exist'):
+        source.fetch(url, "gone")
 
 
 def test_a_second_tree_reads_only_the_blobs_the_cache_lacks(git_server: GitHttpServer, tmp_path: Path) -> None:
