@@ -411,6 +411,10 @@ class GitOps:
             )
         except DrophostError as exc:
             log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)
+        try:
+            self.source.fold_packs(repo)
+        except Exception:  # noqa: BLE001 - housekeeping; the next deploy tries again
+            log.exception("repacking the mirror of %s failed", repo.shown)
 
     def _fail(self, job: gitstore.GitJob, message: str, incoming: Path | None) -> None:
         if incoming is not None:

@@ -25,6 +25,7 @@ from drophost.settings import Settings
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 _BATCH_BYTES = 32 * 1024 * 1024
 _MAX_VALID_REFS = 4096
+_MAX_PACKS = 32
 _SAFE_CONFIG = (
     "protocol.allow=never",
     "protocol.https.allow=always",
@@ -231,6 +232,26 @@ class GitSource:
             if ref.startswith("refs/heads/") and _SHA.fullmatch(sha):
                 heads[ref[len("refs/heads/") :]] = sha
         return heads
+
+    def fold_packs(self, repo: RepoUrl, *, limit: int = _MAX_PACKS) -> bool:
+        """Combine the small packs incremental fetches leave behind (one per fetch: transfer.fsckObjects
+        keeps every fetched pack), so object lookups do not slow down with the number of deploys.
+
+        Geometric repacking rewrites only the small packs, not the large first one. Run after a deploy
+        went live, never on its path; hosted repositories are left to git's own receive-pack.
+        """
+        if repo.is_hosted:
+            return False
+        git_dir = self.mirror_path(repo)
+        try:
+            packs = sum(1 for entry in os.scandir(git_dir / "objects" / "pack") if entry.name.endswith(".pack"))
+        except OSError:
+            return False
+        if packs <= limit:
+            return False
+        with self.lock(git_dir):
+            self.git(git_dir, "repack", "--geometric=2", "-d", "-q")
+        return True
 
     def _check_size(self, git_dir: Path, repo: RepoUrl) -> None:
         total = _bytes_under(git_dir / "objects")

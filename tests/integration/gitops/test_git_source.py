@@ -103,3 +103,24 @@ def test_fetched_commit_reads_only_a_full_commit_id(tmp_path: Path) -> None:
     for text in ("", "not a sha\t\tx\n", f"{sha[:-1]}\t\tx\n", f"-{sha}\t\tx\n"):
         head.write_text(text)
         assert fetched_commit(head) is None
+
+
+def test_small_packs_left_by_fetches_are_folded_and_the_tree_still_reads(
+    git_server: GitHttpServer, tmp_path: Path
+) -> None:
+    repo = git_server.repo("site")
+    source = source_for(tmp_path)
+    url = parse_repo_url(git_server.url("site"))
+    for number in range(4):
+        repo.commit({"index.html": f"v{number}", f"page-{number}.html": "p"})
+        source.fetch(url, "main")
+    packs = source.mirror_path(url) / "objects" / "pack"
+    before = len(list(packs.glob("*.pack")))
+    assert before >= 4  # one kept pack per fetch
+    assert not source.fold_packs(url, limit=before)
+    assert source.fold_packs(url, limit=2)
+    assert len(list(packs.glob("*.pack"))) < before
+    _, git_dir, plan = fetch_plan(source, git_server)
+    release = tmp_path / "release"
+    source.write_tree(git_dir, plan, release)
+    assert (release / "index.html").read_text() == "v3" and (release / "page-0.html").read_text() == "p"
