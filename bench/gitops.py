@@ -2,7 +2,7 @@
 
 (a) webhook received -> new content served by nginx, for a 1,000-file site over git smart HTTP,
     against `git clone --depth 1` + copying the tree + `nginx -s reload` (goal: ratio <= 1.3);
-(b) a second push changing one file (goal: <= a quarter of (a));
+(b) a next push changing one file, the median of 3 (goal: <= a quarter of (a));
 (c) webhook answer latency p99 under a burst of 200 deliveries (goal <= 50 ms), coalesced into
     at most 3 deploys. 8 senders at a time, each delivery with its own id on its own connection
     through nginx; the burst follows a push, so the deploy it starts runs during the burst.
@@ -53,6 +53,7 @@ from drophost import runner
 
 SECRET = "bench-secret"
 FILES = 1000
+PUSHES = 3
 
 
 def signed(body: bytes) -> dict[str, str]:
@@ -79,16 +80,29 @@ def send_raw(port: int, request: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
-def wait_for(url: str, text: str, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+def wait_for(port: int, path: str, text: str, limit: float = 120.0) -> None:
+    """Poll nginx (a fresh connection each time, see bench/client.py) until `path` answers `text`.
+
+    Polled with http.client: httpx.get built a client and SSL context per call (~25 ms), which
+    was both added to (a) and (b) and the granularity of their measurement.
+    """
+
+    def served() -> bool:
         try:
-            if httpx.get(url, timeout=5).text == text:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.005)
-    raise SystemExit(f"{url} never served {text!r}")
+            return client.request(port, "GET", path, timeout=5).body == text.encode()
+        except OSError:
+            return False
+
+    if not client.wait_for(served, timeout=limit):
+        raise SystemExit(f"{path} never served {text!r}")
+
+
+def post_webhook(port: int, body: bytes) -> None:
+    """The timed webhook delivery of (a) and (b), on a fresh plain connection."""
+    answer = client.request(
+        port, "POST", "/api/webhooks/generic", body=body, headers={"Content-Type": "application/json", **signed(body)}
+    )
+    assert answer.status == 202, answer.body
 
 
 def site_files(work: Path, marker: str) -> None:
@@ -128,7 +142,6 @@ def main() -> None:
 def measure(stack: DropHostStack, repo: Repo, url: str) -> None:
     root = stack.data_dir.parent
     base = f"http://127.0.0.1:{stack.port}"
-    sites = f"http://127.0.0.1:{stack.sites_port}"
     token = {"Authorization": f"Bearer {stack.token}"}
     nginx_dir = stack.data_dir / "nginx"
     reload = ["nginx", "-e", str(nginx_dir / "error.log"), "-c", str(nginx_dir / "nginx.conf"), "-s", "reload"]
@@ -141,9 +154,8 @@ def measure(stack: DropHostStack, repo: Repo, url: str) -> None:
     subprocess.run(["git", "commit", "-qm", "site"], cwd=repo.work, env=GIT_ENV, check=True)
     subprocess.run(["git", "push", "-q", "-u", "origin", "main"], cwd=repo.work, env=GIT_ENV, check=True)
     started = time.perf_counter()
-    answer = httpx.post(f"{base}/api/webhooks/generic", content=body, headers=signed(body), timeout=10)
-    assert answer.status_code == 202, answer.text
-    wait_for(f"{sites}/d/bench/marker.txt", "first")
+    post_webhook(stack.port, body)
+    wait_for(stack.sites_port, "/d/bench/marker.txt", "first")
     webhook_first = time.perf_counter() - started
 
     baseline_dir = root / "baseline"
@@ -154,13 +166,17 @@ def measure(stack: DropHostStack, repo: Repo, url: str) -> None:
     runner.run(reload, timeout=30)
     baseline = time.perf_counter() - started
 
-    # (b) one changed file.
-    (repo.work / "marker.txt").write_text("second")
-    commit(repo.work, "one file")
-    started = time.perf_counter()
-    httpx.post(f"{base}/api/webhooks/generic", content=body, headers=signed(body), timeout=10)
-    wait_for(f"{sites}/d/bench/marker.txt", "second")
-    webhook_second = time.perf_counter() - started
+    # (b) one changed file, pushed PUSHES times: the median (one sample swings with the machine's load).
+    pushes: list[float] = []
+    for number in range(PUSHES):
+        marker = f"second-{number}"
+        (repo.work / "marker.txt").write_text(marker)
+        commit(repo.work, "one file")
+        started = time.perf_counter()
+        post_webhook(stack.port, body)
+        wait_for(stack.sites_port, "/d/bench/marker.txt", marker)
+        pushes.append(time.perf_counter() - started)
+    webhook_second = statistics.median(pushes)
 
     # (c) a burst of 200 deliveries.
     (repo.work / "marker.txt").write_text("burst")
@@ -186,7 +202,7 @@ def measure(stack: DropHostStack, repo: Repo, url: str) -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         latencies = sorted(pool.map(deliver, requests))
-    wait_for(f"{sites}/d/bench/marker.txt", "burst")
+    wait_for(stack.sites_port, "/d/bench/marker.txt", "burst")
 
     # Counted once every deploy the burst queued has finished.
     client.wait_for(
@@ -198,8 +214,9 @@ def measure(stack: DropHostStack, repo: Repo, url: str) -> None:
     print(f"(a) webhook -> served, 1,000 files:   {webhook_first * 1000:8.0f} ms")
     print(f"    clone --depth 1 + copy + reload:  {baseline * 1000:8.0f} ms   ratio {webhook_first / baseline:.2f}"
           " (goal <= 1.3)")  # fmt: skip
-    print(f"(b) second push, one file changed:    {webhook_second * 1000:8.0f} ms   "
-          f"{webhook_second / webhook_first:.2f} of (a) (goal <= 0.25)")  # fmt: skip
+    print(f"(b) next push, one file changed:      {webhook_second * 1000:8.0f} ms   "
+          f"{webhook_second / webhook_first:.2f} of (a) (goal <= 0.25); median of {PUSHES}: "
+          + ", ".join(f"{t * 1000:.0f}" for t in pushes) + " ms")  # fmt: skip
     print(f"(c) burst of 200: p99 {p99 * 1000:.1f} ms, median {statistics.median(latencies) * 1000:.1f} ms "
           f"(goal <= 50 ms); deploys {len(rows)} (goal <= 3)")  # fmt: skip
 
