@@ -23,6 +23,13 @@ in the calm runs where that was logged, and none was logged under load).
 Deploys: 2 in every run (42), 3-8 before. (a) and (b) are unchanged by it (a push to a slot with
 nothing running starts at once): (b) 0.15-0.18 of (a) at low load; (a)'s baseline sometimes takes
 0.15-0.4 s instead of 1.1-1.8 s, with either code, which sends the ratio to 2-3.
+(b) since 2026-12-04 (gitfast): the webhook and the polling of (a) and (b) use http.client (httpx
+built a client per call, ~25 ms, also the polling's granularity), and (b) is the median of 3
+pushes. Alternating with the code before (main 45ddbe3) under this harness, load average 2.4-3.6,
+3 runs each: (b) 86-95 ms = 0.08-0.11 of (a) (samples 63-99 ms); before 115-159 ms = 0.11-0.16
+(samples 112-160 ms). (a) 0.8-1.1 s either way. The git path of one push is now the fetch (three
+smart-HTTP requests, ~40 ms here), ls-tree + plan (~8 ms), ~10-30 ms of hard links, one
+cat-file for the changed blob and the switch.
 Measured 2026-11-22 with a load average of 7-8: (a) 2.5-3.9 s vs a 1.3-1.8 s baseline (ratio
 1.6-3.1: creating each of the 1,000 files costs ~1-2 ms there, for us and the baseline alike, so
 the ratio swings); (b) 0.6-0.7 s = 0.18-0.24 of (a) (unchanged blobs are hard links).
