@@ -1,38 +1,19 @@
 """GitOps benchmark: `.venv/bin/python -m bench.gitops` (real PostgreSQL, nginx, git, all on loopback).
 
-(a) webhook received -> new content served by nginx, for a 1,000-file site over git smart HTTP,
-    against `git clone --depth 1` + copying the tree + `nginx -s reload` (goal: ratio <= 1.3);
+The 1,000-file, 26 MB site of the other benchmarks, in repositories served by a git smart-HTTP
+server (`git http-backend`) on 127.0.0.1; `drophost up` runs in its own process, as in production.
+
+(a) signed webhook received -> new content served by nginx, a cold deploy (an empty mirror, blobs
+    the store has never seen; one repository per round), against `git clone --depth 1` + copying
+    the tree + `nginx -s reload`: the median of 3 per-round ratios, sides alternating (goal <= 1.3);
 (b) a next push changing one file, the median of 3 (goal: <= a quarter of (a));
-(c) webhook answer latency p99 under a burst of 200 deliveries (goal <= 50 ms), coalesced into
-    at most 3 deploys. 8 senders at a time, each delivery with its own id on its own connection
-    through nginx; the burst follows a push, so the deploy it starts runs during the burst.
+(c) webhook answer latency p99 under a burst of 200 deliveries (goal <= 50 ms), coalesced into at
+    most 3 deploys: 8 senders at a time, each delivery with its own id on its own connection
+    through nginx, pre-built and sent on raw sockets so that the senders take little of the CPU.
+    The burst follows a push, so the deploy it starts runs during the burst; deploys are counted
+    once none is queued or building.
 
-The service runs as `drophost up` in its own process; the git server and the senders run here.
-Until 2026-12-04 the service ran in a thread of this process and the burst was sent with
-httpx.post, whose per-call client and SSL context cost ~40 ms of CPU under the same GIL: most of
-the 35 ms an ignored webhook seemed to take, and of the (c) p99 of 364-428 ms with 8 deploys.
-
-Measured on the shared 2-core build machine, 2026-12-04, alternating with the code before group
-commit and settle under this same harness. (c) with a load average of 2-4: p99 25-54 ms, <= 50 ms
-in 18 of 21 runs (the others 54, 94 and 131 ms), median 12-28 ms; the code before: p99 52-102 ms,
-median 26-42 ms. With a load average of 5-10 (another helper's benchmarks running) p99 swings from
-25 to 345 ms (<= 50 ms in 5 of 21 runs): the slow answers come in groups of the 8 in flight, all
-late by about the same 50-300 ms, and nginx's request_time shows it too, so the wait is behind
-nginx; most likely the service process waiting for a core (not shown: no query took over 20 ms
-in the calm runs where that was logged, and none was logged under load).
-Deploys: 2 in every run (42), 3-8 before. (a) and (b) are unchanged by it (a push to a slot with
-nothing running starts at once): (b) 0.15-0.18 of (a) at low load; (a)'s baseline sometimes takes
-0.15-0.4 s instead of 1.1-1.8 s, with either code, which sends the ratio to 2-3.
-(b) since 2026-12-04 (gitfast): the webhook and the polling of (a) and (b) use http.client (httpx
-built a client per call, ~25 ms, also the polling's granularity), and (b) is the median of 3
-pushes. Alternating with the code before (main 45ddbe3) under this harness, load average 2.4-3.6,
-3 runs each: (b) 86-95 ms = 0.08-0.11 of (a) (samples 63-99 ms); before 115-159 ms = 0.11-0.16
-(samples 112-160 ms). (a) 0.8-1.1 s either way. The git path of one push is now the fetch (three
-smart-HTTP requests, ~40 ms here), ls-tree + plan (~8 ms), ~10-30 ms of hard links, one
-cat-file for the changed blob and the switch.
-Measured 2026-11-22 with a load average of 7-8: (a) 2.5-3.9 s vs a 1.3-1.8 s baseline (ratio
-1.6-3.1: creating each of the 1,000 files costs ~1-2 ms there, for us and the baseline alike, so
-the ratio swings); (b) 0.6-0.7 s = 0.18-0.24 of (a) (unchanged blobs are hard links).
+Results and how to read them: bench/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -11,9 +11,7 @@ minimal hand-written nginx; every measurement prints next to its baseline from t
   5 disk of 100 deploys of the 26 MB site, one file changed each, vs one copy      goal <= 1.2x
   6 requests per second nginx serves from a deployed site vs a minimal nginx       goal >= 0.95
 
-(2) on 2026-12-04, `--only 2`, alternating 3 runs each with the code before the gitfast branch
-(main 45ddbe3), load average 1.1-3.8: one file changed 76-111 ms, ratio 0.07-0.08 (before:
-103-288 ms, ratio 0.10-0.13); cold 1.0-1.3 s either way.
+Results and how to read them: bench/RESULTS.md.
 """
 
 from __future__ import annotations
