@@ -16,6 +16,9 @@ if [ "${1:-}" = "--dev" ]; then
   [ -x /usr/bin/chromium ] || need_packages+=(chromium)
   command -v unzip >/dev/null 2>&1 || need_packages+=(unzip)  # the benchmark's baseline
   command -v wrk >/dev/null 2>&1 || need_packages+=(wrk)  # the scale benchmark's load generator
+  # The ssh-remote test runs its own sshd on a loopback port; git fetches through the ssh client.
+  command -v ssh >/dev/null 2>&1 || need_packages+=(openssh-client)
+  [ -x /usr/sbin/sshd ] || need_packages+=(openssh-server)
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -29,6 +32,12 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   # Debian starts a system-wide nginx on port 80 after installing it; DropHost runs its own.
   if [[ " ${need_packages[*]} " == *" nginx-light "* ]]; then
     (command -v service >/dev/null && service nginx stop >/dev/null 2>&1) || pkill -x nginx || true
+  fi
+  # Likewise a system sshd on port 22: the tests start their own. Stopped through the service
+  # manager only (never pkill: an sshd already running may be how someone reaches this machine).
+  if [[ " ${need_packages[*]} " == *" openssh-server "* ]]; then
+    (command -v systemctl >/dev/null && systemctl disable --now ssh >/dev/null 2>&1) \
+      || (command -v service >/dev/null && service ssh stop >/dev/null 2>&1) || true
   fi
 fi
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from drophost import runner
 from drophost.archive import ArchiveLimits, check_entry_name
 from drophost.errors import CommandError, DrophostError, GitError
+from drophost.gitssh import ssh_command, ssh_reason
 from drophost.repourls import RepoUrl, check_branch, check_repo_path, repo_key, strip_credentials
 from drophost.settings import Settings
 
@@ -71,6 +72,8 @@ class GitSource:
         self.hosted = self.root / "hosted"
         self.home = self.root / "home"
         self.blobs = self.root / "blobs"
+        # Built (and its paths checked) once, so bad ssh settings stop the service at start.
+        self.ssh_command = ssh_command(settings)
         self._blob_lock = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -96,7 +99,8 @@ class GitSource:
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_ASKPASS": "/bin/false",
             "SSH_ASKPASS": "/bin/false",
-            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=20",
+            "GIT_SSH_COMMAND": self.ssh_command,
+            "GIT_SSH_VARIANT": "ssh",
             "GIT_LFS_SKIP_SMUDGE": "1",
         }
 
@@ -462,6 +466,9 @@ def _fetch_reason(exc: CommandError, repo: RepoUrl, branch: str) -> str:
     where = strip_credentials(repo.text)
     if exc.returncode is None and "timed out" in exc.message:
         return f"fetching {where} timed out"
+    reason = ssh_reason(output, where)
+    if reason:
+        return reason
     if "couldn't find remote ref" in output:
         return f'branch "{branch}" does not exist in {where}'
     if "authentication" in output or "could not read username" in output or "permission denied" in output:

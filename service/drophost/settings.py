@@ -78,6 +78,11 @@ class Settings:
     git_timeout: float = 300.0
     # A fetched repository (its bare mirror) larger than this is refused and removed.
     max_repository_bytes: int = 2048 * MiB
+    # ssh remotes: a private deploy key (empty: none, so only public repositories answer), and the
+    # known_hosts file of the servers DropHost trusts (empty: <data>/git/known_hosts). Nothing else
+    # of ssh's is read: no agent, no ~/.ssh, no host key accepted on first sight.
+    git_ssh_key: str = ""
+    git_ssh_known_hosts: str = ""
 
     def __post_init__(self) -> None:
         # One canonical spelling: nginx (disable_symlinks on) refuses paths with a link in them, and
@@ -95,6 +100,10 @@ class Settings:
     @property
     def git_dir(self) -> Path:
         return self.data_dir / "git"
+
+    @property
+    def ssh_known_hosts_file(self) -> Path:
+        return Path(self.git_ssh_known_hosts) if self.git_ssh_known_hosts else self.git_dir / "known_hosts"
 
     @property
     def uploads_dir(self) -> Path:
