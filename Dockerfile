@@ -17,6 +17,11 @@ COPY hooks ./hooks
 RUN python3 -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
+# git for every git source (webhooks, repository URLs, polling, hosted repositories served with
+# git http-backend) and the ssh client for ssh:// remotes.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git openssh-client \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 drophost \
     && useradd --system --uid 10001 --gid drophost --home-dir /var/lib/drophost --shell /usr/sbin/nologin drophost \
     && mkdir -p /var/lib/drophost/tmp /var/lib/drophost/nginx \

@@ -210,6 +210,10 @@ def test_compose_stack_deploys_rolls_back_and_keeps_everything_across_down_and_u
     assert service["HostConfig"]["ReadonlyRootfs"] is True
     assert "ALL" in service["HostConfig"]["CapDrop"]
     assert not any("docker.sock" in m.get("Source", "") for c in (db, service) for m in c["Mounts"])
+    # The git sources need git (and git http-backend for hosted repositories) and ssh in the image.
+    check = 'git --version && test -x "$(git --exec-path)/git-http-backend" && ssh -V 2>&1'
+    tools = compose("exec", "-T", "service", "sh", "-c", check)
+    assert "git version" in tools and "OpenSSH" in tools
 
     before = httpx.get(f"{compose.url}/api/deployments", headers=_token(compose)).json()
     versions = httpx.get(f"{compose.url}/api/slots/e2e/versions", headers=_token(compose)).json()
