@@ -18,9 +18,6 @@ Results and how to read them: bench/RESULTS.md.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import shutil
 import socket
@@ -33,22 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-from tests.integration.gitops.conftest import GIT_ENV, GitHttpServer, Repo
+from tests.integration.gitops.conftest import GIT_ENV
 
 from bench import client
+from bench.gitbench import SECRET, SECRET_ENV, GitServer, signed
 from bench.site import generate_site
 from bench.stack import DropHostStack
 from drophost import runner
 
-SECRET = "bench-secret"
 FILES = 1000
 SEED = 2026  # bench.scale's default, so both git measurements deploy the same bytes
 PUSHES = 3
 ROUNDS = 5  # cold first deploys in (a): one sample swings with the disk
-
-
-def signed(body: bytes) -> dict[str, str]:
-    return {"X-Signature": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()}
 
 
 def delivery_request(port: int, body: bytes, delivery: str) -> bytes:
@@ -71,79 +64,20 @@ def send_raw(port: int, request: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
-def wait_for(port: int, path: str, text: str, limit: float = 120.0) -> None:
-    """Poll nginx (a fresh connection each time, see bench/client.py) until `path` answers `text`.
-
-    Polled with http.client: httpx.get built a client and SSL context per call (~25 ms), which
-    was both added to (a) and (b) and the granularity of their measurement.
-    """
-
-    def served() -> bool:
-        try:
-            return client.request(port, "GET", path, timeout=5).body == text.encode()
-        except OSError:
-            return False
-
-    if not client.wait_for(served, timeout=limit):
-        raise SystemExit(f"{path} never served {text!r}")
-
-
-def post_webhook(port: int, body: bytes) -> None:
-    """The timed webhook delivery of (a) and (b), on a fresh plain connection."""
-    answer = client.request(
-        port, "POST", "/api/webhooks/generic", body=body, headers={"Content-Type": "application/json", **signed(body)}
-    )
-    assert answer.status == 202, answer.body
-
-
-def site_files(work: Path, marker: str, *, seed: int = SEED) -> None:
-    """The 1,000-file, 26 MB site of the other benchmarks (the issue's "same 1,000-file site"):
-    999 generated files and marker.txt, which each push changes."""
-    for item in generate_site(seed, files=FILES - 1):
-        path = work / item.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(item.data)
-    (work / "marker.txt").write_text(marker)
-
-
-def commit(work: Path, message: str) -> None:
-    for argv in (["git", "add", "-A"], ["git", "commit", "--quiet", "-m", message], ["git", "push", "--quiet"]):
-        subprocess.run(argv, cwd=work, env=GIT_ENV, check=True, capture_output=True)
-
-
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="dh-bench-", dir="/tmp"))
     os.chmod(root, 0o755)
-    git_root = root / "git-server"
-    git_root.mkdir()
-    server = GitHttpServer(git_root)
     try:
         # One repository and slot per round of (a), so that every first deploy is cold: an empty
         # mirror and blobs the store has never seen (each round's site has its own seed).
-        repos = [(f"bench-{n}", server.repo(f"site-{n}"), server.url(f"site-{n}")) for n in range(ROUNDS)]
-        config = root / "deploy.yaml"
-        config.write_text(
-            "sites:\n"
-            + "".join(f"  - slot: {slot}\n    repo: {url}\n    branch: main\n    webhook_secret_env: HOOK\n"
-                      for slot, _, url in repos)
-        )  # fmt: skip
-        # The service runs as in production, in its own process (`drophost up`): the git server and
-        # the senders of the burst, in this process, do not take the service's GIL.
-        env = {"DROPHOST_CONFIG": str(config), "DROPHOST_POLL_INTERVAL": "0", "HOOK": SECRET}
-        with DropHostStack(root, env=env) as stack:
-            measure(stack, repos)
+        with GitServer(root, ROUNDS) as git:
+            # The service runs as in production, in its own process (`drophost up`): the git server
+            # and the senders of the burst, in this process, do not take the service's GIL.
+            env = {"DROPHOST_CONFIG": str(git.config), "DROPHOST_POLL_INTERVAL": "0", SECRET_ENV: SECRET}
+            with DropHostStack(root, env=env) as stack:
+                measure(stack, git)
     finally:
-        server.close()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def first_deploy(stack: DropHostStack, slot: str, url: str) -> float:
-    """A cold deploy: webhook until nginx serves the site's marker.txt."""
-    body = json.dumps({"repo": url, "branch": "main"}).encode()
-    started = time.perf_counter()
-    post_webhook(stack.port, body)
-    wait_for(stack.sites_port, f"/d/{slot}/marker.txt", "first")
-    return time.perf_counter() - started
 
 
 def clone_copy_reload(target: Path, url: str, reload: list[str]) -> float:
@@ -156,7 +90,7 @@ def clone_copy_reload(target: Path, url: str, reload: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def measure(stack: DropHostStack, repos: list[tuple[str, Repo, str]]) -> None:
+def measure(stack: DropHostStack, git: GitServer) -> None:
     root = stack.data_dir.parent
     base = f"http://127.0.0.1:{stack.port}"
     token = {"Authorization": f"Bearer {stack.token}"}
@@ -164,44 +98,32 @@ def measure(stack: DropHostStack, repos: list[tuple[str, Repo, str]]) -> None:
     reload = ["nginx", "-e", str(nginx_dir / "error.log"), "-c", str(nginx_dir / "nginx.conf"), "-s", "reload"]
 
     # (a) first deploys, one per repository: the median of the per-round ratios, sides alternating.
+    # The site is the 1,000-file, 26 MB site of the other benchmarks (the issue's "same site"):
+    # 999 generated files and marker.txt, which each push changes.
     firsts: list[float] = []
     baselines: list[float] = []
-    for number, (slot, repo, url) in enumerate(repos):
-        site_files(repo.work, "first", seed=SEED + number)
-        subprocess.run(["git", "checkout", "-q", "-b", "main"], cwd=repo.work, env=GIT_ENV, check=True)
-        subprocess.run(["git", "add", "-A"], cwd=repo.work, env=GIT_ENV, check=True)
-        subprocess.run(["git", "commit", "-qm", "site"], cwd=repo.work, env=GIT_ENV, check=True)
-        subprocess.run(["git", "push", "-q", "-u", "origin", "main"], cwd=repo.work, env=GIT_ENV, check=True)
+    for number, repo in enumerate(git.repos):
+        git.push(repo, generate_site(SEED + number, files=FILES - 1), marker="first")
         took: dict[str, float] = {}
         for side in ("ours", "baseline") if number % 2 == 0 else ("baseline", "ours"):
             os.sync()
             if side == "ours":
-                took[side] = first_deploy(stack, slot, url)
+                took[side] = git.deliver_and_wait(stack, repo, marker="first")
             else:
-                took[side] = clone_copy_reload(root / f"base-{number}", url, reload)
+                took[side] = clone_copy_reload(root / f"base-{number}", git.url(repo), reload)
         firsts.append(took["ours"])
         baselines.append(took["baseline"])
     webhook_first = statistics.median(firsts)
     baseline = statistics.median(baselines)
     first_ratio = statistics.median([ours / theirs for ours, theirs in zip(firsts, baselines, strict=True)])
-    slot, repo, url = repos[0]
-    body = json.dumps({"repo": url, "branch": "main"}).encode()
+    repo = git.repos[0]
 
     # (b) one changed file, pushed PUSHES times: the median (one sample swings with the machine's load).
-    pushes: list[float] = []
-    for number in range(PUSHES):
-        marker = f"second-{number}"
-        (repo.work / "marker.txt").write_text(marker)
-        commit(repo.work, "one file")
-        started = time.perf_counter()
-        post_webhook(stack.port, body)
-        wait_for(stack.sites_port, f"/d/{slot}/marker.txt", marker)
-        pushes.append(time.perf_counter() - started)
+    pushes = [git.push_and_wait(stack, repo, [], marker=f"second-{number}") for number in range(PUSHES)]
     webhook_second = statistics.median(pushes)
 
     # (c) a burst of 200 deliveries.
-    (repo.work / "marker.txt").write_text("burst")
-    commit(repo.work, "burst")
+    git.push(repo, [], marker="burst")
 
     def deployments() -> list[dict[str, Any]]:
         listed = httpx.get(f"{base}/api/deployments", headers=token, timeout=10)
@@ -213,6 +135,7 @@ def measure(stack: DropHostStack, repos: list[tuple[str, Repo, str]]) -> None:
     # connection through nginx. The requests are built and signed before the burst and sent on
     # raw sockets, so that the senders take little of the 2 cores: httpx.post, used before,
     # builds an SSL context per call (~40 ms of CPU), which was measured as webhook latency.
+    body = git.webhook_body(repo)
     requests = [delivery_request(stack.port, body, f"burst-{number}") for number in range(200)]
 
     def deliver(request: bytes) -> float:
@@ -223,7 +146,7 @@ def measure(stack: DropHostStack, repos: list[tuple[str, Repo, str]]) -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         latencies = sorted(pool.map(deliver, requests))
-    wait_for(stack.sites_port, f"/d/{slot}/marker.txt", "burst")
+    git.wait_served(stack, repo, "burst")
 
     # Counted once every deploy the burst queued has finished.
     client.wait_for(
