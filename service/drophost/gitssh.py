@@ -6,12 +6,9 @@ quoted: a path outside [A-Za-z0-9/._-] is a settings error, not something to esc
 
 from __future__ import annotations
 
-import re
-
 from drophost.errors import SettingsError
+from drophost.paths import is_plain_path
 from drophost.settings import Settings
-
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._-]*$")
 
 # Only the deploy key and the known_hosts file DropHost is told about: no ~/.ssh/config or
 # /etc/ssh/ssh_config (-F /dev/null), no agent, no host key accepted or rewritten, no prompts, no
@@ -37,7 +34,7 @@ _OPTIONS = (
 
 def ssh_path(path: str, variable: str) -> str:
     """An absolute path that can stand in a shell command line as it is."""
-    if not _SAFE_PATH.fullmatch(path) or "/../" in f"{path}/" or "/./" in f"{path}/":
+    if not is_plain_path(path) or "/./" in f"{path}/":
         raise SettingsError(f"{variable} must be an absolute path of letters, digits and / . _ - (got {path!r})")
     return path
 

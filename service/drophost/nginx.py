@@ -22,12 +22,12 @@ import jinja2
 
 from drophost import runner
 from drophost.errors import CommandError, DeployFailedError, SettingsError
+from drophost.paths import is_plain_path
 from drophost.settings import Settings
 from drophost.slots import validate_slot
 
 _HEARTBEAT_STALE_SECONDS = 5.0
-# Paths and addresses that end up in a config must match this; anything else is refused, not escaped.
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
+# Addresses that end up in a config must match these; anything else is refused, not escaped.
 _SAFE_LISTEN = re.compile(r"^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 _SAFE_UPSTREAM = re.compile(r"^http://(?:unix:/[A-Za-z0-9/._-]+:|[A-Za-z0-9.-]+:[0-9]{1,5})$")
 # nginx leaves requests with this User-Agent out of the access log (see nginx.conf.j2).
@@ -61,7 +61,7 @@ def template_environment(template_dir: str = "") -> jinja2.Environment:
 
 def safe_path(path: Path | str) -> str:
     text = str(path)
-    if not _SAFE_PATH.fullmatch(text) or "/../" in text or text.endswith("/.."):
+    if not is_plain_path(text):
         raise SettingsError(f"the path {text!r} has characters DropHost will not put in an nginx config")
     return text
 
