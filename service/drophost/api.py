@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from drophost import sessions, store, versiondiff, views
+from drophost import releases, sessions, store, versiondiff, views
 from drophost.deployer import Deployer
 from drophost.errors import (
     BadRequestError,
@@ -198,7 +197,8 @@ def compare_versions(deployer: Deployer, slot: str, a: int, b: int) -> dict[str,
         if row is None:
             raise NotFoundError(f'slot "{slot}" has no config version {number}')
     assert old is not None and new is not None
-    files = versiondiff.diff_trees(Path(old["release_dir"]), Path(new["release_dir"]))
+    root = deployer.settings.releases_dir
+    files = versiondiff.diff_trees(releases.locate(root, old["release_dir"]), releases.locate(root, new["release_dir"]))
     return {
         "slot": slot,
         "a": a,

@@ -46,7 +46,7 @@ def orphaned(releases_root: Path, kept: set[str]) -> list[Path]:
     """
     if not releases_root.is_dir():
         return []
-    kept_keys = {"/".join(Path(path).parts[-2:]) for path in kept}
+    kept_here = {locate(releases_root, path) for path in kept}
     found: list[Path] = []
     incoming = releases_root / INCOMING
     if incoming.is_dir():
@@ -55,6 +55,6 @@ def orphaned(releases_root: Path, kept: set[str]) -> list[Path]:
         if slot_dir.name == INCOMING or not slot_dir.is_dir() or slot_dir.is_symlink():
             continue
         for candidate in sorted(slot_dir.iterdir()):
-            if str(candidate) not in kept and f"{slot_dir.name}/{candidate.name}" not in kept_keys:
+            if candidate not in kept_here:
                 found.append(candidate)
     return found

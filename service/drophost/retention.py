@@ -65,7 +65,7 @@ def retain(deployer: Deployer, slot: str, *, dry_run: bool = False) -> list[Prun
             # Recorded first: a version marked pruned is never made live, even if removal stops half-way.
             store.mark_pruned(conn, slot, [p.version for p in prunes])
         for prune in prunes:
-            releases.remove(Path(prune.release_dir))
+            releases.remove(releases.locate(deployer.settings.releases_dir, prune.release_dir))
     return prunes
 
 
@@ -82,7 +82,8 @@ def collect(deployer: Deployer, *, dry_run: bool) -> Report:
             report.releases.extend(retain(deployer, slot, dry_run=dry_run))
     blob_store = deployer.store
     with blob_store.sweeping():
-        doomed = {Path(p.release_dir) for p in report.releases} if dry_run else set()
+        root = deployer.settings.releases_dir
+        doomed = {releases.locate(root, p.release_dir) for p in report.releases} if dry_run else set()
         for blob in blob_store.unreferenced(ignoring=doomed):
             report.blobs += 1
             report.bytes += blob.stat().st_size
