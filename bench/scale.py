@@ -17,6 +17,7 @@ Results and how to read them: bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -578,21 +579,25 @@ def measure_serving(
     urls = {"ours": ours_url, "theirs": theirs_url}
     rps: dict[str, list[float]] = {"ours": [], "theirs": []}
     cpu: dict[str, list[float]] = {"ours": [], "theirs": []}
+    cpus = serving_cpus()
     for number in range(options.wrk_rounds):
         # Alternate who goes first: the machine's other jobs come and go.
         for side in ("theirs", "ours") if number % 2 else ("ours", "theirs"):
             workers = nginx_workers(masters[side])
+            if cpus:
+                pin(workers, cpus[1])
             before = cpu_seconds(workers)
-            requests, per_second = wrk(urls[side], options.wrk_seconds)
+            requests, per_second = wrk(urls[side], options.wrk_seconds, cpu=cpus[0] if cpus else None)
             rps[side].append(per_second)
             cpu[side].append((cpu_seconds(workers) - before) / requests)
         progress(f"(6) round {number + 1}: minimal nginx {rps['theirs'][-1]:,.0f}/s, DropHost {rps['ours'][-1]:,.0f}/s")
     ratio = median([a / b for a, b in zip(rps["ours"], rps["theirs"], strict=True)])
     size = len(next(item.data for item in files if item.path == page))
     us = {side: median(values) * 1e6 for side, values in cpu.items()}
+    pinned = f", nginx on CPU {cpus[1]} and wrk on CPU {cpus[0]}" if cpus else ""
     return [
         Row(
-            f"(6) wrk req/s, {size / 1000:.0f} kB page, keep-alive, median of {options.wrk_rounds} rounds",
+            f"(6) wrk req/s, {size / 1000:.0f} kB page, keep-alive, median of {options.wrk_rounds} rounds{pinned}",
             f"minimal nginx: {median(rps['theirs']):,.0f}/s",
             f"{median(rps['ours']):,.0f}/s",
             f"{ratio:.2f}",
@@ -645,10 +650,27 @@ def typical_page(files: Sequence[SiteFile]) -> str:
     return pages[len(pages) // 2][1]
 
 
-def wrk(url: str, duration: float) -> tuple[int, float]:
+def serving_cpus() -> tuple[int, int] | None:
+    """(CPU for wrk, CPU for nginx's workers), or None with fewer than two CPUs to give.
+
+    On separate CPUs, nginx's throughput is what the CPU it has allows, not what the scheduler
+    happens to leave it next to wrk: the ratio then reads the cost per request of each config.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    return (allowed[0], allowed[1]) if len(allowed) >= 2 else None
+
+
+def pin(pids: Sequence[int], cpu: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(pid, {cpu})
+
+
+def wrk(url: str, duration: float, *, cpu: int | None = None) -> tuple[int, float]:
     """(requests, requests per second) of one wrk run: 1 thread, 16 keep-alive connections."""
+    taskset = ["taskset", "-c", str(cpu)] if cpu is not None else []
     result = runner.run(
-        ["wrk", "-t", "1", "-c", "16", "-d", f"{duration:.0f}s", "--timeout", "5s", url],
+        [*taskset, "wrk", "-t", "1", "-c", "16", "-d", f"{duration:.0f}s", "--timeout", "5s", url],
         timeout=duration + 30,
     )
     output = result.stdout.decode()

@@ -21,6 +21,7 @@ from drophost.errors import (
     DrophostError,
     InvalidArchiveError,
     NotFoundError,
+    UnsafeReleaseError,
 )
 from drophost.nginx import Nginx, render_site_config
 from drophost.settings import Settings
@@ -124,6 +125,7 @@ class Deployer:
                     with self.store.using():
                         self.store.absorb_tree(incoming)
                 releases.promote(incoming, final)
+                releases.seal(final)
                 self._go_live(slot, deployment_id, final, files, size, ttl_seconds)
             except DrophostError as exc:
                 releases.remove(incoming)
@@ -199,6 +201,10 @@ class Deployer:
             release = releases.locate(self.settings.releases_dir, target["release_dir"])
             if not release.is_dir():
                 raise ConflictError(f"the files of config version {version} are no longer on disk")
+            try:
+                releases.seal_if_needed(release)
+            except UnsafeReleaseError as exc:
+                raise ConflictError(f"config version {version} cannot be made live: {exc.message}") from None
             self._switch(slot, target["config"], release)
             with self._recording(slot) as conn:
                 store.activate(
@@ -293,12 +299,14 @@ class Deployer:
             active = store.active_configs(conn)
             kept = store.kept_release_dirs(conn)
         root = self.settings.releases_dir
+        live = {slot: releases.locate(root, row["release_dir"]) for slot, row in active.items()}
+        refused = [slot for slot, release in live.items() if not _safe_to_serve(slot, release)]
+        for slot in refused:
+            del live[slot]
         old_workers: frozenset[int] | None = None
         with self._switch_lock:
             # Links first: a slot nginx already serves switches files the moment its link moves.
-            links_changed = self.nginx.point_all(
-                {slot: releases.locate(root, row["release_dir"]) for slot, row in active.items()}
-            )
+            links_changed = self.nginx.point_all(live)
             changed = self.nginx.install_all({slot: row["config"] for slot, row in active.items()})
             for leftover in self.nginx.staging_dir.iterdir():
                 leftover.unlink()
@@ -307,7 +315,7 @@ class Deployer:
                 old_workers = self.nginx.reload()
         # Start-up is over only when nginx serves what PostgreSQL records, not merely was told to
         # (after the old workers let go, one request per live slot checks it).
-        for slot in active:
+        for slot in live:
             if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, True):
                 log.warning("nginx did not confirm slot %s in time", slot)
         removed = releases.orphaned(self.settings.releases_dir, kept)
@@ -318,6 +326,7 @@ class Deployer:
             "sites_changed": changed,
             "links_changed": links_changed,
             "orphans_removed": len(removed),
+            "releases_refused": refused,
         }
 
     # -- reads -----------------------------------------------------------------------------
@@ -327,3 +336,15 @@ class Deployer:
         if row is None:
             raise NotFoundError(f"there is no deployment {deployment_id}")
         return row
+
+
+def _safe_to_serve(slot: str, release: Path) -> bool:
+    """At start: a live release from before sealing existed is checked and sealed once (False: refused)."""
+    try:
+        releases.seal_if_needed(release)
+    except UnsafeReleaseError as exc:
+        log.error("slot %s is not served: its live release was refused: %s", slot, exc.message)
+        return False
+    except FileNotFoundError:
+        log.warning("slot %s: its live release is not on disk", slot)
+    return True

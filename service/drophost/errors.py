@@ -59,6 +59,12 @@ class ValidationError(DrophostError):
     status_code = 422
 
 
+class UnsafeReleaseError(DrophostError):
+    """A release holds something that is never published (a link, a special file, a dotfile)."""
+
+    status_code = 422
+
+
 class DeployFailedError(DrophostError):
     """Something on the server side failed after the input was accepted (e.g. nginx -t)."""
 

@@ -6,6 +6,7 @@ allow-list, hooks/fsmonitor/submodules/LFS/prompts/redirects off, and a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -325,7 +326,11 @@ class GitSource:
             data = memoryview(out)[end + 1 : end + 1 + entry.size]
             offset = end + 1 + entry.size + 1
             partial = f"{blobs}{entry.oid}.partial"
-            fd = os.open(partial, flags, 0o644)
+            # Read-only from the start: the blob is hard-linked into sealed releases. (A partial a
+            # crash left is read-only too, and O_TRUNC could not reopen it: remove it first.)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            fd = os.open(partial, flags, 0o444)
             try:
                 while data:
                     data = data[os.write(fd, data) :]
@@ -435,7 +440,7 @@ class _TreeWriter:
 def _copy(blob: str, target: str) -> None:
     # releases/ on another filesystem than git/: copy, still refusing to follow or replace anything
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    with open(blob, "rb") as source, os.fdopen(os.open(target, flags, 0o644), "wb") as out:
+    with open(blob, "rb") as source, os.fdopen(os.open(target, flags, 0o444), "wb") as out:
         shutil.copyfileobj(source, out)
 
 

@@ -137,6 +137,7 @@ def render_main_config(
         service_upstream=upstream,
         sites_map=safe_path(sites_map),
         live_dir=safe_path(settings.data_dir / "live"),
+        symlink_check=bool(settings.nginx_symlink_check),
         mime_types=safe_path(settings.nginx_dir / "mime.types"),
         max_body_bytes=int(settings.max_upload_bytes) + 1024 * 1024,
         worker_user=worker_user,

@@ -1,13 +1,25 @@
-"""Release directories on disk: releases/{slot}/{deployment id}/, filled once, never changed."""
+"""Release directories on disk: releases/{slot}/{deployment id}/, filled once, never changed.
+
+A release is sealed before it can go live: every entry is checked to be a plain folder or a plain
+file (no symbolic link, no device, no dotfile), and the folders and files are made read-only. That
+check, made once per release, is what keeps links from being served: nginx follows none of its own
+accord only if told to check every folder of every request, which costs the sites origin about a
+sixth of its throughput (`DROPHOST_NGINX_SYMLINK_CHECK` turns that per-request check on as well).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 
+from drophost.errors import UnsafeReleaseError
+
 INCOMING = ".incoming"
+SEALED_FOLDER = 0o555
+SEALED_FILE = 0o444
 
 
 def incoming_dir(releases_root: Path) -> Path:
@@ -35,7 +47,81 @@ def promote(incoming: Path, final: Path) -> None:
 
 
 def remove(path: Path) -> None:
+    """Delete a release, sealed or not (a sealed folder must be writable again to be emptied)."""
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    for folder, _, _ in os.walk(path):
+        try:
+            _chmod_no_follow(folder, 0o755)
+        except OSError:
+            pass  # rmtree reports nothing either: whatever stays is found again as an orphan
     shutil.rmtree(path, ignore_errors=True)
+
+
+def is_sealed(path: Path) -> bool:
+    """Whether seal() finished on this release (its top folder is made read-only last)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == SEALED_FOLDER
+
+
+def seal(path: Path) -> None:
+    """Check that a release holds only plain folders and files, then make it read-only.
+
+    Raises UnsafeReleaseError, having changed nothing it found unsafe, if anything else is in it.
+    DropHost's own writers never make links or dotfiles; this is the one check that all of them
+    pass through, so a writer's mistake cannot put one on the sites origin. Idempotent.
+    """
+    folders = _check_tree(path)
+    # Deepest first and the top folder last, so is_sealed() means the whole tree is done.
+    for folder in reversed(folders):
+        _chmod_no_follow(folder, SEALED_FOLDER)
+
+
+def seal_if_needed(path: Path) -> None:
+    """seal() a release not sealed yet (one stat when it is): releases older than sealing, at start
+    or when rolled back to."""
+    if not is_sealed(path):
+        seal(path)
+
+
+def _check_tree(root: Path) -> list[str]:
+    """Every folder of a release, top first; files made read-only on the way (their blobs are shared)."""
+    top = root.lstat()
+    if not stat.S_ISDIR(top.st_mode):
+        raise UnsafeReleaseError("the release is not a folder")
+    folders = [str(root)]
+    index = 0
+    while index < len(folders):
+        folder = folders[index]
+        index += 1
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    raise UnsafeReleaseError("the site contains a dotfile, which DropHost never publishes")
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode):
+                    raise UnsafeReleaseError(
+                        "the site contains a symbolic link or a special file; only plain files are published"
+                    )
+                if info.st_mode & 0o222:
+                    _chmod_no_follow(entry.path, SEALED_FILE)
+    return folders
+
+
+def _chmod_no_follow(path: str | Path, mode: int) -> None:
+    # Linux has no lchmod: open without following (a link swapped in meanwhile fails), then fchmod.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def orphaned(releases_root: Path, kept: set[str]) -> list[Path]:

@@ -42,6 +42,10 @@ class Settings:
     nginx_probe: str = ""
     # When DropHost runs as root, nginx's workers run as this user (the master only reads config).
     nginx_worker_user: str = "nobody"
+    # Releases are checked for links once, when sealed (releases.py). On: nginx also refuses a link
+    # inside a release at every request (an open per folder of the path, about 1/6 of throughput),
+    # for data directories that something other than DropHost writes into.
+    nginx_symlink_check: bool = False
     # When empty the packaged templates are used; tests point this elsewhere.
     nginx_template_dir: str = ""
     # How long to wait for nginx to serve a freshly activated version.

@@ -88,15 +88,26 @@ def test_a_configured_sites_url_is_advertised_and_used_for_redirects(settings: S
     assert lan.site_base_url == "http://192.168.1.5:8081"
 
 
-def test_a_symlink_inside_a_release_is_never_followed(stack: Stack) -> None:
-    answer = stack.deploy({"index.html": "home", "docs/page.html": "page"}, "links")
-    assert answer.status_code == 201, answer.text
-    release = stack.settings.releases_dir / "links" / str(answer.json()["id"])
-    secret = stack.settings.data_dir / "outside.txt"
-    secret.write_text("not published")
-    secret.chmod(0o644)
-    (release / "leak.txt").symlink_to(secret)
-    (release / "docs" / "up").symlink_to(release.parent.parent.parent)
-    assert stack.get("/d/links/docs/page.html").text == "page"
-    assert stack.get("/d/links/leak.txt").status_code in (403, 404)
-    assert stack.get("/d/links/docs/up/outside.txt").status_code in (403, 404)
+def test_with_the_per_request_check_a_link_planted_in_a_live_release_is_never_followed(
+    stack_factory: Callable[..., object],
+) -> None:
+    # DROPHOST_NGINX_SYMLINK_CHECK: for data directories something besides DropHost writes into.
+    chosen, nginx, process = stack_factory(nginx_symlink_check=True)  # type: ignore[misc]
+    with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
+        stack = Stack(settings=chosen, nginx=nginx, process=process, client=client)
+        answer = stack.deploy({"index.html": "home", "docs/page.html": "page"}, "links")
+        assert answer.status_code == 201, answer.text
+        release = stack.settings.releases_dir / "links" / str(answer.json()["id"])
+        secret = stack.settings.data_dir / "outside.txt"
+        secret.write_text("not published")
+        secret.chmod(0o644)
+        # The release is sealed; whoever plants a link here has to unseal it first.
+        release.chmod(0o755)
+        (release / "docs").chmod(0o755)
+        (release / "leak.txt").symlink_to(secret)
+        (release / "docs" / "up").symlink_to(release.parent.parent.parent)
+        (release / "again.html").symlink_to(release / "index.html")
+        assert stack.get("/d/links/docs/page.html").text == "page"
+        assert stack.get("/d/links/leak.txt").status_code in (403, 404)
+        assert stack.get("/d/links/docs/up/outside.txt").status_code in (403, 404)
+        assert stack.get("/d/links/again.html").status_code in (403, 404)

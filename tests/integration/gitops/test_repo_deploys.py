@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import stat
+
 import pytest
 
+from drophost import releases
 from tests.conftest import AUTH
 from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, wait_for_deployment
 
@@ -63,6 +66,15 @@ def test_symlinks_and_dotfiles_are_not_published(git_server: GitHttpServer, gito
     assert stack.get("/d/docs/sub/page.html").text == "page"
     for path in ("passwd", "up/", "sub/loop", ".env"):
         assert stack.get(f"/d/docs/{path}").status_code == 404, path
+    release = stack.settings.releases_dir / "docs" / str(row["id"])
+    assert releases.is_sealed(release)
+    assert sorted(p.relative_to(release).as_posix() for p in release.rglob("*")) == [
+        "index.html",
+        "sub",
+        "sub/page.html",
+    ]
+    # The blob cache the release links into is read-only too: a file cannot change under a release.
+    assert {stat.S_IMODE(p.stat().st_mode) for p in release.rglob("*.html")} == {0o444}
 
 
 def test_a_path_that_is_a_symlink_out_of_the_tree_fails_and_changes_nothing(
