@@ -1,10 +1,10 @@
 """Release directories on disk: releases/{slot}/{deployment id}/, filled once, never changed.
 
-A release is sealed before it can go live: every entry is checked to be a plain folder or a plain
-file (no symbolic link, no device, no dotfile), and the folders and files are made read-only. That
-check, made once per release, is what keeps links from being served: nginx follows none of its own
-accord only if told to check every folder of every request, which costs the sites origin about a
-sixth of its throughput (`DROPHOST_NGINX_SYMLINK_CHECK` turns that per-request check on as well).
+A release is sealed before it can go live: every entry must be a plain folder or a plain file (no
+symbolic link, device or dotfile), then its folders and files are made read-only. This one check
+per release is what keeps links off the sites origin. nginx would otherwise follow them unless it
+checked every folder of every request (`disable_symlinks`), at about a sixth of its throughput;
+DROPHOST_NGINX_SYMLINK_CHECK turns that on as well.
 """
 
 from __future__ import annotations
