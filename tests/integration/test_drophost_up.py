@@ -11,6 +11,9 @@ import pytest
 from tests.integration.up_process import Up, children_of, read_pid, running_up, uid_of
 from tests.zipcraft import std_zip
 
+# A reload closes idle keep-alive connections; a request sent on one at that moment is reset.
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+
 
 def serve_a_site(client: httpx.Client, up: Up) -> None:
     up.wait_healthy(client)
@@ -37,7 +40,7 @@ def serve_a_site(client: httpx.Client, up: Up) -> None:
 @pytest.mark.slow
 def test_drophost_up_serves_a_site_and_stops_every_child(up_data_dir: Path, tmp_path: Path) -> None:
     with running_up(up_data_dir, tmp_path / "up.log") as up:
-        with httpx.Client(timeout=30, trust_env=False) as client:
+        with httpx.Client(timeout=30, trust_env=False, limits=NO_KEEPALIVE) as client:
             serve_a_site(client, up)
 
         nginx_master = read_pid(up_data_dir / "nginx" / "nginx.pid")

@@ -14,6 +14,8 @@ from tests.integration.gitops.conftest import git, wait_until
 from tests.integration.gitops.test_hosted_push import HANDBOOK, push, work_repo
 from tests.integration.up_process import Up, running_up
 
+# A reload closes idle keep-alive connections; a request sent on one at that moment is reset.
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 MANUAL = "sites:\n  - slot: manual\n    repo: hosted:manual\n    branch: main\n"
 # handbook is valid and would come back if the file were applied in part; line 5 is not.
 INVALID = HANDBOOK + '  - slot: "Manual!"\n    repo: hosted:manual\n'
@@ -40,7 +42,7 @@ def test_sighup_applies_deploy_yaml_and_an_invalid_file_changes_nothing(
 
     with (
         running_up(up_data_dir, tmp_path / "up.log", "--config", str(config)) as up,
-        httpx.Client(timeout=30, trust_env=False) as client,
+        httpx.Client(timeout=30, trust_env=False, limits=NO_KEEPALIVE) as client,
     ):
         up.wait_healthy(client)
         auth = {"Authorization": f"Bearer {up.token}"}
@@ -97,7 +99,7 @@ def test_sighup_applies_deploy_yaml_and_an_invalid_file_changes_nothing(
 def test_sighup_while_starting_leaves_drophost_up_running(up_data_dir: Path, tmp_path: Path) -> None:
     with (
         running_up(up_data_dir, tmp_path / "up.log") as up,
-        httpx.Client(timeout=30, trust_env=False) as client,
+        httpx.Client(timeout=30, trust_env=False, limits=NO_KEEPALIVE) as client,
     ):
         # PostgreSQL and nginx run; the service has not started (or has just started) handling SIGHUP.
         assert wait_until(lambda: "nginx serving on" in up.log() or up.process.poll() is not None, limit=120)
