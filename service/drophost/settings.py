@@ -89,8 +89,8 @@ class Settings:
     git_ssh_known_hosts: str = ""
 
     def __post_init__(self) -> None:
-        # One canonical spelling: nginx (disable_symlinks on) refuses paths with a link in them, and
-        # release paths are stored and compared as text, so the data directory is resolved once here.
+        # One canonical spelling: release paths are stored and compared as text, and the links in
+        # live/ are checked against them, so the data directory is resolved once here.
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
 
     @property

@@ -16,7 +16,7 @@ def test_a_data_dir_reached_through_a_link_is_served_and_kept(settings: Settings
     one = site("one")
     with running_stack(through_link) as stack:
         deploy_site(stack, one)
-        # nginx refuses any path with a link in it (disable_symlinks on).
+        # Served through the resolved path: the link to the data directory is not in nginx's paths.
         assert served(stack, "site", list(one)) == hashes(one)
     # Started again by the other name: nothing is taken for an orphan.
     with running_stack(settings) as stack:
