@@ -347,4 +347,8 @@ def _safe_to_serve(slot: str, release: Path) -> bool:
         return False
     except FileNotFoundError:
         log.warning("slot %s: its live release is not on disk", slot)
+    except OSError as exc:
+        # What could not be checked is not served (start-up goes on for every other slot).
+        log.error("slot %s is not served: its live release could not be checked (%s)", slot, exc.strerror)
+        return False
     return True

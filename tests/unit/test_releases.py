@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from drophost import releases
+from drophost.deployer import _safe_to_serve
 from drophost.errors import UnsafeReleaseError
 
 
@@ -157,3 +158,13 @@ def check_as_owner(tree: Path, uid: int, gid: int) -> None:
             (tree / "docs" / "page.html").unlink()
         releases.remove(tree)
         assert not tree.exists()
+
+
+def test_at_start_a_release_that_cannot_be_checked_is_not_served(tmp_path: Path) -> None:
+    clean = make_tree(tmp_path / "clean")
+    tampered = make_tree(tmp_path / "tampered")
+    (tampered / "leak.html").symlink_to("/etc/passwd")
+    assert _safe_to_serve("clean", clean) and releases.is_sealed(clean)
+    assert not _safe_to_serve("tampered", tampered)
+    assert _safe_to_serve("gone", tmp_path / "gone")  # nothing to serve; its link just leads nowhere
+    assert not _safe_to_serve("unreadable", tmp_path / ("x" * 300))  # lstat fails: ENAMETOOLONG
