@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from psycopg_pool import ConnectionPool
 
@@ -49,7 +50,7 @@ def parse_line(line: bytes) -> tuple[Any, ...] | None:
             slot,
             at,
             str(entry.get("method", ""))[:16],
-            str(entry.get("uri", ""))[:2048],
+            logged_path(entry)[:2048],
             int(entry["status"]),
             int(entry.get("bytes") or 0),
             float(entry.get("request_time") or 0.0) * 1000.0,
@@ -59,6 +60,12 @@ def parse_line(line: bytes) -> tuple[Any, ...] | None:
         )
     except (ValueError, KeyError, TypeError, OverflowError):
         return None
+
+
+def logged_path(entry: dict[str, Any]) -> str:
+    """The path of a log entry, decoded: nginx logs a 404 with the path as requested (see nginx.conf.j2)."""
+    path = str(entry.get("uri", ""))
+    return unquote(path, errors="replace") if entry.get("status") == 404 else path
 
 
 def complete_lines(chunk: bytes) -> tuple[list[bytes], int]:

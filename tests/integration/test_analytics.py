@@ -90,6 +90,7 @@ def test_rotation_and_restart_count_every_request_exactly_once(
         assert per_slot == {"demo": 16, "other": 5}
         top = {(row["slot"], row["path"]): row["requests"] for row in result["top_paths"]}
         assert top[("demo", "/d/demo/index.html")] == 10 and top[("demo", "/d/demo/big.txt")] == 4
+        assert top[("demo", "/d/demo/missing.html")] == 2  # the path asked for, not the 404 page
         assert result["deployments"]["total"] == 2 and result["deployments"]["live"] == 2
         only_other = _report(client, "?slot=other")
         assert only_other["requests"]["requests"] == 5 and only_other["deployments"]["total"] == 1

@@ -26,6 +26,18 @@ def test_a_site_request_becomes_a_row() -> None:
     assert duration == pytest.approx(4.0)
 
 
+def test_a_404_is_recorded_with_the_path_requested_decoded_and_others_as_nginx_logged_them() -> None:
+    missing = LINE.replace(
+        b'"uri":"/d/demo/index.html","status":200', b'"uri":"/d/demo/caf%C3%A9%20x.html","status":404'
+    )
+    row = parse_line(missing)
+    assert row is not None and (row[3], row[4]) == ("/d/demo/caf\u00e9 x.html", 404)
+    # $uri is decoded by nginx already: a % in it is the file's own name.
+    kept = LINE.replace(b'"uri":"/d/demo/index.html"', b'"uri":"/d/demo/100%25.html"')
+    row = parse_line(kept)
+    assert row is not None and row[3] == "/d/demo/100%25.html"
+
+
 @pytest.mark.parametrize(
     "line",
     [
