@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost import analytics, api, api_uploads, dashboard, gitapi, openapi, retention
+from drophost import analytics, api, api_uploads, dashboard, gitapi, hangup, openapi, retention
 from drophost.accesslog import Ingester
 from drophost.bodylimit import BodyLimit
 from drophost.deployer import Deployer
@@ -73,11 +73,11 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))
         ingestion = asyncio.create_task(_ingest_forever(ingester, nginx, settings))
         collection = asyncio.create_task(_collect_forever(deployer, settings.gc_interval))
-        hangup = _reload_on_sighup(gitops)
+        stop_reloading_on_sighup = _reload_on_sighup(gitops)
         try:
             yield
         finally:
-            hangup()
+            stop_reloading_on_sighup()
             for task in (expiry, ingestion, collection):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -181,8 +181,13 @@ def _reload_on_sighup(gitops: GitOps) -> Callable[[], None]:
         loop.add_signal_handler(signal.SIGHUP, reload)
     except (RuntimeError, ValueError, NotImplementedError):
         return lambda: None
+    if hangup.take_pending():
+        # A SIGHUP came while `drophost up` was starting, perhaps after start read deploy.yaml.
+        log.info("SIGHUP: one came while starting; applying deploy.yaml again")
+        reload()
 
     def remove() -> None:
+        hangup.stopping()
         loop.remove_signal_handler(signal.SIGHUP)
         # asyncio resets SIGHUP to its default action, which would kill `drophost up` while it stops.
         if previous is not None:

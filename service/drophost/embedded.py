@@ -15,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from drophost import runner
+from drophost import hangup, runner
 from drophost.app import create_app
 from drophost.errors import CommandError
 from drophost.localdb import LocalPostgres, demote_to
@@ -32,8 +32,9 @@ def up(settings: Settings) -> int:
     # would kill this process before the `finally` below stops nginx and PostgreSQL.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     # Until the service handles SIGHUP (and again once it has stopped), SIGHUP's default action would
-    # kill this process and leave nginx and PostgreSQL running without it.
-    signal.signal(signal.SIGHUP, _ignore_hangup)
+    # kill this process and leave nginx and PostgreSQL running without it; one that comes while
+    # starting is applied once the service is up (hangup.py).
+    signal.signal(signal.SIGHUP, hangup.remember)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o755)
     child_user: str | None = None
@@ -101,12 +102,6 @@ def up(settings: Settings) -> int:
 
 def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
-
-
-def _ignore_hangup(signum: int, frame: object) -> None:
-    # A handler rather than SIG_IGN: an ignored signal would stay ignored in every child this starts.
-    # os.write, not print: a signal handler must not re-enter a buffered stream that print may be using.
-    os.write(sys.stdout.fileno(), b"drophost: SIGHUP ignored while starting or stopping; send it again once up\n")
 
 
 def load_or_create_token(data_dir: Path) -> str:

@@ -106,3 +106,26 @@ def test_sighup_while_starting_leaves_drophost_up_running(up_data_dir: Path, tmp
         up.process.send_signal(signal.SIGHUP)
         up.wait_healthy(client)
         up.stop()
+
+
+@pytest.mark.slow
+def test_a_sighup_while_starting_is_applied_once_up(up_data_dir: Path, scratch_root: Path, tmp_path: Path) -> None:
+    config = Path(tempfile.mkdtemp(prefix="config-", dir=scratch_root)) / "deploy.yaml"
+    os.chmod(config.parent, 0o755)
+    config.write_text(HANDBOOK)
+    with (
+        running_up(up_data_dir, tmp_path / "up.log", "--config", str(config)) as up,
+        httpx.Client(timeout=30, trust_env=False, limits=NO_KEEPALIVE) as client,
+    ):
+        # Long before the service handles SIGHUP: PostgreSQL is only starting.
+        assert wait_until(lambda: "starting PostgreSQL" in up.log() or up.process.poll() is not None, limit=120)
+        hang_up(up, config, MANUAL)
+        up.wait_healthy(client)
+        assert wait_until(lambda: "SIGHUP: applied deploy.yaml" in up.log(), limit=60), up.log()
+        assert "deploy.yaml is applied again once up" in up.log()
+        work = work_repo(tmp_path, {"index.html": "<h1>manual</h1>"})
+        code, output = push(work, up.push_url("handbook"), "main")
+        assert code != 0 and 'no site in deploy.yaml uses "hosted:handbook"' in output
+        code, output = push(work, up.push_url("manual"), "main")
+        assert f"remote: live at {up.sites_url}/d/manual/ (version 1)" in output, output
+        up.stop()
