@@ -38,9 +38,9 @@ def keygen(path: Path) -> Path:
 class SshServer:
     """sshd on 127.0.0.1 with its own host key; one client key may only run git-shell."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, port: int | None = None) -> None:
         self.root = root
-        self.port = free_port()
+        self.port = port or free_port()
         self.client_key = keygen(root / "deploy_key")
         self.host_key = keygen(root / "host_key")
         public = (root / "deploy_key.pub").read_text().strip()
@@ -179,3 +179,40 @@ def test_a_changed_host_key_or_no_deploy_key_fails_with_its_reason(
     row = wait_for_deployment(stack, 1)
     assert row["status"] == "failed" and message in row["error"], row
     assert stack.get("/d/docs/").status_code == 404
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_the_scp_like_form_user_at_host_colon_path_deploys(gitops_stack: GitopsFactory, settings: Settings) -> None:
+    # `root@host:/path` has no place for a port, so this sshd listens on 22 (on 127.0.0.1 only).
+    if not port_is_free(22):
+        pytest.skip("127.0.0.1:22 is taken, and the scp-like form cannot name another port")
+    root = Path(tempfile.mkdtemp(prefix="dh-ssh-"))
+    server = SshServer(root, port=22)
+    try:
+        repo = server.repo("site")
+        first = repo.commit({"index.html": "<h1>scp-like</h1>"})
+        server.trust(settings.git_dir / "known_hosts")
+        url = f"root@127.0.0.1:{root}/site.git"
+        stack = gitops_stack(declared(url), ENV, git_ssh_key=str(server.client_key))
+        row = wait_for_deployment(stack, 1)
+        assert row["status"] == "live" and row["commit_sha"] == first, row
+        assert stack.get("/d/docs/").text == "<h1>scp-like</h1>"
+        second = repo.commit({"index.html": "<h1>again</h1>"})
+        body, headers = push_webhook(url)
+        answer = stack.client.post("/api/webhooks/generic", content=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        row = wait_for_deployment(stack, answer.json()["queued"][0])
+        assert row["status"] == "live" and row["commit_sha"] == second, row
+        assert stack.get("/d/docs/").text == "<h1>again</h1>"
+    finally:
+        server.close()
+        shutil.rmtree(root, ignore_errors=True)
