@@ -12,11 +12,12 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from drophost.settings import Settings
-from tests.conftest import AUTH, free_port
+from tests.conftest import AUTH, Stack, free_port
 from tests.integration.gitops.conftest import GitopsFactory, Repo, wait_for_deployment, wait_until
 
 SSHD = "/usr/sbin/sshd"
@@ -98,9 +99,13 @@ def declared(url: str) -> str:
     return f"sites:\n  - slot: docs\n    repo: {url}\n    branch: main\n    webhook_secret_env: HOOK_SECRET\n"
 
 
-def push_webhook(url: str) -> tuple[bytes, dict[str, str]]:
+def deliver_push(stack: Stack, url: str) -> dict[str, Any]:
+    """A signed push webhook for `url`; the deployment it queued, once it has ended."""
     body = json.dumps({"repo": url, "branch": "main"}).encode()
-    return body, {"X-Signature": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()}
+    headers = {"X-Signature": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()}
+    answer = stack.client.post("/api/webhooks/generic", content=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    return wait_for_deployment(stack, answer.json()["queued"][0])
 
 
 def test_an_ssh_remote_deploys_with_the_deploy_key_and_known_hosts(
@@ -116,10 +121,7 @@ def test_an_ssh_remote_deploys_with_the_deploy_key_and_known_hosts(
     assert row["commit_sha"] == first and row["repo"] == url.replace("root@", "")  # the user is not recorded
     assert stack.get("/d/docs/public/index.html").text == "<h1>over ssh</h1>"
     second = repo.commit({"public/index.html": "<h1>pushed</h1>"})
-    body, headers = push_webhook(url)
-    answer = stack.client.post("/api/webhooks/generic", content=body, headers=headers)
-    assert answer.status_code == 202, answer.text
-    row = wait_for_deployment(stack, answer.json()["queued"][0])
+    row = deliver_push(stack, url)
     assert row["status"] == "live" and row["trigger"] == "webhook" and row["commit_sha"] == second, row
     assert stack.get("/d/docs/public/index.html").text == "<h1>pushed</h1>"
 
@@ -136,9 +138,7 @@ def test_an_unknown_host_key_fails_clearly_and_nothing_live_changes(
     assert wait_for_deployment(stack, 1)["status"] == "live"
     known_hosts.write_text("")  # the host was never added (or was removed)
     repo.commit({"index.html": "second"})
-    body, headers = push_webhook(url)
-    answer = stack.client.post("/api/webhooks/generic", content=body, headers=headers)
-    row = wait_for_deployment(stack, answer.json()["queued"][0])
+    row = deliver_push(stack, url)
     shown = f"ssh://127.0.0.1:{ssh_server.port}{ssh_server.root}/site.git"
     assert row["status"] == "failed"
     assert row["error"] == (
@@ -207,10 +207,7 @@ def test_the_scp_like_form_user_at_host_colon_path_deploys(gitops_stack: GitopsF
         assert row["status"] == "live" and row["commit_sha"] == first, row
         assert stack.get("/d/docs/").text == "<h1>scp-like</h1>"
         second = repo.commit({"index.html": "<h1>again</h1>"})
-        body, headers = push_webhook(url)
-        answer = stack.client.post("/api/webhooks/generic", content=body, headers=headers)
-        assert answer.status_code == 202, answer.text
-        row = wait_for_deployment(stack, answer.json()["queued"][0])
+        row = deliver_push(stack, url)
         assert row["status"] == "live" and row["commit_sha"] == second, row
         assert stack.get("/d/docs/").text == "<h1>again</h1>"
     finally:
