@@ -19,8 +19,10 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
+from drophost import gitstore
 from drophost.app import create_app
 from drophost.settings import Settings
+from drophost.store import Conn
 from tests.conftest import AUTH, TOKEN, Stack, start_nginx, stop_process
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
@@ -187,6 +189,25 @@ def gitops_stack(settings: Settings, data_dir: Path) -> Iterator[GitopsFactory]:
     for stack in opened:
         stack.client.__exit__(None, None, None)
         stop_process(stack.process)
+
+
+def queue_webhook_deploy(
+    conn: Conn, *, slot: str, repo: str, pusher: str | None, settle: float = 0.0, max_settle: float = 0.0
+) -> gitstore.Queued:
+    """A push webhook's deploy of branch main, queued straight in PostgreSQL (as GitOps would)."""
+    return gitstore.queue_deploy(
+        conn,
+        slot=slot,
+        repo=repo,
+        branch="main",
+        path="",
+        template=None,
+        trigger="webhook",
+        pusher=pusher,
+        ttl_seconds=None,
+        settle=settle,
+        max_settle=max_settle,
+    )
 
 
 def wait_for_deployment(stack: Stack, deployment_id: int, *, limit: float = 60.0) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from drophost.gitops import GitOps, Push
 from drophost.groupcommit import GroupCommit
 from drophost.migrate import migrate
 from drophost.store import Conn
-from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, Served, wait_until
+from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, Served, queue_webhook_deploy, wait_until
 from tests.integration.gitops.test_webhooks import ENV, hex_hmac, site_yaml
 
 HOUR = 3600.0
@@ -98,18 +98,8 @@ def test_a_failed_commit_answers_every_caller_of_the_batch_with_the_error(pool: 
 
 
 def queue(conn: Conn, *, settle: float = HOUR, max_settle: float = 2 * HOUR) -> gitstore.Queued:
-    return gitstore.queue_deploy(
-        conn,
-        slot="site",
-        repo="https://git.example.lan/site.git",
-        branch="main",
-        path="",
-        template=None,
-        trigger="webhook",
-        pusher="ann",
-        ttl_seconds=None,
-        settle=settle,
-        max_settle=max_settle,
+    return queue_webhook_deploy(
+        conn, slot="site", repo="https://git.example.lan/site.git", pusher="ann", settle=settle, max_settle=max_settle
     )
 
 

@@ -12,7 +12,7 @@ from drophost.app import create_app
 from drophost.cli import main
 from drophost.migrate import migrate
 from tests.conftest import AUTH
-from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, wait_for_deployment
+from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, queue_webhook_deploy, wait_for_deployment
 
 
 def two_sites(server: GitHttpServer, *, b: bool = True, a_branch: str = "main") -> str:
@@ -118,17 +118,7 @@ def test_a_deploy_interrupted_while_building_is_queued_again_at_start(
     head = git_server.repo("a").commit({"index.html": "after the crash"})
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrate(conn)
-        interrupted = gitstore.queue_deploy(
-            conn,
-            slot="a",
-            repo=git_server.url("a"),
-            branch="main",
-            path="",
-            template=None,
-            trigger="webhook",
-            pusher="ann",
-            ttl_seconds=None,
-        ).deployment_id
+        interrupted = queue_webhook_deploy(conn, slot="a", repo=git_server.url("a"), pusher="ann").deployment_id
         assert gitstore.claim_next(conn) is not None  # it was building when the service stopped
     stack = gitops_stack(two_sites(git_server, b=False))
     first = stack.client.get(f"/api/deployments/{interrupted}", headers=AUTH).json()
@@ -143,17 +133,7 @@ def test_a_queued_deploy_for_a_slot_no_longer_declared_does_not_go_live(
     git_server.repo("a").commit({"index.html": "a"})
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrate(conn)
-        queued = gitstore.queue_deploy(
-            conn,
-            slot="a",
-            repo=git_server.url("a"),
-            branch="main",
-            path="",
-            template=None,
-            trigger="webhook",
-            pusher=None,
-            ttl_seconds=None,
-        ).deployment_id
+        queued = queue_webhook_deploy(conn, slot="a", repo=git_server.url("a"), pusher=None).deployment_id
     stack = gitops_stack("sites: []\n")
     row = wait_for_deployment(stack, queued)
     assert row["status"] == "failed" and row["error"] == "cancelled: the slot is no longer declared in deploy.yaml"

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,17 +83,24 @@ class SshServer:
         self.log.close()
 
 
-@pytest.fixture
-def ssh_server() -> Iterator[SshServer]:
+@contextmanager
+def running_sshd(port: int | None = None) -> Iterator[SshServer]:
+    """An SshServer in a folder of its own (a free port unless one is given), removed afterwards."""
     if not os.path.exists(SSHD) or shutil.which("ssh") is None:
         pytest.fail("sshd or ssh is not installed: run ./install.sh --dev (openssh-server, openssh-client)")
     root = Path(tempfile.mkdtemp(prefix="dh-ssh-"))
-    server = SshServer(root)
+    server = SshServer(root, port)
     try:
         yield server
     finally:
         server.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def ssh_server() -> Iterator[SshServer]:
+    with running_sshd() as server:
+        yield server
 
 
 def declared(url: str) -> str:
@@ -195,13 +203,11 @@ def test_the_scp_like_form_user_at_host_colon_path_deploys(gitops_stack: GitopsF
     # `root@host:/path` has no place for a port, so this sshd listens on 22 (on 127.0.0.1 only).
     if not port_is_free(22):
         pytest.skip("127.0.0.1:22 is taken, and the scp-like form cannot name another port")
-    root = Path(tempfile.mkdtemp(prefix="dh-ssh-"))
-    server = SshServer(root, port=22)
-    try:
+    with running_sshd(port=22) as server:
         repo = server.repo("site")
         first = repo.commit({"index.html": "<h1>scp-like</h1>"})
         server.trust(settings.git_dir / "known_hosts")
-        url = f"root@127.0.0.1:{root}/site.git"
+        url = f"root@127.0.0.1:{server.root}/site.git"
         stack = gitops_stack(declared(url), ENV, git_ssh_key=str(server.client_key))
         row = wait_for_deployment(stack, 1)
         assert row["status"] == "live" and row["commit_sha"] == first, row
@@ -210,6 +216,3 @@ def test_the_scp_like_form_user_at_host_colon_path_deploys(gitops_stack: GitopsF
         row = deliver_push(stack, url)
         assert row["status"] == "live" and row["commit_sha"] == second, row
         assert stack.get("/d/docs/").text == "<h1>again</h1>"
-    finally:
-        server.close()
-        shutil.rmtree(root, ignore_errors=True)
