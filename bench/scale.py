@@ -37,8 +37,8 @@ from bench.report import Row, machine_summary, median, render_table, seconds
 from bench.site import SiteFile, generate_site, write_zip
 from bench.stack import DropHostStack, PlainNginx, process_tree, scratch_dir
 from drophost import runner
-from drophost.client import ApiClient
-from drophost.digestclient import deploy_folder
+from drophost.client.digest import deploy_folder
+from drophost.client.http import ApiClient
 
 MB = 1_000_000
 # nginx's master handles one reload per ~100 ms (it sleeps 100 ms after starting new workers, with

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import client
 from drophost import runner
-from drophost.nginx import worker_user_directive
+from drophost.pipeline.nginxconfig import worker_user_directive
 
 
 def free_port() -> int:

@@ -24,10 +24,10 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from drophost.app import create_app
 from drophost.localdb import LocalPostgres
-from drophost.nginx import Nginx
+from drophost.pipeline.nginx import Nginx
 from drophost.settings import Settings
+from drophost.web.app import create_app
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,7 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from drophost import __version__, remote
+from drophost import __version__
+from drophost.client import commands
 from drophost.errors import DrophostError
 from drophost.settings import Settings
 
@@ -16,25 +17,25 @@ from drophost.settings import Settings
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drophost", description="Self-hosted static-site deployer.")
     parser.add_argument("--version", action="version", version=f"drophost {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    subcommands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="run PostgreSQL, nginx and the service in the foreground")
+    up = subcommands.add_parser("up", help="run PostgreSQL, nginx and the service in the foreground")
     up.add_argument("--data-dir", help="where everything is kept (default: /var/lib/drophost as root)")
     up.add_argument("--port", type=int, help="the public port (default 8080)")
     up.add_argument("--host", help="the address to listen on (default 127.0.0.1)")
     up.add_argument("--sites-port", type=int, help="the port the sites are served on (default the port + 1)")
     up.add_argument("--config", help="the deploy.yaml to apply (default: $DROPHOST_CONFIG)")
 
-    check = commands.add_parser("check", help="validate a deploy.yaml")
+    check = subcommands.add_parser("check", help="validate a deploy.yaml")
     check.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
 
-    plan = commands.add_parser("plan", help="show what applying a deploy.yaml would change against what is live")
+    plan = subcommands.add_parser("plan", help="show what applying a deploy.yaml would change against what is live")
     plan.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
     plan.add_argument("--data-dir", help="where `drophost up` keeps its state (for the API token)")
 
-    remote.add_commands(commands)
+    commands.add_commands(subcommands)
 
-    serve = commands.add_parser("serve", help="run only the service (PostgreSQL and nginx run elsewhere)")
+    serve = subcommands.add_parser("serve", help="run only the service (PostgreSQL and nginx run elsewhere)")
     serve.add_argument("--listen-host", default="127.0.0.1")
     serve.add_argument("--listen-port", type=int, default=8000)
     return parser
@@ -43,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command in remote.COMMANDS:
-        return remote.run(args, os.environ, sys.stdout, sys.stderr)
+    if args.command in commands.COMMANDS:
+        return commands.run(args, os.environ, sys.stdout, sys.stderr)
     try:
         if args.command == "up":
-            from drophost.embedded import up
+            from drophost.up import up
 
             settings = Settings.from_env(
                 os.environ,
@@ -59,18 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return up(settings)
         if args.command == "check":
-            from drophost.gitcli import check
+            from drophost.gitops.check import check
 
             return check(config_file(args.file), os.environ)
         if args.command == "plan":
-            from drophost.gitcli import show_plan
+            from drophost.gitops.check import show_plan
 
             settings = Settings.from_env(os.environ, data_dir=args.data_dir)
             return show_plan(config_file(args.file), settings)
         if args.command == "serve":
             import uvicorn
 
-            from drophost.app import create_app
+            from drophost.web.app import create_app
 
             settings = Settings.from_env(os.environ)
             uvicorn.run(create_app(settings), host=args.listen_host, port=args.listen_port, access_log=False)

@@ -16,7 +16,7 @@ from drophost.settings import Settings
 # `drophost serve` listens on TCP; behind nginx the service listens on the settings' unix socket.
 LAUNCHER = """
 import os, uvicorn
-from drophost.app import create_app
+from drophost.web.app import create_app
 from drophost.settings import Settings
 settings = Settings.from_env(os.environ)
 uvicorn.run(create_app(settings), uds=settings.service_socket, log_level="warning", access_log=False)

@@ -19,8 +19,8 @@ import httpx2 as httpx
 import psycopg
 from starlette.testclient import TestClient
 
-from drophost.app import create_app
 from drophost.settings import Settings
+from drophost.web.app import create_app
 from tests.conftest import AUTH, TOKEN, Stack, free_port, start_nginx, stop_process
 from tests.zipcraft import std_zip
 

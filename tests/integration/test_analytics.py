@@ -10,8 +10,8 @@ import httpx2 as httpx
 import psycopg
 from starlette.testclient import TestClient
 
-from drophost.app import create_app
 from drophost.settings import Settings
+from drophost.web.app import create_app
 from tests.conftest import AUTH, Stack, make_zip
 
 
@@ -164,8 +164,8 @@ def _stored_paths(database_url: str) -> list[str]:
 def test_every_kind_of_rotation_counts_each_line_once(database_url: str, tmp_path: Path) -> None:
     from psycopg_pool import ConnectionPool
 
-    from drophost.accesslog import Ingester
-    from drophost.migrate import migrate
+    from drophost.analytics.accesslog import Ingester
+    from drophost.store.migrate import migrate
 
     log = tmp_path / "access.log"
     with psycopg.connect(database_url, autocommit=True) as conn:

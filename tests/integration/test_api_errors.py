@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from drophost import openapi
+from drophost.web import openapi
 from tests.conftest import AUTH, Stack
 from tests.integration.support import (
     assert_error,

@@ -10,7 +10,7 @@ import time
 import httpx2 as httpx
 import psycopg
 
-from drophost.nginx import site_entry
+from drophost.pipeline.nginxconfig import site_entry
 from tests.conftest import AUTH, Stack
 from tests.integration.support import (
     assert_error,

@@ -10,15 +10,15 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from drophost import remote
-from drophost.client import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
-from drophost.remote import ProgressBar
+from drophost.client import commands
+from drophost.client.commands import ProgressBar
+from drophost.client.http import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.conftest import TOKEN, LiveStack, free_port
 
 
 def drophost(live: LiveStack, capsys: pytest.CaptureFixture[str], *argv: str, **env: str) -> tuple[int, str, str]:
     environ = {"DROPHOST_URL": live.base_url, "DROPHOST_API_TOKEN": TOKEN, "HOME": "/nonexistent", **env}
-    code = remote.main(list(argv), environ)
+    code = commands.main(list(argv), environ)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

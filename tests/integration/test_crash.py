@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from drophost.app import create_app
-from drophost.nginx import site_entry
+from drophost.pipeline.nginxconfig import site_entry
 from drophost.settings import Settings
+from drophost.web.app import create_app
 from tests.conftest import AUTH, start_nginx, stop_process
 from tests.integration.service_process import ServiceProcess
 from tests.integration.support import deploy_site, hashes, running_stack, served, site, sites_map

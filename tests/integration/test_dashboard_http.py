@@ -4,7 +4,7 @@ import re
 
 from starlette.testclient import TestClient
 
-from drophost import sessions
+from drophost.web import sessions
 from tests.conftest import AUTH, TOKEN, Stack
 
 ORIGIN = "http://testserver"

@@ -9,8 +9,8 @@ import httpx2 as httpx
 import psycopg
 from starlette.testclient import TestClient
 
-from drophost.app import create_app
 from drophost.settings import Settings
+from drophost.web.app import create_app
 from tests.conftest import AUTH, Stack, make_zip
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from drophost.app import create_app
-from drophost.client import ApiClient, ClientError
-from drophost.digestclient import deploy_folder
+from drophost.client.digest import deploy_folder
+from drophost.client.http import ApiClient, ClientError
 from drophost.settings import Settings
+from drophost.web.app import create_app
 from tests.conftest import AUTH, TOKEN, LiveStack, Stack, make_zip, start_nginx, stop_process
 
 SITE = {f"page{i}.html": f"<p>page {i}</p>" * 20 for i in range(40)}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from drophost import releases
-from drophost.deployer import Deployer
 from drophost.errors import UnsafeReleaseError
+from drophost.pipeline import releases
+from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
 from tests.conftest import AUTH, Stack
 from tests.integration.support import deploy_site, fetch, hashes, on_disk, recorded, running_stack, served, site

@@ -7,10 +7,10 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from drophost.app import create_app
 from drophost.errors import SettingsError
-from drophost.nginx import render_main_config, template_environment
+from drophost.pipeline.nginxconfig import render_main_config, template_environment
 from drophost.settings import Settings
+from drophost.web.app import create_app
 from tests.conftest import AUTH, LiveStack, Stack, make_zip, serve_in_thread, stop_server
 
 

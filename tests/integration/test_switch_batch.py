@@ -4,9 +4,10 @@ import threading
 
 import pytest
 
-from drophost import nginx, store
-from drophost.deployer import Deployer
 from drophost.errors import DrophostError
+from drophost.pipeline import nginx
+from drophost.pipeline.deployer import Deployer
+from drophost.store import versions
 from tests.conftest import Stack
 
 
@@ -17,7 +18,7 @@ def _first_versions(stack: Stack, slots: list[str]) -> dict[str, tuple[str, str]
         assert stack.deploy({"index.html": f"{slot} v1"}, slot).status_code == 201
         deployer.take_offline(slot)
     with deployer.pool.connection() as conn:
-        rows = {slot: store.get_version(conn, slot, 1) for slot in slots}
+        rows = {slot: versions.get_version(conn, slot, 1) for slot in slots}
     return {slot: (row["config"], row["release_dir"]) for slot, row in rows.items() if row}
 
 
@@ -64,7 +65,7 @@ def test_a_new_version_of_a_live_slot_moves_its_link_without_a_reload(stack: Sta
     assert master is not None
     workers = nginx._children(master)
     with deployer.pool.connection() as conn:
-        one = store.get_version(conn, "moving", 1)
+        one = versions.get_version(conn, "moving", 1)
     assert one is not None
     assert deployer._switches.switch("moving", one["config"], one["release_dir"]) is None
     assert stack.get("/d/moving/").text == "v1"
@@ -95,7 +96,7 @@ def test_a_lone_rejected_config_changes_nothing(stack: Stack) -> None:
     before = deployer.nginx.sites_path.read_text()
     link = deployer.nginx.pointed("solo")
     with deployer.pool.connection() as conn:
-        one = store.get_version(conn, "solo", 1)
+        one = versions.get_version(conn, "solo", 1)
     assert one is not None
     with pytest.raises(DrophostError):
         deployer._switches.switch("solo", 'solo "1:/nowhere" extra;\n', one["release_dir"])

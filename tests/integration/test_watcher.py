@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from drophost.app import create_app
 from drophost.settings import Settings
+from drophost.web.app import create_app
 from tests.conftest import AUTH, Stack, stop_process
 
 WATCHER = Path(__file__).resolve().parents[2] / "docker" / "nginx" / "watcher.sh"
@@ -44,7 +44,7 @@ def watched_stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
         watcher = _start_watcher(chosen)
         try:
-            from drophost.nginx import Nginx
+            from drophost.pipeline.nginx import Nginx
 
             yield Stack(settings=chosen, nginx=Nginx(chosen), process=watcher, client=client)
         finally:

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drophost.accesslog import complete_lines, parse_line
-from drophost.analytics import parse_range
+from drophost.analytics.accesslog import complete_lines, parse_line
 from drophost.errors import ValidationError
+from drophost.web.analytics import parse_range
 
 LINE = (
     b'{"time":"2026-01-02T03:04:05+00:00","msec":"1767323045.250","slot":"demo","method":"GET",'

@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 from drophost import runner
-from drophost.archive import ArchiveLimits, ExtractionPlan, check_entry_name, extract, open_archive, plan_extraction
-from drophost.blobstore import BlobStore
 from drophost.errors import InvalidArchiveError
+from drophost.pipeline.archive import (
+    ArchiveLimits,
+    ExtractionPlan,
+    check_entry_name,
+    extract,
+    open_archive,
+    plan_extraction,
+)
+from drophost.pipeline.artifacts import ArtifactStore
 from tests.zipcraft import BAD_ZIPS, LIMITS, BadZip, Entry, MiB, craft_zip, std_zip, streamed_zip, zipinfo_zip
 
 TEST_LIMITS = ArchiveLimits(**LIMITS)
@@ -20,7 +27,7 @@ TEST_LIMITS = ArchiveLimits(**LIMITS)
 def unpack(data: bytes, destination: Path, limits: ArchiveLimits = TEST_LIMITS) -> ExtractionPlan:
     """What the deployer does with an upload: open, plan, extract (into a store beside the tree)."""
     raw = io.BytesIO(data)
-    store = BlobStore(destination.parent / f"{destination.name}-store")
+    store = ArtifactStore(destination.parent / f"{destination.name}-store")
     store.prepare()
     with open_archive(raw) as archive:
         plan = plan_extraction(archive, raw, limits)

@@ -4,7 +4,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from drophost.blobstore import BlobStore, decode_hint, encode_hint
+from drophost.pipeline.artifacts import ArtifactStore, decode_hint, encode_hint
 
 
 def test_a_hint_names_its_digest_in_43_characters() -> None:
@@ -20,7 +20,7 @@ def test_anything_else_is_not_a_hint() -> None:
 
 
 def test_the_store_finds_a_remembered_digest_through_a_small_symlink(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "store")
+    store = ArtifactStore(tmp_path / "store")
     store.prepare()
     digest = store.add_stream([b"<p>hello</p>"])
     store.remember_crc(1234, 12, digest)

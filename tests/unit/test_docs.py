@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from drophost import remote, webhooks
+from drophost.client import commands
+from drophost.gitops import webhooks
 from drophost.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +86,6 @@ def test_the_readme_shows_the_root_deploy_yaml() -> None:
 
 def test_the_readme_shows_every_client_command_and_webhook() -> None:
     cli = section("The command line")
-    assert [c for c in remote.COMMANDS if f"drophost {c} " not in cli] == []
+    assert [c for c in commands.COMMANDS if f"drophost {c} " not in cli] == []
     gitops = section("GitOps: deploy.yaml, webhooks, git push")
     assert [p for p in webhooks.PROVIDERS if f"/api/webhooks/{p}`" not in gitops] == []

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drophost.app import build_routes
-from drophost.openapi import document
 from drophost.settings import Settings
+from drophost.web.app import build_routes
+from drophost.web.openapi import document
 
 
 def test_every_gitops_route_is_documented() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from drophost.errors import CommandError, SettingsError
-from drophost.gitsource import GitSource, _fetch_reason
-from drophost.gitssh import ssh_command
-from drophost.repourls import parse_repo_url
+from drophost.gitops.mirror import GitSource, _fetch_reason
+from drophost.gitops.repourls import parse_repo_url
+from drophost.gitops.ssh import ssh_command
 from drophost.settings import Settings
 
 

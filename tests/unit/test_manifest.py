@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from drophost.errors import ManifestError
-from drophost.manifest import load_file, parse, preview_slot, secret_problems
-from drophost.slots import is_valid_slot
+from drophost.gitops.manifest import load_file, parse, preview_slot, secret_problems
+from drophost.names import is_valid_slot
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted((ROOT / "tests" / "fixtures" / "manifests").glob("*.yaml"))

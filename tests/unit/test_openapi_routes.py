@@ -4,9 +4,9 @@ import re
 
 from starlette.routing import Route
 
-from drophost import dashboard, openapi
-from drophost.app import build_routes
 from drophost.settings import Settings
+from drophost.web import dashboard, openapi
+from drophost.web.app import build_routes
 
 # The API is described by OpenAPI; the dashboard's HTML pages are not an API and stay out by prefix.
 DOCUMENTED_PREFIXES = ("/api/", "/health", "/git/")

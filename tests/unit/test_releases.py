@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from drophost import releases
-from drophost.deployer import _safe_to_serve
 from drophost.errors import UnsafeReleaseError
+from drophost.pipeline import releases
+from drophost.pipeline.deployer import _safe_to_serve
 
 
 def make_tree(root: Path) -> Path:

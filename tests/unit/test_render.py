@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from drophost.errors import DrophostError
-from drophost.nginx import (
+from drophost.pipeline.nginxconfig import (
     release_link_target,
     render_main_config,
     render_site_config,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from drophost.blobstore import BlobStore
 from drophost.errors import ValidationError
-from drophost.retention import Prune, plan_retention
+from drophost.pipeline.artifacts import ArtifactStore
+from drophost.pipeline.retention import Prune, plan_retention
 
 
 def _row(slot: str, version: int, status: str = "inactive", pinned: bool = False) -> dict[str, object]:
@@ -34,7 +34,7 @@ def test_retention_with_nothing_beyond_the_limit_prunes_nothing() -> None:
 
 
 def test_the_store_keeps_one_copy_per_content(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "store")
+    store = ArtifactStore(tmp_path / "store")
     store.prepare()
     first = store.add_stream([b"hello ", b"world"])
     second = store.add_stream([b"hello world"])
@@ -47,7 +47,7 @@ def test_the_store_keeps_one_copy_per_content(tmp_path: Path) -> None:
 
 
 def test_a_blob_whose_bytes_do_not_match_its_digest_is_refused_and_not_kept(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "store")
+    store = ArtifactStore(tmp_path / "store")
     store.prepare()
     with pytest.raises(ValidationError):
         store.add_stream([b"evil"], expected=hashlib.sha256(b"good").hexdigest())
@@ -56,7 +56,7 @@ def test_a_blob_whose_bytes_do_not_match_its_digest_is_refused_and_not_kept(tmp_
 
 
 def test_absorbing_a_tree_replaces_known_files_by_links(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "store")
+    store = ArtifactStore(tmp_path / "store")
     store.prepare()
     known = store.add_stream([b"same"])
     tree = tmp_path / "tree"
@@ -70,7 +70,7 @@ def test_absorbing_a_tree_replaces_known_files_by_links(tmp_path: Path) -> None:
 
 
 def test_unreferenced_blobs_are_found_and_a_dry_run_can_count_doomed_releases(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "store")
+    store = ArtifactStore(tmp_path / "store")
     store.prepare()
     kept = store.add_stream([b"kept"])
     doomed = store.add_stream([b"doomed"])
@@ -83,7 +83,7 @@ def test_unreferenced_blobs_are_found_and_a_dry_run_can_count_doomed_releases(tm
 
 
 def test_cached_git_blobs_no_release_links_to_are_unreferenced(tmp_path: Path) -> None:
-    from drophost.retention import unreferenced_git_blobs
+    from drophost.pipeline.retention import unreferenced_git_blobs
 
     cache = tmp_path / "git" / "blobs"
     cache.mkdir(parents=True)
@@ -101,7 +101,7 @@ def test_cached_git_blobs_no_release_links_to_are_unreferenced(tmp_path: Path) -
 
 
 def test_releases_of_a_moved_data_directory_are_not_orphans(tmp_path: Path) -> None:
-    from drophost.releases import orphaned
+    from drophost.pipeline.releases import orphaned
 
     root = tmp_path / "new-place" / "releases"
     for name in ("docs/1", "docs/2", "blog/7"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from drophost.errors import InvalidSlotError, ValidationError
-from drophost.slots import is_valid_slot, parse_ttl, slot_from_filename, validate_slot
+from drophost.names import is_valid_slot, parse_ttl, slot_from_filename, validate_slot
 
 DAY = 86400
 

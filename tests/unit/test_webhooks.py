@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from drophost.errors import UnauthorizedError
-from drophost.repourls import repo_key
-from drophost.webhooks import PROVIDERS, RefUpdate, parse_event, verified_secrets
+from drophost.gitops.repourls import repo_key
+from drophost.gitops.webhooks import PROVIDERS, RefUpdate, parse_event, verified_secrets
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 

@@ -19,10 +19,10 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
-from drophost import gitstore
-from drophost.app import create_app
 from drophost.settings import Settings
-from drophost.store import Conn
+from drophost.store import gitjobs
+from drophost.store.rows import Conn
+from drophost.web.app import create_app
 from tests.conftest import AUTH, TOKEN, Stack, start_nginx, stop_process
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
@@ -193,12 +193,13 @@ def gitops_stack(settings: Settings, data_dir: Path) -> Iterator[GitopsFactory]:
 
 def queue_webhook_deploy(
     conn: Conn, *, slot: str, repo: str, pusher: str | None, settle: float = 0.0, max_settle: float = 0.0
-) -> gitstore.Queued:
+) -> gitjobs.Queued:
     """A push webhook's deploy of branch main, queued straight in PostgreSQL (as GitOps would)."""
-    return gitstore.queue_deploy(
+    return gitjobs.queue_deploy(
         conn,
         slot=slot,
         repo=repo,
+        shown_repo=repo,
         branch="main",
         path="",
         template=None,

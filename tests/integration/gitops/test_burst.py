@@ -17,12 +17,12 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from drophost import gitstore
 from drophost.errors import ConflictError
-from drophost.gitops import GitOps, Push
-from drophost.groupcommit import GroupCommit
-from drophost.migrate import migrate
-from drophost.store import Conn
+from drophost.gitops.controller import GitOps, Push
+from drophost.store import gitjobs
+from drophost.store.groupcommit import GroupCommit
+from drophost.store.migrate import migrate
+from drophost.store.rows import Conn
 from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, Served, queue_webhook_deploy, wait_until
 from tests.integration.gitops.test_webhooks import ENV, hex_hmac, site_yaml
 
@@ -97,7 +97,7 @@ def test_a_failed_commit_answers_every_caller_of_the_batch_with_the_error(pool: 
     assert written(pool) == ["after", "twice"]
 
 
-def queue(conn: Conn, *, settle: float = HOUR, max_settle: float = 2 * HOUR) -> gitstore.Queued:
+def queue(conn: Conn, *, settle: float = HOUR, max_settle: float = 2 * HOUR) -> gitjobs.Queued:
     return queue_webhook_deploy(
         conn, slot="site", repo="https://git.example.lan/site.git", pusher="ann", settle=settle, max_settle=max_settle
     )
@@ -108,25 +108,25 @@ def test_pushes_during_a_running_deploy_wait_to_settle_in_one_pending_deploy(dat
         migrate(conn)
         running = queue(conn)
         assert running.new
-        job = gitstore.claim_next(conn)  # nothing was running: the first push starts at once
+        job = gitjobs.claim_next(conn)  # nothing was running: the first push starts at once
         assert job is not None and job.deployment_id == running.deployment_id
 
         burst = [queue(conn) for _ in range(50)]
         assert len({q.deployment_id for q in burst}) == 1
         assert [q.new for q in burst] == [True] + [False] * 49
         pending = burst[0].deployment_id
-        assert gitstore.claim_next(conn) is None  # one running, one pending: never two at once
+        assert gitjobs.claim_next(conn) is None  # one running, one pending: never two at once
 
-        gitstore.fail_job(conn, running.deployment_id, "done")
-        assert gitstore.claim_next(conn) is None  # the pushes have not settled yet
-        wait = gitstore.seconds_to_next_job(conn)
+        gitjobs.fail_job(conn, running.deployment_id, "done")
+        assert gitjobs.claim_next(conn) is None  # the pushes have not settled yet
+        wait = gitjobs.seconds_to_next_job(conn)
         assert wait is not None and 0 < wait <= HOUR
 
         # Held no longer than max_settle after it was queued, however many pushes keep coming.
         assert queue(conn, max_settle=0).deployment_id == pending
-        job = gitstore.claim_next(conn)
+        job = gitjobs.claim_next(conn)
         assert job is not None and job.deployment_id == pending
-        assert gitstore.seconds_to_next_job(conn) is None
+        assert gitjobs.seconds_to_next_job(conn) is None
 
 
 def test_a_push_to_an_idle_slot_is_not_held(database_url: str) -> None:
@@ -134,8 +134,8 @@ def test_a_push_to_an_idle_slot_is_not_held(database_url: str) -> None:
         migrate(conn)
         first = queue(conn)
         assert queue(conn).deployment_id == first.deployment_id  # absorbed before any worker took it
-        assert gitstore.seconds_to_next_job(conn) == 0
-        job = gitstore.claim_next(conn)
+        assert gitjobs.seconds_to_next_job(conn) == 0
+        job = gitjobs.claim_next(conn)
         assert job is not None and job.deployment_id == first.deployment_id
 
 

@@ -7,10 +7,10 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from drophost import gitstore
-from drophost.app import create_app
 from drophost.cli import main
-from drophost.migrate import migrate
+from drophost.store import gitjobs
+from drophost.store.migrate import migrate
+from drophost.web.app import create_app
 from tests.conftest import AUTH
 from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, queue_webhook_deploy, wait_for_deployment
 
@@ -119,7 +119,7 @@ def test_a_deploy_interrupted_while_building_is_queued_again_at_start(
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrate(conn)
         interrupted = queue_webhook_deploy(conn, slot="a", repo=git_server.url("a"), pusher="ann").deployment_id
-        assert gitstore.claim_next(conn) is not None  # it was building when the service stopped
+        assert gitjobs.claim_next(conn) is not None  # it was building when the service stopped
     stack = gitops_stack(two_sites(git_server, b=False))
     first = stack.client.get(f"/api/deployments/{interrupted}", headers=AUTH).json()
     assert first["status"] == "failed" and first["error"].startswith("interrupted")

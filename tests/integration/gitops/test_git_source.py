@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from drophost.archive import ArchiveLimits
 from drophost.errors import GitError
-from drophost.gitsource import GitSource, TreePlan, fetched_commit
-from drophost.repourls import parse_repo_url
+from drophost.gitops.mirror import GitSource, TreePlan, fetched_commit
+from drophost.gitops.repourls import parse_repo_url
+from drophost.pipeline.archive import ArchiveLimits
 from drophost.settings import Settings
 from tests.integration.gitops.conftest import GitHttpServer, Repo, git
 

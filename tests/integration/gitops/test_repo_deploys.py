@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from drophost import releases
+from drophost.pipeline import releases
 from tests.conftest import AUTH
 from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, wait_for_deployment
 

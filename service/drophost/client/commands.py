@@ -1,0 +1,315 @@
+"""The client side of the `drophost` command: deploy, list, versions, rollback, diff, logs, open."""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import sys
+import webbrowser
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from drophost.client.digest import deploy_folder
+from drophost.client.http import (
+    EXIT_AUTH,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    ApiClient,
+    ClientError,
+    validate_server,
+)
+from drophost.errors import DrophostError
+from drophost.names import is_valid_slot, slot_from_filename
+
+COMMANDS = ("deploy", "list", "versions", "rollback", "diff", "logs", "gc", "open")
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+EXIT_CODES_HELP = (
+    "exit codes: 0 done, 1 the server could not do it, 2 bad arguments or input, 3 server unreachable, "
+    "4 token missing or wrong, 5 not found, 6 refused by the server (invalid input or conflict)"
+)
+
+
+def add_commands(commands: Any) -> None:
+    """Register the client commands on the `drophost` parser's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", help=f"the DropHost URL (env DROPHOST_URL; default {DEFAULT_SERVER})")
+    common.add_argument("--token", help="the API token (env DROPHOST_API_TOKEN)")
+    common.add_argument("--config", help="config file (default ~/.config/drophost/cli.ini)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, help=help_text, parents=[common], epilog=EXIT_CODES_HELP
+        )
+        return parser
+
+    deploy = command("deploy", "deploy a folder (only the files the server lacks are sent) or a ZIP file")
+    deploy.add_argument("path")
+    deploy.add_argument("--slot", help="the slot (default: from the folder or file name)")
+    deploy.add_argument("--ttl", help="take it offline after this long: 3600, 90m, 12h, 7d")
+    deploy.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+    command("list", "every slot, its status, version and URL")
+    versions = command("versions", "the config versions of a slot (* marks the live one)")
+    versions.add_argument("slot")
+    rollback = command("rollback", "make an earlier version live again")
+    rollback.add_argument("slot")
+    rollback.add_argument("--to", type=int, metavar="N", help="the version (default: the one before)")
+    diff = command("diff", "what changed between two versions of a slot: files and nginx config")
+    diff.add_argument("slot")
+    diff.add_argument("a", type=int)
+    diff.add_argument("b", type=int)
+    logs = command("logs", "a slot's deployments, with their errors, and its switches")
+    logs.add_argument("slot")
+    gc = command("gc", "apply retention and remove files no version needs any more")
+    gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    opener = command("open", "open a slot's site in the browser")
+    opener.add_argument("slot")
+    opener.add_argument("--print", action="store_true", dest="print_only", help="only print the URL")
+
+
+def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> ApiClient:
+    """--server/--token, else DROPHOST_URL/DROPHOST_API_TOKEN, else the config file."""
+    config_path = Path(args.config) if args.config else default_config_path(environ)
+    stored: Mapping[str, str] = {}
+    if config_path.is_file():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(config_path)
+        except configparser.Error:
+            raise ClientError(f"{config_path} is not a config file like [drophost] server = ...", EXIT_USAGE) from None
+        stored = parser["drophost"] if parser.has_section("drophost") else {}
+    elif args.config:
+        raise ClientError(f"there is no config file {config_path}", EXIT_USAGE)
+    server = args.server or environ.get("DROPHOST_URL") or stored.get("server") or DEFAULT_SERVER
+    token = args.token or environ.get("DROPHOST_API_TOKEN") or stored.get("token") or ""
+    if not token:
+        raise ClientError("no API token: pass --token, set DROPHOST_API_TOKEN or put it in the config file", EXIT_AUTH)
+    return ApiClient(validate_server(server), token.strip())
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "drophost" / "cli.ini"
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    try:
+        client = connect(args, environ)
+        handler: Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]], int] = _HANDLERS[args.command]
+        return handler(client, args, out, err)
+    except ClientError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.message, "status": exc.status}), file=out)
+        print(f"drophost: {exc.message}", file=err)
+        return exc.exit_code
+
+
+# -- the commands --------------------------------------------------------------------------------
+def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    path = Path(args.path)
+    show = args.progress == "always" or (args.progress == "auto" and err.isatty() and not args.json)
+    bar = ProgressBar(err) if show else None
+    try:
+        if path.is_dir():
+            # By digest: the server says which files it lacks and only those are sent.
+            try:
+                slot = args.slot or slot_from_filename(path.resolve().name or "site")
+            except DrophostError as exc:
+                raise ClientError(exc.message, EXIT_USAGE) from None
+            result = deploy_folder(client, path, slot=slot, ttl=args.ttl, progress=bar.update if bar else None)
+        elif path.is_file():
+            fields = {name: value for name, value in (("slot", args.slot), ("ttl", args.ttl)) if value}
+            with open(path, "rb") as archive:
+                result = client.upload(archive, path.name, fields, bar.update if bar else None)
+        else:
+            raise ClientError(f"{args.path} is neither a folder nor a file", EXIT_USAGE)
+    finally:
+        if bar is not None:
+            bar.finish()
+    if args.json:
+        print(json.dumps(result), file=out)
+    else:
+        print(
+            f"{result['slot']} is live at {result['url']} (version {result['config_version']}, "
+            f"deployment {result['id']}, {result['files']} files)",
+            file=out,
+        )
+    return EXIT_OK
+
+
+def list_slots(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    slots = client.get("/api/slots")["slots"]
+    if args.json:
+        print(json.dumps({"slots": slots}), file=out)
+        return EXIT_OK
+    rows = [[s["slot"], s["status"], str(s["active_version"] or "-"), s["expires_at"] or "-", s["url"]] for s in slots]
+    _table(out, ["SLOT", "STATUS", "VERSION", "EXPIRES", "URL"], rows)
+    return EXIT_OK
+
+
+def versions(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    answer = client.get(f"/api/slots/{_slot(args.slot)}/versions")
+    if args.json:
+        print(json.dumps(answer), file=out)
+        return EXIT_OK
+    rows = [
+        [
+            ("* " if v["version"] == answer["active"] else "  ") + str(v["version"]),
+            v["status"],
+            str(v["deployment_id"]),
+            v["created_at"],
+            v["sha256"][:12],
+        ]
+        for v in answer["versions"]
+    ]
+    _table(out, ["  VERSION", "STATUS", "DEPLOYMENT", "CREATED", "SHA256"], rows)
+    return EXIT_OK
+
+
+def rollback(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    body = {} if args.to is None else {"version": args.to}
+    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/rollback", body)
+    if args.json:
+        print(json.dumps(answer), file=out)
+    else:
+        print(f"{answer['slot']} now serves version {answer['active']}", file=out)
+    return EXIT_OK
+
+
+def diff(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    slot = _slot(args.slot)
+    answer = client.get(f"/api/slots/{slot}/diff", a=args.a, b=args.b)
+    if args.json:
+        print(json.dumps(answer), file=out)
+        return EXIT_OK
+    files = answer["files"]
+    for mark, names in (("A", files["added"]), ("D", files["removed"]), ("M", files["changed"])):
+        for name in names:
+            print(f"{mark} {name}", file=out)
+    print(f"({files['unchanged']} files unchanged)", file=out)
+    for text in files["text_diffs"].values():
+        out.write(text)
+    out.write(answer["config"])
+    return EXIT_OK
+
+
+def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    slot = _slot(args.slot)
+    deployments = client.get("/api/deployments", slot=slot)["deployments"]
+    events = client.get(f"/api/slots/{slot}/events")["events"]
+    if not deployments:
+        raise ClientError(f'there is no slot "{slot}"', EXIT_NOT_FOUND)
+    if args.json:
+        print(json.dumps({"slot": slot, "deployments": deployments, "events": events}), file=out)
+        return EXIT_OK
+    for d in deployments:
+        source = d["source_name"] or d["repo"] or d["source"]
+        print(f"{d['created_at']}  deployment {d['id']}  {d['status']}  {source}", file=out)
+        if d["error"]:
+            print(f"    error: {d['error']}", file=out)
+    for e in events:
+        version = f" version {e['version']}" if e["version"] is not None else ""
+        print(f"{e['created_at']}  {e['action']}{version}", file=out)
+    return EXIT_OK
+
+
+def collect_garbage(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    report = client.request("POST", "/api/gc", {"dry_run": bool(args.dry_run)})
+    if args.json:
+        print(json.dumps(report), file=out)
+        return EXIT_OK
+    verb = "would remove" if report["dry_run"] else "removed"
+    for item in report["releases"]:
+        print(f"{verb} the files of {item['slot']} version {item['version']}", file=out)
+    print(f"{verb} {report['blobs']} unreferenced files, {_size(report['bytes'])}", file=out)
+    return EXIT_OK
+
+
+def open_site(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    slot = _slot(args.slot)
+    found = {s["slot"]: s for s in client.get("/api/slots")["slots"]}.get(slot)
+    if found is None:
+        raise ClientError(f'there is no slot "{slot}"', EXIT_NOT_FOUND)
+    if args.json:
+        print(json.dumps({"slot": slot, "url": found["url"], "status": found["status"]}), file=out)
+    else:
+        print(found["url"], file=out)
+    if found["status"] != "live":
+        print(f"drophost: {slot} is {found['status']}", file=err)
+    if not args.print_only and not args.json:
+        webbrowser.open(found["url"])
+    return EXIT_OK if found["status"] == "live" else EXIT_FAILED
+
+
+_HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]], int]] = {
+    "deploy": deploy,
+    "gc": collect_garbage,
+    "list": list_slots,
+    "versions": versions,
+    "rollback": rollback,
+    "diff": diff,
+    "logs": logs,
+    "open": open_site,
+}
+
+
+# -- output ----------------------------------------------------------------------------------------
+class ProgressBar:
+    """An upload progress bar on stderr: redrawn in place on a terminal, a few lines otherwise."""
+
+    def __init__(self, stream: IO[str], width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.shown = -1
+        self.tty = stream.isatty()
+
+    def update(self, sent: int, total: int) -> None:
+        percent = 100 * sent // total if total else 100
+        step = percent if self.tty else percent // 25 * 25
+        if step == self.shown:
+            return
+        self.shown = step
+        filled = self.width * percent // 100
+        text = f"uploading [{'#' * filled}{'.' * (self.width - filled)}] {percent:3d}% {_size(sent)}/{_size(total)}"
+        self.stream.write(("\r" + text) if self.tty else text + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty and self.shown >= 0:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count}B"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f}{unit}"
+
+
+def _table(out: IO[str], header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def _slot(name: str) -> str:
+    if not is_valid_slot(name):
+        raise ClientError(f'"{name[:80]}" is not a valid slot name', EXIT_USAGE)
+    return name
+
+
+def main(argv: list[str], environ: Mapping[str, str]) -> int:
+    """For tests: parse and run a client command with the given environment."""
+    parser = argparse.ArgumentParser(prog="drophost")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return run(args, environ, sys.stdout, sys.stderr)

@@ -1,0 +1,146 @@
+"""Repositories DropHost hosts itself (`repo: hosted:NAME`): bare repos, their hook, git http-backend."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from io import BufferedReader
+from pathlib import Path
+from typing import IO
+
+from drophost import runner
+from drophost.errors import DrophostError
+from drophost.gitops.mirror import GitSource
+from drophost.gitops.repourls import RepoUrl
+from drophost.settings import Settings
+
+# What the smart HTTP protocol asks for; anything else under /git/NAME.git/ is refused.
+SMART_PATHS = {("GET", "info/refs"), ("POST", "git-upload-pack"), ("POST", "git-receive-pack")}
+SERVICES = {"git-upload-pack", "git-receive-pack"}
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CgiResponse:
+    status: int
+    headers: dict[str, str]
+    body: Iterator[bytes]
+
+
+class HostedRepos:
+    def __init__(self, settings: Settings, source: GitSource) -> None:
+        self.settings = settings
+        self.source = source
+
+    def path(self, name: str) -> Path:
+        return self.source.hosted_path(name)
+
+    def ensure(self, name: str) -> Path:
+        """Create the bare repository if needed and (re)install DropHost's hook and limits."""
+        path = self.path(name)
+        self.source.ensure_bare(path)
+        hooks = path / "hooks"
+        hooks.mkdir(exist_ok=True)
+        packaged = resources.files("drophost.hooks").joinpath("post-receive")
+        target = hooks / "post-receive"
+        with resources.as_file(packaged) as source_file:
+            shutil.copyfile(source_file, target)
+        os.chmod(target, 0o755)
+        for key, value in (
+            ("http.receivepack", "true"),
+            ("receive.maxInputSize", str(self.settings.max_upload_bytes)),
+            ("receive.fsckObjects", "true"),
+            ("core.hooksPath", str(hooks)),
+        ):
+            runner.run(
+                [self.settings.git_binary, f"--git-dir={path}", "config", "--", key, value],
+                env=self.source.env(),
+                timeout=30,
+            )
+        return path
+
+    def has_branch(self, repo: RepoUrl, branch: str) -> bool:
+        try:
+            return self.source.remote_head(repo, branch) is not None
+        except DrophostError:
+            return False
+
+    def cgi_environment(
+        self,
+        *,
+        name: str,
+        rest: str,
+        method: str,
+        query: str,
+        headers: Mapping[str, str],
+        user: str,
+        hook_env: Mapping[str, str],
+    ) -> dict[str, str]:
+        env = self.source.env()
+        env.update(
+            {
+                "GIT_PROJECT_ROOT": str(self.source.hosted),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "GIT_HTTP_MAX_REQUEST_BUFFER": str(self.settings.max_upload_bytes),
+                "PATH_INFO": f"/{name}.git/{rest}",
+                "REQUEST_METHOD": method,
+                "QUERY_STRING": query,
+                "CONTENT_TYPE": headers.get("content-type", ""),
+                "REMOTE_USER": user,
+                "REMOTE_ADDR": "127.0.0.1",
+                "SERVER_PROTOCOL": "HTTP/1.1",
+                "GATEWAY_INTERFACE": "CGI/1.1",
+                "DROPHOST_REPOSITORY": name,
+                **hook_env,
+            }
+        )
+        if headers.get("content-encoding"):
+            env["HTTP_CONTENT_ENCODING"] = headers["content-encoding"]
+        if headers.get("git-protocol"):
+            env["GIT_PROTOCOL"] = headers["git-protocol"]
+        return env
+
+    def run_backend(self, env: Mapping[str, str], body: IO[bytes]) -> CgiResponse:
+        """Run `git http-backend` as CGI; its output streams back, killed after the git timeout."""
+        process = runner.spawn([self.settings.git_binary, "http-backend"], env=env, stdin=body)
+        timer = threading.Timer(self.settings.git_timeout, process.kill)
+        timer.daemon = True
+        timer.start()
+        assert process.stdout is not None
+        stdout: BufferedReader = process.stdout  # type: ignore[assignment]
+        raw = b""
+        while b"\r\n\r\n" not in raw and b"\n\n" not in raw:
+            chunk = stdout.read1(_CHUNK)
+            if not chunk:
+                break
+            raw += chunk
+        separator = b"\r\n\r\n" if b"\r\n\r\n" in raw else b"\n\n"
+        head, _, rest = raw.partition(separator)
+        status = 200
+        headers: dict[str, str] = {}
+        for line in head.decode("latin-1").splitlines():
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = int(value.strip().split(" ", 1)[0] or 500)
+            elif key:
+                headers[key.strip()] = value.strip()
+
+        def stream() -> Iterator[bytes]:
+            try:
+                if rest:
+                    yield rest
+                while chunk := stdout.read1(_CHUNK):
+                    yield chunk
+            finally:
+                stdout.close()
+                process.wait()
+                timer.cancel()
+                body.close()
+
+        if not head:
+            status = 502
+        return CgiResponse(status=status, headers=headers, body=stream())

@@ -1,0 +1,387 @@
+"""deploy.yaml -> frozen dataclasses (pure). Every error names the file, line and field."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drophost.errors import DrophostError, ManifestError
+from drophost.gitops.repourls import RepoUrl, check_branch, check_repo_path, parse_repo_url, repo_key
+from drophost.names import is_valid_slot, parse_ttl
+
+MAX_BYTES = 256 * 1024
+MAX_DEPTH = 12
+MAX_SITES = 1000
+MAX_TTL = 10 * 365 * 24 * 3600
+BRANCH_FIELD = "{branch}"
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+_SITE_KEYS = {"slot", "repo", "branch", "branches", "path", "ttl", "webhook_secret_env"}
+_TOP_KEYS = {"sites", "sources", "poll_interval"}
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    """One declared site: a fixed slot, or a slot template with {branch} (one preview slot per branch)."""
+
+    slot: str
+    repo: RepoUrl
+    branches: tuple[str, ...]
+    path: str = ""
+    ttl_seconds: int | None = None
+    webhook_secret_env: str | None = None
+    line: int = 0
+    index: int = 0
+
+    @property
+    def is_preview(self) -> bool:
+        return BRANCH_FIELD in self.slot
+
+    @property
+    def branch(self) -> str:
+        """The one branch of a fixed slot."""
+        return self.branches[0]
+
+    def wants(self, branch: str) -> bool:
+        return any(_pattern(p).fullmatch(branch) for p in self.branches)
+
+    def slot_for(self, branch: str) -> str:
+        return preview_slot(self.slot, branch) if self.is_preview else self.slot
+
+
+@dataclass(frozen=True)
+class Manifest:
+    sites: tuple[SiteSpec, ...] = ()
+    allow: tuple[str, ...] = ()
+    poll_interval: int | None = None
+    file: str = "deploy.yaml"
+
+    def fixed_sites(self) -> dict[str, SiteSpec]:
+        return {site.slot: site for site in self.sites if not site.is_preview}
+
+    def sites_for_repo(self, url: str) -> list[SiteSpec]:
+        key = repo_key(url)
+        return [site for site in self.sites if repo_key(site.repo.text) == key]
+
+    def hosted_names(self) -> set[str]:
+        return {site.repo.hosted_name for site in self.sites if site.repo.hosted_name}
+
+    def allows(self, url: str) -> bool:
+        """Declared by a site, or matching a sources.allow pattern."""
+        key = repo_key(url)
+        if any(repo_key(site.repo.text) == key for site in self.sites):
+            return True
+        return any(_url_pattern(p).fullmatch(key) for p in self.allow)
+
+
+def preview_slot(template: str, branch: str) -> str:
+    """ "docs-{branch}" + "feature/New Nav" -> "docs-feature-new-nav" (always a valid slot name)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")
+    fixed = len(template) - len(BRANCH_FIELD)
+    room = 63 - fixed
+    if not slug or len(slug) > room:
+        digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
+        slug = (slug[: max(room - 9, 0)].strip("-") + "-" + digest).strip("-")
+    return template.replace(BRANCH_FIELD, slug)
+
+
+def load_file(path: Path) -> Manifest:
+    """Read and check a deploy.yaml file."""
+    name = path.name
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(f"cannot be read ({exc.strerror})", file=name, line=None, field=None) from None
+    return parse(raw, name)
+
+
+def parse(raw: bytes, file: str = "deploy.yaml") -> Manifest:
+    """Check the text of a deploy.yaml and return what it declares, or raise ManifestError."""
+    if len(raw) > MAX_BYTES:
+        raise ManifestError(f"is larger than {MAX_BYTES} bytes", file=file, line=None, field=None)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError("is not UTF-8 text", file=file, line=None, field=None) from None
+    root = _compose(text, file)
+    checker = _Checker(file)
+    return checker.manifest(root)
+
+
+def secret_problems(manifest: Manifest, environ: Mapping[str, str]) -> list[str]:
+    """Sites whose webhook secret variable is named but unset: an error for that site, never "unsigned"."""
+    return [
+        f"{manifest.file}:{site.line} sites[{site.index}].webhook_secret_env: {site.webhook_secret_env} is not set"
+        for site in manifest.sites
+        if site.webhook_secret_env and not environ.get(site.webhook_secret_env)
+    ]
+
+
+# -- YAML with line numbers --------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Item:
+    value: Any  # str | int | float | bool | None | list[_Item] | dict[str, _Item]
+    line: int
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses anchors, aliases and deep nesting."""
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file = file
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ManifestError("anchors and aliases are not supported", file=self.file, line=line, field=None)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ManifestError(f"is nested deeper than {MAX_DEPTH} levels", file=self.file, line=line, field=None)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _compose(text: str, file: str) -> _Item:
+    loader = _StrictLoader(text, file)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ManifestError("is empty", file=file, line=None, field=None)
+        return _convert(loader, node, file)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "is not valid YAML"
+        raise ManifestError(f"is not valid YAML: {problem}", file=file, line=line, field=None) from None
+    except yaml.YAMLError:
+        raise ManifestError("is not valid YAML", file=file, line=None, field=None) from None
+    finally:
+        loader.dispose()
+
+
+def _convert(loader: _StrictLoader, node: yaml.Node, file: str) -> _Item:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, _Item] = {}
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                raise ManifestError("keys must be plain names", file=file, line=key_line, field=None)
+            key = str(key_node.value)
+            if key in result:
+                raise ManifestError(
+                    f'the key "{key[:60]}" appears twice (first on line {result[key].line})',
+                    file=file,
+                    line=key_line,
+                    field=None,
+                )
+            value = _convert(loader, value_node, file)
+            result[key] = _Item(value.value, key_line if isinstance(value.value, (dict, list)) else value.line)
+        return _Item(result, line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Item([_convert(loader, child, file) for child in node.value], line)
+    try:
+        return _Item(loader.construct_object(node, deep=True), line)
+    except yaml.YAMLError:
+        raise ManifestError("has a value that cannot be read", file=file, line=line, field=None) from None
+
+
+# -- checks --------------------------------------------------------------------------------------
+class _Checker:
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, item: _Item | None, field: str, message: str) -> ManifestError:
+        return ManifestError(message, file=self.file, line=item.line if item else None, field=field)
+
+    def manifest(self, root: _Item) -> Manifest:
+        if not isinstance(root.value, dict):
+            raise ManifestError("must be a mapping with a `sites` list", file=self.file, line=root.line, field=None)
+        top: dict[str, _Item] = root.value
+        self.no_unknown(top, _TOP_KEYS, "")
+        sites_item = top.get("sites")
+        if sites_item is None:
+            raise ManifestError("needs a `sites` list", file=self.file, line=root.line, field="sites")
+        if not isinstance(sites_item.value, list):
+            raise self.fail(sites_item, "sites", "must be a list of sites")
+        if len(sites_item.value) > MAX_SITES:
+            raise self.fail(sites_item, "sites", f"has more than {MAX_SITES} entries")
+        sites = tuple(self.site(item, index) for index, item in enumerate(sites_item.value))
+        self.unique_slots(sites, sites_item.value)
+        return Manifest(
+            sites=sites,
+            allow=self.sources(top.get("sources")),
+            poll_interval=self.poll_interval(top.get("poll_interval")),
+            file=self.file,
+        )
+
+    def no_unknown(self, mapping: dict[str, _Item], known: set[str], prefix: str) -> None:
+        for key, item in mapping.items():
+            if key not in known:
+                shown = key if len(key) <= 60 and key.isprintable() else repr(key[:60])
+                allowed = ", ".join(sorted(known))
+                raise self.fail(item, f"{prefix}{shown}", f"is not a known key (known: {allowed})")
+
+    def text(self, item: _Item, field: str) -> str:
+        if not isinstance(item.value, str) or not item.value:
+            raise self.fail(item, field, "must be a non-empty text")
+        return item.value
+
+    def site(self, item: _Item, index: int) -> SiteSpec:
+        where = f"sites[{index}]"
+        if not isinstance(item.value, dict):
+            raise self.fail(item, where, "must be a mapping with slot and repo")
+        fields: dict[str, _Item] = item.value
+        self.no_unknown(fields, _SITE_KEYS, f"{where}.")
+        for required in ("slot", "repo"):
+            if required not in fields:
+                raise self.fail(item, f"{where}.{required}", "is required")
+        slot = self.slot(fields["slot"], f"{where}.slot")
+        repo = self.checked(fields["repo"], f"{where}.repo", lambda v: parse_repo_url(self.text(v, "repo")))
+        branches = self.branches(fields, where, preview=BRANCH_FIELD in slot)
+        path = self.checked(fields.get("path"), f"{where}.path", lambda v: check_repo_path(self.text(v, "path")))
+        ttl = self.checked(fields.get("ttl"), f"{where}.ttl", lambda v: parse_ttl(self.scalar(v), maximum=MAX_TTL))
+        secret_env = None
+        if "webhook_secret_env" in fields:
+            secret_item = fields["webhook_secret_env"]
+            secret_env = self.text(secret_item, f"{where}.webhook_secret_env")
+            if not _ENV_NAME.fullmatch(secret_env):
+                raise self.fail(
+                    secret_item,
+                    f"{where}.webhook_secret_env",
+                    "must name an environment variable (A-Z, 0-9 and _); the secret itself never goes in this file",
+                )
+        return SiteSpec(
+            slot=slot,
+            repo=repo,
+            branches=branches,
+            path=path or "",
+            ttl_seconds=ttl,
+            webhook_secret_env=secret_env,
+            line=item.line,
+            index=index,
+        )
+
+    def scalar(self, item: _Item) -> str | int:
+        if isinstance(item.value, bool) or not isinstance(item.value, (str, int)):
+            raise ValueError
+        return item.value
+
+    def checked(self, item: _Item | None, field: str, check: Any) -> Any:
+        """Run a slots/repourls check on a value and re-raise its message with file, line and field."""
+        if item is None:
+            return None
+        try:
+            return check(item)
+        except ManifestError:
+            raise
+        except DrophostError as exc:
+            message = exc.message
+            for prefix in ("repo ", "branch ", "path ", "ttl "):
+                message = message.removeprefix(prefix)
+            raise self.fail(item, field, message) from None
+        except ValueError:
+            raise self.fail(item, field, "has a value of the wrong type") from None
+
+    def slot(self, item: _Item, field: str) -> str:
+        value = item.value if isinstance(item.value, str) else str(item.value)
+        shown = value[:80] if value[:80].isprintable() else repr(value[:80])
+        template = value.count(BRANCH_FIELD) == 1
+        probe = value.replace(BRANCH_FIELD, "x") if template else value
+        if not isinstance(item.value, str) or "{" in probe or "}" in probe or not is_valid_slot(probe):
+            raise self.fail(
+                item,
+                field,
+                f'"{shown}" is not a valid slot name: use 1 to 63 lowercase letters, digits and "-"'
+                + (', with at most one "{branch}"' if "{" in value else ""),
+            )
+        return value
+
+    def branches(self, fields: dict[str, _Item], where: str, *, preview: bool) -> tuple[str, ...]:
+        if "branch" in fields and "branches" in fields:
+            raise self.fail(fields["branches"], f"{where}.branches", "use either branch or branches, not both")
+        if "branches" in fields:
+            item = fields["branches"]
+            if not preview:
+                raise self.fail(item, f"{where}.branches", 'several branches need a slot with "{branch}" in it')
+            if not isinstance(item.value, list) or not item.value:
+                raise self.fail(item, f"{where}.branches", 'must be a list of branch patterns like "feature/*"')
+            return tuple(self.pattern(entry, f"{where}.branches[{i}]") for i, entry in enumerate(item.value))
+        if "branch" in fields:
+            if preview:
+                return (self.pattern(fields["branch"], f"{where}.branch"),)
+            field = f"{where}.branch"
+            return (self.checked(fields["branch"], field, lambda v: check_branch(self.text(v, field))),)
+        if preview:
+            return ("*",)
+        return ("main",)
+
+    def pattern(self, item: _Item, field: str) -> str:
+        text = self.text(item, field)
+        probe = text.replace("**", "x").replace("*", "x").replace("?", "x")
+        self.checked(item, field, lambda _: check_branch(probe))
+        return text
+
+    def unique_slots(self, sites: tuple[SiteSpec, ...], items: list[_Item]) -> None:
+        seen: dict[str, SiteSpec] = {}
+        for site in sites:
+            first = seen.get(site.slot)
+            if first is not None:
+                raise self.fail(
+                    items[site.index],
+                    f"sites[{site.index}].slot",
+                    f'"{site.slot}" is already declared by sites[{first.index}] (line {first.line})',
+                )
+            seen[site.slot] = site
+
+    def sources(self, item: _Item | None) -> tuple[str, ...]:
+        if item is None:
+            return ()
+        if not isinstance(item.value, dict):
+            raise self.fail(item, "sources", "must be a mapping with an `allow` list")
+        self.no_unknown(item.value, {"allow"}, "sources.")
+        allow = item.value.get("allow")
+        if allow is None:
+            return ()
+        if not isinstance(allow.value, list):
+            raise self.fail(allow, "sources.allow", "must be a list of URL patterns")
+        patterns = []
+        for i, entry in enumerate(allow.value):
+            field = f"sources.allow[{i}]"
+            text = self.text(entry, field)
+            self.checked(entry, field, lambda _, t=text: parse_repo_url(t.replace("*", "x")))
+            if text.startswith("hosted:"):
+                raise self.fail(entry, field, "hosted repositories are declared as sites, not allowed by pattern")
+            patterns.append(text)
+        return tuple(patterns)
+
+    def poll_interval(self, item: _Item | None) -> int | None:
+        if item is None:
+            return None
+        if item.value == 0:
+            return 0
+        return int(self.checked(item, "poll_interval", lambda v: parse_ttl(self.scalar(v), maximum=7 * 86400)))
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """Branch patterns: "*" matches within one path component, "**" across them, "?" one character."""
+    out = []
+    for token in re.split(r"(\*\*|\*|\?)", pattern):
+        out.append({"**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token)))
+    return re.compile("".join(out))
+
+
+def _url_pattern(pattern: str) -> re.Pattern[str]:
+    key = repo_key(pattern.replace("**", "zzdoublezz").replace("*", "zzsinglezz"))
+    return _pattern(key.replace("zzdoublezz", "**").replace("zzsinglezz", "*"))

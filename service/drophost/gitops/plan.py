@@ -1,0 +1,88 @@
+"""What applying deploy.yaml would change against what is live (pure): `drophost plan` and reload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from drophost.gitops.manifest import Manifest, SiteSpec
+from drophost.gitops.repourls import repo_key, strip_credentials
+
+ADD, CHANGE, DEPLOY, REMOVE, KEEP = "add", "change", "deploy", "remove", "keep"
+_MARKS = {ADD: "+", CHANGE: "~", DEPLOY: "+", REMOVE: "-", KEEP: "="}
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str
+    slot: str
+    detail: str
+    site: SiteSpec | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+
+    def of(self, *actions: str) -> list[Change]:
+        return [change for change in self.changes if change.action in actions]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.action != KEEP for change in self.changes)
+
+    def to_json(self) -> list[dict[str, str]]:
+        return [{"action": c.action, "slot": c.slot, "detail": c.detail} for c in self.changes]
+
+    def render(self) -> str:
+        width = max((len(c.slot) for c in self.changes), default=0)
+        lines = [f"{_MARKS[c.action]} {c.slot.ljust(width)}  {c.detail}" for c in self.changes]
+        counts = (len(self.of(ADD, DEPLOY)), len(self.of(CHANGE)), len(self.of(REMOVE)))
+        lines.append("Plan: {} to deploy, {} to change, {} to take offline.".format(*counts))
+        return "\n".join(lines)
+
+
+def source_of(site: SiteSpec) -> str:
+    where = f"{strip_credentials(site.repo.text)} {site.branch}"
+    return f"{where} (path {site.path})" if site.path else where
+
+
+def plan(manifest: Manifest, managed: Iterable[Mapping[str, Any]], live: Iterable[str]) -> Plan:
+    """Fixed sites to deploy or change, managed slots no longer declared to take offline."""
+    recorded = {row["slot"]: row for row in managed}
+    live_slots = set(live)
+    changes: list[Change] = []
+    for slot, site in sorted(manifest.fixed_sites().items()):
+        row = recorded.get(slot)
+        if row is None:
+            changes.append(Change(ADD, slot, f"deploy {source_of(site)}", site))
+            continue
+        differences = _differences(row, site)
+        if differences:
+            changes.append(Change(CHANGE, slot, "; ".join(differences), site))
+        elif slot not in live_slots:
+            changes.append(Change(DEPLOY, slot, f"not live: deploy {source_of(site)}", site))
+        else:
+            changes.append(Change(KEEP, slot, "unchanged", site))
+    fixed = manifest.fixed_sites()
+    templates = {(site.slot, repo_key(site.repo.text)) for site in manifest.sites if site.is_preview}
+    for slot, row in sorted(recorded.items()):
+        if slot in fixed:
+            continue
+        if row.get("template") and (row["template"], repo_key(row["repo"])) in templates:
+            changes.append(Change(KEEP, slot, f"preview of branch {row['branch']}"))
+            continue
+        changes.append(Change(REMOVE, slot, "take offline (no longer in deploy.yaml; its history stays)"))
+    return Plan(tuple(changes))
+
+
+def _differences(row: Mapping[str, Any], site: SiteSpec) -> list[str]:
+    found = []
+    if repo_key(row["repo"]) != repo_key(site.repo.text):
+        found.append(f"repo {strip_credentials(row['repo'])} -> {strip_credentials(site.repo.text)}")
+    if row["branch"] != site.branch:
+        found.append(f"branch {row['branch']} -> {site.branch}")
+    if (row["path"] or "") != site.path:
+        found.append(f"path {row['path'] or '/'} -> {site.path or '/'}")
+    return found

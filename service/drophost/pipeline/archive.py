@@ -1,0 +1,314 @@
+"""ZIP uploads: decide what may be extracted (pure checks), then extract exactly that."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from drophost.digests import stream_digest
+from drophost.errors import InvalidArchiveError
+from drophost.pipeline.artifacts import ArtifactStore
+
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_SUPPORTED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+# Below this size any compression ratio is harmless; above it a high ratio means a bomb.
+_RATIO_FREE_BYTES = 1024 * 1024
+_IGNORED_TOP_LEVEL = {"__MACOSX"}
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_entries: int = 20_000
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
+    max_compression_ratio: int = 200
+    max_path_length: int = 1024
+    max_name_length: int = 255
+    max_path_depth: int = 32
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    entry: zipfile.ZipInfo
+    target: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    files: tuple[PlannedFile, ...]
+    total_bytes: int
+    stripped_prefix: str
+
+
+def open_archive(raw: IO[bytes]) -> zipfile.ZipFile:
+    """Open an upload as a ZIP, or raise the one error a client sees for anything unreadable."""
+    try:
+        return zipfile.ZipFile(raw)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+        # ValueError includes UnicodeDecodeError: names flagged UTF-8 that are not.
+        raise InvalidArchiveError("the upload is not a readable ZIP archive") from None
+
+
+def check_entry_name(name: str, limits: ArchiveLimits) -> list[str]:
+    """Split an entry name into safe path components or raise; allow-list, not escaping."""
+    shown = _show(name)
+    if not name:
+        raise InvalidArchiveError("the archive has an entry with an empty name")
+    if len(name.encode("utf-8", "surrogatepass")) > limits.max_path_length:
+        raise InvalidArchiveError(f"the entry name {shown} is longer than {limits.max_path_length} bytes", entry=shown)
+    # Printable ASCII has no control or format characters: skip the per-character lookup (the common case).
+    if not (name.isascii() and name.isprintable()) and any(_is_control(ch) for ch in name):
+        raise InvalidArchiveError(f"the entry name {shown} contains control characters", entry=shown)
+    if "\\" in name:
+        raise InvalidArchiveError(f"the entry name {shown} contains a backslash", entry=shown)
+    if name.startswith("/"):
+        raise InvalidArchiveError(f"the entry name {shown} is an absolute path", entry=shown)
+    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
+        raise InvalidArchiveError(f"the entry name {shown} starts with a drive letter", entry=shown)
+    parts = name.rstrip("/").split("/")
+    if len(parts) > limits.max_path_depth:
+        raise InvalidArchiveError(
+            f"the entry name {shown} is nested deeper than {limits.max_path_depth} folders", entry=shown
+        )
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidArchiveError(
+                f"the entry name {shown} contains an empty, '.' or '..' path component", entry=shown
+            )
+        if len(part.encode("utf-8", "surrogatepass")) > limits.max_name_length:
+            raise InvalidArchiveError(
+                f"a component of {shown} is longer than {limits.max_name_length} bytes", entry=shown
+            )
+    return parts
+
+
+def plan_extraction(archive: zipfile.ZipFile, raw: IO[bytes], limits: ArchiveLimits) -> ExtractionPlan:
+    """Check every entry of an opened archive and return the files to extract."""
+    entries = archive.infolist()
+    if not entries:
+        raise InvalidArchiveError("the archive is empty")
+    if len(entries) > limits.max_entries:
+        raise InvalidArchiveError(f"the archive has more than {limits.max_entries} entries")
+    check_no_overlap(entries, raw, archive_start_dir(archive))
+
+    paths = PathSet()
+    candidates: list[tuple[zipfile.ZipInfo, list[str]]] = []
+    declared_total = 0
+    compressed_total = 0
+    for info in entries:
+        parts = check_entry_name(info.filename, limits)
+        _check_entry_kind(info)
+        if info.is_dir():
+            paths.add_folder(info.filename, parts)
+            continue
+        paths.add_file(info.filename, parts)
+        _check_ratio(info, limits)
+        declared_total += info.file_size
+        compressed_total += info.compress_size
+        if declared_total > limits.max_unpacked_bytes:
+            raise InvalidArchiveError(
+                f"the archive unpacks to more than {limits.max_unpacked_bytes} bytes", limit="max_unpacked_bytes"
+            )
+        candidates.append((info, parts))
+    paths.finish()
+    if declared_total > _RATIO_FREE_BYTES and declared_total > compressed_total * limits.max_compression_ratio:
+        raise InvalidArchiveError(
+            f"the archive expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb"
+        )
+
+    published = [(info, parts) for info, parts in candidates if is_published(parts)]
+    if not published:
+        raise InvalidArchiveError("the archive contains no files to publish")
+    prefix = _common_folder(parts for _, parts in published)
+    skip = 1 if prefix else 0
+    files = tuple(
+        PlannedFile(entry=info, target="/".join(parts[skip:]), size=info.file_size) for info, parts in published
+    )
+    return ExtractionPlan(files=files, total_bytes=sum(f.size for f in files), stripped_prefix=prefix)
+
+
+class PathSet:
+    """The paths of one tree: refuses duplicates, names differing only by case or Unicode
+    normalisation, and a name used both as a file and as a folder."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        self.folders: dict[str, str] = {}
+
+    def add_folder(self, name: str, parts: list[str]) -> None:
+        key = "/".join(_fold(part) for part in parts)
+        if key in self.files:
+            shown = _show(name)
+            raise InvalidArchiveError(f"the entry {shown} collides with another entry", entry=shown)
+        self.folders.setdefault(key, name)
+
+    def add_file(self, name: str, parts: list[str]) -> None:
+        key = "/".join(_fold(part) for part in parts)
+        shown = _show(name)
+        if key in self.files or key in self.folders:
+            raise InvalidArchiveError(
+                f"the entry {shown} collides with {_show(self.files.get(key) or self.folders[key])} "
+                "(same name, or differing only by case or Unicode normalisation)",
+                entry=shown,
+            )
+        self.files[key] = name
+        for depth in range(1, len(parts)):
+            parent = "/".join(_fold(part) for part in parts[:depth])
+            if parent in self.files:
+                raise InvalidArchiveError(f"the entry {shown} is inside a file, not a folder", entry=shown)
+            self.folders.setdefault(parent, name)
+
+    def finish(self) -> None:
+        for folder in self.folders:
+            if folder in self.files:
+                shown = _show(self.files[folder])
+                raise InvalidArchiveError(f"the entry {shown} is both a file and a folder", entry=shown)
+
+
+def is_published(parts: list[str]) -> bool:
+    """Dotfiles (.git/, .env, .DS_Store) and macOS resource forks are never published."""
+    return parts[0] not in _IGNORED_TOP_LEVEL and not any(part.startswith(".") for part in parts)
+
+
+def archive_start_dir(archive: zipfile.ZipFile) -> int:
+    # zipfile keeps the central directory's offset here; entries' data must lie before it.
+    return int(getattr(archive, "start_dir", 0))
+
+
+def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: int) -> None:
+    """Refuse archives whose entries share bytes (overlapping-entry zip bombs); 3.11 does not check."""
+    spans: list[tuple[int, int, str]] = []
+    for info in entries:
+        raw.seek(info.header_offset)
+        header = raw.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+            raise InvalidArchiveError(f"the entry {_show(info.filename)} has no valid local header")
+        fields = _LOCAL_HEADER.unpack(header)
+        name_length, extra_length = fields[9], fields[10]
+        data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+        spans.append((info.header_offset, data_start + info.compress_size, info.filename))
+    spans.sort()
+    for (start, end, name), (next_start, _, next_name) in zip(spans, spans[1:], strict=False):
+        if end > next_start or start == next_start:
+            raise InvalidArchiveError(
+                f"the entries {_show(name)} and {_show(next_name)} overlap; refusing a possible zip bomb"
+            )
+    if spans and start_dir and spans[-1][1] > start_dir:
+        raise InvalidArchiveError("an entry's data runs into the archive's central directory")
+
+
+def extract(archive: zipfile.ZipFile, plan: ExtractionPlan, destination: Path, store: ArtifactStore) -> int:
+    """Build the planned tree under a fresh destination as hard links into the blob store.
+
+    A file the store already holds (same crc32 and size, confirmed by sha256) is only read, never
+    written again; so a deploy in which one file of 1,000 changed writes one file.
+    """
+    destination.mkdir(mode=0o755, parents=False, exist_ok=False)
+    made: set[str] = set()
+    written_total = 0
+    for planned in plan.files:
+        parts = planned.target.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in made:
+                os.mkdir(destination / folder, 0o755)
+                made.add(folder)
+        try:
+            digest = _known_digest(archive, planned, store)
+            if digest is None:
+                digest = store.add_stream(_entry_chunks(archive, planned), limit=planned.size)
+                written_total += planned.size
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise InvalidArchiveError(
+                f"the entry {_show(planned.entry.filename)} is corrupt or truncated ({_reason(exc)})"
+            ) from None
+        store.link_into(digest, destination / planned.target)
+    return written_total
+
+
+def _entry_chunks(archive: zipfile.ZipFile, planned: PlannedFile) -> Iterator[bytes]:
+    read = 0
+    with archive.open(planned.entry) as source:
+        while chunk := source.read(_CHUNK):
+            read += len(chunk)
+            if read > planned.size:
+                raise InvalidArchiveError(f"the entry {_show(planned.entry.filename)} is larger than it declares")
+            yield chunk
+
+
+def _known_digest(archive: zipfile.ZipFile, planned: PlannedFile, store: ArtifactStore) -> str | None:
+    """The digest of an entry the store already holds, checked by hashing (the crc is only a hint)."""
+    hint = store.digest_hint(planned.entry.CRC, planned.size)
+    if hint is None:
+        return None
+    return hint if stream_digest(_entry_chunks(archive, planned)) == hint else None
+
+
+def _check_entry_kind(info: zipfile.ZipInfo) -> None:
+    shown = _show(info.filename)
+    if info.flag_bits & 0x1:
+        raise InvalidArchiveError(f"the entry {shown} is encrypted", entry=shown)
+    if info.compress_type not in _SUPPORTED_COMPRESSION:
+        raise InvalidArchiveError(
+            f"the entry {shown} uses an unsupported compression method ({info.compress_type}); use stored or deflate",
+            entry=shown,
+        )
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and mode:
+        kind = stat.S_IFMT(mode)
+        if kind == stat.S_IFLNK:
+            raise InvalidArchiveError(f"the entry {shown} is a symbolic link", entry=shown)
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise InvalidArchiveError(f"the entry {shown} is not a regular file or folder", entry=shown)
+
+
+def _check_ratio(info: zipfile.ZipInfo, limits: ArchiveLimits) -> None:
+    if info.file_size <= _RATIO_FREE_BYTES:
+        return
+    if info.compress_size <= 0 or info.file_size > info.compress_size * limits.max_compression_ratio:
+        shown = _show(info.filename)
+        raise InvalidArchiveError(
+            f"the entry {shown} expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb",
+            entry=shown,
+        )
+
+
+def _common_folder(all_parts: Iterable[list[str]]) -> str:
+    """The single top-level folder every file sits in (people zip a folder), else ""."""
+    first: str | None = None
+    for parts in all_parts:
+        if len(parts) < 2:
+            return ""
+        if first is None:
+            first = parts[0]
+        elif parts[0] != first:
+            return ""
+    return first or ""
+
+
+def _fold(part: str) -> str:
+    return unicodedata.normalize("NFC", part).casefold()
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def _show(name: str) -> str:
+    """A short, printable rendering of an untrusted name for error messages."""
+    clipped = name if len(name) <= 120 else name[:117] + "..."
+    return clipped if clipped.isprintable() else repr(clipped)
+
+
+def _reason(exc: BaseException) -> str:
+    return type(exc).__name__

@@ -1,0 +1,224 @@
+"""The content-addressed file store: each distinct file once, by sha256; releases hard-link into it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import stat
+import threading
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from drophost.digests import file_digest, is_digest
+from drophost.errors import ValidationError
+
+_CHUNK = 1024 * 1024
+
+
+def encode_hint(digest: str) -> str:
+    """A crc hint's symlink target: the digest in 43 base64url characters, so that the link fits
+    in its inode (ext4 keeps targets under 60 bytes there; 64 hex characters took a 4 KiB block)."""
+    return base64.urlsafe_b64encode(bytes.fromhex(digest)).decode().rstrip("=")
+
+
+def decode_hint(target: str) -> str | None:
+    """The digest a hint names (also the 64-hex form older stores wrote), or None."""
+    if is_digest(target):
+        return target
+    if len(target) != 43 or not target.replace("-", "").replace("_", "").isalnum() or not target.isascii():
+        return None
+    try:
+        return base64.urlsafe_b64decode(target + "=").hex()
+    except ValueError:
+        return None
+
+
+class ArtifactStore:
+    """blobs/<2 hex>/<62 hex> (read-only files) plus a crc32+size index used to skip rewriting."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.tmp = root / "tmp"
+        self.crc_index = root / "crc"
+        self._guard = threading.Condition()
+        self._users = 0
+
+    def prepare(self) -> None:
+        for folder in (self.blobs, self.tmp, self.crc_index):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o755)
+
+    def path(self, digest: str) -> Path:
+        if not is_digest(digest):
+            raise ValidationError(f"{digest[:80]!r} is not a sha256 hex digest", field="digest")
+        return self.blobs / digest[:2] / digest[2:]
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        return sorted({d for d in digests if not self.has(d)})
+
+    def add_stream(self, chunks: Iterable[bytes], *, expected: str | None = None, limit: int | None = None) -> str:
+        """Store a stream; verify it against `expected`; return its digest."""
+        writer = self.writer(limit=limit)
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.finish(expected)
+        finally:
+            writer.close()
+
+    def writer(self, *, limit: int | None = None) -> ArtifactWriter:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return ArtifactWriter(self, self.tmp / uuid.uuid4().hex, limit)
+
+    def _adopt(self, temp: Path, digest: str) -> None:
+        target = self.path(digest)
+        if target.exists():
+            return
+        target.parent.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(temp, 0o444)
+        try:
+            # link, not rename: a concurrent writer of the same content must not be overwritten.
+            os.link(temp, target)
+        except FileExistsError:
+            pass
+
+    def link_into(self, digest: str, destination: Path) -> None:
+        os.link(self.path(digest), destination)
+
+    # -- crc32+size -> digest: a hint that lets ZIP deploys hash instead of write -------------------
+    def remember_crc(self, crc: int, size: int, digest: str) -> None:
+        hint = self.crc_index / f"{crc:08x}-{size}"
+        try:
+            os.symlink(encode_hint(digest), hint)
+        except FileExistsError:
+            pass
+
+    def digest_hint(self, crc: int, size: int) -> str | None:
+        return self.digest_hint_of(self.crc_index / f"{crc:08x}-{size}")
+
+    def unreferenced(self, *, ignoring: set[Path] | None = None) -> list[Path]:
+        """Blobs no release links to (their only link is the store's own).
+
+        `ignoring`: release directories to count as already gone (for a dry run).
+        """
+        doomed_links = links_in(ignoring or set())
+        found: list[Path] = []
+        if not self.blobs.is_dir():
+            return found
+        for folder in self.blobs.iterdir():
+            for blob in folder.iterdir():
+                info = blob.stat()
+                if info.st_nlink - doomed_links.get(info.st_ino, 0) <= 1:
+                    found.append(blob)
+        return found
+
+    def forget_dangling_hints(self) -> None:
+        for hint in self.crc_index.iterdir():
+            if self.digest_hint_of(hint) is None:
+                hint.unlink(missing_ok=True)
+
+    def digest_hint_of(self, hint: Path) -> str | None:
+        try:
+            candidate = decode_hint(os.readlink(hint))
+        except OSError:
+            return None
+        return candidate if candidate is not None and self.has(candidate) else None
+
+    @contextmanager
+    def using(self) -> Iterator[None]:
+        """Held while a deploy links blobs: the sweeper never removes one under its feet."""
+        with self._guard:
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._users -= 1
+                self._guard.notify_all()
+
+    @contextmanager
+    def sweeping(self) -> Iterator[None]:
+        with self._guard:
+            while self._users:
+                self._guard.wait()
+            yield
+
+    def absorb_tree(self, root: Path) -> int:
+        """Turn every plain file under root into a link to its blob (adding new blobs); return bytes new."""
+        added = 0
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = Path(folder) / name
+                info = path.lstat()
+                if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+                    continue
+                digest = file_digest(path)
+                target = self.path(digest)
+                if target.exists():
+                    temp = path.with_name(f".{name}.{uuid.uuid4().hex}")
+                    os.link(target, temp)
+                    os.replace(temp, path)
+                    continue
+                target.parent.mkdir(mode=0o755, exist_ok=True)
+                os.chmod(path, 0o444)
+                try:
+                    os.link(path, target)
+                    added += info.st_size
+                except FileExistsError:
+                    temp = path.with_name(f".{name}.{uuid.uuid4().hex}")
+                    os.link(target, temp)
+                    os.replace(temp, path)
+        return added
+
+
+class ArtifactWriter:
+    """Streams one file into the store's tmp folder, hashing as it goes; finish() adopts it."""
+
+    def __init__(self, store: ArtifactStore, temp: Path, limit: int | None) -> None:
+        self.artifacts = store
+        self.temp = temp
+        self.limit = limit
+        self.size = 0
+        self._digest = hashlib.sha256()
+        self._crc = 0
+        self._out = open(temp, "xb")  # noqa: SIM115 - closed by close()
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.limit is not None and self.size > self.limit:
+            raise ValidationError(f"the file is larger than {self.limit} bytes", field="size")
+        self._digest.update(chunk)
+        self._crc = zlib.crc32(chunk, self._crc)
+        self._out.write(chunk)
+
+    def finish(self, expected: str | None = None) -> str:
+        self._out.close()
+        found = self._digest.hexdigest()
+        if expected is not None and found != expected:
+            raise ValidationError("the uploaded bytes do not match their sha256", expected=expected)
+        self.artifacts._adopt(self.temp, found)
+        self.artifacts.remember_crc(self._crc, self.size, found)
+        return found
+
+    def close(self) -> None:
+        self._out.close()
+        self.temp.unlink(missing_ok=True)
+
+
+def links_in(roots: set[Path]) -> dict[int, int]:
+    """inode -> how many hard links to it the given trees hold."""
+    counts: dict[int, int] = {}
+    for root in roots:
+        for walked, _, names in os.walk(root):
+            for name in names:
+                inode = os.lstat(os.path.join(walked, name)).st_ino
+                counts[inode] = counts.get(inode, 0) + 1
+    return counts

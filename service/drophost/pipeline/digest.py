@@ -1,0 +1,136 @@
+"""Digest uploads: the client sends path -> sha256, uploads only what the store lacks, then deploys."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from drophost.digests import is_digest
+from drophost.errors import ConflictError, InvalidArchiveError, NotFoundError, ValidationError
+from drophost.names import validate_slot
+from drophost.pipeline import releases
+from drophost.pipeline.archive import PathSet, check_entry_name, is_published
+from drophost.pipeline.deployer import Deployer
+from drophost.store import uploads
+
+
+def check_manifest(files: object, deployer: Deployer) -> dict[str, str]:
+    """path -> digest, with every path checked like a ZIP entry name; dotfiles dropped (pure)."""
+    limits = deployer.archive_limits()
+    if not isinstance(files, dict) or not files:
+        raise ValidationError("files must be a non-empty object mapping paths to sha256 digests", field="files")
+    if len(files) > limits.max_entries:
+        raise ValidationError(f"a deploy may hold at most {limits.max_entries} files", field="files")
+    paths = PathSet()
+    published: dict[str, str] = {}
+    for path, digest in files.items():
+        if not isinstance(digest, str) or not is_digest(digest):
+            raise ValidationError(f"the digest of {str(path)[:120]!r} is not a lowercase sha256 hex", field="files")
+        if path.endswith("/"):
+            raise ValidationError(f"{path[:120]!r} names a folder; list files only", field="files")
+        try:
+            parts = check_entry_name(path, limits)
+            paths.add_file(path, parts)
+        except InvalidArchiveError as exc:
+            raise ValidationError(exc.message.replace("the entry", "the path"), field="files") from None
+        if is_published(parts):
+            published["/".join(parts)] = digest
+    paths.finish()
+    if not published:
+        raise ValidationError("the deploy contains no files to publish", field="files")
+    return published
+
+
+class DigestUploads:
+    def __init__(self, deployer: Deployer) -> None:
+        self.deployer = deployer
+        self.artifacts = deployer.artifacts
+
+    def create(
+        self, *, slot: str, ttl_seconds: int | None, files: object, source_name: str | None = None
+    ) -> dict[str, Any]:
+        validate_slot(slot)
+        if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
+            raise ValidationError("name must be printable and at most 255 characters", field="name")
+        manifest = check_manifest(files, self.deployer)
+        upload_id = str(uuid.uuid4())
+        self.artifacts.prepare()
+        with self.deployer.pool.connection() as conn:
+            uploads.create_upload(
+                conn,
+                upload_id=upload_id,
+                slot=slot,
+                ttl_seconds=ttl_seconds,
+                manifest=manifest,
+                source_name=source_name or None,
+            )
+        return {
+            "upload_id": upload_id,
+            "slot": slot,
+            "files": len(manifest),
+            "missing": self.artifacts.missing(manifest.values()),
+        }
+
+    def open_upload(self, upload_id: str) -> dict[str, Any]:
+        try:
+            uuid.UUID(upload_id)
+        except ValueError:
+            raise NotFoundError(f"there is no upload {upload_id[:40]!r}") from None
+        with self.deployer.pool.connection() as conn:
+            row = uploads.get_upload(conn, upload_id)
+        if row is None:
+            raise NotFoundError(f"there is no upload {upload_id}")
+        if row["finalized_at"] is not None:
+            raise ConflictError(f"upload {upload_id} was already deployed", deployment_id=row["deployment_id"])
+        return row
+
+    def check_blob(self, upload_id: str, digest: str) -> None:
+        row = self.open_upload(upload_id)
+        if not is_digest(digest):
+            raise ValidationError("the blob name must be a lowercase sha256 hex digest", field="digest")
+        if digest not in set(row["manifest"].values()):
+            raise ValidationError("that digest is not part of this upload's file list", field="digest")
+
+    def finalize(self, upload_id: str) -> dict[str, Any]:
+        row = self.open_upload(upload_id)
+        manifest: dict[str, str] = row["manifest"]
+        missing = self.artifacts.missing(manifest.values())
+        if missing:
+            raise ConflictError(f"{len(missing)} files have not been uploaded yet", missing=missing[:1000])
+        total = sum(self.artifacts.path(d).stat().st_size for d in manifest.values())
+        limit = self.deployer.settings.max_unpacked_bytes
+        if total > limit:
+            raise ValidationError(f"the deploy is larger than {limit} bytes", field="files")
+        incoming = releases.incoming_dir(self.deployer.settings.releases_dir)
+        try:
+            with self.artifacts.using():
+                incoming.mkdir(mode=0o755)
+                for path in sorted(manifest):
+                    target = incoming / path
+                    os.makedirs(target.parent, mode=0o755, exist_ok=True)
+                    self.artifacts.link_into(manifest[path], target)
+        except FileNotFoundError:
+            releases.remove(incoming)
+            raise ConflictError("some files were removed from the store meanwhile; upload them again") from None
+        except OSError:
+            releases.remove(incoming)
+            raise
+        with self.deployer.pool.connection() as conn:
+            # Claim first so two finalize calls cannot both deploy.
+            if not uploads.claim_upload(conn, upload_id):
+                releases.remove(incoming)
+                raise ConflictError(f"upload {upload_id} was already deployed")
+        deployment = self.deployer.publish_tree(
+            incoming,
+            slot=row["slot"],
+            files=len(manifest),
+            size=total,
+            ttl_seconds=row["ttl_seconds"],
+            source="upload",
+            trigger="upload",
+            source_name=row["source_name"],
+        )
+        with self.deployer.pool.connection() as conn:
+            uploads.set_upload_deployment(conn, upload_id, deployment["id"])
+        return deployment

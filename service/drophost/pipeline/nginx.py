@@ -1,0 +1,441 @@
+"""The running nginx: files it reads, nginx -t, the live/ links, reload and its confirmation."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+
+from drophost import runner
+from drophost.errors import CommandError, DeployFailedError
+from drophost.names import validate_slot
+from drophost.pipeline.nginxconfig import (
+    PROBE_USER_AGENT,
+    changed_entries,
+    compose_sites,
+    release_link_target,
+    render_main_config,
+    safe_path,
+    site_entry,
+    template_environment,
+    worker_user_directive,
+)
+from drophost.settings import Settings
+
+_HEARTBEAT_STALE_SECONDS = 5.0
+
+
+class Nginx:
+    """The nginx whose configuration DropHost owns: files under settings.nginx_dir."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = template_environment(settings.nginx_template_dir)
+        self.root = settings.nginx_dir
+        self.conf_path = self.root / "nginx.conf"
+        # One file holds the entry of every live slot: nginx reads one small map, not a file per slot.
+        self.sites_path = self.root / "sites.map"
+        self.staging_dir = self.root / "staging"
+        # The sites map as nginx has it: slot -> site_entry of its active config.
+        self.entries: dict[str, str] = {}
+        # live/<slot> links to the release nginx serves for the slot: moving a link switches files.
+        self.live_dir = settings.data_dir / "live"
+        self.pid_path = self.root / "nginx.pid"
+        self.mime_path = self.root / "mime.types"
+        # A root master hands requests to unprivileged workers; otherwise the directive is meaningless.
+        # In containers nginx runs elsewhere and a watcher next to it runs nginx -t and reloads.
+        self.watcher = settings.nginx_control == "watcher"
+        self.control_dir = self.root / "control"
+        self.worker_user = worker_user_directive(settings.nginx_worker_user) if os.geteuid() == 0 else ""
+
+    # -- files -------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the directories and write the main config (idempotent, done at every start)."""
+        for folder in (self.staging_dir, self.root / "tmp", self.live_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.live_dir, 0o755)  # nginx's workers follow the links
+        if self.watcher:
+            for folder in (self.control_dir / "requests", self.control_dir / "results"):
+                folder.mkdir(parents=True, exist_ok=True)
+        # A copy next to the config, so an nginx in another container finds it at the same path.
+        mime_types = resources.files("drophost.nginx_templates").joinpath("mime.types").read_text()
+        if not self.mime_path.exists() or self.mime_path.read_text() != mime_types:
+            _write_atomically(self.mime_path, mime_types)
+        if self.worker_user or self.watcher:
+            # Workers run as an unprivileged user and need their temp files.
+            for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                folder = self.root / "tmp" / sub
+                folder.mkdir(exist_ok=True)
+                # nginx itself hands these to its worker user at start; then they are not ours to change.
+                with contextlib.suppress(PermissionError):
+                    os.chmod(folder, 0o777)
+        if not self.sites_path.exists():
+            _write_atomically(self.sites_path, compose_sites({}))
+        text = render_main_config(self.env, self.settings, sites_map=str(self.sites_path), worker_user=self.worker_user)
+        _write_atomically(self.conf_path, text)
+
+    def check_candidates(self, changes: Mapping[str, str | None]) -> None:
+        """nginx -t the whole configuration as it would be with every change (a config text, or
+        None to remove the slot) applied."""
+        candidate = changed_entries(self.entries, changes)
+        staged = self.staging_dir / "sites.map"
+        _write_atomically(staged, compose_sites(candidate))
+        test_conf = self.staging_dir / "test.nginx.conf"
+        try:
+            _write_atomically(
+                test_conf,
+                render_main_config(self.env, self.settings, sites_map=str(staged), worker_user=self.worker_user),
+            )
+            self.test(test_conf)
+        finally:
+            test_conf.unlink(missing_ok=True)
+
+    def install(self, slot: str, text: str | None) -> None:
+        """Make `text`'s entry the live entry of `slot` (None: remove it) with one atomic rename."""
+        self.install_many({slot: text})
+
+    def install_many(self, changes: Mapping[str, str | None]) -> None:
+        """Apply every change to the live entries with one atomic rename."""
+        self._install_entries(changed_entries(self.entries, changes))
+
+    def install_all(self, configs: Mapping[str, str]) -> bool:
+        """Make exactly these slots' configs live; return whether the file changed."""
+        return self._install_entries(changed_entries({}, configs))
+
+    def has_entry(self, slot: str, text: str) -> bool:
+        """Does nginx already have exactly this config's entry for the slot (so only files differ)?"""
+        return self.entries.get(slot) == site_entry(text)
+
+    def _install_entries(self, entries: dict[str, str]) -> bool:
+        self.entries = dict(entries)
+        text = compose_sites(self.entries)
+        if self.sites_path.exists() and self.sites_path.read_text() == text:
+            return False
+        _write_atomically(self.sites_path, text)
+        return True
+
+    def discard_staged(self) -> None:
+        (self.staging_dir / "sites.map").unlink(missing_ok=True)
+
+    def point(self, slot: str, release_dir: Path | str | None) -> None:
+        """Make live/<slot> lead to this release (None: remove the link), atomically.
+
+        nginx opens files through the link on every request and caches nothing, so the next
+        request is served from the new release: no reload, and no other slot is looked at.
+        """
+        link = self.live_dir / validate_slot(slot)
+        if release_dir is None:
+            link.unlink(missing_ok=True)
+            return
+        target = release_link_target(release_dir)
+        # Names starting with a dot are never a slot, so nginx can never serve the half-made link.
+        staged = self.live_dir / f".{slot}.{uuid.uuid4().hex}"
+        os.symlink(target, staged)
+        try:
+            os.replace(staged, link)
+        except OSError:
+            staged.unlink(missing_ok=True)
+            raise
+
+    def pointed(self, slot: str) -> str | None:
+        """Where live/<slot> leads now (the relative target), or None."""
+        try:
+            return os.readlink(self.live_dir / validate_slot(slot))
+        except OSError:
+            return None
+
+    def restore_link(self, slot: str, target: str | None) -> None:
+        """Put a link back to a target read earlier with pointed()."""
+        if target is None:
+            self.point(slot, None)
+        else:
+            self.point(slot, Path(self.live_dir, target))
+
+    def point_all(self, releases: Mapping[str, Path | str]) -> int:
+        """Make the links exactly these (slot -> release), removing every other; return changes."""
+        wanted = {slot: release_link_target(path) for slot, path in releases.items()}
+        changed = 0
+        for entry in list(os.scandir(self.live_dir)):
+            if entry.name.startswith("."):
+                Path(entry.path).unlink(missing_ok=True)  # a link a crash left half made
+            elif entry.name not in wanted:
+                Path(entry.path).unlink(missing_ok=True)
+                changed += 1
+        for slot, target in wanted.items():
+            if self.pointed(slot) != target:
+                self.point(slot, releases[slot])
+                changed += 1
+        return changed
+
+    # -- the server --------------------------------------------------------------------------
+    def command(self, *args: str, conf: Path | None = None) -> list[str]:
+        return [
+            self.settings.nginx_binary,
+            "-e",
+            str(self.root / "error.log"),
+            "-c",
+            str(conf or self.conf_path),
+            *args,
+        ]
+
+    def test(self, conf: Path | None = None) -> None:
+        try:
+            if self.watcher:
+                self._ask_watcher("test", conf or self.conf_path)
+            else:
+                runner.run(self.command("-t", "-q", conf=conf), timeout=self.settings.subprocess_timeout)
+        except CommandError as exc:
+            raise DeployFailedError(
+                "nginx rejected the generated configuration; the previous version is still live",
+                nginx=_nginx_reason(exc.output, self.root),
+            ) from None
+
+    def pid(self) -> int | None:
+        if self.watcher:
+            return None  # nginx runs in another container: its pid means nothing here
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def is_running(self) -> bool:
+        if self.watcher:
+            try:
+                age = time.time() - (self.control_dir / "heartbeat").stat().st_mtime
+            except OSError:
+                return False
+            return age < _HEARTBEAT_STALE_SECONDS
+        return self.pid() is not None
+
+    def reload(self) -> frozenset[int]:
+        """Signal nginx to load the new configuration; return the workers it replaces."""
+        if self.watcher:
+            # The watcher reloads and answers once the old workers have stopped accepting.
+            self._ask_watcher("reload", self.conf_path)
+            return frozenset()
+        pid = self.pid()
+        if pid is None:
+            raise DeployFailedError("nginx is not running")
+        old_workers = _children(pid)
+        os.kill(pid, signal.SIGHUP)
+        return old_workers
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: nginx reopens its log files (after the access log was renamed)."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGUSR1)
+
+    def wait_for_reload(self, old_workers: frozenset[int], slot: str, serving: bool) -> bool:
+        """Wait until no old worker accepts connections any more, then until nginx serves the slot
+        (or, with serving False, no longer does).
+
+        Old workers keep accepting for a moment after the reload; a request that lands on one would
+        still see the previous version, so "live" is only reported once they have all let go.
+        nginx's master waits 100 ms after starting the new workers before it tells the old ones to
+        stop (ngx_master_process_cycle); that pause dominated every deploy and rollback, so once the
+        new workers exist DropHost sends the old ones the same graceful stop (SIGQUIT) itself.
+        """
+        deadline = time.monotonic() + self.settings.reload_confirm_timeout
+        master = self.pid()
+        told: set[int] = set()
+        while master is not None and time.monotonic() < deadline:
+            started = _children(master) - old_workers
+            accepting = [pid for pid in old_workers if _accepting_worker(pid)]
+            if not accepting and started:
+                break
+            if started:
+                for pid in set(accepting) - told:
+                    told.add(pid)
+                    _stop_old_worker(pid, master)
+            time.sleep(0.002)
+        return self.wait_until_serving(slot, serving, deadline=deadline)
+
+    def _ask_watcher(self, action: str, conf: Path) -> None:
+        """The container protocol: a request file in control/requests, the answer in control/results.
+
+        nginx runs in its own container with the data volume at the same path; a small watcher there
+        runs `nginx -t` or the reload and writes back "ok" or "failed" and nginx's output.
+        """
+        request_id = uuid.uuid4().hex
+        requests, results = self.control_dir / "requests", self.control_dir / "results"
+        _write_atomically(requests / f"{request_id}.req", f"{action} {safe_path(conf)}\n")
+        answer = results / f"{request_id}.res"
+        deadline = time.monotonic() + self.settings.subprocess_timeout
+        while not answer.exists():
+            if time.monotonic() > deadline:
+                (requests / f"{request_id}.req").unlink(missing_ok=True)
+                raise DeployFailedError("nginx did not answer (its control watcher is not running)")
+            time.sleep(0.003)
+        status, _, output = answer.read_text().partition("\n")
+        answer.unlink(missing_ok=True)
+        if status.strip() != "ok":
+            raise CommandError(f"nginx {action} failed", returncode=1, output=output)
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """Start nginx in the foreground as a child process (used by `drophost up` and tests)."""
+        self.test()
+        log = open(self.root / "nginx.stderr", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DeployFailedError("nginx exited at start; see nginx.stderr in the data directory")
+            if (
+                self.pid() == proc.pid
+                and _accepts(self.settings.host, self.settings.port)
+                and _accepts(self.settings.host, self.settings.sites_listen_port)
+            ):
+                return proc
+            time.sleep(0.02)
+        proc.kill()
+        raise DeployFailedError("nginx did not start listening within 10 seconds")
+
+    @property
+    def probe_address(self) -> tuple[str, int]:
+        """Where the service itself reaches nginx (another container's name in compose)."""
+        if self.settings.nginx_probe:
+            host, _, port = self.settings.nginx_probe.rpartition(":")
+            return host, int(port)
+        return self.settings.host, self.settings.sites_listen_port
+
+    def wait_until_serving(self, slot: str, serving: bool = True, *, deadline: float | None = None) -> bool:
+        """Poll nginx until it has the slot in its sites map (serving False: until it has not).
+
+        Which files it serves is the link's business and needs no wait: see point().
+        """
+        expected = slot if serving else None
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.reload_confirm_timeout
+        while True:
+            if _served_slot(*self.probe_address, slot, self.settings.sites_host) == expected:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.003)
+
+
+def _children(parent: int) -> frozenset[int]:
+    """Child processes of `parent` (nginx's workers of the master)."""
+    try:
+        # The kernel's own list: far cheaper than reading every process's stat, which matters
+        # because the reload wait polls this every few milliseconds while nginx needs the CPU.
+        found: set[int] = set()
+        for task in os.scandir(f"/proc/{parent}/task"):
+            with open(f"/proc/{parent}/task/{task.name}/children", "rb") as handle:
+                found.update(int(pid) for pid in handle.read().split())
+        return frozenset(found)
+    except (OSError, ValueError):
+        return _children_by_scan(parent)
+
+
+def _children_by_scan(parent: int) -> frozenset[int]:
+    """Child processes of `parent`, from every process's stat (kernels without task/*/children)."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses; the fields after the last ")" do not.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == parent:
+            found.add(int(entry.name))
+    return frozenset(found)
+
+
+def _accepting_worker(pid: int) -> bool:
+    """Is this (old) worker still running and not yet shutting down?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            title = handle.read()
+    except OSError:
+        return False
+    # nginx retitles a worker just before it closes its listening sockets on a graceful stop.
+    return b"shutting down" not in title and b"worker process" in title
+
+
+def _stop_old_worker(pid: int, master: int) -> None:
+    """Graceful stop of one old worker (in-flight requests finish), as the master would send it."""
+    if _parent_of(pid) != master:
+        return  # gone already, and the number may belong to another process by now
+    try:
+        os.kill(pid, signal.SIGQUIT)
+    except (ProcessLookupError, PermissionError):
+        pass  # the master stops it a moment later anyway
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(b")") + 2 :].split()[1])
+
+
+def _served_slot(host: str, port: int, slot: str, host_header: str = "") -> str | None:
+    """The slot nginx says it served /d/<slot>/ from (None: it has no such slot)."""
+    conn = http.client.HTTPConnection(_loopback(host), port, timeout=2)
+    try:
+        headers = {"User-Agent": PROBE_USER_AGENT, **({"Host": host_header} if host_header else {})}
+        conn.request("HEAD", f"/d/{slot}/", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.getheader("X-Drophost-Slot")
+    except OSError:
+        return "unreachable"
+    finally:
+        conn.close()
+
+
+def _accepts(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((_loopback(host), port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host in ("::", "[::]") else host.strip("[]"))
+
+
+def _nginx_reason(output: str, root: Path) -> str:
+    """The first nginx message, without server paths: safe to show to a client."""
+    for line in output.splitlines():
+        if "[emerg]" in line or "[error]" in line:
+            text = line.split("]", 1)[-1].strip()
+            text = re.sub(r"(/[^\s:\"']+)+", "<path>", text)
+            return text[:300]
+    return "nginx -t failed"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

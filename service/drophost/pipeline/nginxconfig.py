@@ -1,0 +1,190 @@
+"""nginx configuration as text (pure): the main config, a slot's entry, the sites map. Only allow-listed values."""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import pwd
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from drophost.errors import SettingsError
+from drophost.names import validate_slot
+from drophost.paths import is_plain_path
+from drophost.settings import Settings
+
+# Addresses that end up in a config must match these; anything else is refused, not escaped.
+_SAFE_LISTEN = re.compile(r"^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+
+
+_SAFE_UPSTREAM = re.compile(r"^http://(?:unix:/[A-Za-z0-9/._-]+:|[A-Za-z0-9.-]+:[0-9]{1,5})$")
+
+
+# nginx leaves requests with this User-Agent out of the access log (see nginx.conf.j2).
+PROBE_USER_AGENT = "drophost-reload-check"
+
+
+_SAFE_HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+_SAFE_ORIGIN = re.compile(r"^https?://(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
+
+
+_RELEASE_PARTS = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[0-9]{1,18}$")
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    slot: str
+    version: int
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def template_environment(template_dir: str = "") -> jinja2.Environment:
+    loader: jinja2.BaseLoader
+    if template_dir:
+        loader = jinja2.FileSystemLoader(template_dir)
+    else:
+        loader = jinja2.PackageLoader("drophost.nginx_templates", ".")
+    return jinja2.Environment(
+        loader=loader, autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+
+
+def safe_path(path: Path | str) -> str:
+    text = str(path)
+    if not is_plain_path(text):
+        raise SettingsError(f"the path {text!r} has characters DropHost will not put in an nginx config")
+    return text
+
+
+def render_site_config(
+    env: jinja2.Environment, *, slot: str, version: int, release_dir: Path, deployment_id: int
+) -> SiteConfig:
+    """The nginx config of one slot version; every value is allow-listed first."""
+    validate_slot(slot)
+    if Path(safe_path(release_dir)).parent.name != slot:
+        raise SettingsError(f"{str(release_dir)!r} is not a release directory of slot {slot!r}")
+    text = env.get_template("site.conf.j2").render(
+        slot=slot,
+        version=int(version),
+        # Relative to the data directory: the stored text names no server path and survives a move.
+        release=release_link_target(release_dir).removeprefix("../"),
+        release_dir=str(release_dir),  # for templates written before the links (already checked)
+        deployment_id=int(deployment_id),
+    )
+    return SiteConfig(slot=slot, version=int(version), text=text)
+
+
+def site_entry(text: str) -> str:
+    """The part of a slot's config that nginx parses (its sites map line), without the comments.
+
+    Two versions of a slot whose entries are equal differ only in their files: switching between
+    them moves the slot's link and changes nothing nginx has loaded (pure).
+    """
+    lines = (line.strip() for line in text.splitlines())
+    return "".join(f"{line}\n" for line in lines if line and not line.startswith("#"))
+
+
+def release_link_target(release_dir: Path | str) -> str:
+    """Where live/<slot> points for a release: relative, so a moved data directory keeps working.
+
+    Only the last two parts of a stored release path (<slot>/<deployment id>) are used, and both are
+    checked here: nothing else can ever become a link target.
+    """
+    parts = Path(release_dir).parts
+    if len(parts) < 2 or not _RELEASE_PARTS.fullmatch(f"{parts[-2]}/{parts[-1]}"):
+        raise SettingsError(f"{str(release_dir)!r} is not a release directory")
+    validate_slot(parts[-2])
+    return f"../releases/{parts[-2]}/{parts[-1]}"
+
+
+def render_main_config(
+    env: jinja2.Environment,
+    settings: Settings,
+    *,
+    sites_map: str,
+    worker_user: str = "",
+) -> str:
+    """The whole nginx.conf; sites_map is the live entries file, or a candidate for nginx -t."""
+    listen = f"{settings.host}:{settings.port}"
+    if not _SAFE_LISTEN.fullmatch(listen):
+        raise SettingsError(f"{listen!r} is not an address nginx can listen on")
+    sites_listen = f"{settings.host}:{settings.sites_listen_port}"
+    if settings.sites_host and not _SAFE_HOST_NAME.fullmatch(settings.sites_host):
+        raise SettingsError(f"{settings.sites_host!r} is not a host name")
+    if sites_listen == listen and not settings.sites_host:
+        raise SettingsError("the sites need their own port, or a host name (DROPHOST_SITES_HOST) on the same port")
+    upstream = service_upstream(settings)
+    if not _SAFE_UPSTREAM.fullmatch(upstream):
+        raise SettingsError(f"{upstream!r} is not an address DropHost will proxy to")
+    if worker_user and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31} [a-z_][a-z0-9_-]{0,31}", worker_user):
+        raise SettingsError(f"{worker_user!r} is not a user name")
+    return env.get_template("nginx.conf.j2").render(
+        nginx_dir=safe_path(settings.nginx_dir),
+        listen=listen,
+        sites_listen=sites_listen,
+        sites_host=settings.sites_host,
+        sites_redirect=sites_redirect(settings),
+        service_upstream=upstream,
+        sites_map=safe_path(sites_map),
+        live_dir=safe_path(settings.data_dir / "live"),
+        symlink_check=bool(settings.nginx_symlink_check),
+        mime_types=safe_path(settings.nginx_dir / "mime.types"),
+        max_body_bytes=int(settings.max_upload_bytes) + 1024 * 1024,
+        worker_user=worker_user,
+        worker_processes="auto",
+    )
+
+
+def compose_sites(entries: dict[str, str]) -> str:
+    """The sites map file: every live slot's entry (see site_entry), in a stable order (pure)."""
+    body = "".join(entries[slot] for slot in sorted(entries))
+    return f"# Generated by DropHost: the live entry of every slot. Do not edit.\n{body}"
+
+
+def sites_redirect(settings: Settings) -> str:
+    """The origin the main port sends /d/... to: the configured one, else the host the browser used."""
+    if settings.sites_url:
+        origin = settings.sites_url.rstrip("/")
+        if not _SAFE_ORIGIN.fullmatch(origin):
+            raise SettingsError(f"{origin!r} is not an origin like http://sites.example:8081 (no path)")
+        return origin
+    port = settings.sites_listen_port
+    suffix = "" if port == 80 else f":{port}"
+    return f"$scheme://{settings.sites_host or '$host'}{suffix}"
+
+
+def worker_user_directive(user: str) -> str:
+    """ "user group" for nginx's user directive (Debian's nobody has no group of that name)."""
+    try:
+        entry = pwd.getpwnam(user)
+        return f"{user} {grp.getgrgid(entry.pw_gid).gr_name}"
+    except KeyError:
+        raise SettingsError(f"the nginx worker user {user!r} does not exist") from None
+
+
+def service_upstream(settings: Settings) -> str:
+    address = settings.service_socket or str(settings.data_dir / "run" / "service.sock")
+    if address.startswith("/"):
+        return f"http://unix:{address}:"
+    return f"http://{address}"
+
+
+def changed_entries(entries: dict[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """A copy of `entries` with each slot set to its config's entry (None: removed)."""
+    result = dict(entries)
+    for slot, text in changes.items():
+        if text is None:
+            result.pop(validate_slot(slot), None)
+        else:
+            result[validate_slot(slot)] = site_entry(text)
+    return result

@@ -1,0 +1,82 @@
+"""SQL of the deployments table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drophost.store.rows import Conn, Row, fetch_all, fetch_one
+
+_DEPLOYMENT_COLUMNS = """
+    d.id, d.slot, d.source, d.source_name, d.trigger, d.repo, d.branch, d.commit_sha, d.pusher,
+    d.files, d.bytes, d.ttl_seconds, d.error, d.created_at, d.finished_at, d.state,
+    CASE WHEN d.state <> 'ready' THEN d.state
+         WHEN s.deployment_id = d.id THEN s.status
+         ELSE 'superseded' END AS status,
+    cv.version AS config_version
+"""
+
+
+_DEPLOYMENT_FROM = """
+    FROM deployments d
+    LEFT JOIN slots s ON s.slot = d.slot
+    LEFT JOIN config_versions cv ON cv.deployment_id = d.id
+"""
+
+
+def create_deployment(conn: Conn, *, slot: str, source: str, state: str = "building", **fields: Any) -> int:
+    allowed = {"source_name", "trigger", "repo", "branch", "commit_sha", "pusher", "ttl_seconds"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown deployment fields: {sorted(unknown)}")
+    values = {name: fields.get(name) for name in sorted(allowed)}
+    row = fetch_one(
+        conn,
+        "INSERT INTO deployments (slot, source, state, source_name, trigger, repo, branch, commit_sha,"
+        " pusher, ttl_seconds) VALUES (%(slot)s, %(source)s, %(state)s, %(source_name)s, %(trigger)s,"
+        " %(repo)s, %(branch)s, %(commit_sha)s, %(pusher)s, %(ttl_seconds)s) RETURNING id",
+        {"slot": slot, "source": source, "state": state, **values},
+    )
+    assert row is not None
+    return int(row["id"])
+
+
+def finish_deployment(
+    conn: Conn,
+    deployment_id: int,
+    *,
+    state: str,
+    files: int | None = None,
+    size: int | None = None,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        "UPDATE deployments SET state = %s, files = COALESCE(%s, files), bytes = COALESCE(%s, bytes),"
+        " error = %s, finished_at = now() WHERE id = %s",
+        (state, files, size, error, deployment_id),
+    )
+
+
+def get_deployment(conn: Conn, deployment_id: int) -> Row | None:
+    return fetch_one(conn, f"SELECT {_DEPLOYMENT_COLUMNS} {_DEPLOYMENT_FROM} WHERE d.id = %s", (deployment_id,))
+
+
+def list_deployments(conn: Conn, *, slot: str | None = None, limit: int = 100) -> list[Row]:
+    return fetch_all(
+        conn,
+        f"SELECT {_DEPLOYMENT_COLUMNS} {_DEPLOYMENT_FROM}"
+        " WHERE (%(slot)s::text IS NULL OR d.slot = %(slot)s) ORDER BY d.id DESC LIMIT %(limit)s",
+        {"slot": slot, "limit": limit},
+    )
+
+
+def fail_unfinished(conn: Conn, reason: str) -> list[int]:
+    """Deployments a crash left half-done become failed; their pending configs too."""
+    rows = fetch_all(
+        conn,
+        "UPDATE deployments SET state = 'failed', error = %s, finished_at = now()"
+        # Queued git deploys are kept: the queue (gitqueue.py) picks them up again after a restart.
+        " WHERE state = 'building' OR (state = 'queued' AND source <> 'git') RETURNING id",
+        (reason,),
+    )
+    conn.execute("UPDATE config_versions SET status = 'failed' WHERE status = 'pending'")
+    return [int(r["id"]) for r in rows]

@@ -1,0 +1,90 @@
+"""SQL of the slots family."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from drophost.store.rows import Conn, Row, fetch_all, fetch_one
+from drophost.store.versions import set_config_status
+
+
+def get_slot(conn: Conn, slot: str) -> Row | None:
+    return fetch_one(
+        conn,
+        "SELECT slot, active_version, deployment_id, status, expires_at, updated_at FROM slots WHERE slot = %s",
+        (slot,),
+    )
+
+
+def list_slots(conn: Conn) -> list[Row]:
+    return fetch_all(
+        conn,
+        "SELECT slot, active_version, deployment_id, status, expires_at, updated_at FROM slots ORDER BY slot",
+    )
+
+
+def activate(
+    conn: Conn, *, slot: str, version: int, deployment_id: int, action: str, expires_at: datetime | None
+) -> None:
+    """Record that nginx now serves `version` of `slot` (call inside a transaction)."""
+    conn.execute(
+        "UPDATE config_versions SET status = 'inactive' WHERE slot = %s AND status = 'active' AND version <> %s",
+        (slot, version),
+    )
+    set_config_status(conn, slot, version, "active")
+    conn.execute(
+        "INSERT INTO slots (slot, active_version, deployment_id, status, expires_at, updated_at)"
+        " VALUES (%(slot)s, %(version)s, %(deployment_id)s, 'live', %(expires_at)s, now())"
+        " ON CONFLICT (slot) DO UPDATE SET active_version = EXCLUDED.active_version,"
+        " deployment_id = EXCLUDED.deployment_id, status = 'live', expires_at = EXCLUDED.expires_at,"
+        " updated_at = now()",
+        {"slot": slot, "version": version, "deployment_id": deployment_id, "expires_at": expires_at},
+    )
+    record_activation(conn, slot, version, action)
+
+
+def deactivate(conn: Conn, *, slot: str, status: str, action: str) -> None:
+    """Record that nginx no longer serves `slot`; its history and last deployment stay."""
+    conn.execute("UPDATE config_versions SET status = 'inactive' WHERE slot = %s AND status = 'active'", (slot,))
+    conn.execute(
+        "UPDATE slots SET active_version = NULL, status = %s, expires_at = NULL, updated_at = now() WHERE slot = %s",
+        (status, slot),
+    )
+    record_activation(conn, slot, None, action)
+
+
+def record_activation(conn: Conn, slot: str, version: int | None, action: str) -> None:
+    conn.execute("INSERT INTO activations (slot, version, action) VALUES (%s, %s, %s)", (slot, version, action))
+
+
+def previous_version(conn: Conn, slot: str, current: int | None) -> int | None:
+    """The version that was live before the current one, from the activation history."""
+    row = fetch_one(
+        conn,
+        "SELECT a.version FROM activations a JOIN config_versions cv"
+        " ON cv.slot = a.slot AND cv.version = a.version AND cv.status IN ('active', 'inactive')"
+        " WHERE a.slot = %(slot)s AND a.version IS NOT NULL"
+        " AND (%(current)s::int IS NULL OR a.version <> %(current)s) ORDER BY a.id DESC LIMIT 1",
+        {"slot": slot, "current": current},
+    )
+    return None if row is None else int(row["version"])
+
+
+def due_expiries(conn: Conn) -> list[str]:
+    rows = fetch_all(
+        conn,
+        "SELECT slot FROM slots WHERE status = 'live' AND expires_at IS NOT NULL AND expires_at <= now()",
+    )
+    return [r["slot"] for r in rows]
+
+
+def set_expiry(conn: Conn, slot: str, expires_at: datetime | None) -> None:
+    conn.execute("UPDATE slots SET expires_at = %s, updated_at = now() WHERE slot = %s", (expires_at, slot))
+
+
+def list_activations(conn: Conn, slot: str, limit: int = 100) -> list[Row]:
+    return fetch_all(
+        conn,
+        "SELECT slot, version, action, created_at FROM activations WHERE slot = %s ORDER BY id DESC LIMIT %s",
+        (slot, limit),
+    )

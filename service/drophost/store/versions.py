@@ -1,0 +1,88 @@
+"""SQL of the versions family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drophost.store.rows import Conn, Row, fetch_all, fetch_one
+
+
+def next_version(conn: Conn, slot: str) -> int:
+    row = fetch_one(conn, "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM config_versions WHERE slot = %s", (slot,))
+    assert row is not None
+    return int(row["v"])
+
+
+def insert_config_version(
+    conn: Conn, *, slot: str, version: int, deployment_id: int, release_dir: str, config: str, sha256: str
+) -> None:
+    conn.execute(
+        "INSERT INTO config_versions (slot, version, deployment_id, release_dir, config, sha256, status)"
+        " VALUES (%s, %s, %s, %s, %s, %s, 'pending')",
+        (slot, version, deployment_id, release_dir, config, sha256),
+    )
+
+
+def set_config_status(conn: Conn, slot: str, version: int, status: str) -> None:
+    conn.execute("UPDATE config_versions SET status = %s WHERE slot = %s AND version = %s", (status, slot, version))
+
+
+def list_versions(conn: Conn, slot: str) -> list[Row]:
+    return fetch_all(
+        conn,
+        "SELECT version, sha256, status, deployment_id, created_at FROM config_versions"
+        " WHERE slot = %s ORDER BY version DESC",
+        (slot,),
+    )
+
+
+def get_version(conn: Conn, slot: str, version: int) -> Row | None:
+    return fetch_one(
+        conn,
+        "SELECT version, sha256, status, deployment_id, created_at, config, release_dir FROM config_versions"
+        " WHERE slot = %s AND version = %s",
+        (slot, version),
+    )
+
+
+def active_configs(conn: Conn) -> dict[str, dict[str, Any]]:
+    """Every live slot's active config: {"config": text, "release_dir": path}."""
+    rows = fetch_all(
+        conn,
+        "SELECT s.slot, cv.config, cv.release_dir FROM slots s JOIN config_versions cv"
+        " ON cv.slot = s.slot AND cv.version = s.active_version WHERE s.status = 'live'",
+    )
+    return {r["slot"]: {"config": r["config"], "release_dir": r["release_dir"]} for r in rows}
+
+
+def kept_release_dirs(conn: Conn) -> set[str]:
+    """Release directories some stored config can still make live (so must stay on disk)."""
+    rows = fetch_all(conn, "SELECT release_dir FROM config_versions WHERE status IN ('active', 'inactive')")
+    return {r["release_dir"] for r in rows}
+
+
+def retention_candidates(conn: Conn, slot: str | None = None) -> list[Row]:
+    """Every version that still has files on disk, with what retention needs to decide."""
+    return fetch_all(
+        conn,
+        "SELECT slot, version, status, pinned, release_dir FROM config_versions"
+        " WHERE status IN ('active', 'inactive') AND (%(slot)s::text IS NULL OR slot = %(slot)s)"
+        " ORDER BY slot, version DESC",
+        {"slot": slot},
+    )
+
+
+def mark_pruned(conn: Conn, slot: str, versions: list[int]) -> None:
+    conn.execute(
+        "UPDATE config_versions SET status = 'pruned' WHERE slot = %s AND version = ANY(%s) AND status = 'inactive'",
+        (slot, versions),
+    )
+
+
+def set_pinned(conn: Conn, slot: str, version: int, pinned: bool) -> bool:
+    rows = fetch_all(
+        conn,
+        "UPDATE config_versions SET pinned = %s WHERE slot = %s AND version = %s RETURNING version",
+        (pinned, slot, version),
+    )
+    return bool(rows)

@@ -1,0 +1,197 @@
+"""The JSON API: thin handlers that validate input, call the deployer or the store, shape output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from drophost.errors import (
+    NotFoundError,
+    UnsupportedMediaError,
+    ValidationError,
+)
+from drophost.names import parse_ttl, slot_from_filename, validate_slot
+from drophost.pipeline import releases, versiondiff
+from drophost.pipeline.deployer import Deployer
+from drophost.store import deployments, slots, versions
+from drophost.web import views
+from drophost.web.common import deployer_of, id_param, int_param, path_slot, read_json, require_token, settings_of
+from drophost.web.gitops import create_git_deployment
+
+
+# -- deployments -----------------------------------------------------------------------------
+@require_token
+async def create_deployment(request: Request) -> Response:
+    """Deploy a ZIP upload (multipart: file, slot, ttl), or queue a git deploy (JSON: repo, branch, path, slot)."""
+    settings = settings_of(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        return await create_git_deployment(request)
+    if not content_type.startswith("multipart/form-data"):
+        raise UnsupportedMediaError(
+            "send a ZIP as multipart/form-data with a field named file, or JSON with repo, branch and slot"
+        )
+    async with request.form(max_files=1, max_fields=8, max_part_size=64 * 1024) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ValidationError("the form needs a field named file holding a ZIP archive", field="file")
+        raw_slot = form.get("slot")
+        if raw_slot is not None and not isinstance(raw_slot, str):
+            raise ValidationError("slot must be a text field", field="slot")
+        slot = validate_slot(raw_slot.strip()) if raw_slot else slot_from_filename(upload.filename or "")
+        raw_ttl = form.get("ttl")
+        ttl = parse_ttl(raw_ttl if isinstance(raw_ttl, str) else None, maximum=settings.max_ttl_seconds)
+        row = await run_in_threadpool(
+            deployer_of(request).deploy_archive,
+            upload.file,
+            slot=slot,
+            source_name=(upload.filename or "")[:255] or None,
+            ttl_seconds=ttl or settings.default_ttl_seconds or None,
+        )
+    return JSONResponse(views.deployment(settings, row), status_code=201)
+
+
+@require_token
+async def list_deployments(request: Request) -> Response:
+    """Deployments, newest first (optional ?slot=)."""
+    slot = request.query_params.get("slot")
+    if slot is not None:
+        validate_slot(slot)
+    limit = int_param(request, "limit", default=100, low=1, high=1000)
+    deployer = deployer_of(request)
+    rows = await run_in_threadpool(_with_conn, deployer, deployments.list_deployments, slot=slot, limit=limit)
+    settings = settings_of(request)
+    return JSONResponse({"deployments": [views.deployment(settings, r) for r in rows]})
+
+
+@require_token
+async def get_deployment(request: Request) -> Response:
+    """One deployment."""
+    deployment_id = id_param(request, "id")
+    row = await run_in_threadpool(deployer_of(request).deployment, deployment_id)
+    return JSONResponse(views.deployment(settings_of(request), row))
+
+
+# -- slots and versions ----------------------------------------------------------------------
+@require_token
+async def list_slots(request: Request) -> Response:
+    """Every slot with its active version."""
+    rows = await run_in_threadpool(_with_conn, deployer_of(request), slots.list_slots)
+    settings = settings_of(request)
+    return JSONResponse({"slots": [views.slot(settings, r) for r in rows]})
+
+
+@require_token
+async def list_versions(request: Request) -> Response:
+    """A slot's config versions, newest first."""
+    slot = path_slot(request)
+    deployer = deployer_of(request)
+    current, rows = await run_in_threadpool(_slot_and_versions, deployer, slot)
+    active = current["active_version"] if current and current["status"] == "live" else None
+    return JSONResponse({"slot": slot, "active": active, "versions": [views.version(r) for r in rows]})
+
+
+@require_token
+async def get_version(request: Request) -> Response:
+    """One config version with its full nginx text."""
+    slot = path_slot(request)
+    number = id_param(request, "version")
+    row = await run_in_threadpool(_with_conn, deployer_of(request), versions.get_version, slot, number)
+    if row is None:
+        raise NotFoundError(f'slot "{slot}" has no config version {number}')
+    return JSONResponse({"slot": slot, **views.version(row, with_config=True)})
+
+
+@require_token
+async def rollback(request: Request) -> Response:
+    """Make a stored config version live again (default: the one before the current)."""
+    slot = path_slot(request)
+    body = await read_json(request)
+    version = body.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+        raise ValidationError("version must be a positive integer", field="version")
+    result = await run_in_threadpool(deployer_of(request).rollback, slot, version)
+    return JSONResponse(result)
+
+
+@require_token
+async def delete_slot(request: Request) -> Response:
+    """Take a slot offline; its history stays."""
+    slot = path_slot(request)
+    result = await run_in_threadpool(deployer_of(request).take_offline, slot)
+    return JSONResponse(result)
+
+
+@require_token
+async def diff_versions(request: Request) -> Response:
+    """What changed from version a to version b: the nginx config and the published files."""
+    slot = path_slot(request)
+    a = int_param(request, "a", default=0, low=1, high=2**31 - 1)
+    b = int_param(request, "b", default=0, low=1, high=2**31 - 1)
+    if not a or not b:
+        raise ValidationError("give the two versions to compare as ?a=N&b=M", field="a")
+    result = await run_in_threadpool(compare_versions, deployer_of(request), slot, a, b)
+    return JSONResponse(result)
+
+
+def compare_versions(deployer: Deployer, slot: str, a: int, b: int) -> dict[str, Any]:
+    with deployer.pool.connection() as conn:
+        old, new = versions.get_version(conn, slot, a), versions.get_version(conn, slot, b)
+    for number, row in ((a, old), (b, new)):
+        if row is None:
+            raise NotFoundError(f'slot "{slot}" has no config version {number}')
+    assert old is not None and new is not None
+    root = deployer.settings.releases_dir
+    files = versiondiff.diff_trees(releases.locate(root, old["release_dir"]), releases.locate(root, new["release_dir"]))
+    return {
+        "slot": slot,
+        "a": a,
+        "b": b,
+        "config": versiondiff.unified(old["config"], new["config"], f"version {a}", f"version {b}"),
+        "files": files.to_json(),
+    }
+
+
+@require_token
+async def list_events(request: Request) -> Response:
+    """A slot's switches (deploy, rollback, delete, expire), newest first."""
+    slot = path_slot(request)
+    limit = int_param(request, "limit", default=100, low=1, high=1000)
+    rows = await run_in_threadpool(_with_conn, deployer_of(request), slots.list_activations, slot, limit)
+    return JSONResponse({"slot": slot, "events": [views.event(r) for r in rows]})
+
+
+@require_token
+async def update_slot(request: Request) -> Response:
+    """Set a live slot's time to live from now: {"ttl": "2h"}; null or "" removes it."""
+    slot = path_slot(request)
+    body = await read_json(request)
+    if "ttl" not in body:
+        raise ValidationError('send {"ttl": "<duration>"} (or null to never expire)', field="ttl")
+    raw = body["ttl"]
+    if raw is not None and (not isinstance(raw, str | int) or isinstance(raw, bool)):
+        raise ValidationError("ttl must be a duration like 3600, 90m or 7d, or null", field="ttl")
+    ttl = parse_ttl(raw, maximum=settings_of(request).max_ttl_seconds)
+    result = await run_in_threadpool(deployer_of(request).set_ttl, slot, ttl)
+    return JSONResponse(result)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _with_conn(deployer: Deployer, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    with deployer.pool.connection() as conn:
+        return query(conn, *args, **kwargs)
+
+
+def _slot_and_versions(deployer: Deployer, slot: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    with deployer.pool.connection() as conn:
+        current = slots.get_slot(conn, slot)
+        rows = versions.list_versions(conn, slot)
+    # A slot whose only versions failed was never live, but its failed versions are still listed.
+    if current is None and not rows:
+        raise NotFoundError(f'there is no slot "{slot}"')
+    return current, rows

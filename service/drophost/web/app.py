@@ -1,0 +1,273 @@
+"""The application factory: routes, error handlers, and start-up (migrate, reconcile, expiry)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from drophost import hangup
+from drophost.analytics.accesslog import Ingester
+from drophost.errors import DrophostError, SettingsError
+from drophost.gitops.controller import GitOps
+from drophost.pipeline.deployer import Deployer
+from drophost.pipeline.nginx import Nginx
+from drophost.settings import Settings
+from drophost.store.migrate import migrate
+from drophost.web import analytics, api, dashboard, gitops, openapi, uploads
+from drophost.web.bodylimit import BodyLimit
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> Starlette:
+    """`environ` holds the webhook secrets deploy.yaml names (default: the process environment)."""
+    if not settings.api_token:
+        raise SettingsError("DROPHOST_API_TOKEN is empty; `drophost up` creates one for you")
+    if not settings.database_url:
+        raise SettingsError("no database: set DATABASE_URL (or use `drophost up`)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool: ConnectionPool[Any] = ConnectionPool(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.db_pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+        )
+        await run_in_threadpool(pool.open, True, 30.0)
+        nginx = Nginx(settings)
+        deployer = Deployer(settings, pool, nginx)
+        ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
+        gitops = GitOps(settings, deployer, os.environ if environ is None else environ)
+        app.state.settings = settings
+        app.state.deployer = deployer
+        app.state.ingester = ingester
+        app.state.gitops = gitops
+
+        def start() -> None:
+            with pool.connection() as conn:
+                migrate(conn)
+            nginx.prepare()
+            outcome = deployer.reconcile()
+            log.info("reconciled nginx with PostgreSQL: %s", outcome)
+            gitops.requeue(outcome["failed_deployments"])
+            applied = gitops.apply(gitops.load())
+            log.info("applied deploy.yaml: %s", applied)
+            gitops.start()
+
+        await run_in_threadpool(start)
+        expiry = asyncio.create_task(_expire_forever(deployer, settings.expiry_interval))
+        ingestion = asyncio.create_task(_ingest_forever(ingester, nginx, settings))
+        collection = asyncio.create_task(_collect_forever(deployer, settings.gc_interval))
+        stop_reloading_on_sighup = _reload_on_sighup(gitops)
+        try:
+            yield
+        finally:
+            stop_reloading_on_sighup()
+            for task in (expiry, ingestion, collection):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await run_in_threadpool(gitops.stop)
+            await run_in_threadpool(pool.close)
+
+    routes = build_routes(settings)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_exception_handlers())
+    app.state.settings = settings
+    return app
+
+
+def build_routes(settings: Settings) -> list[BaseRoute]:
+    upload_cap = settings.max_upload_bytes
+    return [
+        *dashboard.routes(),
+        Route("/health", health, methods=["GET"]),
+        Route("/api/openapi.json", openapi_document, methods=["GET"]),
+        Route("/api/analytics", analytics.get_analytics, methods=["GET"]),
+        Route("/api/deployments", api.create_deployment, methods=["POST"], middleware=[_limit(upload_cap)]),
+        Route("/api/deployments", api.list_deployments, methods=["GET"]),
+        Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
+        Route("/api/slots", api.list_slots, methods=["GET"]),
+        Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
+        Route("/api/slots/{slot}", api.update_slot, methods=["PATCH"], middleware=[_limit(64 * 1024)]),
+        Route("/api/slots/{slot}/events", api.list_events, methods=["GET"]),
+        Route("/api/slots/{slot}/diff", api.diff_versions, methods=["GET"]),
+        Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
+        Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
+        Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], middleware=[_limit(64 * 1024)]),
+        Route("/api/slots/{slot}/versions/{version}/pin", uploads.pin_version, methods=["POST"]),
+        Route("/api/uploads", uploads.create_upload, methods=["POST"], middleware=[_limit(32 * 1024 * 1024)]),
+        Route(
+            "/api/uploads/{upload_id}/blobs/{digest}",
+            uploads.put_blob,
+            methods=["PUT"],
+            middleware=[_limit(settings.max_unpacked_bytes)],
+        ),
+        Route("/api/uploads/{upload_id}/finalize", uploads.finalize_upload, methods=["POST"]),
+        Route("/api/gc", uploads.collect_garbage, methods=["POST"]),
+        Route("/api/webhooks/{provider}", gitops.webhook, methods=["POST"]),
+        Route("/api/reload", gitops.reload, methods=["POST"], middleware=[_limit(64 * 1024)]),
+        Route("/api/plan", gitops.plan, methods=["POST"]),
+        Route("/api/git/hook", gitops.git_hook, methods=["POST"], middleware=[_limit(1024 * 1024)]),
+        Route("/git/{name}.git/{rest:path}", gitops.git_http, methods=["GET", "POST"], max_body_size=upload_cap),
+    ]
+
+
+def _limit(max_bytes: int) -> Middleware:
+    # Not Route(max_body_size=...): Starlette answers that one in plain text, not our JSON.
+    return Middleware(BodyLimit, max_bytes=max_bytes)
+
+
+async def health(request: Request) -> Response:
+    """200 only when PostgreSQL answers and nginx runs with a valid config."""
+    deployer: Deployer | None = getattr(request.app.state, "deployer", None)
+    if deployer is None:
+        return JSONResponse({"status": "starting", "error": "the service is starting"}, status_code=503)
+    checks = await run_in_threadpool(_health_checks, deployer)
+    down = [name for name, ok in checks.items() if not ok]
+    if down:
+        return JSONResponse(
+            {"status": "down", "error": f"not healthy: {', '.join(down)} down", "checks": checks},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok", "checks": checks})
+
+
+def _health_checks(deployer: Deployer) -> dict[str, bool]:
+    checks = {"database": False, "nginx": False}
+    try:
+        with deployer.pool.connection(timeout=3) as conn:
+            conn.execute("SELECT 1")
+        checks["database"] = True
+    except Exception:  # noqa: BLE001 - any failure means "down"
+        pass
+    try:
+        if deployer.nginx.is_running():
+            deployer.nginx.test()
+            checks["nginx"] = True
+    except DrophostError:
+        pass
+    return checks
+
+
+async def openapi_document(request: Request) -> Response:
+    return JSONResponse(openapi.document())
+
+
+def _reload_on_sighup(gitops: GitOps) -> Callable[[], None]:
+    """SIGHUP re-reads deploy.yaml (only where this loop owns signals: the main thread)."""
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        future = loop.run_in_executor(None, gitops.reload)
+        future.add_done_callback(_log_reload)
+
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (RuntimeError, ValueError, NotImplementedError):
+        return lambda: None
+    if hangup.take_pending():
+        # A SIGHUP came while `drophost up` was starting, perhaps after start read deploy.yaml.
+        log.info("SIGHUP: one came while starting; applying deploy.yaml again")
+        reload()
+
+    def remove() -> None:
+        hangup.stopping()
+        loop.remove_signal_handler(signal.SIGHUP)
+        # asyncio resets SIGHUP to its default action, which would kill `drophost up` while it stops.
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
+
+    return remove
+
+
+def _log_reload(future: asyncio.Future[dict[str, Any]]) -> None:
+    error = future.exception()
+    if isinstance(error, DrophostError):
+        log.error("SIGHUP: deploy.yaml not applied: %s", error.message)
+    elif error is not None:
+        log.error("SIGHUP: deploy.yaml not applied", exc_info=error)
+    else:
+        log.info("SIGHUP: applied deploy.yaml: %s", future.result())
+
+
+async def _collect_forever(deployer: Deployer, interval: float) -> None:
+    """Retention and garbage collection every `interval` seconds (0 turns it off)."""
+    if interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            report = await run_in_threadpool(deployer.collect_garbage, dry_run=False)
+            log.info("garbage collection: %s", report.to_json())
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("garbage collection failed")
+
+
+async def _expire_forever(deployer: Deployer, interval: float) -> None:
+    # Check at once: slots whose time ran out while the service was stopped go offline at start.
+    while True:
+        try:
+            await run_in_threadpool(deployer.expire_due)
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("expiry check failed")
+        await asyncio.sleep(interval)
+
+
+async def _ingest_forever(ingester: Ingester, nginx: Nginx, settings: Settings) -> None:
+    while True:
+        try:
+            await run_in_threadpool(ingester.ingest)
+            await run_in_threadpool(ingester.rotate_if_larger_than, settings.access_log_rotate_bytes, nginx.reopen_logs)
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("access log ingestion failed")
+        await asyncio.sleep(settings.access_log_interval)
+
+
+# -- errors ----------------------------------------------------------------------------------
+def _exception_handlers() -> dict[Any, Any]:
+    return {DrophostError: _drophost_error, HTTPException: _http_error, Exception: _unexpected_error}
+
+
+async def _drophost_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DrophostError)
+    if exc.status_code >= 500:
+        log.warning("%s %s failed: %s %s", request.method, request.url.path, exc.message, exc.details)
+    return JSONResponse(exc.to_json(), status_code=exc.status_code)
+
+
+_HTTP_MESSAGES = {
+    400: "the request could not be read",
+    404: "there is nothing at this address",
+    405: "this method is not allowed here",
+    413: "the request body is larger than the limit",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = _HTTP_MESSAGES.get(exc.status_code, "the request could not be handled")
+    if exc.status_code == 400 and exc.detail:
+        message = f"the request could not be read: {str(exc.detail)[:200]}"
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal error; the previous version is still served"}, status_code=500)

@@ -1,0 +1,81 @@
+"""What every handler shares: the token guard, the JSON body reader, path and query parameters."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from drophost.errors import BadRequestError, NotFoundError, UnauthorizedError, ValidationError
+from drophost.names import validate_slot
+from drophost.pipeline.deployer import Deployer
+from drophost.settings import Settings
+from drophost.web import sessions
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def deployer_of(request: Request) -> Deployer:
+    deployer: Deployer = request.app.state.deployer
+    return deployer
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def require_token(handler: Handler) -> Handler:
+    """Every /api/ route: Bearer <token> (constant-time), or a dashboard session with its CSRF header."""
+
+    async def guarded(request: Request) -> Response:
+        if "authorization" not in request.headers and sessions.api_session_ok(request):
+            return await handler(request)  # the dashboard's own JavaScript, signed in
+        expected = settings_of(request).api_token.encode()
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise UnauthorizedError("this endpoint needs an Authorization: Bearer <token> header")
+        if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected):
+            raise UnauthorizedError("the API token is not valid")
+        return await handler(request)
+
+    guarded.__name__ = handler.__name__
+    guarded.__doc__ = handler.__doc__
+    return guarded
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestError("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return data
+
+
+def path_slot(request: Request) -> str:
+    return validate_slot(request.path_params["slot"])
+
+
+def id_param(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise NotFoundError(f"{name} must be a positive integer")
+    return int(raw)
+
+
+def int_param(request: Request, name: str, *, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationError(f"{name} must be a whole number from {low} to {high}", field=name)
+    return int(raw)

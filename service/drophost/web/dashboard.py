@@ -1,0 +1,337 @@
+"""The dashboard: server-rendered pages behind a session cookie; JavaScript only where it helps."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from drophost.errors import DrophostError, InvalidSlotError, NotFoundError
+from drophost.names import parse_ttl, validate_slot
+from drophost.store import deployments, slots, versions
+from drophost.web import analytics, charts, sessions, views
+from drophost.web.api import compare_versions
+from drophost.web.common import deployer_of, settings_of
+
+Page = Callable[[Request], Awaitable[Response]]
+STATUSES = ("live", "failed", "expired", "offline", "superseded", "building")
+_STATIC = {
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "zip.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
+_SECURITY_HEADERS = {
+    # No inline script, nothing from elsewhere, never framed (a tenant site cannot overlay it).
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("drophost.web", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", overview, methods=["GET"]),
+        Route("/ui/overview", overview_part, methods=["GET"]),
+        Route("/deploy", deploy_page, methods=["GET"]),
+        Route("/slots/{slot}", slot_page, methods=["GET"]),
+        Route("/ui/slots/{slot}", slot_part, methods=["GET"]),
+        Route("/slots/{slot}/rollback", rollback, methods=["POST"]),
+        Route("/slots/{slot}/ttl", set_ttl, methods=["POST"]),
+        Route("/slots/{slot}/offline", take_offline, methods=["POST"]),
+        Route("/analytics", analytics_page, methods=["GET"]),
+        Route("/signin", signin_page, methods=["GET"]),
+        Route("/signin", signin, methods=["POST"]),
+        Route("/signout", signout, methods=["POST"]),
+        Route("/static/{name}", static, methods=["GET"]),
+    ]
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    session = sessions.current(request)
+    text = templates.get_template(name).render(
+        csrf=session.csrf if session else "",
+        signed_in=session is not None,
+        path=request.url.path,
+        sites_url=settings_of(request).site_base_url,
+        **context,
+    )
+    return HTMLResponse(text, status_code=status_code, headers=_SECURITY_HEADERS)
+
+
+def signed_in(page: Page) -> Page:
+    """Pages need a session (else: to the sign-in page); posts also need the CSRF token."""
+
+    async def guarded(request: Request) -> Response:
+        session = sessions.current(request)
+        if session is None:
+            if request.method != "GET" or request.url.path.startswith("/ui/"):
+                return render(request, "signin.html", 401, error="Your session has ended; sign in again.", next="/")
+            return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
+        if request.method == "POST":
+            async with request.form(max_files=0, max_fields=8, max_part_size=4096) as form:
+                given = form.get("csrf")
+                fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            if not isinstance(given, str) or not sessions.csrf_ok(request, session, given):
+                return render(request, "error.html", 403, message="The form expired or came from another site.")
+            request.state.form = fields
+        return await page(request)
+
+    guarded.__name__ = page.__name__
+    return guarded
+
+
+# -- sign in and out ---------------------------------------------------------------------------
+async def signin_page(request: Request) -> Response:
+    return render(request, "signin.html", error="", next=_local_path(request.query_params.get("next")))
+
+
+async def signin(request: Request) -> Response:
+    async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
+        token = form.get("token")
+        target = _local_path(str(form.get("next") or "/"))
+    settings = settings_of(request)
+    good = isinstance(token, str) and hmac.compare_digest(token.strip().encode(), settings.api_token.encode())
+    if not good or not sessions.same_origin(request):
+        return render(request, "signin.html", 401, error="That is not the API token.", next=target)
+    response = RedirectResponse(target, status_code=303)
+    sessions.set_cookie(request, response, sessions.new_session(settings.session_max_age), settings.session_max_age)
+    return response
+
+
+@signed_in
+async def signout(request: Request) -> Response:
+    response = RedirectResponse("/signin", status_code=303)
+    sessions.clear_cookie(response)
+    return response
+
+
+# -- slots and deployments -------------------------------------------------------------------------
+@signed_in
+async def overview(request: Request) -> Response:
+    return render(request, "overview.html", **await run_in_threadpool(_overview, request))
+
+
+@signed_in
+async def overview_part(request: Request) -> Response:
+    return render(request, "_overview.html", **await run_in_threadpool(_overview, request))
+
+
+def _overview(request: Request) -> dict[str, Any]:
+    settings = settings_of(request)
+    slot_filter = request.query_params.get("slot", "").strip()
+    status_filter = request.query_params.get("status", "")
+    if status_filter not in STATUSES:
+        status_filter = ""
+    with deployer_of(request).pool.connection() as conn:
+        live = {row["slot"]: views.slot(settings, row) for row in slots.list_slots(conn)}
+        recent = [views.deployment(settings, row) for row in deployments.list_deployments(conn, limit=500)]
+    summary: dict[str, dict[str, Any]] = {}
+    for d in recent:  # newest first: the first seen is the latest deployment of its slot
+        entry = summary.setdefault(d["slot"], {"slot": d["slot"], "latest": d, "count": 0})
+        entry["count"] += 1
+    rows = []
+    for name, entry in summary.items():
+        slot = live.get(name)
+        entry["status"] = slot["status"] if slot else "failed"
+        entry["active_version"] = slot["active_version"] if slot else None
+        entry["expires_at"] = slot["expires_at"] if slot else None
+        entry["url"] = views.slot_url(settings, name)
+        rows.append(entry)
+    if slot_filter:
+        rows = [r for r in rows if slot_filter in r["slot"]]
+        recent = [d for d in recent if slot_filter in d["slot"]]
+    if status_filter:
+        rows = [r for r in rows if r["status"] == status_filter]
+        recent = [d for d in recent if d["status"] == status_filter]
+    return {
+        "slots": sorted(rows, key=lambda r: r["latest"]["id"], reverse=True),
+        "deployments": recent[:100],
+        "slot_filter": slot_filter,
+        "status_filter": status_filter,
+        "statuses": STATUSES,
+        "query": urlencode({k: v for k, v in (("slot", slot_filter), ("status", status_filter)) if v}),
+    }
+
+
+@signed_in
+async def deploy_page(request: Request) -> Response:
+    settings = settings_of(request)
+    return render(request, "deploy.html", max_upload_bytes=settings.max_upload_bytes)
+
+
+@signed_in
+async def slot_page(request: Request) -> Response:
+    try:
+        context = await run_in_threadpool(_slot_context, request)
+    except (NotFoundError, InvalidSlotError) as exc:
+        return render(request, "error.html", exc.status_code, message=exc.message)
+    notice = {"rolled-back": "Rolled back.", "ttl": "Time to live set.", "offline": "Taken offline."}
+    context["notice"] = notice.get(request.query_params.get("done", ""), "")
+    return render(request, "slot.html", **context)
+
+
+@signed_in
+async def slot_part(request: Request) -> Response:
+    try:
+        context = await run_in_threadpool(_slot_context, request, False)
+    except (NotFoundError, InvalidSlotError) as exc:
+        return render(request, "error.html", exc.status_code, message=exc.message)
+    return render(request, "_slot_status.html", **context)
+
+
+def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
+    slot = validate_slot(request.path_params["slot"])
+    settings = settings_of(request)
+    deployer = deployer_of(request)
+    with deployer.pool.connection() as conn:
+        current = slots.get_slot(conn, slot)
+        shown_versions = [views.version(row) for row in versions.list_versions(conn, slot)]
+        shown_deployments = [views.deployment(settings, row) for row in deployments.list_deployments(conn, slot=slot)]
+        events = [views.event(row) for row in slots.list_activations(conn, slot, 50)]
+    if current is None and not shown_deployments:
+        raise NotFoundError(f'there is no slot "{slot}"')
+    shown = views.slot(settings, current) if current else None
+    active = shown["active_version"] if shown and shown["status"] == "live" else None
+    diff = None
+    numbers = [v["version"] for v in shown_versions]
+    a, b = _version_param(request, "a"), _version_param(request, "b")
+    if with_diff and a in numbers and b in numbers and a is not None and b is not None:
+        diff = compare_versions(deployer, slot, a, b)
+    return {
+        "slot": slot,
+        "current": shown,
+        "status": shown["status"] if shown else "failed",
+        "active": active,
+        "url": views.slot_url(settings, slot),
+        "versions": shown_versions,
+        "deployments": shown_deployments,
+        "events": events,
+        "diff": diff,
+        "a": a if a in numbers else (numbers[1] if len(numbers) > 1 else None),
+        "b": b if b in numbers else (numbers[0] if numbers else None),
+        "error": "",
+    }
+
+
+@signed_in
+async def rollback(request: Request) -> Response:
+    slot = validate_slot(request.path_params["slot"])
+    raw = request.state.form.get("version", "")
+    version = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**31 else None
+    return await _act(request, slot, "rolled-back", deployer_of(request).rollback, slot, version)
+
+
+@signed_in
+async def set_ttl(request: Request) -> Response:
+    slot = validate_slot(request.path_params["slot"])
+    try:
+        ttl = parse_ttl(request.state.form.get("ttl", ""), maximum=settings_of(request).max_ttl_seconds)
+    except DrophostError as exc:
+        return await _failed(request, slot, exc)
+    return await _act(request, slot, "ttl", deployer_of(request).set_ttl, slot, ttl)
+
+
+@signed_in
+async def take_offline(request: Request) -> Response:
+    slot = validate_slot(request.path_params["slot"])
+    return await _act(request, slot, "offline", deployer_of(request).take_offline, slot)
+
+
+async def _act(request: Request, slot: str, done: str, action: Callable[..., Any], *args: Any) -> Response:
+    try:
+        await run_in_threadpool(action, *args)
+    except DrophostError as exc:
+        if exc.status_code >= 500 or isinstance(exc, NotFoundError):
+            raise
+        return await _failed(request, slot, exc)
+    return RedirectResponse(f"/slots/{slot}?done={done}", status_code=303)
+
+
+async def _failed(request: Request, slot: str, exc: DrophostError) -> Response:
+    context = await run_in_threadpool(_slot_context, request, False)
+    context.update(error=exc.message, notice="")
+    return render(request, "slot.html", exc.status_code, **context)
+
+
+# -- analytics -------------------------------------------------------------------------------------
+@signed_in
+async def analytics_page(request: Request) -> Response:
+    params = {k: request.query_params[k] for k in ("slot", "from", "to") if request.query_params.get(k)}
+    try:
+        report = await run_in_threadpool(analytics.build_report, request, params)
+    except DrophostError as exc:
+        if exc.status_code != 422:
+            raise
+        return render(request, "analytics.html", 422, error=exc.message, report=None, params=params, charts=None)
+    drawn = {
+        "requests": charts.daily_bars(report, "requests"),
+        "bytes": charts.daily_bars(report, "bytes"),
+        "errors": charts.daily_errors(report),
+    }
+    return render(
+        request,
+        "analytics.html",
+        error="",
+        report=report,
+        params=params,
+        charts=drawn,
+        shown_from=report["from"][:10],
+        shown_to=_day_before(report["to"]),
+        size=charts.human_bytes,
+    )
+
+
+def _day_before(moment: str) -> str:
+    parsed = datetime.fromisoformat(moment)
+    if parsed.hour == parsed.minute == parsed.second == 0:
+        parsed = parsed.fromordinal(parsed.toordinal() - 1).replace(tzinfo=UTC)
+    return parsed.date().isoformat()
+
+
+# -- static files ----------------------------------------------------------------------------------
+async def static(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in _STATIC:
+        raise NotFoundError("there is nothing at this address")
+    body = resources.files("drophost.web").joinpath("static", name).read_bytes()
+    return Response(
+        body,
+        media_type=_STATIC[name],
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _local_path(target: str | None) -> str:
+    """Only a path on this site (never //elsewhere or a URL) is a place to return to."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _version_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name, "")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**31 else None
+
+
+__all__ = ["routes"]

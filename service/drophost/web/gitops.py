@@ -1,0 +1,194 @@
+"""HTTP handlers for GitOps: webhooks, reload, plan, repo-URL deploys, and git push over smart HTTP."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import tempfile
+from typing import IO, Any
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from drophost.errors import BadRequestError, TooLargeError, ValidationError
+from drophost.gitops import manifest
+from drophost.gitops.controller import GitOps
+from drophost.gitops.hosted import SERVICES, SMART_PATHS
+from drophost.web import views
+from drophost.web.common import deployer_of, require_token, settings_of
+
+
+def gitops_of(request: Request) -> GitOps:
+    gitops: GitOps = request.app.state.gitops
+    return gitops
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLargeError(f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body) if body.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestError("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return data
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+async def webhook(request: Request) -> Response:
+    """A push webhook from GitHub, GitLab, Gitea/Forgejo/Gogs, Bitbucket or a generic sender."""
+    provider = request.path_params["provider"]
+    body = await read_capped(request, settings_of(request).webhook_max_bytes)
+    status, answer = await run_in_threadpool(gitops_of(request).webhook, provider, request.headers, body)
+    return JSONResponse(answer, status_code=status)
+
+
+# -- declared state ----------------------------------------------------------------------------
+@require_token
+async def reload(request: Request) -> Response:
+    """Read deploy.yaml again and apply it; an invalid file changes nothing (422)."""
+    result = await run_in_threadpool(gitops_of(request).reload)
+    return JSONResponse(result)
+
+
+@require_token
+async def plan(request: Request) -> Response:
+    """What applying the deploy.yaml in the body would change against what is live."""
+    body = await read_capped(request, manifest.MAX_BYTES)
+    gitops = gitops_of(request)
+    declared = manifest.parse(body, request.query_params.get("file", "deploy.yaml")[:100])
+    result = await run_in_threadpool(gitops.current_plan, declared)
+    return JSONResponse({"changes": result.to_json(), "text": result.render()})
+
+
+async def create_git_deployment(request: Request) -> Response:
+    """POST /api/deployments with JSON {repo, branch, path, slot}: 202 and the queued deployment."""
+    body = parse_json(await read_capped(request, 64 * 1024))
+    gitops = gitops_of(request)
+    deployment_id = await run_in_threadpool(gitops.deploy_from_api, body)
+    row = await run_in_threadpool(deployer_of(request).deployment, deployment_id)
+    return JSONResponse(views.deployment(settings_of(request), row), status_code=202)
+
+
+# -- git push ----------------------------------------------------------------------------------
+@require_token
+async def git_hook(request: Request) -> Response:
+    """Called by the post-receive hook: queue the pushed branches, wait, report each deploy."""
+    body = parse_json(await read_capped(request, 1024 * 1024))
+    name = body.get("repository")
+    updates = body.get("updates")
+    pusher = body.get("pusher")
+    if not isinstance(name, str) or not isinstance(updates, list):
+        raise ValidationError("the hook must send repository and updates")
+    refs = [tuple(u) for u in updates if isinstance(u, list) and len(u) == 3 and all(isinstance(x, str) for x in u)]
+    gitops = gitops_of(request)
+    settings = settings_of(request)
+    queued = await run_in_threadpool(gitops.hosted_push, name, refs, pusher[:100] if isinstance(pusher, str) else None)
+    rows = await run_in_threadpool(gitops.wait_for, queued, settings.git_timeout)
+    messages = []
+    for row in rows:
+        url = views.slot_url(settings, row["slot"])
+        if row["state"] == "ready":
+            messages.append(f"live at {url} (version {row['version']})")
+        elif row["state"] == "failed":
+            messages.append(f"DropHost: deploy of {row['slot']} failed: {row['error']}")
+        else:
+            messages.append(f"DropHost: deploy of {row['slot']} is still {row['state']} (deployment {row['id']})")
+    if not queued:
+        messages.append("DropHost: no site in deploy.yaml deploys the pushed branch(es)")
+    return JSONResponse({"messages": messages, "deployments": queued})
+
+
+async def git_http(request: Request) -> Response:
+    """git's smart HTTP protocol for hosted repositories: basic auth, password = the API token."""
+    settings = settings_of(request)
+    gitops = gitops_of(request)
+    name = request.path_params["name"]
+    rest = request.path_params["rest"]
+    user = _basic_user(request, settings.api_token)
+    if user is None:
+        return PlainTextResponse(
+            "DropHost: sign in with any user name and the API token as the password\n",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Basic realm="DropHost git"'},
+        )
+    if name not in gitops.manifest.hosted_names():
+        return PlainTextResponse(
+            f'DropHost: no site in deploy.yaml uses "hosted:{name[:60]}"; declare it there to push to it\n',
+            status_code=404,
+        )
+    service = request.query_params.get("service", "")
+    if (request.method, rest) not in SMART_PATHS or (rest == "info/refs" and service not in SERVICES):
+        return PlainTextResponse("DropHost: only git's smart HTTP protocol is served here\n", status_code=404)
+    spool = await _spool_body(request, settings.max_upload_bytes)
+    token = settings.api_token
+    hook_env = {"DROPHOST_HOOK_TOKEN": token, "DROPHOST_HOOK_TIMEOUT": str(settings.git_timeout + 30)}
+    if settings.service_socket.startswith("/"):
+        hook_env["DROPHOST_HOOK_SOCKET"] = settings.service_socket
+    else:
+        hook_env["DROPHOST_HOOK_HOST"] = f"127.0.0.1:{settings.port}"  # through nginx
+    env = gitops.hosted.cgi_environment(
+        name=name,
+        rest=rest,
+        method=request.method,
+        query=request.url.query,
+        headers=request.headers,
+        user=user,
+        hook_env=hook_env,
+    )
+    result = await run_in_threadpool(gitops.hosted.run_backend, env, spool)
+    return StreamingResponse(
+        iterate_in_threadpool(result.body),
+        status_code=result.status,
+        headers={k: v for k, v in result.headers.items() if k.lower() not in ("content-length",)},
+        background=BackgroundTask(spool.close),
+    )
+
+
+def _basic_user(request: Request, token: str) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, password = decoded.partition(":")
+    if not hmac.compare_digest(password.encode(), token.encode()):
+        return None
+    return "".join(ch for ch in user if ch.isalnum() or ch in "._-@")[:64] or "drophost"
+
+
+async def _spool_body(request: Request, limit: int) -> IO[bytes]:
+    """The request body in an unnamed temporary file (git http-backend reads it as stdin)."""
+    spool = tempfile.TemporaryFile()
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLargeError(f"the push is larger than {limit} bytes")
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool

@@ -1,0 +1,94 @@
+"""JSON handlers for digest uploads, retention and pinning."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from drophost.errors import NotFoundError, ValidationError
+from drophost.names import parse_ttl
+from drophost.pipeline.digest import DigestUploads
+from drophost.store import versions
+from drophost.web import views
+from drophost.web.common import deployer_of, id_param, path_slot, read_json, require_token, settings_of
+
+
+@require_token
+async def create_upload(request: Request) -> Response:
+    """Start a digest upload: {"slot", "ttl"?, "name"?, "files": {path: sha256}} -> the digests it lacks."""
+    body = await read_json(request)
+    slot = body.get("slot")
+    if not isinstance(slot, str):
+        raise ValidationError("slot is required", field="slot")
+    ttl_raw = body.get("ttl")
+    if ttl_raw is not None and not isinstance(ttl_raw, str | int):
+        raise ValidationError("ttl must be seconds or a duration like 7d", field="ttl")
+    ttl = parse_ttl(ttl_raw, maximum=settings_of(request).max_ttl_seconds)
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ValidationError("name must be text", field="name")
+    uploads = DigestUploads(deployer_of(request))
+    result = await run_in_threadpool(
+        uploads.create, slot=slot, ttl_seconds=ttl, files=body.get("files"), source_name=name
+    )
+    return JSONResponse(result, status_code=201)
+
+
+@require_token
+async def put_blob(request: Request) -> Response:
+    """Upload one file's bytes under its sha256."""
+    upload_id = request.path_params["upload_id"]
+    digest = request.path_params["digest"]
+    deployer = deployer_of(request)
+    uploads = DigestUploads(deployer)
+    await run_in_threadpool(uploads.check_blob, upload_id, digest)
+    if deployer.artifacts.has(digest):
+        return JSONResponse({"digest": digest, "stored": False})
+    writer = deployer.artifacts.writer(limit=deployer.settings.max_unpacked_bytes)
+    try:
+        async for chunk in request.stream():
+            writer.write(chunk)
+        await run_in_threadpool(writer.finish, digest)
+    finally:
+        writer.close()
+    return JSONResponse({"digest": digest, "stored": True}, status_code=201)
+
+
+@require_token
+async def finalize_upload(request: Request) -> Response:
+    """Deploy a digest upload once every file is in the store."""
+    uploads = DigestUploads(deployer_of(request))
+    row = await run_in_threadpool(uploads.finalize, request.path_params["upload_id"])
+    return JSONResponse(views.deployment(settings_of(request), row), status_code=201)
+
+
+@require_token
+async def collect_garbage(request: Request) -> Response:
+    """Apply retention and remove unreferenced files: {"dry_run": true} only reports."""
+    body = await read_json(request)
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ValidationError("dry_run must be true or false", field="dry_run")
+    report = await run_in_threadpool(deployer_of(request).collect_garbage, dry_run=dry_run)
+    return JSONResponse(report.to_json())
+
+
+@require_token
+async def pin_version(request: Request) -> Response:
+    """Pin (or with {"pinned": false} unpin) a config version so retention keeps its files."""
+    slot = path_slot(request)
+    version = id_param(request, "version")
+    body = await read_json(request)
+    pinned = body.get("pinned", True)
+    if not isinstance(pinned, bool):
+        raise ValidationError("pinned must be true or false", field="pinned")
+    deployer = deployer_of(request)
+
+    def pin() -> bool:
+        with deployer.pool.connection() as conn:
+            return versions.set_pinned(conn, slot, version, pinned)
+
+    if not await run_in_threadpool(pin):
+        raise NotFoundError(f'slot "{slot}" has no config version {version}')
+    return JSONResponse({"slot": slot, "version": version, "pinned": pinned})
