@@ -160,7 +160,7 @@ class PlainNginx:
             f"  server {{\n    listen {client.HOST}:{self.port};\n    include {self.sites_dir}/*.conf;\n  }}\n}}\n"
         )
         runner.run(self._command("-t", "-q"), timeout=30)
-        log = open(self.root / "stderr.log", "wb")  # noqa: SIM115 - handed to the child
+        log = open(self.root / "stderr.log", "wb")  # handed to the child
         self.process = subprocess.Popen(self._command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         if not client.wait_for(lambda: _accepts(self.port), timeout=10, interval=0.02):

@@ -71,10 +71,6 @@ class DeployFailedError(DrophostError):
     status_code = 500
 
 
-class ServiceUnavailableError(DrophostError):
-    status_code = 503
-
-
 class SettingsError(DrophostError):
     """A setting is missing or malformed; raised at start, never per request."""
 

@@ -110,10 +110,6 @@ class Settings:
         return Path(self.git_ssh_known_hosts) if self.git_ssh_known_hosts else self.git_dir / "known_hosts"
 
     @property
-    def uploads_dir(self) -> Path:
-        return self.data_dir / "uploads"
-
-    @property
     def sites_listen_port(self) -> int:
         return self.sites_port or self.port + 1
 

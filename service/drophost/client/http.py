@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import IO, Any
 
 Progress = Callable[[int, int], None]
@@ -108,7 +105,7 @@ class ApiClient:
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only
                 return _decode(response.read())
         except urllib.error.HTTPError as exc:
             answer = _decode(exc.read())
@@ -133,21 +130,6 @@ def _decode(raw: bytes) -> Any:
         return json.loads(raw) if raw else {}
     except ValueError:
         return {}
-
-
-def zip_directory(folder: Path) -> IO[bytes]:
-    """The folder as a ZIP in a temporary file (dotfiles and symlinks left out, as the server would)."""
-    spool = tempfile.TemporaryFile()
-    with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as archive:
-        for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
-            for name in sorted(files):
-                path = Path(root, name)
-                if name.startswith(".") or path.is_symlink() or not path.is_file():
-                    continue
-                archive.write(path, path.relative_to(folder).as_posix())
-    spool.seek(0)
-    return spool
 
 
 def validate_server(url: str) -> str:

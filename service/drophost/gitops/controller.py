@@ -342,7 +342,7 @@ class GitOps:
         while not self._stop.is_set():
             try:
                 did = self.work_once()
-            except Exception:  # noqa: BLE001 - the worker must survive a database hiccup
+            except Exception:  # the worker must survive a database hiccup
                 log.exception("git worker failed")
                 did = False
             if not did:
@@ -354,7 +354,7 @@ class GitOps:
         try:
             with self.pool.connection() as conn:
                 due = gitjobs.seconds_to_next_job(conn)
-        except Exception:  # noqa: BLE001 - the worker must survive a database hiccup
+        except Exception:  # the worker must survive a database hiccup
             log.exception("git worker failed")
             return 1.0
         return 1.0 if due is None else min(1.0, max(due, 0.01))
@@ -393,7 +393,7 @@ class GitOps:
         except DrophostError as exc:
             self._fail(job, exc.message, incoming)
             return
-        except Exception:  # noqa: BLE001 - recorded as failed; details go to the log only
+        except Exception:  # recorded as failed; details go to the log only
             log.exception("git deployment %s failed", job.deployment_id)
             self._fail(job, "internal error while reading the repository", incoming)
             return
@@ -417,7 +417,7 @@ class GitOps:
             log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)
         try:
             self.source.fold_packs(repo)
-        except Exception:  # noqa: BLE001 - housekeeping; the next deploy tries again
+        except Exception:  # housekeeping; the next deploy tries again
             log.exception("repacking the mirror of %s failed", repo.shown)
 
     def _fail(self, job: gitjobs.GitJob, message: str, incoming: Path | None) -> None:
@@ -441,7 +441,7 @@ class GitOps:
             last = time.monotonic()
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - the poller must survive
+            except Exception:  # the poller must survive
                 log.exception("polling failed")
 
     def poll_once(self) -> list[int]:

@@ -62,7 +62,6 @@ class TreeEntry:
 class TreePlan:
     files: tuple[TreeEntry, ...]
     total_bytes: int
-    skipped: int
 
 
 class GitSource:
@@ -354,7 +353,7 @@ class GitSource:
 def plan_listing(listing: bytes, limits: ArchiveLimits) -> TreePlan:
     """Parse `git ls-tree -r -z -l` output and apply the ZIP rules (pure)."""
     files: list[TreeEntry] = []
-    total = skipped = 0
+    total = 0
     records = [r for r in listing.split(b"\0") if r]
     if len(records) > limits.max_entries:
         raise GitError(f"the tree has more than {limits.max_entries} entries", limit="max_entries")
@@ -368,14 +367,14 @@ def plan_listing(listing: bytes, limits: ArchiveLimits) -> TreePlan:
         except UnicodeDecodeError:
             raise GitError("the tree has a file name that is not UTF-8") from None
         if mode in (MODE_SYMLINK, MODE_SUBMODULE) or kind != "blob":
-            skipped += 1  # links and submodules are never published
+            # links and submodules are never published
             continue
         try:
             parts = check_entry_name(name, limits)
         except DrophostError as exc:
             raise GitError(exc.message.replace("the entry", "the file").replace("the archive", "the tree")) from None
         if any(part.startswith(".") for part in parts):
-            skipped += 1  # dotfiles (.git*, .env) are never published
+            # dotfiles (.git*, .env) are never published
             continue
         total += int(size)
         if total > limits.max_unpacked_bytes:
@@ -383,7 +382,7 @@ def plan_listing(listing: bytes, limits: ArchiveLimits) -> TreePlan:
         files.append(TreeEntry(mode=mode, oid=oid, size=int(size), path=name))
     if not files:
         raise GitError("the tree contains no files to publish")
-    return TreePlan(files=tuple(files), total_bytes=total, skipped=skipped)
+    return TreePlan(files=tuple(files), total_bytes=total)
 
 
 def _batches(entries: tuple[TreeEntry, ...]) -> list[list[TreeEntry]]:

@@ -28,10 +28,6 @@ class Plan:
     def of(self, *actions: str) -> list[Change]:
         return [change for change in self.changes if change.action in actions]
 
-    @property
-    def has_changes(self) -> bool:
-        return any(change.action != KEEP for change in self.changes)
-
     def to_json(self) -> list[dict[str, str]]:
         return [{"action": c.action, "slot": c.slot, "detail": c.detail} for c in self.changes]
 

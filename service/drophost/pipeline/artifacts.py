@@ -189,7 +189,7 @@ class ArtifactWriter:
         self.size = 0
         self._digest = hashlib.sha256()
         self._crc = 0
-        self._out = open(temp, "xb")  # noqa: SIM115 - closed by close()
+        self._out = open(temp, "xb")  # closed by close()
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)

@@ -144,7 +144,7 @@ class Deployer:
                 raise
             try:
                 retention.retain(self.pool, self.settings, slot)
-            except Exception:  # noqa: BLE001 - the deploy is live; retention runs again next time
+            except Exception:  # the deploy is live; retention runs again next time
                 log.exception("retention failed for slot %s", slot)
         return self.deployment(deployment_id)
 

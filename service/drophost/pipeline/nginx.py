@@ -290,7 +290,7 @@ class Nginx:
     def start(self) -> subprocess.Popen[bytes]:
         """Start nginx in the foreground as a child process (used by `drophost up` and tests)."""
         self.test()
-        log = open(self.root / "nginx.stderr", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.root / "nginx.stderr", "ab")  # handed to the child
         proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + 10

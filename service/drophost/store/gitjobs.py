@@ -272,7 +272,3 @@ def set_deliveries_deployments(conn: Conn, deliveries: list[tuple[str, str, list
             " WHERE w.provider = v.provider AND w.delivery_id = v.delivery_id",
             (Jsonb([{"provider": p, "delivery_id": d, "ids": ids} for p, d, ids in deliveries]),),
         )
-
-
-def forget_delivery(conn: Conn, provider: str, delivery_id: str) -> None:
-    conn.execute("DELETE FROM webhook_deliveries WHERE provider = %s AND delivery_id = %s", (provider, delivery_id))

@@ -68,7 +68,7 @@ class GroupCommit(Generic[In, Out]):
                 outcomes = self.write(conn, [waiting.request for waiting in batch])
             for waiting, outcome in zip(batch, outcomes, strict=True):
                 waiting.outcome = outcome
-        except BaseException as exc:  # noqa: BLE001 - nothing was committed: every caller gets the error
+        except BaseException as exc:  # nothing was committed: every caller gets the error
             for waiting in batch:
                 waiting.outcome = exc
         finally:

@@ -154,7 +154,7 @@ def _health_checks(deployer: Deployer) -> dict[str, bool]:
         with deployer.pool.connection(timeout=3) as conn:
             conn.execute("SELECT 1")
         checks["database"] = True
-    except Exception:  # noqa: BLE001 - any failure means "down"
+    except Exception:  # any failure means "down"
         pass
     try:
         if deployer.nginx.is_running():
@@ -216,7 +216,7 @@ async def _collect_forever(deployer: Deployer, interval: float) -> None:
         try:
             report = await run_in_threadpool(deployer.collect_garbage, dry_run=False)
             log.info("garbage collection: %s", report.to_json())
-        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+        except Exception:  # the loop must survive a database hiccup
             log.exception("garbage collection failed")
 
 
@@ -225,7 +225,7 @@ async def _expire_forever(deployer: Deployer, interval: float) -> None:
     while True:
         try:
             await run_in_threadpool(deployer.expire_due)
-        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+        except Exception:  # the loop must survive a database hiccup
             log.exception("expiry check failed")
         await asyncio.sleep(interval)
 
@@ -235,7 +235,7 @@ async def _ingest_forever(ingester: Ingester, nginx: Nginx, settings: Settings) 
         try:
             await run_in_threadpool(ingester.ingest)
             await run_in_threadpool(ingester.rotate_if_larger_than, settings.access_log_rotate_bytes, nginx.reopen_logs)
-        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+        except Exception:  # the loop must survive a database hiccup
             log.exception("access log ingestion failed")
         await asyncio.sleep(settings.access_log_interval)
 
