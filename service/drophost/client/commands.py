@@ -24,6 +24,7 @@ from drophost.client.http import (
 )
 from drophost.errors import DrophostError
 from drophost.names import is_valid_slot, slot_from_filename
+from drophost.text import format_bytes
 
 COMMANDS = ("deploy", "list", "versions", "rollback", "diff", "logs", "gc", "open")
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -225,7 +226,7 @@ def collect_garbage(client: ApiClient, args: argparse.Namespace, out: IO[str], e
     verb = "would remove" if report["dry_run"] else "removed"
     for item in report["releases"]:
         print(f"{verb} the files of {item['slot']} version {item['version']}", file=out)
-    print(f"{verb} {report['blobs']} unreferenced files, {_size(report['bytes'])}", file=out)
+    print(f"{verb} {report['blobs']} unreferenced files, {format_bytes(report['bytes'], '')}", file=out)
     return EXIT_OK
 
 
@@ -274,7 +275,8 @@ class ProgressBar:
             return
         self.shown = step
         filled = self.width * percent // 100
-        text = f"uploading [{'#' * filled}{'.' * (self.width - filled)}] {percent:3d}% {_size(sent)}/{_size(total)}"
+        bar = "#" * filled + "." * (self.width - filled)
+        text = f"uploading [{bar}] {percent:3d}% {format_bytes(sent, '')}/{format_bytes(total, '')}"
         self.stream.write(("\r" + text) if self.tty else text + "\n")
         self.stream.flush()
 
@@ -282,17 +284,6 @@ class ProgressBar:
         if self.tty and self.shown >= 0:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _size(count: int) -> str:
-    if count < 1024:
-        return f"{count}B"
-    value = float(count)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            break
-    return f"{value:.1f}{unit}"
 
 
 def _table(out: IO[str], header: list[str], rows: list[list[str]]) -> None:

@@ -23,6 +23,7 @@ from drophost.gitops.repourls import RepoUrl, check_branch, check_repo_path, rep
 from drophost.gitops.ssh import ssh_command, ssh_reason
 from drophost.pipeline.archive import ArchiveLimits, check_entry_name
 from drophost.settings import Settings
+from drophost.text import show
 
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 _BATCH_BYTES = 32 * 1024 * 1024
@@ -309,7 +310,7 @@ class GitSource:
                 self._store_blobs(git_dir, batch)
             for entry in missing:
                 if not writer.link(entry):
-                    raise GitError(f"the file {_show(entry.path)} could not be read from the repository")
+                    raise GitError(f"the file {show(entry.path)} could not be read from the repository")
         return writer.copied
 
     def _store_blobs(self, git_dir: Path, batch: list[TreeEntry]) -> None:
@@ -321,7 +322,7 @@ class GitSource:
             end = out.index(b"\n", offset)
             header = out[offset:end].split(b" ")
             if len(header) != 3 or header[1] != b"blob" or int(header[2]) != entry.size:
-                raise GitError(f"the file {_show(entry.path)} could not be read from the repository")
+                raise GitError(f"the file {show(entry.path)} could not be read from the repository")
             data = memoryview(out)[end + 1 : end + 1 + entry.size]
             offset = end + 1 + entry.size + 1
             partial = f"{blobs}{entry.oid}.partial"
@@ -484,8 +485,3 @@ def _fetch_reason(exc: CommandError, repo: RepoUrl, branch: str) -> str:
     if "could not resolve host" in output or "connection refused" in output or "failed to connect" in output:
         return f"the server of {where} could not be reached"
     return f"fetching {where} failed (git exited with status {exc.returncode})"
-
-
-def _show(name: str) -> str:
-    clipped = name if len(name) <= 120 else name[:117] + "..."
-    return '"' + (clipped if clipped.isprintable() else repr(clipped)[1:-1]) + '"'

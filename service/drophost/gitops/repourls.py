@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from drophost.errors import ValidationError
+from drophost.text import show
 
 HOSTED_PREFIX = "hosted:"
 HOSTED_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
@@ -162,6 +163,4 @@ def check_repo_path(path: str | None, *, field: str = "path") -> str:
 
 
 def _show(text: str) -> str:
-    clipped = text if len(text) <= 100 else text[:97] + "..."
-    clipped = strip_credentials(clipped) if "@" in clipped else clipped
-    return '"' + (clipped if clipped.isprintable() else repr(clipped)[1:-1]) + '"'
+    return show(strip_credentials(text) if "@" in text else text, limit=100)

@@ -16,6 +16,7 @@ from typing import IO
 from drophost.digests import stream_digest
 from drophost.errors import InvalidArchiveError
 from drophost.pipeline.artifacts import ArtifactStore
+from drophost.text import show
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -61,7 +62,7 @@ def open_archive(raw: IO[bytes]) -> zipfile.ZipFile:
 
 def check_entry_name(name: str, limits: ArchiveLimits) -> list[str]:
     """Split an entry name into safe path components or raise; allow-list, not escaping."""
-    shown = _show(name)
+    shown = show(name)
     if not name:
         raise InvalidArchiveError("the archive has an entry with an empty name")
     if len(name.encode("utf-8", "surrogatepass")) > limits.max_path_length:
@@ -148,16 +149,16 @@ class PathSet:
     def add_folder(self, name: str, parts: list[str]) -> None:
         key = "/".join(_fold(part) for part in parts)
         if key in self.files:
-            shown = _show(name)
+            shown = show(name)
             raise InvalidArchiveError(f"the entry {shown} collides with another entry", entry=shown)
         self.folders.setdefault(key, name)
 
     def add_file(self, name: str, parts: list[str]) -> None:
         key = "/".join(_fold(part) for part in parts)
-        shown = _show(name)
+        shown = show(name)
         if key in self.files or key in self.folders:
             raise InvalidArchiveError(
-                f"the entry {shown} collides with {_show(self.files.get(key) or self.folders[key])} "
+                f"the entry {shown} collides with {show(self.files.get(key) or self.folders[key])} "
                 "(same name, or differing only by case or Unicode normalisation)",
                 entry=shown,
             )
@@ -171,7 +172,7 @@ class PathSet:
     def finish(self) -> None:
         for folder in self.folders:
             if folder in self.files:
-                shown = _show(self.files[folder])
+                shown = show(self.files[folder])
                 raise InvalidArchiveError(f"the entry {shown} is both a file and a folder", entry=shown)
 
 
@@ -192,7 +193,7 @@ def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: 
         raw.seek(info.header_offset)
         header = raw.read(_LOCAL_HEADER.size)
         if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
-            raise InvalidArchiveError(f"the entry {_show(info.filename)} has no valid local header")
+            raise InvalidArchiveError(f"the entry {show(info.filename)} has no valid local header")
         fields = _LOCAL_HEADER.unpack(header)
         name_length, extra_length = fields[9], fields[10]
         data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
@@ -201,7 +202,7 @@ def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: 
     for (start, end, name), (next_start, _, next_name) in zip(spans, spans[1:], strict=False):
         if end > next_start or start == next_start:
             raise InvalidArchiveError(
-                f"the entries {_show(name)} and {_show(next_name)} overlap; refusing a possible zip bomb"
+                f"the entries {show(name)} and {show(next_name)} overlap; refusing a possible zip bomb"
             )
     if spans and start_dir and spans[-1][1] > start_dir:
         raise InvalidArchiveError("an entry's data runs into the archive's central directory")
@@ -230,7 +231,7 @@ def extract(archive: zipfile.ZipFile, plan: ExtractionPlan, destination: Path, s
                 written_total += planned.size
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise InvalidArchiveError(
-                f"the entry {_show(planned.entry.filename)} is corrupt or truncated ({_reason(exc)})"
+                f"the entry {show(planned.entry.filename)} is corrupt or truncated ({_reason(exc)})"
             ) from None
         store.link_into(digest, destination / planned.target)
     return written_total
@@ -242,7 +243,7 @@ def _entry_chunks(archive: zipfile.ZipFile, planned: PlannedFile) -> Iterator[by
         while chunk := source.read(_CHUNK):
             read += len(chunk)
             if read > planned.size:
-                raise InvalidArchiveError(f"the entry {_show(planned.entry.filename)} is larger than it declares")
+                raise InvalidArchiveError(f"the entry {show(planned.entry.filename)} is larger than it declares")
             yield chunk
 
 
@@ -255,7 +256,7 @@ def _known_digest(archive: zipfile.ZipFile, planned: PlannedFile, store: Artifac
 
 
 def _check_entry_kind(info: zipfile.ZipInfo) -> None:
-    shown = _show(info.filename)
+    shown = show(info.filename)
     if info.flag_bits & 0x1:
         raise InvalidArchiveError(f"the entry {shown} is encrypted", entry=shown)
     if info.compress_type not in _SUPPORTED_COMPRESSION:
@@ -276,7 +277,7 @@ def _check_ratio(info: zipfile.ZipInfo, limits: ArchiveLimits) -> None:
     if info.file_size <= _RATIO_FREE_BYTES:
         return
     if info.compress_size <= 0 or info.file_size > info.compress_size * limits.max_compression_ratio:
-        shown = _show(info.filename)
+        shown = show(info.filename)
         raise InvalidArchiveError(
             f"the entry {shown} expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb",
             entry=shown,
@@ -302,12 +303,6 @@ def _fold(part: str) -> str:
 
 def _is_control(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
-
-
-def _show(name: str) -> str:
-    """A short, printable rendering of an untrusted name for error messages."""
-    clipped = name if len(name) <= 120 else name[:117] + "..."
-    return clipped if clipped.isprintable() else repr(clipped)
 
 
 def _reason(exc: BaseException) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from drophost.text import format_bytes
+
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 220, 56, 28, 10
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#4d7c0f", "#be185d")
 
@@ -19,14 +21,6 @@ def days_of(report: dict[str, Any]) -> list[date]:
     return [start + timedelta(days=i) for i in range(count)]
 
 
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
-
-
 def daily_bars(report: dict[str, Any], metric: str) -> dict[str, Any]:
     """One stacked bar per day, one colour per slot."""
     days = days_of(report)
@@ -35,7 +29,7 @@ def daily_bars(report: dict[str, Any], metric: str) -> dict[str, Any]:
     values: dict[tuple[str, str], int] = {(r["day"], r["slot"]): int(r[metric]) for r in report["per_day"]}
     totals = [sum(values.get((d.isoformat(), s), 0) for s in slots) for d in days]
     series = [[(s, values.get((d.isoformat(), s), 0)) for s in slots] for d in days]
-    fmt = human_bytes if metric == "bytes" else (lambda v: str(int(v)))
+    fmt = format_bytes if metric == "bytes" else (lambda v: str(int(v)))
     return _draw(days, series, max(totals, default=0), colours, fmt, metric)
 
 

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from drophost.errors import DrophostError, InvalidSlotError, NotFoundError
 from drophost.names import parse_ttl, validate_slot
 from drophost.store import deployments, slots, versions
+from drophost.text import format_bytes
 from drophost.web import analytics, charts, sessions, views
 from drophost.web.api import compare_versions
 from drophost.web.common import deployer_of, settings_of
@@ -298,7 +299,7 @@ async def analytics_page(request: Request) -> Response:
         charts=drawn,
         shown_from=report["from"][:10],
         shown_to=_day_before(report["to"]),
-        size=charts.human_bytes,
+        size=format_bytes,
     )
 
 
