@@ -9,6 +9,7 @@ cd "$(dirname "$0")"
 need_packages=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_packages+=(nginx-light)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresql)
+command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)  # drophost tls init
 if [ "${1:-}" = "--dev" ]; then
   command -v git >/dev/null 2>&1 || need_packages+=(git)
   command -v zip >/dev/null 2>&1 || need_packages+=(zip)
@@ -19,6 +20,10 @@ if [ "${1:-}" = "--dev" ]; then
   # The ssh-remote test runs its own sshd on a loopback port; git fetches through the ssh client.
   command -v ssh >/dev/null 2>&1 || need_packages+=(openssh-client)
   [ -x /usr/sbin/sshd ] || need_packages+=(openssh-server)
+  # The HTTPS test: curl as a team member would use it, and NSS's certutil to make Chromium trust
+  # DropHost's own authority.
+  command -v curl >/dev/null 2>&1 || need_packages+=(curl)
+  command -v certutil >/dev/null 2>&1 || need_packages+=(libnss3-tools)
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

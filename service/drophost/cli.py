@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from drophost import __version__
+from drophost import __version__, tls
 from drophost.client import commands
 from drophost.errors import DrophostError
 from drophost.settings import Settings
@@ -25,6 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", help="the address to listen on (default 127.0.0.1)")
     up.add_argument("--sites-port", type=int, help="the port the sites are served on (default the port + 1)")
     up.add_argument("--config", help="the deploy.yaml to apply (default: $DROPHOST_CONFIG)")
+    up.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; see `drophost tls init`)")
+    up.add_argument("--tls-key", help="the certificate's private key (PEM)")
+
+    tls_parser = subcommands.add_parser("tls", help="HTTPS for a LAN: a local certificate authority")
+    tls_commands = tls_parser.add_subparsers(dest="tls_command", required=True)
+    tls_init = tls_commands.add_parser(
+        "init", help="make a local authority (once) and a certificate for this host and the sites"
+    )
+    tls_init.add_argument("--data-dir", help="where `drophost up` keeps its state (the files go to <data>/tls/)")
+    tls_init.add_argument(
+        "--name", action="append", default=[], help="another host name or IP address to cover (repeatable)"
+    )
 
     check = subcommands.add_parser("check", help="validate a deploy.yaml")
     check.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
@@ -57,8 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 host=args.host,
                 sites_port=args.sites_port,
                 config=args.config,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
             )
             return up(settings)
+        if args.command == "tls":
+            settings = Settings.from_env(os.environ, data_dir=args.data_dir)
+            names = tls.default_names(settings.host, settings.sites_host) + list(args.name)
+            files = tls.init(settings.tls_dir, names, timeout=settings.subprocess_timeout)
+            print(tls.trust_instructions(files, names))
+            return 0
         if args.command == "check":
             from drophost.gitops.check import check
 

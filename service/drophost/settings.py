@@ -87,11 +87,28 @@ class Settings:
     # of ssh's is read: no agent, no ~/.ssh, no host key accepted on first sight.
     git_ssh_key: str = ""
     git_ssh_known_hosts: str = ""
+    # HTTPS: a certificate (with its chain) and its key, both PEM, read by nginx's master at start.
+    # Set together; then every port speaks only TLS and a plain-HTTP request is redirected.
+    tls_cert: str = ""
+    tls_key: str = ""
 
     def __post_init__(self) -> None:
         # One canonical spelling: release paths are stored and compared as text, and the links in
         # live/ are checked against them, so the data directory is resolved once here.
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert or self.tls_key)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where `drophost tls init` keeps the local authority and the server certificate."""
+        return self.data_dir / "tls"
 
     @property
     def releases_dir(self) -> Path:
@@ -122,7 +139,8 @@ class Settings:
         if ":" in host:
             host = f"[{host}]"
         port = self.sites_listen_port
-        return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+        default_port = 443 if self.tls else 80
+        return f"{self.scheme}://{host}" if port == default_port else f"{self.scheme}://{host}:{port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:

@@ -75,13 +75,11 @@ def up(settings: Settings) -> int:
         nginx = Nginx(settings)
         nginx.prepare()
         nginx_proc = nginx.start()
-        print(f"drophost: nginx serving on http://{settings.host}:{settings.port}/", flush=True)
+        print(f"drophost: nginx serving on {settings.scheme}://{settings.host}:{settings.port}/", flush=True)
         if not os.environ.get("DROPHOST_API_TOKEN"):
             print(f"drophost: API token (kept in {settings.data_dir / 'api-token'}): {token}", flush=True)
-        print(
-            f"drophost: dashboard http://{settings.host}:{settings.port}/  sites {settings.site_base_url}/d/<slot>/",
-            flush=True,
-        )
+        dashboard = f"{settings.scheme}://{settings.host}:{settings.port}/"
+        print(f"drophost: dashboard {dashboard}  sites {settings.site_base_url}/d/<slot>/", flush=True)
         Path(socket_path).unlink(missing_ok=True)
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), uds=socket_path, log_level="info", lifespan="on", access_log=False)

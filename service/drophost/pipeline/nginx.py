@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import signal
+import ssl
 import subprocess
 import time
 import uuid
@@ -324,7 +325,7 @@ class Nginx:
         if deadline is None:
             deadline = time.monotonic() + self.settings.reload_confirm_timeout
         while True:
-            if _served_slot(*self.probe_address, slot, self.settings.sites_host) == expected:
+            if _served_slot(*self.probe_address, slot, self.settings.sites_host, tls=self.settings.tls) == expected:
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -393,9 +394,18 @@ def _parent_of(pid: int) -> int | None:
     return int(stat[stat.rfind(b")") + 2 :].split()[1])
 
 
-def _served_slot(host: str, port: int, slot: str, host_header: str = "") -> str | None:
+def _served_slot(host: str, port: int, slot: str, host_header: str = "", *, tls: bool = False) -> str | None:
     """The slot nginx says it served /d/<slot>/ from (None: it has no such slot)."""
-    conn = http.client.HTTPConnection(_loopback(host), port, timeout=2)
+    conn: http.client.HTTPConnection
+    if tls:
+        # Our own nginx on the loopback, asked only which slot it serves: the certificate is for the
+        # names browsers use, not for the probe's address, so it is not checked here.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(_loopback(host), port, timeout=2, context=context)
+    else:
+        conn = http.client.HTTPConnection(_loopback(host), port, timeout=2)
     try:
         headers = {"User-Agent": PROBE_USER_AGENT, **({"Host": host_header} if host_header else {})}
         conn.request("HEAD", f"/d/{slot}/", headers=headers)

@@ -126,6 +126,8 @@ def render_main_config(
     upstream = service_upstream(settings)
     if not _SAFE_UPSTREAM.fullmatch(upstream):
         raise SettingsError(f"{upstream!r} is not an address DropHost will proxy to")
+    if settings.tls and not (settings.tls_cert and settings.tls_key):
+        raise SettingsError("HTTPS needs both a certificate and its key (--tls-cert and --tls-key)")
     if worker_user and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31} [a-z_][a-z0-9_-]{0,31}", worker_user):
         raise SettingsError(f"{worker_user!r} is not a user name")
     return env.get_template("nginx.conf.j2").render(
@@ -138,6 +140,8 @@ def render_main_config(
         sites_map=safe_path(sites_map),
         live_dir=safe_path(settings.data_dir / "live"),
         symlink_check=bool(settings.nginx_symlink_check),
+        tls_cert=safe_path(Path(settings.tls_cert).absolute()) if settings.tls else "",
+        tls_key=safe_path(Path(settings.tls_key).absolute()) if settings.tls else "",
         mime_types=safe_path(settings.nginx_dir / "mime.types"),
         max_body_bytes=int(settings.max_upload_bytes) + 1024 * 1024,
         worker_user=worker_user,
@@ -159,7 +163,7 @@ def sites_redirect(settings: Settings) -> str:
             raise SettingsError(f"{origin!r} is not an origin like http://sites.example:8081 (no path)")
         return origin
     port = settings.sites_listen_port
-    suffix = "" if port == 80 else f":{port}"
+    suffix = "" if port == (443 if settings.tls else 80) else f":{port}"
     return f"$scheme://{settings.sites_host or '$host'}{suffix}"
 
 
