@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
-from drophost import __version__, tls
+from drophost import __version__, hangup, tls
 from drophost.client import commands
 from drophost.errors import DrophostError
 from drophost.settings import Settings
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = subcommands.add_parser("serve", help="run only the service (PostgreSQL and nginx run elsewhere)")
     serve.add_argument("--listen-host", default="127.0.0.1")
     serve.add_argument("--listen-port", type=int, default=8000)
+    serve.add_argument("--uds", help="listen on this unix socket instead (how `drophost up` runs the service)")
     return parser
 
 
@@ -93,8 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             from drophost.web.app import create_app
 
+            # A SIGHUP before the app installs its handler is applied once it has (hangup.py).
+            signal.signal(signal.SIGHUP, hangup.remember)
             settings = Settings.from_env(os.environ)
-            uvicorn.run(create_app(settings), host=args.listen_host, port=args.listen_port, access_log=False)
+            app = create_app(settings)
+            if args.uds:
+                uvicorn.run(app, uds=args.uds, log_level="info", lifespan="on", access_log=False)
+            else:
+                uvicorn.run(app, host=args.listen_host, port=args.listen_port, access_log=False)
             return 0
     except DrophostError as exc:
         print(f"drophost: {exc.message}", file=sys.stderr)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import glob
+import grp
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,11 +50,15 @@ def demote_to(user: str | None) -> Callable[[], None] | None:
 
 
 class LocalPostgres:
-    def __init__(self, root: Path, *, run_as: str | None = None, port: int = 5432) -> None:
+    def __init__(
+        self, root: Path, *, run_as: str | None = None, port: int = 5432, client_group: str | None = None
+    ) -> None:
         self.root = root
         self.data = root / "data"
         self.port = port
         self.run_as = run_as if os.geteuid() == 0 else None
+        # With its own user, the cluster lets one group (the service's) reach its socket, nobody else.
+        self.client_group = client_group if self.run_as else None
         self.bin = postgres_bin_dir()
         socket_dir = root / "run"
         if len(str(socket_dir)) > _MAX_SOCKET_DIR:
@@ -74,9 +80,13 @@ class LocalPostgres:
     def ensure_initialised(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.socket_dir, 0o700)
         self._own(self.root)
         self._own(self.socket_dir)
+        if self.client_group:
+            os.chown(self.socket_dir, -1, grp.getgrnam(self.client_group).gr_gid)
+            os.chmod(self.socket_dir, 0o750)
+        else:
+            os.chmod(self.socket_dir, 0o700)
         if (self.data / "PG_VERSION").exists():
             self._write_settings()
             return
@@ -102,6 +112,8 @@ class LocalPostgres:
             "fsync = on\n"
             "max_connections = 100\n"
         )
+        if self.client_group:
+            text += f"unix_socket_group = '{self.client_group}'\nunix_socket_permissions = 0770\n"
         target = self.data / "postgresql.auto.conf"
         target.write_text("# Written by DropHost at every start.\n" + text)
         self._own(target)
@@ -134,7 +146,23 @@ class LocalPostgres:
         self._create_database()
         return self.dsn
 
-    def _create_database(self) -> None:
+    def spawn(self, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+        """Run the postmaster as a child in the foreground (`drophost up`: it can die with its parent);
+        wait until it answers and the database exists."""
+        self.ensure_initialised()
+        with open(self.root / "postgres.log", "ab") as log:
+            process = runner.spawn_daemon(
+                [str(self.bin / "postgres"), "-D", str(self.data)], stdout=log, preexec_fn=preexec_fn
+            )
+        try:
+            self._create_database(process)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        return process
+
+    def _create_database(self, process: subprocess.Popen[bytes] | None = None) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -147,6 +175,10 @@ class LocalPostgres:
                         conn.execute(f'CREATE DATABASE "{DATABASE}"')
                     return
             except psycopg.OperationalError:
+                if process is not None and process.poll() is not None:
+                    raise SettingsError(
+                        "PostgreSQL exited at start; see postgres/postgres.log in the data directory"
+                    ) from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)

@@ -67,6 +67,29 @@ def spawn(
         raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
 
 
+def spawn_daemon(
+    argv: list[str],
+    *,
+    stdout: IO[bytes],
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running child (never through a shell), its output and errors to `stdout`; the
+    caller stops it and waits for it."""
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd="/",
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+        )
+    except OSError as exc:
+        raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
+
+
 def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""

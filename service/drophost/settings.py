@@ -36,7 +36,7 @@ class Settings:
     service_socket: str = ""
     nginx_binary: str = "nginx"
     # "local": nginx is a child or a process on this machine (signals, /proc); "watcher": nginx runs in
-    # another container and a watcher there runs nginx -t and reloads on request (see docker/nginx/).
+    # another container and a watcher there runs nginx -t and reloads on request (see nginx/watcher.sh).
     nginx_control: str = "local"
     # host:port where the service reaches nginx to confirm a version is served (default host:port).
     nginx_probe: str = ""

@@ -1,4 +1,4 @@
-"""The container protocol, without containers: nginx under docker/nginx/watcher.sh, the service
+"""The container protocol, without containers: nginx under nginx/watcher.sh, the service
 asking it (through files in the shared data directory) to validate and reload."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from drophost.settings import Settings
 from drophost.web.app import create_app
 from tests.conftest import AUTH, Stack, stop_process
 
-WATCHER = Path(__file__).resolve().parents[2] / "docker" / "nginx" / "watcher.sh"
+WATCHER = Path(__file__).resolve().parents[2] / "nginx" / "watcher.sh"
 PACKAGED_TEMPLATES = Path(__file__).resolve().parents[2] / "nginx"
 
 

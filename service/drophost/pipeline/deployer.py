@@ -294,10 +294,12 @@ class Deployer:
             if not active:
                 self.nginx.point(slot, None)
 
-    def reconcile(self) -> dict[str, Any]:
+    def reconcile(
+        self, *, interrupted: str = "interrupted: the service stopped before the deploy finished"
+    ) -> dict[str, Any]:
         """At start: finish what a crash left, make nginx's files match PostgreSQL, drop orphans."""
         with self.pool.connection() as conn, conn.transaction():
-            failed = deployments.fail_unfinished(conn, "interrupted: the service stopped before the deploy finished")
+            failed = deployments.fail_unfinished(conn, interrupted)
             active = versions.active_configs(conn)
             kept = versions.kept_release_dirs(conn)
         root = self.settings.releases_dir

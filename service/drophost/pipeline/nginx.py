@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -288,12 +288,11 @@ class Nginx:
         if status.strip() != "ok":
             raise CommandError(f"nginx {action} failed", returncode=1, output=output)
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
         """Start nginx in the foreground as a child process (used by `drophost up` and tests)."""
         self.test()
-        log = open(self.root / "nginx.stderr", "ab")  # handed to the child
-        proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
+        with open(self.root / "nginx.stderr", "ab") as log:
+            proc = runner.spawn_daemon(self.command(), stdout=log, preexec_fn=preexec_fn)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if proc.poll() is not None:

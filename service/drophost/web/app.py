@@ -25,6 +25,7 @@ from drophost.errors import DrophostError, SettingsError
 from drophost.gitops.controller import GitOps
 from drophost.pipeline.deployer import Deployer
 from drophost.pipeline.nginx import Nginx
+from drophost.processes import read_state, take_death
 from drophost.settings import Settings
 from drophost.store.migrate import migrate
 from drophost.web import analytics, api, dashboard, gitops, openapi, uploads
@@ -63,9 +64,16 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             with pool.connection() as conn:
                 migrate(conn)
             nginx.prepare()
-            outcome = deployer.reconcile()
+            # A service that died under `drophost up` (killed, out of memory) may have been killed by
+            # the deploy it was running: that one fails with the reason and is not tried again.
+            died = take_death(settings.data_dir / "run")
+            if died is None:
+                outcome = deployer.reconcile()
+                gitops.requeue(outcome["failed_deployments"])
+            else:
+                outcome = deployer.reconcile(interrupted=f"{died} while this deploy ran; it is not tried again")
+                log.error("%s; the deploys it was running failed: %s", died, outcome["failed_deployments"])
             log.info("reconciled nginx with PostgreSQL: %s", outcome)
-            gitops.requeue(outcome["failed_deployments"])
             applied = gitops.apply(gitops.load())
             log.info("applied deploy.yaml: %s", applied)
             gitops.start()
@@ -139,13 +147,16 @@ async def health(request: Request) -> Response:
     if deployer is None:
         return JSONResponse({"status": "starting", "error": "the service is starting"}, status_code=503)
     checks = await run_in_threadpool(_health_checks, deployer)
+    # Under `drophost up`: how often the service was restarted and why it last died.
+    supervisor = read_state(deployer.settings.data_dir / "run")
+    extra = {"supervisor": supervisor} if supervisor else {}
     down = [name for name, ok in checks.items() if not ok]
     if down:
         return JSONResponse(
-            {"status": "down", "error": f"not healthy: {', '.join(down)} down", "checks": checks},
+            {"status": "down", "error": f"not healthy: {', '.join(down)} down", "checks": checks, **extra},
             status_code=503,
         )
-    return JSONResponse({"status": "ok", "checks": checks})
+    return JSONResponse({"status": "ok", "checks": checks, **extra})
 
 
 def _health_checks(deployer: Deployer) -> dict[str, bool]:

@@ -1,0 +1,85 @@
+"""The system users of `drophost up` as root, and who owns what in the data directory.
+
+Three users, so that no part can change what another serves:
+- drophost      owns the data directory (releases, live/ links, nginx's config) and runs the service;
+- drophost-web  runs nginx's workers: it can read releases and links and write nothing but nginx's
+                temporary files;
+- drophost-db   runs PostgreSQL: it owns <data>/postgres and nothing else; the service reaches its
+                socket through the group drophost.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
+
+from drophost import runner
+
+SERVICE_USER = "drophost"
+WEB_USER = "drophost-web"
+DB_USER = "drophost-db"
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+
+    @property
+    def group(self) -> str:
+        return grp.getgrgid(self.gid).gr_name
+
+
+@dataclass(frozen=True)
+class Accounts:
+    service: Account
+    web: Account
+    db: Account
+
+
+def ensure_user(name: str, home: Path) -> Account:
+    """The system user `name` (created without a login shell or home directory if missing)."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        argv = ["useradd", "--system", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin"]
+        runner.run([*argv, "--user-group", name], timeout=30)
+        entry = pwd.getpwnam(name)
+    return Account(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def ensure_accounts(data_dir: Path) -> Accounts:
+    return Accounts(
+        service=ensure_user(SERVICE_USER, data_dir),
+        web=ensure_user(WEB_USER, data_dir / "nginx"),
+        db=ensure_user(DB_USER, data_dir / "postgres"),
+    )
+
+
+def apply_ownership(data_dir: Path, accounts: Accounts) -> None:
+    """Hand the data directory to the service user, the cluster to the database user.
+
+    <data>/tls stays root's (nginx's master reads the key as root); nginx's temporary folders are
+    handed to its worker user by nginx itself at start.
+    """
+    service, db = accounts.service, accounts.db
+    own_tree(data_dir, service, skip={data_dir / "postgres", data_dir / "tls", data_dir / "nginx" / "tmp"})
+    postgres = data_dir / "postgres"
+    if postgres.exists():
+        own_tree(postgres, db, skip=set())
+        os.chmod(postgres, 0o700)
+
+
+def own_tree(root: Path, account: Account, *, skip: set[Path]) -> None:
+    os.lchown(root, account.uid, account.gid)
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if here / d not in skip]
+        for name in dirs + files:
+            if here / name in skip:
+                continue
+            os.lchown(here / name, account.uid, account.gid)
