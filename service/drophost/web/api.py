@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -17,10 +18,19 @@ from drophost.errors import (
 )
 from drophost.names import parse_ttl, slot_from_filename, validate_slot
 from drophost.pipeline import releases, versiondiff
-from drophost.pipeline.deployer import Deployer
+from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
 from drophost.web import views
-from drophost.web.common import deployer_of, id_param, int_param, path_slot, read_json, require_token, settings_of
+from drophost.web.common import (
+    deployer_of,
+    id_param,
+    int_param,
+    path_slot,
+    pool_of,
+    read_json,
+    require_token,
+    settings_of,
+)
 from drophost.web.gitops import create_git_deployment
 
 
@@ -63,8 +73,8 @@ async def list_deployments(request: Request) -> Response:
     if slot is not None:
         validate_slot(slot)
     limit = int_param(request, "limit", default=100, low=1, high=1000)
-    deployer = deployer_of(request)
-    rows = await run_in_threadpool(_with_conn, deployer, deployments.list_deployments, slot=slot, limit=limit)
+    pool = pool_of(request)
+    rows = await run_in_threadpool(_with_conn, pool, deployments.list_deployments, slot=slot, limit=limit)
     settings = settings_of(request)
     return JSONResponse({"deployments": [views.deployment(settings, r) for r in rows]})
 
@@ -81,7 +91,7 @@ async def get_deployment(request: Request) -> Response:
 @require_token
 async def list_slots(request: Request) -> Response:
     """Every slot with its active version."""
-    rows = await run_in_threadpool(_with_conn, deployer_of(request), slots.list_slots)
+    rows = await run_in_threadpool(_with_conn, pool_of(request), slots.list_slots)
     settings = settings_of(request)
     return JSONResponse({"slots": [views.slot(settings, r) for r in rows]})
 
@@ -90,8 +100,7 @@ async def list_slots(request: Request) -> Response:
 async def list_versions(request: Request) -> Response:
     """A slot's config versions, newest first."""
     slot = path_slot(request)
-    deployer = deployer_of(request)
-    current, rows = await run_in_threadpool(_slot_and_versions, deployer, slot)
+    current, rows = await run_in_threadpool(_slot_and_versions, pool_of(request), slot)
     active = current["active_version"] if current and current["status"] == "live" else None
     return JSONResponse({"slot": slot, "active": active, "versions": [views.version(r) for r in rows]})
 
@@ -101,7 +110,7 @@ async def get_version(request: Request) -> Response:
     """One config version with its full nginx text."""
     slot = path_slot(request)
     number = id_param(request, "version")
-    row = await run_in_threadpool(_with_conn, deployer_of(request), versions.get_version, slot, number)
+    row = await run_in_threadpool(_with_conn, pool_of(request), versions.get_version, slot, number)
     if row is None:
         raise NotFoundError(f'slot "{slot}" has no config version {number}')
     return JSONResponse({"slot": slot, **views.version(row, with_config=True)})
@@ -135,18 +144,18 @@ async def diff_versions(request: Request) -> Response:
     b = int_param(request, "b", default=0, low=1, high=2**31 - 1)
     if not a or not b:
         raise ValidationError("give the two versions to compare as ?a=N&b=M", field="a")
-    result = await run_in_threadpool(compare_versions, deployer_of(request), slot, a, b)
+    result = await run_in_threadpool(compare_versions, pool_of(request), settings_of(request), slot, a, b)
     return JSONResponse(result)
 
 
-def compare_versions(deployer: Deployer, slot: str, a: int, b: int) -> dict[str, Any]:
-    with deployer.pool.connection() as conn:
+def compare_versions(pool: ConnectionPool[Any], settings: Settings, slot: str, a: int, b: int) -> dict[str, Any]:
+    with pool.connection() as conn:
         old, new = versions.get_version(conn, slot, a), versions.get_version(conn, slot, b)
     for number, row in ((a, old), (b, new)):
         if row is None:
             raise NotFoundError(f'slot "{slot}" has no config version {number}')
     assert old is not None and new is not None
-    root = deployer.settings.releases_dir
+    root = settings.releases_dir
     files = versiondiff.diff_trees(releases.locate(root, old["release_dir"]), releases.locate(root, new["release_dir"]))
     return {
         "slot": slot,
@@ -162,7 +171,7 @@ async def list_events(request: Request) -> Response:
     """A slot's switches (deploy, rollback, delete, expire), newest first."""
     slot = path_slot(request)
     limit = int_param(request, "limit", default=100, low=1, high=1000)
-    rows = await run_in_threadpool(_with_conn, deployer_of(request), slots.list_activations, slot, limit)
+    rows = await run_in_threadpool(_with_conn, pool_of(request), slots.list_activations, slot, limit)
     return JSONResponse({"slot": slot, "events": [views.event(r) for r in rows]})
 
 
@@ -182,13 +191,13 @@ async def update_slot(request: Request) -> Response:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _with_conn(deployer: Deployer, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    with deployer.pool.connection() as conn:
+def _with_conn(pool: ConnectionPool[Any], query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    with pool.connection() as conn:
         return query(conn, *args, **kwargs)
 
 
-def _slot_and_versions(deployer: Deployer, slot: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    with deployer.pool.connection() as conn:
+def _slot_and_versions(pool: ConnectionPool[Any], slot: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    with pool.connection() as conn:
         current = slots.get_slot(conn, slot)
         rows = versions.list_versions(conn, slot)
     # A slot whose only versions failed was never live, but its failed versions are still listed.

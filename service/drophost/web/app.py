@@ -29,6 +29,7 @@ from drophost.settings import Settings
 from drophost.store.migrate import migrate
 from drophost.web import analytics, api, dashboard, gitops, openapi, uploads
 from drophost.web.bodylimit import BodyLimit
+from drophost.web.common import pool_of
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
         gitops = GitOps(settings, deployer, os.environ if environ is None else environ)
         app.state.settings = settings
+        app.state.pool = pool
         app.state.deployer = deployer
         app.state.ingester = ingester
         app.state.gitops = gitops
@@ -138,7 +140,7 @@ async def health(request: Request) -> Response:
     deployer: Deployer | None = getattr(request.app.state, "deployer", None)
     if deployer is None:
         return JSONResponse({"status": "starting", "error": "the service is starting"}, status_code=503)
-    checks = await run_in_threadpool(_health_checks, deployer)
+    checks = await run_in_threadpool(_health_checks, pool_of(request), deployer.nginx)
     down = [name for name, ok in checks.items() if not ok]
     if down:
         return JSONResponse(
@@ -148,17 +150,17 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "checks": checks})
 
 
-def _health_checks(deployer: Deployer) -> dict[str, bool]:
+def _health_checks(pool: ConnectionPool[Any], nginx: Nginx) -> dict[str, bool]:
     checks = {"database": False, "nginx": False}
     try:
-        with deployer.pool.connection(timeout=3) as conn:
+        with pool.connection(timeout=3) as conn:
             conn.execute("SELECT 1")
         checks["database"] = True
     except Exception:  # any failure means "down"
         pass
     try:
-        if deployer.nginx.is_running():
-            deployer.nginx.test()
+        if nginx.is_running():
+            nginx.test()
             checks["nginx"] = True
     except DrophostError:
         pass

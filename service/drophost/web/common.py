@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from psycopg_pool import ConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,6 +23,11 @@ Handler = Callable[[Request], Awaitable[Response]]
 def deployer_of(request: Request) -> Deployer:
     deployer: Deployer = request.app.state.deployer
     return deployer
+
+
+def pool_of(request: Request) -> ConnectionPool[Any]:
+    pool: ConnectionPool[Any] = request.app.state.pool
+    return pool
 
 
 def settings_of(request: Request) -> Settings:

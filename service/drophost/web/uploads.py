@@ -11,7 +11,7 @@ from drophost.names import parse_ttl
 from drophost.pipeline.digest import DigestUploads
 from drophost.store import versions
 from drophost.web import views
-from drophost.web.common import deployer_of, id_param, path_slot, read_json, require_token, settings_of
+from drophost.web.common import deployer_of, id_param, path_slot, pool_of, read_json, require_token, settings_of
 
 
 @require_token
@@ -83,10 +83,10 @@ async def pin_version(request: Request) -> Response:
     pinned = body.get("pinned", True)
     if not isinstance(pinned, bool):
         raise ValidationError("pinned must be true or false", field="pinned")
-    deployer = deployer_of(request)
+    pool = pool_of(request)
 
     def pin() -> bool:
-        with deployer.pool.connection() as conn:
+        with pool.connection() as conn:
             return versions.set_pinned(conn, slot, version, pinned)
 
     if not await run_in_threadpool(pin):
