@@ -12,6 +12,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
+from drophost.gitops import manifest
 from drophost.web import openapi
 from tests.conftest import AUTH, Stack
 from tests.integration.support import (
@@ -155,6 +156,7 @@ def _auth(**kwargs: Any) -> dict[str, Any]:
 
 
 ZIP = std_zip({"index.html": "x"})
+JSON_AUTH = {**AUTH, "content-type": "application/json"}
 BAD_REQUESTS = [
     Bad(("/health", "get"), 405, "/health", {"method": "post"}),
     Bad(("/api/openapi.json", "get"), 405, "/api/openapi.json", {"method": "delete"}),
@@ -162,6 +164,7 @@ BAD_REQUESTS = [
     Bad(("/api/deployments", "post"), 415, kwargs=_auth(content=ZIP)),
     Bad(("/api/deployments", "post"), 422, kwargs=_auth(files={"nofile": ("a", b"b")})),
     Bad(("/api/deployments", "post"), 422, kwargs=_auth(files={"file": ("a.zip", b"junk")}, data={"slot": "site"})),
+    Bad(("/api/deployments", "post"), 413, kwargs={"headers": JSON_AUTH, "content": b" " * (65 * 1024)}),
     Bad(("/api/deployments", "get"), 401),
     Bad(("/api/deployments", "get"), 422, "/api/deployments?slot=No", _auth()),
     Bad(("/api/deployments", "get"), 422, "/api/deployments?limit=0", _auth()),
@@ -206,6 +209,7 @@ BAD_REQUESTS = [
     Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 404, "/api/slots/site/versions/9/pin", _auth()),
     Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 422, kwargs=_auth(json={"pinned": "yes"})),
     Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 400, kwargs=_auth(content=b"{")),
+    Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 413, kwargs=_auth(content=b" " * (65 * 1024))),
     Bad(("/api/uploads", "post"), 401),
     Bad(("/api/uploads", "post"), 422, kwargs=_auth(json={})),
     Bad(("/api/uploads", "post"), 422, kwargs=_auth(json={"slot": "site", "files": {"../x": DIGEST}})),
@@ -219,6 +223,7 @@ BAD_REQUESTS = [
     Bad(("/api/gc", "post"), 401),
     Bad(("/api/gc", "post"), 422, kwargs=_auth(json={"dry_run": "no"})),
     Bad(("/api/gc", "post"), 400, kwargs=_auth(content=b"{x")),
+    Bad(("/api/gc", "post"), 413, kwargs=_auth(content=b" " * (65 * 1024))),
     Bad(("/api/analytics", "get"), 401),
     Bad(("/api/analytics", "get"), 422, "/api/analytics?slot=No", _auth()),
     Bad(("/api/slots/{slot}", "patch"), 401),
@@ -235,8 +240,10 @@ BAD_REQUESTS = [
     Bad(("/api/reload", "post"), 401),
     Bad(("/api/plan", "post"), 401),
     Bad(("/api/plan", "post"), 422, kwargs=_auth(content=b"sites: [\n")),
+    Bad(("/api/plan", "post"), 413, kwargs=_auth(content=b" " * (manifest.MAX_BYTES + 1))),
     Bad(("/api/git/hook", "post"), 401),
     Bad(("/api/git/hook", "post"), 400, kwargs=_auth(content=b"{x")),
+    Bad(("/api/git/hook", "post"), 413, kwargs=_auth(content=b" " * (1024 * 1024 + 1))),
 ]
 
 

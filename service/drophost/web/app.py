@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from drophost import hangup
 from drophost.analytics.accesslog import Ingester
 from drophost.errors import DrophostError, SettingsError
+from drophost.gitops import manifest
 from drophost.gitops.controller import GitOps
 from drophost.pipeline.deployer import Deployer
 from drophost.pipeline.nginx import Nginx
@@ -112,7 +113,12 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
         Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
         Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], middleware=[_limit(64 * 1024)]),
-        Route("/api/slots/{slot}/versions/{version}/pin", uploads.pin_version, methods=["POST"]),
+        Route(
+            "/api/slots/{slot}/versions/{version}/pin",
+            uploads.pin_version,
+            methods=["POST"],
+            middleware=[_limit(64 * 1024)],
+        ),
         Route("/api/uploads", uploads.create_upload, methods=["POST"], middleware=[_limit(32 * 1024 * 1024)]),
         Route(
             "/api/uploads/{upload_id}/blobs/{digest}",
@@ -121,17 +127,21 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
             middleware=[_limit(settings.max_unpacked_bytes)],
         ),
         Route("/api/uploads/{upload_id}/finalize", uploads.finalize_upload, methods=["POST"]),
-        Route("/api/gc", uploads.collect_garbage, methods=["POST"]),
-        Route("/api/webhooks/{provider}", gitops.webhook, methods=["POST"]),
+        Route("/api/gc", uploads.collect_garbage, methods=["POST"], middleware=[_limit(64 * 1024)]),
+        Route(
+            "/api/webhooks/{provider}",
+            gitops.webhook,
+            methods=["POST"],
+            middleware=[_limit(settings.webhook_max_bytes)],
+        ),
         Route("/api/reload", gitops.reload, methods=["POST"], middleware=[_limit(64 * 1024)]),
-        Route("/api/plan", gitops.plan, methods=["POST"]),
+        Route("/api/plan", gitops.plan, methods=["POST"], middleware=[_limit(manifest.MAX_BYTES)]),
         Route("/api/git/hook", gitops.git_hook, methods=["POST"], middleware=[_limit(1024 * 1024)]),
-        Route("/git/{name}.git/{rest:path}", gitops.git_http, methods=["GET", "POST"], max_body_size=upload_cap),
+        Route("/git/{name}.git/{rest:path}", gitops.git_http, methods=["GET", "POST"], middleware=[_limit(upload_cap)]),
     ]
 
 
 def _limit(max_bytes: int) -> Middleware:
-    # Not Route(max_body_size=...): Starlette answers that one in plain text, not our JSON.
     return Middleware(BodyLimit, max_bytes=max_bytes)
 
 
