@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
 from drophost.gitops import manifest
-from drophost.web import openapi
 from tests.conftest import AUTH, Stack
 from tests.integration.support import (
     assert_error,
@@ -63,6 +62,13 @@ def app_routes(app: Starlette) -> set[tuple[str, str]]:
     return found
 
 
+def served_document(stack: Stack) -> dict[str, Any]:
+    response = stack.client.get("/api/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
 def documented_routes(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {(path, method) for path, operations in document["paths"].items() for method in operations}
 
@@ -77,15 +83,13 @@ def is_public(document: dict[str, Any], path: str, method: str) -> bool:
 
 # -- OpenAPI ---------------------------------------------------------------------------------------
 def test_openapi_lists_exactly_the_apps_routes_and_methods(shared_stack: Stack) -> None:
-    response = shared_stack.client.get("/api/openapi.json")
-    assert response.status_code == 200
-    document = response.json()
+    document = served_document(shared_stack)
     assert document["openapi"].startswith("3.")
     assert documented_routes(document) == app_routes(shared_stack.client.app)  # type: ignore[arg-type]
 
 
 def test_openapi_documents_every_path_parameter(shared_stack: Stack) -> None:
-    document = openapi.document()
+    document = served_document(shared_stack)
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             in_path = set(re.findall(r"\{(\w+)\}", path))
@@ -111,7 +115,7 @@ def test_openapi_documents_every_path_parameter(shared_stack: Stack) -> None:
     ids=["none", "wrong", "empty", "no-space", "basic", "other-scheme", "longer", "shorter", "non-ascii"],
 )
 def test_every_api_route_refuses_a_missing_or_wrong_token(shared_stack: Stack, headers: dict[str, str | bytes]) -> None:
-    document = openapi.document()
+    document = served_document(shared_stack)
     routes = sorted(app_routes(shared_stack.client.app))  # type: ignore[arg-type]
     assert len(routes) >= 8
     for path, method in routes:
@@ -127,7 +131,7 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(shared_stack: Stack, h
 def test_the_only_api_routes_without_the_token_are_the_description_and_signed_webhooks(
     shared_stack: Stack,
 ) -> None:
-    document = openapi.document()
+    document = served_document(shared_stack)
     public = {(p, m) for p, m in documented_routes(document) if is_public(document, p, m) and p.startswith("/api/")}
     assert public == {("/api/openapi.json", "get"), ("/api/webhooks/{provider}", "post")}
 

@@ -28,14 +28,12 @@ from drophost.web.common import (
     path_slot,
     pool_of,
     read_json,
-    require_token,
     settings_of,
 )
 from drophost.web.gitops import create_git_deployment
 
 
 # -- deployments -----------------------------------------------------------------------------
-@require_token
 async def create_deployment(request: Request) -> Response:
     """Deploy a ZIP upload (multipart: file, slot, ttl), or queue a git deploy (JSON: repo, branch, path, slot)."""
     settings = settings_of(request)
@@ -66,7 +64,6 @@ async def create_deployment(request: Request) -> Response:
     return JSONResponse(views.deployment(settings, row), status_code=201)
 
 
-@require_token
 async def list_deployments(request: Request) -> Response:
     """Deployments, newest first (optional ?slot=)."""
     slot = request.query_params.get("slot")
@@ -79,7 +76,6 @@ async def list_deployments(request: Request) -> Response:
     return JSONResponse({"deployments": [views.deployment(settings, r) for r in rows]})
 
 
-@require_token
 async def get_deployment(request: Request) -> Response:
     """One deployment."""
     deployment_id = id_param(request, "id")
@@ -88,7 +84,6 @@ async def get_deployment(request: Request) -> Response:
 
 
 # -- slots and versions ----------------------------------------------------------------------
-@require_token
 async def list_slots(request: Request) -> Response:
     """Every slot with its active version."""
     rows = await run_in_threadpool(_with_conn, pool_of(request), slots.list_slots)
@@ -96,7 +91,6 @@ async def list_slots(request: Request) -> Response:
     return JSONResponse({"slots": [views.slot(settings, r) for r in rows]})
 
 
-@require_token
 async def list_versions(request: Request) -> Response:
     """A slot's config versions, newest first."""
     slot = path_slot(request)
@@ -105,7 +99,6 @@ async def list_versions(request: Request) -> Response:
     return JSONResponse({"slot": slot, "active": active, "versions": [views.version(r) for r in rows]})
 
 
-@require_token
 async def get_version(request: Request) -> Response:
     """One config version with its full nginx text."""
     slot = path_slot(request)
@@ -116,7 +109,6 @@ async def get_version(request: Request) -> Response:
     return JSONResponse({"slot": slot, **views.version(row, with_config=True)})
 
 
-@require_token
 async def rollback(request: Request) -> Response:
     """Make a stored config version live again (default: the one before the current)."""
     slot = path_slot(request)
@@ -128,7 +120,6 @@ async def rollback(request: Request) -> Response:
     return JSONResponse(result)
 
 
-@require_token
 async def delete_slot(request: Request) -> Response:
     """Take a slot offline; its history stays."""
     slot = path_slot(request)
@@ -136,7 +127,6 @@ async def delete_slot(request: Request) -> Response:
     return JSONResponse(result)
 
 
-@require_token
 async def diff_versions(request: Request) -> Response:
     """What changed from version a to version b: the nginx config and the published files."""
     slot = path_slot(request)
@@ -166,7 +156,6 @@ def compare_versions(pool: ConnectionPool[Any], settings: Settings, slot: str, a
     }
 
 
-@require_token
 async def list_events(request: Request) -> Response:
     """A slot's switches (deploy, rollback, delete, expire), newest first."""
     slot = path_slot(request)
@@ -175,7 +164,6 @@ async def list_events(request: Request) -> Response:
     return JSONResponse({"slot": slot, "events": [views.event(r) for r in rows]})
 
 
-@require_token
 async def update_slot(request: Request) -> Response:
     """Set a live slot's time to live from now: {"ttl": "2h"}; null or "" removes it."""
     slot = path_slot(request)

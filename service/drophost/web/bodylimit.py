@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from drophost.errors import TooLargeError
 
+JSON_MAX_BYTES = 64 * 1024  # a JSON body of a few fields
 _SCOPE_KEY = "drophost.body_limit"
 
 

@@ -18,10 +18,8 @@ from drophost.gitops import manifest
 from drophost.gitops.controller import GitOps
 from drophost.gitops.hosted import SERVICES, SMART_PATHS
 from drophost.web import views
-from drophost.web.bodylimit import lower_body_limit
-from drophost.web.common import deployer_of, read_json, require_token, settings_of
-
-JSON_DEPLOY_MAX_BYTES = 64 * 1024
+from drophost.web.bodylimit import JSON_MAX_BYTES, lower_body_limit
+from drophost.web.common import deployer_of, read_json, settings_of
 
 
 def gitops_of(request: Request) -> GitOps:
@@ -39,14 +37,12 @@ async def webhook(request: Request) -> Response:
 
 
 # -- declared state ----------------------------------------------------------------------------
-@require_token
 async def reload(request: Request) -> Response:
     """Read deploy.yaml again and apply it; an invalid file changes nothing (422)."""
     result = await run_in_threadpool(gitops_of(request).reload)
     return JSONResponse(result)
 
 
-@require_token
 async def plan(request: Request) -> Response:
     """What applying the deploy.yaml in the body would change against what is live."""
     body = await request.body()
@@ -58,7 +54,7 @@ async def plan(request: Request) -> Response:
 
 async def create_git_deployment(request: Request) -> Response:
     """POST /api/deployments with JSON {repo, branch, path, slot}: 202 and the queued deployment."""
-    lower_body_limit(request, JSON_DEPLOY_MAX_BYTES)  # the route's own cap is for ZIP uploads
+    lower_body_limit(request, JSON_MAX_BYTES)  # the route's own cap is for ZIP uploads
     body = await read_json(request)
     gitops = gitops_of(request)
     deployment_id = await run_in_threadpool(gitops.deploy_from_api, body)
@@ -67,7 +63,6 @@ async def create_git_deployment(request: Request) -> Response:
 
 
 # -- git push ----------------------------------------------------------------------------------
-@require_token
 async def git_hook(request: Request) -> Response:
     """Called by the post-receive hook: queue the pushed branches, wait, report each deploy."""
     body = await read_json(request)
