@@ -1,4 +1,4 @@
-"""The application factory: routes, error handlers, and start-up (migrate, reconcile, expiry)."""
+"""The application factory: the router, error handlers, start-up (migrate, reconcile) and the background loops."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What every handler shares: the token guard, the JSON body reader, path and query parameters."""
+"""What every handler shares: the token guard, the JSON body reader, the app's pool and settings, parameters."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def settings_of(request: Request) -> Settings:
 
 
 def require_token(handler: Handler) -> Handler:
-    """Every /api/ route: Bearer <token> (constant-time), or a dashboard session with its CSRF header."""
+    """Routes declared with auth="token": Bearer <token> (constant-time), or a dashboard session and its CSRF header."""
 
     async def guarded(request: Request) -> Response:
         if "authorization" not in request.headers and sessions.api_session_ok(request):
