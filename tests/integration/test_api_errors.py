@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from drophost.web import openapi
+from drophost.gitops import manifest
 from tests.conftest import AUTH, Stack
 from tests.integration.support import (
     assert_error,
@@ -62,6 +62,13 @@ def app_routes(app: Starlette) -> set[tuple[str, str]]:
     return found
 
 
+def served_document(stack: Stack) -> dict[str, Any]:
+    response = stack.client.get("/api/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
 def documented_routes(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {(path, method) for path, operations in document["paths"].items() for method in operations}
 
@@ -76,15 +83,13 @@ def is_public(document: dict[str, Any], path: str, method: str) -> bool:
 
 # -- OpenAPI ---------------------------------------------------------------------------------------
 def test_openapi_lists_exactly_the_apps_routes_and_methods(shared_stack: Stack) -> None:
-    response = shared_stack.client.get("/api/openapi.json")
-    assert response.status_code == 200
-    document = response.json()
+    document = served_document(shared_stack)
     assert document["openapi"].startswith("3.")
     assert documented_routes(document) == app_routes(shared_stack.client.app)  # type: ignore[arg-type]
 
 
 def test_openapi_documents_every_path_parameter(shared_stack: Stack) -> None:
-    document = openapi.document()
+    document = served_document(shared_stack)
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             in_path = set(re.findall(r"\{(\w+)\}", path))
@@ -110,7 +115,7 @@ def test_openapi_documents_every_path_parameter(shared_stack: Stack) -> None:
     ids=["none", "wrong", "empty", "no-space", "basic", "other-scheme", "longer", "shorter", "non-ascii"],
 )
 def test_every_api_route_refuses_a_missing_or_wrong_token(shared_stack: Stack, headers: dict[str, str | bytes]) -> None:
-    document = openapi.document()
+    document = served_document(shared_stack)
     routes = sorted(app_routes(shared_stack.client.app))  # type: ignore[arg-type]
     assert len(routes) >= 8
     for path, method in routes:
@@ -126,7 +131,7 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(shared_stack: Stack, h
 def test_the_only_api_routes_without_the_token_are_the_description_and_signed_webhooks(
     shared_stack: Stack,
 ) -> None:
-    document = openapi.document()
+    document = served_document(shared_stack)
     public = {(p, m) for p, m in documented_routes(document) if is_public(document, p, m) and p.startswith("/api/")}
     assert public == {("/api/openapi.json", "get"), ("/api/webhooks/{provider}", "post")}
 
@@ -155,6 +160,7 @@ def _auth(**kwargs: Any) -> dict[str, Any]:
 
 
 ZIP = std_zip({"index.html": "x"})
+JSON_AUTH = {**AUTH, "content-type": "application/json"}
 BAD_REQUESTS = [
     Bad(("/health", "get"), 405, "/health", {"method": "post"}),
     Bad(("/api/openapi.json", "get"), 405, "/api/openapi.json", {"method": "delete"}),
@@ -162,6 +168,7 @@ BAD_REQUESTS = [
     Bad(("/api/deployments", "post"), 415, kwargs=_auth(content=ZIP)),
     Bad(("/api/deployments", "post"), 422, kwargs=_auth(files={"nofile": ("a", b"b")})),
     Bad(("/api/deployments", "post"), 422, kwargs=_auth(files={"file": ("a.zip", b"junk")}, data={"slot": "site"})),
+    Bad(("/api/deployments", "post"), 413, kwargs={"headers": JSON_AUTH, "content": b" " * (65 * 1024)}),
     Bad(("/api/deployments", "get"), 401),
     Bad(("/api/deployments", "get"), 422, "/api/deployments?slot=No", _auth()),
     Bad(("/api/deployments", "get"), 422, "/api/deployments?limit=0", _auth()),
@@ -206,6 +213,7 @@ BAD_REQUESTS = [
     Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 404, "/api/slots/site/versions/9/pin", _auth()),
     Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 422, kwargs=_auth(json={"pinned": "yes"})),
     Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 400, kwargs=_auth(content=b"{")),
+    Bad(("/api/slots/{slot}/versions/{version}/pin", "post"), 413, kwargs=_auth(content=b" " * (65 * 1024))),
     Bad(("/api/uploads", "post"), 401),
     Bad(("/api/uploads", "post"), 422, kwargs=_auth(json={})),
     Bad(("/api/uploads", "post"), 422, kwargs=_auth(json={"slot": "site", "files": {"../x": DIGEST}})),
@@ -219,6 +227,7 @@ BAD_REQUESTS = [
     Bad(("/api/gc", "post"), 401),
     Bad(("/api/gc", "post"), 422, kwargs=_auth(json={"dry_run": "no"})),
     Bad(("/api/gc", "post"), 400, kwargs=_auth(content=b"{x")),
+    Bad(("/api/gc", "post"), 413, kwargs=_auth(content=b" " * (65 * 1024))),
     Bad(("/api/analytics", "get"), 401),
     Bad(("/api/analytics", "get"), 422, "/api/analytics?slot=No", _auth()),
     Bad(("/api/slots/{slot}", "patch"), 401),
@@ -235,8 +244,10 @@ BAD_REQUESTS = [
     Bad(("/api/reload", "post"), 401),
     Bad(("/api/plan", "post"), 401),
     Bad(("/api/plan", "post"), 422, kwargs=_auth(content=b"sites: [\n")),
+    Bad(("/api/plan", "post"), 413, kwargs=_auth(content=b" " * (manifest.MAX_BYTES + 1))),
     Bad(("/api/git/hook", "post"), 401),
     Bad(("/api/git/hook", "post"), 400, kwargs=_auth(content=b"{x")),
+    Bad(("/api/git/hook", "post"), 413, kwargs=_auth(content=b" " * (1024 * 1024 + 1))),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -17,15 +18,22 @@ from drophost.errors import (
 )
 from drophost.names import parse_ttl, slot_from_filename, validate_slot
 from drophost.pipeline import releases, versiondiff
-from drophost.pipeline.deployer import Deployer
+from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
 from drophost.web import views
-from drophost.web.common import deployer_of, id_param, int_param, path_slot, read_json, require_token, settings_of
+from drophost.web.common import (
+    deployer_of,
+    id_param,
+    int_param,
+    path_slot,
+    pool_of,
+    read_json,
+    settings_of,
+)
 from drophost.web.gitops import create_git_deployment
 
 
 # -- deployments -----------------------------------------------------------------------------
-@require_token
 async def create_deployment(request: Request) -> Response:
     """Deploy a ZIP upload (multipart: file, slot, ttl), or queue a git deploy (JSON: repo, branch, path, slot)."""
     settings = settings_of(request)
@@ -56,20 +64,18 @@ async def create_deployment(request: Request) -> Response:
     return JSONResponse(views.deployment(settings, row), status_code=201)
 
 
-@require_token
 async def list_deployments(request: Request) -> Response:
     """Deployments, newest first (optional ?slot=)."""
     slot = request.query_params.get("slot")
     if slot is not None:
         validate_slot(slot)
     limit = int_param(request, "limit", default=100, low=1, high=1000)
-    deployer = deployer_of(request)
-    rows = await run_in_threadpool(_with_conn, deployer, deployments.list_deployments, slot=slot, limit=limit)
+    pool = pool_of(request)
+    rows = await run_in_threadpool(_with_conn, pool, deployments.list_deployments, slot=slot, limit=limit)
     settings = settings_of(request)
     return JSONResponse({"deployments": [views.deployment(settings, r) for r in rows]})
 
 
-@require_token
 async def get_deployment(request: Request) -> Response:
     """One deployment."""
     deployment_id = id_param(request, "id")
@@ -78,36 +84,31 @@ async def get_deployment(request: Request) -> Response:
 
 
 # -- slots and versions ----------------------------------------------------------------------
-@require_token
 async def list_slots(request: Request) -> Response:
     """Every slot with its active version."""
-    rows = await run_in_threadpool(_with_conn, deployer_of(request), slots.list_slots)
+    rows = await run_in_threadpool(_with_conn, pool_of(request), slots.list_slots)
     settings = settings_of(request)
     return JSONResponse({"slots": [views.slot(settings, r) for r in rows]})
 
 
-@require_token
 async def list_versions(request: Request) -> Response:
     """A slot's config versions, newest first."""
     slot = path_slot(request)
-    deployer = deployer_of(request)
-    current, rows = await run_in_threadpool(_slot_and_versions, deployer, slot)
+    current, rows = await run_in_threadpool(_slot_and_versions, pool_of(request), slot)
     active = current["active_version"] if current and current["status"] == "live" else None
     return JSONResponse({"slot": slot, "active": active, "versions": [views.version(r) for r in rows]})
 
 
-@require_token
 async def get_version(request: Request) -> Response:
     """One config version with its full nginx text."""
     slot = path_slot(request)
     number = id_param(request, "version")
-    row = await run_in_threadpool(_with_conn, deployer_of(request), versions.get_version, slot, number)
+    row = await run_in_threadpool(_with_conn, pool_of(request), versions.get_version, slot, number)
     if row is None:
         raise NotFoundError(f'slot "{slot}" has no config version {number}')
     return JSONResponse({"slot": slot, **views.version(row, with_config=True)})
 
 
-@require_token
 async def rollback(request: Request) -> Response:
     """Make a stored config version live again (default: the one before the current)."""
     slot = path_slot(request)
@@ -119,7 +120,6 @@ async def rollback(request: Request) -> Response:
     return JSONResponse(result)
 
 
-@require_token
 async def delete_slot(request: Request) -> Response:
     """Take a slot offline; its history stays."""
     slot = path_slot(request)
@@ -127,7 +127,6 @@ async def delete_slot(request: Request) -> Response:
     return JSONResponse(result)
 
 
-@require_token
 async def diff_versions(request: Request) -> Response:
     """What changed from version a to version b: the nginx config and the published files."""
     slot = path_slot(request)
@@ -135,18 +134,18 @@ async def diff_versions(request: Request) -> Response:
     b = int_param(request, "b", default=0, low=1, high=2**31 - 1)
     if not a or not b:
         raise ValidationError("give the two versions to compare as ?a=N&b=M", field="a")
-    result = await run_in_threadpool(compare_versions, deployer_of(request), slot, a, b)
+    result = await run_in_threadpool(compare_versions, pool_of(request), settings_of(request), slot, a, b)
     return JSONResponse(result)
 
 
-def compare_versions(deployer: Deployer, slot: str, a: int, b: int) -> dict[str, Any]:
-    with deployer.pool.connection() as conn:
+def compare_versions(pool: ConnectionPool[Any], settings: Settings, slot: str, a: int, b: int) -> dict[str, Any]:
+    with pool.connection() as conn:
         old, new = versions.get_version(conn, slot, a), versions.get_version(conn, slot, b)
     for number, row in ((a, old), (b, new)):
         if row is None:
             raise NotFoundError(f'slot "{slot}" has no config version {number}')
     assert old is not None and new is not None
-    root = deployer.settings.releases_dir
+    root = settings.releases_dir
     files = versiondiff.diff_trees(releases.locate(root, old["release_dir"]), releases.locate(root, new["release_dir"]))
     return {
         "slot": slot,
@@ -157,16 +156,14 @@ def compare_versions(deployer: Deployer, slot: str, a: int, b: int) -> dict[str,
     }
 
 
-@require_token
 async def list_events(request: Request) -> Response:
     """A slot's switches (deploy, rollback, delete, expire), newest first."""
     slot = path_slot(request)
     limit = int_param(request, "limit", default=100, low=1, high=1000)
-    rows = await run_in_threadpool(_with_conn, deployer_of(request), slots.list_activations, slot, limit)
+    rows = await run_in_threadpool(_with_conn, pool_of(request), slots.list_activations, slot, limit)
     return JSONResponse({"slot": slot, "events": [views.event(r) for r in rows]})
 
 
-@require_token
 async def update_slot(request: Request) -> Response:
     """Set a live slot's time to live from now: {"ttl": "2h"}; null or "" removes it."""
     slot = path_slot(request)
@@ -182,13 +179,13 @@ async def update_slot(request: Request) -> Response:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _with_conn(deployer: Deployer, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    with deployer.pool.connection() as conn:
+def _with_conn(pool: ConnectionPool[Any], query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    with pool.connection() as conn:
         return query(conn, *args, **kwargs)
 
 
-def _slot_and_versions(deployer: Deployer, slot: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    with deployer.pool.connection() as conn:
+def _slot_and_versions(pool: ConnectionPool[Any], slot: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    with pool.connection() as conn:
         current = slots.get_slot(conn, slot)
         rows = versions.list_versions(conn, slot)
     # A slot whose only versions failed was never live, but its failed versions are still listed.

@@ -1,4 +1,4 @@
-"""The application factory: routes, error handlers, and start-up (migrate, reconcile, expiry)."""
+"""The application factory: the router, error handlers, start-up (migrate, reconcile) and the background loops."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from drophost import hangup
 from drophost.analytics.accesslog import Ingester
@@ -25,11 +24,10 @@ from drophost.errors import DrophostError, SettingsError
 from drophost.gitops.controller import GitOps
 from drophost.pipeline.deployer import Deployer
 from drophost.pipeline.nginx import Nginx
-from drophost.processes import read_state, take_death
+from drophost.processes import take_death
 from drophost.settings import Settings
 from drophost.store.migrate import migrate
-from drophost.web import analytics, api, dashboard, gitops, openapi, uploads
-from drophost.web.bodylimit import BodyLimit
+from drophost.web import dashboard, openapi, routes
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +54,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
         gitops = GitOps(settings, deployer, os.environ if environ is None else environ)
         app.state.settings = settings
+        app.state.pool = pool
         app.state.deployer = deployer
         app.state.ingester = ingester
         app.state.gitops = gitops
@@ -94,90 +93,14 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             await run_in_threadpool(gitops.stop)
             await run_in_threadpool(pool.close)
 
-    routes = build_routes(settings)
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_exception_handlers())
+    app = Starlette(routes=build_routes(settings), lifespan=lifespan, exception_handlers=_exception_handlers())
     app.state.settings = settings
+    app.state.openapi = openapi.document(routes.endpoints(settings))
     return app
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
-    upload_cap = settings.max_upload_bytes
-    return [
-        *dashboard.routes(),
-        Route("/health", health, methods=["GET"]),
-        Route("/api/openapi.json", openapi_document, methods=["GET"]),
-        Route("/api/analytics", analytics.get_analytics, methods=["GET"]),
-        Route("/api/deployments", api.create_deployment, methods=["POST"], middleware=[_limit(upload_cap)]),
-        Route("/api/deployments", api.list_deployments, methods=["GET"]),
-        Route("/api/deployments/{id}", api.get_deployment, methods=["GET"]),
-        Route("/api/slots", api.list_slots, methods=["GET"]),
-        Route("/api/slots/{slot}", api.delete_slot, methods=["DELETE"]),
-        Route("/api/slots/{slot}", api.update_slot, methods=["PATCH"], middleware=[_limit(64 * 1024)]),
-        Route("/api/slots/{slot}/events", api.list_events, methods=["GET"]),
-        Route("/api/slots/{slot}/diff", api.diff_versions, methods=["GET"]),
-        Route("/api/slots/{slot}/versions", api.list_versions, methods=["GET"]),
-        Route("/api/slots/{slot}/versions/{version}", api.get_version, methods=["GET"]),
-        Route("/api/slots/{slot}/rollback", api.rollback, methods=["POST"], middleware=[_limit(64 * 1024)]),
-        Route("/api/slots/{slot}/versions/{version}/pin", uploads.pin_version, methods=["POST"]),
-        Route("/api/uploads", uploads.create_upload, methods=["POST"], middleware=[_limit(32 * 1024 * 1024)]),
-        Route(
-            "/api/uploads/{upload_id}/blobs/{digest}",
-            uploads.put_blob,
-            methods=["PUT"],
-            middleware=[_limit(settings.max_unpacked_bytes)],
-        ),
-        Route("/api/uploads/{upload_id}/finalize", uploads.finalize_upload, methods=["POST"]),
-        Route("/api/gc", uploads.collect_garbage, methods=["POST"]),
-        Route("/api/webhooks/{provider}", gitops.webhook, methods=["POST"]),
-        Route("/api/reload", gitops.reload, methods=["POST"], middleware=[_limit(64 * 1024)]),
-        Route("/api/plan", gitops.plan, methods=["POST"]),
-        Route("/api/git/hook", gitops.git_hook, methods=["POST"], middleware=[_limit(1024 * 1024)]),
-        Route("/git/{name}.git/{rest:path}", gitops.git_http, methods=["GET", "POST"], max_body_size=upload_cap),
-    ]
-
-
-def _limit(max_bytes: int) -> Middleware:
-    # Not Route(max_body_size=...): Starlette answers that one in plain text, not our JSON.
-    return Middleware(BodyLimit, max_bytes=max_bytes)
-
-
-async def health(request: Request) -> Response:
-    """200 only when PostgreSQL answers and nginx runs with a valid config."""
-    deployer: Deployer | None = getattr(request.app.state, "deployer", None)
-    if deployer is None:
-        return JSONResponse({"status": "starting", "error": "the service is starting"}, status_code=503)
-    checks = await run_in_threadpool(_health_checks, deployer)
-    # Under `drophost up`: how often the service was restarted and why it last died.
-    supervisor = read_state(deployer.settings.data_dir / "run")
-    extra = {"supervisor": supervisor} if supervisor else {}
-    down = [name for name, ok in checks.items() if not ok]
-    if down:
-        return JSONResponse(
-            {"status": "down", "error": f"not healthy: {', '.join(down)} down", "checks": checks, **extra},
-            status_code=503,
-        )
-    return JSONResponse({"status": "ok", "checks": checks, **extra})
-
-
-def _health_checks(deployer: Deployer) -> dict[str, bool]:
-    checks = {"database": False, "nginx": False}
-    try:
-        with deployer.pool.connection(timeout=3) as conn:
-            conn.execute("SELECT 1")
-        checks["database"] = True
-    except Exception:  # any failure means "down"
-        pass
-    try:
-        if deployer.nginx.is_running():
-            deployer.nginx.test()
-            checks["nginx"] = True
-    except DrophostError:
-        pass
-    return checks
-
-
-async def openapi_document(request: Request) -> Response:
-    return JSONResponse(openapi.document())
+    return [*dashboard.routes(), *(routes.starlette_route(endpoint) for endpoint in routes.endpoints(settings))]
 
 
 def _reload_on_sighup(gitops: GitOps) -> Callable[[], None]:

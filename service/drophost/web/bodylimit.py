@@ -1,14 +1,19 @@
-"""A request-body cap that fails with a DrophostError, so the one handler answers it as JSON.
+"""The one request-body cap: a route declares it, a handler may lower it, and going past it is a JSON 413.
 
-Starlette's own `max_body_size` answers a too-large Content-Length with a plain-text 413 of its own,
-replacing whatever the application sends.
+Not Starlette's `max_body_size`: that one answers a too-large Content-Length in plain text with a
+413 of its own, replacing whatever the application sends. Here the excess raises a TooLargeError
+inside the handler's read, so the application's one error handler renders it like any other error.
 """
 
 from __future__ import annotations
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from drophost.errors import TooLargeError
+
+JSON_MAX_BYTES = 64 * 1024  # a JSON body of a few fields
+_SCOPE_KEY = "drophost.body_limit"
 
 
 class BodyLimit:
@@ -20,25 +25,35 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        received = 0
+        budget = _Budget(self.max_bytes, _content_length(scope))
+        scope[_SCOPE_KEY] = budget
 
         async def limited_receive() -> Message:
-            # Raised inside the handler's read, so the app's exception handlers render it.
-            nonlocal received
-            if declared is not None and declared > self.max_bytes:
-                raise self.too_large()
+            budget.check(0)
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self.too_large()
+                budget.check(len(message.get("body", b"")))
             return message
 
         await self.app(scope, limited_receive, send)
 
-    def too_large(self) -> TooLargeError:
-        return TooLargeError(f"the request body is larger than the limit of {self.max_bytes} bytes")
+
+def lower_body_limit(request: Request, max_bytes: int) -> None:
+    """A smaller cap for this request, e.g. for one content type of a route that also takes large uploads."""
+    budget: _Budget = request.scope[_SCOPE_KEY]  # KeyError: the route declares no cap to lower
+    budget.max_bytes = min(budget.max_bytes, max_bytes)
+
+
+class _Budget:
+    def __init__(self, max_bytes: int, declared: int | None) -> None:
+        self.max_bytes = max_bytes
+        self.declared = declared
+        self.received = 0
+
+    def check(self, more: int) -> None:
+        self.received += more
+        if self.received > self.max_bytes or (self.declared is not None and self.declared > self.max_bytes):
+            raise TooLargeError(f"the request body is larger than the limit of {self.max_bytes} bytes")
 
 
 def _content_length(scope: Scope) -> int | None:

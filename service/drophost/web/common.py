@@ -1,4 +1,4 @@
-"""What every handler shares: the token guard, the JSON body reader, path and query parameters."""
+"""What every handler shares: the token guard, the JSON body reader, the app's pool and settings, parameters."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from psycopg_pool import ConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,13 +25,18 @@ def deployer_of(request: Request) -> Deployer:
     return deployer
 
 
+def pool_of(request: Request) -> ConnectionPool[Any]:
+    pool: ConnectionPool[Any] = request.app.state.pool
+    return pool
+
+
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 def require_token(handler: Handler) -> Handler:
-    """Every /api/ route: Bearer <token> (constant-time), or a dashboard session with its CSRF header."""
+    """Routes declared with auth="token": Bearer <token> (constant-time), or a dashboard session and its CSRF header."""
 
     async def guarded(request: Request) -> Response:
         if "authorization" not in request.headers and sessions.api_session_ok(request):

@@ -21,7 +21,7 @@ from drophost.store import deployments, slots, versions
 from drophost.text import format_bytes
 from drophost.web import analytics, charts, sessions, views
 from drophost.web.api import compare_versions
-from drophost.web.common import deployer_of, settings_of
+from drophost.web.common import deployer_of, pool_of, settings_of
 
 Page = Callable[[Request], Awaitable[Response]]
 STATUSES = ("live", "failed", "expired", "offline", "superseded", "building")
@@ -144,7 +144,7 @@ def _overview(request: Request) -> dict[str, Any]:
     status_filter = request.query_params.get("status", "")
     if status_filter not in STATUSES:
         status_filter = ""
-    with deployer_of(request).pool.connection() as conn:
+    with pool_of(request).connection() as conn:
         live = {row["slot"]: views.slot(settings, row) for row in slots.list_slots(conn)}
         recent = [views.deployment(settings, row) for row in deployments.list_deployments(conn, limit=500)]
     summary: dict[str, dict[str, Any]] = {}
@@ -204,8 +204,8 @@ async def slot_part(request: Request) -> Response:
 def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
     slot = validate_slot(request.path_params["slot"])
     settings = settings_of(request)
-    deployer = deployer_of(request)
-    with deployer.pool.connection() as conn:
+    pool = pool_of(request)
+    with pool.connection() as conn:
         current = slots.get_slot(conn, slot)
         shown_versions = [views.version(row) for row in versions.list_versions(conn, slot)]
         shown_deployments = [views.deployment(settings, row) for row in deployments.list_deployments(conn, slot=slot)]
@@ -218,7 +218,7 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
     numbers = [v["version"] for v in shown_versions]
     a, b = _version_param(request, "a"), _version_param(request, "b")
     if with_diff and a in numbers and b in numbers and a is not None and b is not None:
-        diff = compare_versions(deployer, slot, a, b)
+        diff = compare_versions(pool, settings, slot, a, b)
     return {
         "slot": slot,
         "current": shown,

@@ -5,21 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import tempfile
-from typing import IO, Any
+from typing import IO
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from drophost.errors import BadRequestError, TooLargeError, ValidationError
+from drophost.errors import ValidationError
 from drophost.gitops import manifest
 from drophost.gitops.controller import GitOps
 from drophost.gitops.hosted import SERVICES, SMART_PATHS
 from drophost.web import views
-from drophost.web.common import deployer_of, require_token, settings_of
+from drophost.web.bodylimit import JSON_MAX_BYTES, lower_body_limit
+from drophost.web.common import deployer_of, read_json, settings_of
 
 
 def gitops_of(request: Request) -> GitOps:
@@ -27,52 +27,25 @@ def gitops_of(request: Request) -> GitOps:
     return gitops
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLargeError(f"the request body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLargeError(f"the request body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_json(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body) if body.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequestError("the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequestError("the request body must be a JSON object")
-    return data
-
-
 # -- webhooks ----------------------------------------------------------------------------------
 async def webhook(request: Request) -> Response:
     """A push webhook from GitHub, GitLab, Gitea/Forgejo/Gogs, Bitbucket or a generic sender."""
     provider = request.path_params["provider"]
-    body = await read_capped(request, settings_of(request).webhook_max_bytes)
+    body = await request.body()
     status, answer = await run_in_threadpool(gitops_of(request).webhook, provider, request.headers, body)
     return JSONResponse(answer, status_code=status)
 
 
 # -- declared state ----------------------------------------------------------------------------
-@require_token
 async def reload(request: Request) -> Response:
     """Read deploy.yaml again and apply it; an invalid file changes nothing (422)."""
     result = await run_in_threadpool(gitops_of(request).reload)
     return JSONResponse(result)
 
 
-@require_token
 async def plan(request: Request) -> Response:
     """What applying the deploy.yaml in the body would change against what is live."""
-    body = await read_capped(request, manifest.MAX_BYTES)
+    body = await request.body()
     gitops = gitops_of(request)
     declared = manifest.parse(body, request.query_params.get("file", "deploy.yaml")[:100])
     result = await run_in_threadpool(gitops.current_plan, declared)
@@ -81,7 +54,8 @@ async def plan(request: Request) -> Response:
 
 async def create_git_deployment(request: Request) -> Response:
     """POST /api/deployments with JSON {repo, branch, path, slot}: 202 and the queued deployment."""
-    body = parse_json(await read_capped(request, 64 * 1024))
+    lower_body_limit(request, JSON_MAX_BYTES)  # the route's own cap is for ZIP uploads
+    body = await read_json(request)
     gitops = gitops_of(request)
     deployment_id = await run_in_threadpool(gitops.deploy_from_api, body)
     row = await run_in_threadpool(deployer_of(request).deployment, deployment_id)
@@ -89,10 +63,9 @@ async def create_git_deployment(request: Request) -> Response:
 
 
 # -- git push ----------------------------------------------------------------------------------
-@require_token
 async def git_hook(request: Request) -> Response:
     """Called by the post-receive hook: queue the pushed branches, wait, report each deploy."""
-    body = parse_json(await read_capped(request, 1024 * 1024))
+    body = await read_json(request)
     name = body.get("repository")
     updates = body.get("updates")
     pusher = body.get("pusher")
@@ -138,7 +111,7 @@ async def git_http(request: Request) -> Response:
     service = request.query_params.get("service", "")
     if (request.method, rest) not in SMART_PATHS or (rest == "info/refs" and service not in SERVICES):
         return PlainTextResponse("DropHost: only git's smart HTTP protocol is served here\n", status_code=404)
-    spool = await _spool_body(request, settings.max_upload_bytes)
+    spool = await _spool_body(request)
     token = settings.api_token
     hook_env = {"DROPHOST_HOOK_TOKEN": token, "DROPHOST_HOOK_TIMEOUT": str(settings.git_timeout + 30)}
     if settings.service_socket.startswith("/"):
@@ -177,15 +150,11 @@ def _basic_user(request: Request, token: str) -> str | None:
     return "".join(ch for ch in user if ch.isalnum() or ch in "._-@")[:64] or "drophost"
 
 
-async def _spool_body(request: Request, limit: int) -> IO[bytes]:
+async def _spool_body(request: Request) -> IO[bytes]:
     """The request body in an unnamed temporary file (git http-backend reads it as stdin)."""
     spool = tempfile.TemporaryFile()
-    size = 0
     try:
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise TooLargeError(f"the push is larger than {limit} bytes")
             spool.write(chunk)
     except BaseException:
         spool.close()

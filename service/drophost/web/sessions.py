@@ -4,6 +4,10 @@ The cookie holds {"exp", "csrf"} signed with a key derived from the API token, s
 token signs everyone out. The CSRF token sits in the session and in the pages; a mutating form
 or an API call made with the cookie must carry it (form field `csrf` or header X-CSRF-Token).
 Another origin (a tenant site on the sites port) can neither read the pages nor send that header.
+
+Not itsdangerous (what Starlette's SessionMiddleware signs with): the signing here is a dozen lines
+of hmac/sha256 with the expiry inside the signed payload; itsdangerous would save about ten of them
+for a new dependency, a cookie format change (everyone signed out once) and a slower verify.
 """
 
 from __future__ import annotations

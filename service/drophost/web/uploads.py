@@ -11,10 +11,9 @@ from drophost.names import parse_ttl
 from drophost.pipeline.digest import DigestUploads
 from drophost.store import versions
 from drophost.web import views
-from drophost.web.common import deployer_of, id_param, path_slot, read_json, require_token, settings_of
+from drophost.web.common import deployer_of, id_param, path_slot, pool_of, read_json, settings_of
 
 
-@require_token
 async def create_upload(request: Request) -> Response:
     """Start a digest upload: {"slot", "ttl"?, "name"?, "files": {path: sha256}} -> the digests it lacks."""
     body = await read_json(request)
@@ -35,7 +34,6 @@ async def create_upload(request: Request) -> Response:
     return JSONResponse(result, status_code=201)
 
 
-@require_token
 async def put_blob(request: Request) -> Response:
     """Upload one file's bytes under its sha256."""
     upload_id = request.path_params["upload_id"]
@@ -55,7 +53,6 @@ async def put_blob(request: Request) -> Response:
     return JSONResponse({"digest": digest, "stored": True}, status_code=201)
 
 
-@require_token
 async def finalize_upload(request: Request) -> Response:
     """Deploy a digest upload once every file is in the store."""
     uploads = DigestUploads(deployer_of(request))
@@ -63,7 +60,6 @@ async def finalize_upload(request: Request) -> Response:
     return JSONResponse(views.deployment(settings_of(request), row), status_code=201)
 
 
-@require_token
 async def collect_garbage(request: Request) -> Response:
     """Apply retention and remove unreferenced files: {"dry_run": true} only reports."""
     body = await read_json(request)
@@ -74,7 +70,6 @@ async def collect_garbage(request: Request) -> Response:
     return JSONResponse(report.to_json())
 
 
-@require_token
 async def pin_version(request: Request) -> Response:
     """Pin (or with {"pinned": false} unpin) a config version so retention keeps its files."""
     slot = path_slot(request)
@@ -83,10 +78,10 @@ async def pin_version(request: Request) -> Response:
     pinned = body.get("pinned", True)
     if not isinstance(pinned, bool):
         raise ValidationError("pinned must be true or false", field="pinned")
-    deployer = deployer_of(request)
+    pool = pool_of(request)
 
     def pin() -> bool:
-        with deployer.pool.connection() as conn:
+        with pool.connection() as conn:
             return versions.set_pinned(conn, slot, version, pinned)
 
     if not await run_in_threadpool(pin):

@@ -1,0 +1,50 @@
+"""GET /health: 200 only when PostgreSQL answers and nginx runs with a valid config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from drophost.errors import DrophostError
+from drophost.pipeline.deployer import Deployer
+from drophost.pipeline.nginx import Nginx
+from drophost.processes import read_state
+from drophost.web.common import pool_of
+
+
+async def health(request: Request) -> Response:
+    deployer: Deployer | None = getattr(request.app.state, "deployer", None)
+    if deployer is None:
+        return JSONResponse({"status": "starting", "error": "the service is starting"}, status_code=503)
+    checks = await run_in_threadpool(_health_checks, pool_of(request), deployer.nginx)
+    # Under `drophost up`: how often the service was restarted and why it last died.
+    supervisor = read_state(deployer.settings.data_dir / "run")
+    extra = {"supervisor": supervisor} if supervisor else {}
+    down = [name for name, ok in checks.items() if not ok]
+    if down:
+        return JSONResponse(
+            {"status": "down", "error": f"not healthy: {', '.join(down)} down", "checks": checks, **extra},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok", "checks": checks, **extra})
+
+
+def _health_checks(pool: ConnectionPool[Any], nginx: Nginx) -> dict[str, bool]:
+    checks = {"database": False, "nginx": False}
+    try:
+        with pool.connection(timeout=3) as conn:
+            conn.execute("SELECT 1")
+        checks["database"] = True
+    except Exception:  # any failure means "down"
+        pass
+    try:
+        if nginx.is_running():
+            nginx.test()
+            checks["nginx"] = True
+    except DrophostError:
+        pass
+    return checks

@@ -1,0 +1,384 @@
+"""Every API route, declared once: the router and the OpenAPI document are both built from this list."""
+
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from drophost.gitops import manifest
+from drophost.settings import Settings
+from drophost.web import analytics, api, gitops, health, uploads
+from drophost.web.bodylimit import JSON_MAX_BYTES, BodyLimit
+from drophost.web.common import require_token
+from drophost.web.openapi import Endpoint, Query, Schema, ref, serve_document
+
+OBJECT: Schema = {"type": "object"}
+DEPLOYMENT = ref("Deployment")
+VERSION = ref("ConfigVersion")
+LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
+TTL_TEXT = "seconds, or a number with s/m/h/d/w"
+CHANGES: Schema = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "action": {"type": "string", "enum": ["add", "change", "deploy", "remove", "keep"]},
+            "slot": {"type": "string"},
+            "detail": {"type": "string"},
+        },
+    },
+}
+
+
+def json_body(schema: Schema) -> dict[str, Schema]:
+    return {"application/json": schema}
+
+
+def obj(**properties: Schema) -> Schema:
+    return {"type": "object", "properties": properties}
+
+
+def array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+STRING: Schema = {"type": "string"}
+INTEGER: Schema = {"type": "integer"}
+INTEGERS = array(INTEGER)
+STRINGS = array(STRING)
+
+
+def endpoints(settings: Settings) -> list[Endpoint]:
+    return [
+        Endpoint(
+            "GET",
+            "/health",
+            health.health,
+            "Liveness of PostgreSQL and nginx",
+            {200: ("Healthy", OBJECT)},
+            (503,),
+            auth="public",
+        ),
+        Endpoint(
+            "GET",
+            "/api/openapi.json",
+            serve_document,
+            "This document",
+            {200: ("OpenAPI document", OBJECT)},
+            auth="public",
+        ),
+        Endpoint(
+            "GET",
+            "/api/analytics",
+            analytics.get_analytics,
+            "Deployments and the requests nginx served over a range (default the last 7 days)",
+            {200: ("Figures", ref("Analytics"))},
+            (401, 422),
+            query=(
+                Query("slot"),
+                Query("from", description="a date (from its start) or an ISO date-time; UTC"),
+                Query("to", description="a date (to its end) or an ISO date-time; UTC"),
+            ),
+        ),
+        *_deployments(settings),
+        *_slots(),
+        *_uploads(settings),
+        *_gitops(settings),
+    ]
+
+
+def starlette_route(endpoint: Endpoint) -> Route:
+    """The guard and the body cap come from the declaration, so the document cannot promise others."""
+    handler = require_token(endpoint.handler) if endpoint.auth == "token" else endpoint.handler
+    middleware = None if endpoint.max_body is None else [Middleware(BodyLimit, max_bytes=endpoint.max_body)]
+    return Route(endpoint.path, handler, methods=[endpoint.method], middleware=middleware)
+
+
+def _deployments(settings: Settings) -> list[Endpoint]:
+    zip_form = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "slot": STRING,
+            "ttl": {"type": "string", "description": TTL_TEXT},
+        },
+    }
+    return [
+        Endpoint(
+            "POST",
+            "/api/deployments",
+            api.create_deployment,
+            "Deploy a ZIP archive to a slot (multipart), or queue a git deploy (JSON)",
+            {
+                201: ("ZIP deployed and live", DEPLOYMENT),
+                202: ("Git deploy queued; follow it at /api/deployments/{id}", DEPLOYMENT),
+            },
+            (400, 401, 403, 409, 413, 415, 422, 500),
+            body={"application/json": ref("GitDeploy"), "multipart/form-data": zip_form},
+            max_body=settings.max_upload_bytes,  # the JSON branch lowers it (web/gitops.py)
+        ),
+        Endpoint(
+            "GET",
+            "/api/deployments",
+            api.list_deployments,
+            "Deployments, newest first",
+            {200: ("List", obj(deployments=array(DEPLOYMENT)))},
+            (401, 422),
+            query=(Query("slot"), LIMIT),
+        ),
+        Endpoint(
+            "GET",
+            "/api/deployments/{id}",
+            api.get_deployment,
+            "One deployment",
+            {200: ("Deployment", DEPLOYMENT)},
+            (401, 404),
+        ),
+    ]
+
+
+def _slots() -> list[Endpoint]:
+    event = obj(
+        version={"type": ["integer", "null"]},
+        action={"type": "string", "enum": ["deploy", "rollback", "delete", "expire"]},
+        created_at={"type": "string", "format": "date-time"},
+    )
+    files = obj(
+        added=STRINGS,
+        removed=STRINGS,
+        changed=STRINGS,
+        unchanged=INTEGER,
+        text_diffs={"type": "object", "additionalProperties": STRING},
+    )
+    ttl = {
+        "type": "object",
+        "required": ["ttl"],
+        "properties": {
+            "ttl": {
+                "type": ["string", "integer", "null"],
+                "description": "seconds, or a number with s/m/h/d/w; null: never",
+            }
+        },
+    }
+    return [
+        Endpoint(
+            "GET",
+            "/api/slots",
+            api.list_slots,
+            "Every slot and its active version",
+            {200: ("Slots", obj(slots=array(ref("Slot"))))},
+            (401,),
+        ),
+        Endpoint(
+            "DELETE",
+            "/api/slots/{slot}",
+            api.delete_slot,
+            "Take a slot offline (its history stays)",
+            {200: ("Offline", OBJECT)},
+            (401, 404, 422, 500),
+        ),
+        Endpoint(
+            "PATCH",
+            "/api/slots/{slot}",
+            api.update_slot,
+            "Set a live slot's time to live, counted from now",
+            {200: ("New expiry", obj(slot=STRING, expires_at={"type": ["string", "null"], "format": "date-time"}))},
+            (400, 401, 404, 409, 422),
+            body=json_body(ttl),
+            max_body=JSON_MAX_BYTES,
+        ),
+        Endpoint(
+            "GET",
+            "/api/slots/{slot}/events",
+            api.list_events,
+            "A slot's switches (deploy, rollback, delete, expire), newest first",
+            {200: ("Events", obj(slot=STRING, events=array(event)))},
+            (401, 422),
+            query=(LIMIT,),
+        ),
+        Endpoint(
+            "GET",
+            "/api/slots/{slot}/diff",
+            api.diff_versions,
+            "What changed between two config versions: the nginx config and the published files",
+            {
+                200: (
+                    "Diff",
+                    obj(
+                        slot=STRING,
+                        a=INTEGER,
+                        b=INTEGER,
+                        config={"type": "string", "description": "unified diff"},
+                        files=files,
+                    ),
+                )
+            },
+            (401, 404, 422),
+            query=(Query("a", INTEGER, required=True), Query("b", INTEGER, required=True)),
+        ),
+        Endpoint(
+            "GET",
+            "/api/slots/{slot}/versions",
+            api.list_versions,
+            "A slot's config versions, newest first",
+            {200: ("Versions", obj(slot=STRING, active={"type": ["integer", "null"]}, versions=array(VERSION)))},
+            (401, 404, 422),
+        ),
+        Endpoint(
+            "GET",
+            "/api/slots/{slot}/versions/{version}",
+            api.get_version,
+            "One config version with its nginx text",
+            {200: ("Version", {"allOf": [VERSION, obj(config=STRING)]})},
+            (401, 404, 422),
+        ),
+        Endpoint(
+            "POST",
+            "/api/slots/{slot}/rollback",
+            api.rollback,
+            "Make a stored config version live again",
+            {200: ("Rolled back", obj(slot=STRING, active=INTEGER))},
+            (400, 401, 404, 409, 422, 500),
+            body=json_body(obj(version={"type": "integer", "minimum": 1})),
+            body_required=False,
+            max_body=JSON_MAX_BYTES,
+        ),
+        Endpoint(
+            "POST",
+            "/api/slots/{slot}/versions/{version}/pin",
+            uploads.pin_version,
+            "Pin or unpin a config version (retention always keeps pinned versions' files)",
+            {200: ("Pinned", OBJECT)},
+            (400, 401, 404, 422),
+            body=json_body(obj(pinned={"type": "boolean"})),
+            body_required=False,
+            max_body=JSON_MAX_BYTES,
+        ),
+    ]
+
+
+def _uploads(settings: Settings) -> list[Endpoint]:
+    start = {
+        "type": "object",
+        "required": ["slot", "files"],
+        "properties": {
+            "slot": STRING,
+            "ttl": {"type": ["string", "integer"]},
+            "name": {"type": "string", "description": "shown as the source"},
+            "files": {"type": "object", "additionalProperties": STRING},
+        },
+    }
+    return [
+        Endpoint(
+            "POST",
+            "/api/uploads",
+            uploads.create_upload,
+            "Start a digest upload: send path -> sha256, get back the digests the server lacks",
+            {201: ("Upload started", obj(upload_id=STRING, missing=STRINGS))},
+            (400, 401, 413, 422),
+            body=json_body(start),
+            max_body=32 * 1024 * 1024,  # the file list of a large site
+        ),
+        Endpoint(
+            "PUT",
+            "/api/uploads/{upload_id}/blobs/{digest}",
+            uploads.put_blob,
+            "Upload the bytes of one file named by its sha256",
+            {200: ("Already stored", OBJECT), 201: ("Stored", OBJECT)},
+            (401, 404, 409, 413, 422),
+            body={"application/octet-stream": {"type": "string", "format": "binary"}},
+            max_body=settings.max_unpacked_bytes,
+        ),
+        Endpoint(
+            "POST",
+            "/api/uploads/{upload_id}/finalize",
+            uploads.finalize_upload,
+            "Deploy a digest upload",
+            {201: ("Live", DEPLOYMENT)},
+            (401, 404, 409, 422, 500),
+            max_body=JSON_MAX_BYTES,  # it reads no body
+        ),
+        Endpoint(
+            "POST",
+            "/api/gc",
+            uploads.collect_garbage,
+            "Apply retention and remove files nothing needs (dry_run only reports)",
+            {200: ("Report", OBJECT)},
+            (400, 401, 422),
+            body=json_body(obj(dry_run={"type": "boolean"})),
+            body_required=False,
+            max_body=JSON_MAX_BYTES,
+        ),
+    ]
+
+
+def _gitops(settings: Settings) -> list[Endpoint]:
+    """Webhooks, deploy.yaml reload and plan, the post-receive hook, and git's smart HTTP."""
+    queued = obj(queued=INTEGERS, removed=STRINGS, ignored=STRING)
+    git_summary = (
+        "git's smart HTTP protocol for `repo: hosted:NAME` sites (basic auth, password = API token);"
+        " only info/refs, git-upload-pack and git-receive-pack"
+    )
+    git_answers: dict[int, tuple[str, Schema | None]] = {
+        200: ("git protocol data", None),
+        401: ("Missing or wrong password (text/plain)", None),
+        404: ("NAME is not declared in deploy.yaml (text/plain, shown by git)", None),
+    }
+    return [
+        Endpoint(
+            "POST",
+            "/api/webhooks/{provider}",
+            gitops.webhook,
+            "A push webhook, verified over the raw body (GitHub X-Hub-Signature-256, Gitea X-Gitea-Signature,"
+            " Bitbucket X-Hub-Signature, GitLab X-Gitlab-Token, generic X-Signature: sha256=<hex>)",
+            {
+                200: ("Ping or test event", OBJECT),
+                202: ("Queued deployments, removed preview slots, or why the push was ignored", queued),
+            },
+            (400, 401, 403, 404, 409, 413),
+            auth="public",  # each webhook is verified by its signature instead
+            body=json_body(OBJECT),
+            max_body=settings.webhook_max_bytes,
+        ),
+        Endpoint(
+            "POST",
+            "/api/reload",
+            gitops.reload,
+            "Read deploy.yaml again and apply it (an invalid file changes nothing)",
+            {200: ("Applied", obj(changes=CHANGES, queued=INTEGERS, errors=STRINGS))},
+            (401, 422),
+            max_body=JSON_MAX_BYTES,
+        ),
+        Endpoint(
+            "POST",
+            "/api/plan",
+            gitops.plan,
+            "What applying the deploy.yaml in the body would change against what is live",
+            {200: ("Plan", obj(changes=CHANGES, text=STRING))},
+            (401, 413, 422),
+            body={"application/yaml": STRING},
+            max_body=manifest.MAX_BYTES,
+        ),
+        Endpoint(
+            "POST",
+            "/api/git/hook",
+            gitops.git_hook,
+            "Called by the post-receive hook of a hosted repository: deploy the pushed branches, report",
+            {200: ("One line per deploy, printed by git push", obj(messages=STRINGS, deployments=INTEGERS))},
+            (400, 401, 422),
+            max_body=1024 * 1024,
+        ),
+        *(
+            Endpoint(
+                method,
+                "/git/{name}.git/{rest:path}",
+                gitops.git_http,
+                git_summary,
+                git_answers,
+                auth="basic",
+                max_body=settings.max_upload_bytes,
+            )
+            for method in ("GET", "POST")
+        ),
+    ]
