@@ -52,6 +52,8 @@ def up(settings: Settings) -> int:
                 f"keeps root, PostgreSQL and nginx workers run as {SERVICE_USER!r}",
                 flush=True,
             )
+    # A token DropHost made (or made earlier and kept) is shown once it is up: nobody else knows it.
+    token_from_file = not settings.api_token
     token = settings.api_token or load_or_create_token(settings.data_dir)
     postgres: LocalPostgres | None = None
     nginx_proc: subprocess.Popen[bytes] | None = None
@@ -76,7 +78,7 @@ def up(settings: Settings) -> int:
         nginx.prepare()
         nginx_proc = nginx.start()
         print(f"drophost: nginx serving on http://{settings.host}:{settings.port}/", flush=True)
-        if not os.environ.get("DROPHOST_API_TOKEN"):
+        if token_from_file:
             print(f"drophost: API token (kept in {settings.data_dir / 'api-token'}): {token}", flush=True)
         print(
             f"drophost: dashboard http://{settings.host}:{settings.port}/  sites {settings.site_base_url}/d/<slot>/",
