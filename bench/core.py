@@ -19,10 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness.scratch import scratch_dir
+
 from bench import client
 from bench.report import Row, machine_summary, median, percentile, render_table, seconds
 from bench.site import generate_site, write_incompressible_zip, write_zip
-from bench.stack import DropHostStack, PlainNginx, memory_kib, reset_peak_rss, scratch_dir
+from bench.stack import DropHostStack, PlainNginx, memory_kib, reset_peak_rss
 from drophost import runner
 
 MB = 1_000_000
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A SIGTERM (e.g. from `timeout`) must still run the clean-up below, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     started = time.perf_counter()
-    with scratch_dir() as work:
+    with scratch_dir("dh-bench-") as work:
         progress(f"starting drophost up and a baseline nginx in {work}")
         with DropHostStack(work) as stack, PlainNginx(work) as plain:
             rows = run(options, work, stack, plain)

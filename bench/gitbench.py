@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.integration.gitops.conftest import GitHttpServer, Repo
+from tests.harness.git import GitHttpServer, Repo
 
 from bench import client
 from bench.site import SiteFile

@@ -23,14 +23,14 @@ import shutil
 import socket
 import statistics
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-from tests.integration.gitops.conftest import GIT_ENV
+from tests.harness.git import GIT_ENV
+from tests.harness.scratch import scratch_dir
 
 from bench import client
 from bench.gitbench import SECRET, SECRET_ENV, GitServer, signed
@@ -65,9 +65,7 @@ def send_raw(port: int, request: bytes) -> int:
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="dh-bench-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    try:
+    with scratch_dir("dh-bench-") as root:
         # One repository and slot per round of (a), so that every first deploy is cold: an empty
         # mirror and blobs the store has never seen (each round's site has its own seed).
         with GitServer(root, ROUNDS) as git:
@@ -76,8 +74,6 @@ def main() -> None:
             env = {"DROPHOST_CONFIG": str(git.config), "DROPHOST_POLL_INTERVAL": "0", SECRET_ENV: SECRET}
             with DropHostStack(root, env=env) as stack:
                 measure(stack, git)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def clone_copy_reload(target: Path, url: str, reload: list[str]) -> float:

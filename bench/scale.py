@@ -31,11 +31,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tests.harness.scratch import scratch_dir
+
 from bench import client, gitbench
 from bench.core import small_site, write_small_zip
 from bench.report import Row, machine_summary, median, render_table, seconds
 from bench.site import SiteFile, generate_site, write_zip
-from bench.stack import DropHostStack, PlainNginx, process_tree, scratch_dir
+from bench.stack import DropHostStack, PlainNginx, process_tree
 from drophost import runner
 from drophost.client.digest import deploy_folder
 from drophost.client.http import ApiClient

@@ -7,37 +7,19 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+
+from tests.harness.ports import free_port
 
 from bench import client
 from drophost import runner
 from drophost.pipeline.nginxconfig import worker_user_directive
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((client.HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def scratch_dir(prefix: str = "dh-bench-") -> Iterator[Path]:
-    """A world-traversable folder under /tmp (nginx workers and PostgreSQL run as other users)."""
-    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    os.chmod(root, 0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 class DropHostStack:

@@ -61,6 +61,8 @@ def up(settings: Settings) -> int:
                 f"PostgreSQL runs as {DB_USER!r}, nginx's workers as {WEB_USER!r}",
                 flush=True,
             )
+    # A token DropHost made (or made earlier and kept) is shown once it is up: nobody else knows it.
+    token_from_file = not settings.api_token
     token = settings.api_token or load_or_create_token(settings.data_dir)
     postgres: LocalPostgres | None = None
     postgres_proc: subprocess.Popen[bytes] | None = None
@@ -99,7 +101,7 @@ def up(settings: Settings) -> int:
         else:
             nginx_proc = nginx.start(preexec_fn=die_with_parent(signal.SIGQUIT))
         print(f"drophost: nginx serving on {settings.scheme}://{settings.host}:{settings.port}/", flush=True)
-        if not os.environ.get(ENV_PREFIX + "API_TOKEN"):
+        if token_from_file:
             print(f"drophost: API token (kept in {settings.data_dir / 'api-token'}): {token}", flush=True)
         dashboard = f"{settings.scheme}://{settings.host}:{settings.port}/"
         print(f"drophost: dashboard {dashboard}  sites {settings.site_base_url}/d/<slot>/", flush=True)

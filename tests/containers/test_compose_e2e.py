@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from tests.conftest import free_port, make_zip
+from tests.harness.ports import free_port
+from tests.harness.zips import make_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 # One project per run: two runs on one machine (two checkouts) must not share networks or volumes.

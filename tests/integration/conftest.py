@@ -5,20 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from drophost.localdb import LocalPostgres
+from tests.harness.scratch import make_scratch_dir
 from tests.integration.up_process import alive, read_pid
 
 
 @pytest.fixture
 def up_data_dir(scratch_root: Path) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="up-", dir=scratch_root))
-    os.chmod(path, 0o755)
+    path = make_scratch_dir("up-", scratch_root)
     yield path
     # If the test failed half-way, nginx and the private cluster may still run: stop them.
     nginx_pid = path / "nginx" / "nginx.pid"

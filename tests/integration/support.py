@@ -7,21 +7,15 @@ import functools
 import hashlib
 import os
 import re
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import psycopg
-from starlette.testclient import TestClient
 
 from drophost.settings import Settings
-from drophost.web.app import create_app
-from tests.conftest import AUTH, TOKEN, Stack, free_port, start_nginx, stop_process
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
 from tests.zipcraft import std_zip
 
 # Absolute server paths a client must never see in an error.
@@ -146,40 +140,3 @@ def live_version(stack: Stack, slot: str) -> str | None:
 
 def tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-@contextmanager
-def shared_settings(scratch_root: Path, postgres_server: str, **overrides: Any) -> Iterator[Settings]:
-    """Like the `settings` fixture, for a stack that several tests of one module share."""
-    data_dir = Path(tempfile.mkdtemp(prefix="shared-", dir=scratch_root))
-    os.chmod(data_dir, 0o755)
-    name = f"m{os.getpid()}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield Settings(
-            data_dir=data_dir,
-            database_url=psycopg.conninfo.make_conninfo(postgres_server, dbname=name),
-            api_token=TOKEN,
-            host="127.0.0.1",
-            port=free_port(),
-            sites_port=free_port(),
-            service_socket=str(data_dir / "service.sock"),
-            expiry_interval=0.2,
-            **overrides,
-        )
-    finally:
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-@contextmanager
-def running_stack(settings: Settings) -> Iterator[Stack]:
-    """What the `stack` fixture does, for any settings and any scope."""
-    nginx, process = start_nginx(settings)
-    try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-            yield Stack(settings=settings, nginx=nginx, process=process, client=client)
-    finally:
-        stop_process(process)

@@ -13,15 +13,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
 from drophost.gitops import manifest
-from tests.conftest import AUTH, Stack
-from tests.integration.support import (
-    assert_error,
-    deploy_site,
-    fetch,
-    running_stack,
-    shared_settings,
-    site,
-)
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack, running_stack, shared_settings
+from tests.integration.support import assert_error, deploy_site, fetch, site
 from tests.zipcraft import std_zip
 
 SAMPLE_PARAMS = {

@@ -11,7 +11,8 @@ import httpx2 as httpx
 import psycopg
 
 from drophost.pipeline.nginxconfig import site_entry
-from tests.conftest import AUTH, Stack
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
 from tests.integration.support import (
     assert_error,
     deploy_site,

@@ -7,20 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AUTH, Stack
-from tests.integration.support import (
-    assert_error,
-    deploy_site,
-    fetch,
-    hashes,
-    on_disk,
-    recorded,
-    running_stack,
-    served,
-    shared_settings,
-    site,
-    upload,
-)
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack, running_stack, shared_settings
+from tests.integration.support import assert_error, deploy_site, fetch, hashes, on_disk, recorded, served, site, upload
 from tests.zipcraft import BAD_ZIPS, LIMITS, BadZip, std_zip
 
 GOOD = site("the good version")

@@ -13,7 +13,9 @@ import pytest
 from drophost.client import commands
 from drophost.client.commands import ProgressBar
 from drophost.client.http import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
-from tests.conftest import TOKEN, LiveStack, free_port
+from tests.harness.auth import TOKEN
+from tests.harness.ports import free_port
+from tests.harness.stacks import LiveStack
 
 
 def drophost(live: LiveStack, capsys: pytest.CaptureFixture[str], *argv: str, **env: str) -> tuple[int, str, str]:

@@ -17,9 +17,11 @@ from starlette.testclient import TestClient
 from drophost.pipeline.nginxconfig import site_entry
 from drophost.settings import Settings
 from drophost.web.app import create_app
-from tests.conftest import AUTH, start_nginx, stop_process
+from tests.harness.auth import AUTH
+from tests.harness.processes import start_nginx, stop_process
+from tests.harness.stacks import running_stack
 from tests.integration.service_process import ServiceProcess
-from tests.integration.support import deploy_site, hashes, running_stack, served, site, sites_map
+from tests.integration.support import deploy_site, hashes, served, site, sites_map
 from tests.zipcraft import Entry, craft_zip, std_zip
 
 

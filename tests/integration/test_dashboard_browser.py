@@ -13,7 +13,9 @@ import httpx2 as httpx
 import pytest
 from playwright import sync_api
 
-from tests.conftest import AUTH, TOKEN, LiveStack, make_zip
+from tests.harness.auth import AUTH, TOKEN
+from tests.harness.stacks import LiveStack
+from tests.harness.zips import make_zip
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

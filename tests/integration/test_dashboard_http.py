@@ -5,7 +5,8 @@ import re
 from starlette.testclient import TestClient
 
 from drophost.web import sessions
-from tests.conftest import AUTH, TOKEN, Stack
+from tests.harness.auth import AUTH, TOKEN
+from tests.harness.stacks import Stack
 
 ORIGIN = "http://testserver"
 

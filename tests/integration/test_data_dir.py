@@ -6,7 +6,8 @@ import os
 from dataclasses import replace
 
 from drophost.settings import Settings
-from tests.integration.support import deploy_site, hashes, running_stack, served, site
+from tests.harness.stacks import running_stack
+from tests.integration.support import deploy_site, hashes, served, site
 
 
 def test_a_data_dir_reached_through_a_link_is_served_and_kept(settings: Settings) -> None:

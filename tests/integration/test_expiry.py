@@ -11,7 +11,9 @@ from starlette.testclient import TestClient
 
 from drophost.settings import Settings
 from drophost.web.app import create_app
-from tests.conftest import AUTH, Stack, make_zip
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
+from tests.harness.zips import make_zip
 
 
 def _deploy(client: TestClient, slot: str, body: str, **fields: str) -> dict[str, Any]:

@@ -14,7 +14,10 @@ from drophost.client.digest import deploy_folder
 from drophost.client.http import ApiClient, ClientError
 from drophost.settings import Settings
 from drophost.web.app import create_app
-from tests.conftest import AUTH, TOKEN, LiveStack, Stack, make_zip, start_nginx, stop_process
+from tests.harness.auth import AUTH, TOKEN
+from tests.harness.processes import start_nginx, stop_process
+from tests.harness.stacks import LiveStack, Stack
+from tests.harness.zips import make_zip
 
 SITE = {f"page{i}.html": f"<p>page {i}</p>" * 20 for i in range(40)}
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from drophost.settings import Settings
-from tests.conftest import AUTH, Stack, stop_process
+from tests.harness.auth import AUTH
+from tests.harness.processes import stop_process
+from tests.harness.stacks import Stack
 from tests.integration.support import (
     assert_error,
     deploy_site,

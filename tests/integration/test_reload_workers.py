@@ -5,7 +5,8 @@ import os
 import threading
 import time
 
-from tests.conftest import AUTH, Stack
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
 
 
 def _workers(master: int) -> set[int]:

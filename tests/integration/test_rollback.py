@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tests.conftest import AUTH, Stack
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
 from tests.integration.support import deploy_site, hashes, live_version, recorded, served, site, tree
 
 # Four versions whose file sets differ: a file appears, changes, disappears.

@@ -14,8 +14,9 @@ from drophost.errors import UnsafeReleaseError
 from drophost.pipeline import releases
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
-from tests.conftest import AUTH, Stack
-from tests.integration.support import deploy_site, fetch, hashes, on_disk, recorded, running_stack, served, site
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack, running_stack
+from tests.integration.support import deploy_site, fetch, hashes, on_disk, recorded, served, site
 
 
 def deployer_of(stack: Stack) -> Deployer:

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from tests.integration.gitops.conftest import git, wait_until
-from tests.integration.gitops.test_hosted_push import HANDBOOK, push, work_repo
+from tests.harness.git import HANDBOOK, git, push, work_repo
+from tests.harness.waiting import wait_until
 from tests.integration.up_process import Up, running_up
 
 # A reload closes idle keep-alive connections; a request sent on one at that moment is reset.

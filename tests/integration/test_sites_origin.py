@@ -11,7 +11,10 @@ from drophost.errors import SettingsError
 from drophost.pipeline.nginxconfig import render_main_config, template_environment
 from drophost.settings import Settings
 from drophost.web.app import create_app
-from tests.conftest import AUTH, LiveStack, Stack, make_zip, serve_in_thread, stop_server
+from tests.harness.auth import AUTH
+from tests.harness.processes import serve_in_thread, stop_server
+from tests.harness.stacks import LiveStack, Stack
+from tests.harness.zips import make_zip
 
 
 def test_sites_are_served_on_their_own_port_and_the_api_points_there(stack: Stack) -> None:

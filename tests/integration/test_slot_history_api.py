@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from tests.conftest import AUTH, Stack
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
 
 
 def test_events_list_every_switch_newest_first(stack: Stack) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from tests.conftest import AUTH, Stack
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
 
 
 def test_zip_deploy_is_served_by_nginx_and_rolls_back(stack: Stack) -> None:

@@ -8,7 +8,7 @@ from drophost.errors import DrophostError
 from drophost.pipeline import nginx
 from drophost.pipeline.deployer import Deployer
 from drophost.store import versions
-from tests.conftest import Stack
+from tests.harness.stacks import Stack
 
 
 def _first_versions(stack: Stack, slots: list[str]) -> dict[str, tuple[str, str]]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import httpx2 as httpx
 import pytest
 
-from tests.conftest import AUTH, Stack
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
 from tests.integration.support import deploy_site
 
 THREADS = 4

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-from tests.conftest import TOKEN, free_port
+from tests.harness.auth import TOKEN
+from tests.harness.ports import free_port
 
 
 def _alive(pid: int) -> bool:

@@ -9,17 +9,9 @@ from dataclasses import replace
 import pytest
 
 from drophost.settings import Settings
-from tests.conftest import AUTH, Stack
-from tests.integration.support import (
-    assert_error,
-    deploy_site,
-    hashes,
-    nginx_client,
-    on_disk,
-    recorded,
-    served,
-    site,
-)
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
+from tests.integration.support import assert_error, deploy_site, hashes, nginx_client, on_disk, recorded, served, site
 from tests.zipcraft import Entry, craft_zip
 
 CAP = 64 * 1024

@@ -14,9 +14,13 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from drophost.pipeline.nginx import Nginx
 from drophost.settings import Settings
 from drophost.web.app import create_app
-from tests.conftest import AUTH, Stack, stop_process
+from tests.harness.auth import AUTH
+from tests.harness.processes import stop_process
+from tests.harness.stacks import Stack
+from tests.harness.zips import make_zip
 
 WATCHER = Path(__file__).resolve().parents[2] / "nginx" / "watcher.sh"
 PACKAGED_TEMPLATES = Path(__file__).resolve().parents[2] / "nginx"
@@ -44,8 +48,6 @@ def watched_stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
         watcher = _start_watcher(chosen)
         try:
-            from drophost.pipeline.nginx import Nginx
-
             yield Stack(settings=chosen, nginx=Nginx(chosen), process=watcher, client=client)
         finally:
             stop_process(watcher)
@@ -92,8 +94,6 @@ def test_without_a_watcher_the_service_says_nginx_is_down(settings: Settings) ->
     with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
         health = client.get("/health")
         assert health.status_code == 503 and "nginx" in health.json()["error"]
-        from tests.conftest import make_zip
-
         answer = client.post(
             "/api/deployments",
             files={"file": ("x.zip", make_zip({"index.html": "x"}), "application/zip")},

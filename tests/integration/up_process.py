@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-from tests.conftest import free_port
+from tests.harness.ports import free_port
 
 
 def read_pid(path: Path) -> int:

@@ -23,8 +23,11 @@ from drophost.store import gitjobs
 from drophost.store.groupcommit import GroupCommit
 from drophost.store.migrate import migrate
 from drophost.store.rows import Conn
-from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, Served, queue_webhook_deploy, wait_until
-from tests.integration.gitops.test_webhooks import ENV, hex_hmac, site_yaml
+from tests.harness.git import GitHttpServer
+from tests.harness.gitjobs import queue_webhook_deploy
+from tests.harness.stacks import GitopsFactory, Served
+from tests.harness.waiting import wait_until
+from tests.harness.webhooks import ENV, hex_hmac, site_yaml
 
 HOUR = 3600.0
 

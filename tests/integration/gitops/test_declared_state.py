@@ -11,8 +11,11 @@ from drophost.cli import main
 from drophost.store import gitjobs
 from drophost.store.migrate import migrate
 from drophost.web.app import create_app
-from tests.conftest import AUTH
-from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, queue_webhook_deploy, wait_for_deployment
+from tests.harness.auth import AUTH
+from tests.harness.git import GitHttpServer
+from tests.harness.gitjobs import queue_webhook_deploy
+from tests.harness.stacks import GitopsFactory
+from tests.harness.waiting import wait_for_deployment
 
 
 def two_sites(server: GitHttpServer, *, b: bool = True, a_branch: str = "main") -> str:

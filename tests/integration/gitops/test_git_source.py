@@ -13,7 +13,7 @@ from drophost.gitops.mirror import GitSource, TreePlan, fetched_commit
 from drophost.gitops.repourls import parse_repo_url
 from drophost.pipeline.archive import ArchiveLimits
 from drophost.settings import Settings
-from tests.integration.gitops.conftest import GitHttpServer, Repo, git
+from tests.harness.git import GitHttpServer, Repo, git
 
 
 def source_for(tmp_path: Path) -> GitSource:

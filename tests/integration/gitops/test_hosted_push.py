@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,27 +7,8 @@ import httpx2 as httpx
 import pytest
 
 from drophost.cli import main
-from tests.integration.gitops.conftest import GIT_ENV, Served, git
-
-HANDBOOK = "sites:\n  - slot: handbook\n    repo: hosted:handbook\n    branch: main\n"
-
-
-def work_repo(tmp_path: Path, files: dict[str, str]) -> Path:
-    work = tmp_path / "handbook"
-    git("init", "--quiet", "-b", "main", str(work))
-    for name, text in files.items():
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(text)
-    git("add", "-A", cwd=work)
-    git("commit", "--quiet", "-m", "write", cwd=work)
-    return work
-
-
-def push(work: Path, url: str, *refspecs: str) -> tuple[int, str]:
-    result = subprocess.run(
-        ["git", "push", url, *refspecs], cwd=work, env=GIT_ENV, capture_output=True, timeout=120, check=False
-    )
-    return result.returncode, result.stderr.decode() + result.stdout.decode()
+from tests.harness.git import HANDBOOK, git, push, work_repo
+from tests.harness.stacks import Served
 
 
 def test_git_push_deploys_and_prints_the_result(served_stack: Callable[..., Served], tmp_path: Path) -> None:

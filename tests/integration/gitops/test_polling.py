@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import AUTH
-from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, wait_for_deployment, wait_until
+from tests.harness.auth import AUTH
+from tests.harness.git import GitHttpServer
+from tests.harness.stacks import GitopsFactory
+from tests.harness.waiting import wait_for_deployment, wait_until
 
 
 def test_polling_deploys_a_push_no_webhook_announced(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:

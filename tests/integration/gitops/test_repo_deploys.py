@@ -5,8 +5,10 @@ import stat
 import pytest
 
 from drophost.pipeline import releases
-from tests.conftest import AUTH
-from tests.integration.gitops.conftest import GitHttpServer, GitopsFactory, wait_for_deployment
+from tests.harness.auth import AUTH
+from tests.harness.git import GitHttpServer
+from tests.harness.stacks import GitopsFactory
+from tests.harness.waiting import wait_for_deployment
 
 
 def declared(server: GitHttpServer, name: str = "site", **fields: str) -> str:

@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 
 from drophost.settings import Settings
-from tests.conftest import AUTH, Stack, free_port
-from tests.integration.gitops.conftest import GitopsFactory, Repo, wait_for_deployment, wait_until
+from tests.harness.auth import AUTH
+from tests.harness.git import Repo
+from tests.harness.ports import free_port
+from tests.harness.stacks import GitopsFactory, Stack
+from tests.harness.waiting import wait_for_deployment, wait_until
 
 SSHD = "/usr/sbin/sshd"
 SECRET = "webhook-secret-for-ssh-tests"

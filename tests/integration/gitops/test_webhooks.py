@@ -1,28 +1,19 @@
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import AUTH, Stack
-from tests.integration.gitops.conftest import (
-    FIXTURES,
-    GitHttpServer,
-    GitopsFactory,
-    wait_for_deployment,
-    wait_until,
-)
+from tests.harness.auth import AUTH
+from tests.harness.git import GitHttpServer
+from tests.harness.stacks import GitopsFactory, Stack
+from tests.harness.waiting import wait_for_deployment, wait_until
+from tests.harness.webhooks import ENV, SECRET, hex_hmac, site_yaml
 
-SECRET = "webhook-secret-for-tests"
-ENV = {"HOOK_SECRET": SECRET}
-
-
-def hex_hmac(body: bytes, secret: str = SECRET) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
 
 
 def github_headers(body: bytes) -> dict[str, str]:
@@ -71,11 +62,6 @@ def pointed_at(server: GitHttpServer, fixture: str, old_url: str, name: str) -> 
     raw = (FIXTURES / fixture).read_bytes()
     assert old_url.encode() in raw
     return raw.replace(old_url.encode(), f"http://127.0.0.1:{server.port}/{name}".encode())
-
-
-def site_yaml(server: GitHttpServer, name: str, branch: str, slot: str = "site", secret: bool = True) -> str:
-    text = f"sites:\n  - slot: {slot}\n    repo: {server.url(name)}\n    branch: {branch}\n"
-    return text + ("    webhook_secret_env: HOOK_SECRET\n" if secret else "")
 
 
 def started(gitops_stack: GitopsFactory, yaml_text: str) -> Stack:
