@@ -90,7 +90,7 @@ class Deployer:
             files=len(plan.files),
             size=plan.total_bytes,
             ttl_seconds=ttl_seconds,
-            source="zip",
+            source=deployments.SOURCE_ZIP,
             source_name=source_name,
             trigger="upload",
         )
@@ -133,14 +133,14 @@ class Deployer:
                 releases.remove(incoming)
                 releases.remove(final)
                 with self.pool.connection() as conn:
-                    deployments.finish_deployment(conn, deployment_id, state="failed", error=exc.message)
+                    deployments.mark_failed(conn, deployment_id, exc.message)
                 exc.details.setdefault("deployment_id", deployment_id)
                 raise
             except Exception:
                 releases.remove(incoming)
                 releases.remove(final)
                 with self.pool.connection() as conn:
-                    deployments.finish_deployment(conn, deployment_id, state="failed", error="internal error")
+                    deployments.mark_failed(conn, deployment_id, "internal error")
                 raise
             try:
                 retention.retain(self.pool, self.settings, slot)
@@ -176,7 +176,7 @@ class Deployer:
             slots.activate(
                 conn, slot=slot, version=version, deployment_id=deployment_id, action="deploy", expires_at=expires_at
             )
-            deployments.finish_deployment(conn, deployment_id, state="ready", files=files, size=size)
+            deployments.mark_ready(conn, deployment_id, files=files, size=size)
 
     # -- rollback, offline, expiry -------------------------------------------------------------
     def rollback(self, slot: str, version: int | None) -> dict[str, Any]:

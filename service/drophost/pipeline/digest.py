@@ -12,7 +12,7 @@ from drophost.names import validate_slot
 from drophost.pipeline import releases
 from drophost.pipeline.archive import PathSet, check_entry_name, is_published
 from drophost.pipeline.deployer import Deployer
-from drophost.store import uploads
+from drophost.store import deployments, uploads
 
 
 def check_manifest(files: object, deployer: Deployer) -> dict[str, str]:
@@ -127,7 +127,7 @@ class DigestUploads:
             files=len(manifest),
             size=total,
             ttl_seconds=row["ttl_seconds"],
-            source="upload",
+            source=deployments.SOURCE_DIGEST,
             trigger="upload",
             source_name=row["source_name"],
         )
