@@ -290,9 +290,8 @@ class Nginx:
     def start(self) -> subprocess.Popen[bytes]:
         """Start nginx in the foreground as a child process (used by `drophost up` and tests)."""
         self.test()
-        log = open(self.root / "nginx.stderr", "ab")  # handed to the child
-        proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
+        with open(self.root / "nginx.stderr", "ab") as log:  # the child keeps its own copy
+            proc = runner.start(self.command(), output=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if proc.poll() is not None:
