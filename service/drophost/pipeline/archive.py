@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import struct
@@ -16,6 +17,7 @@ from typing import IO
 from drophost.digests import stream_digest
 from drophost.errors import InvalidArchiveError
 from drophost.pipeline.artifacts import ArtifactStore
+from drophost.settings import Settings
 from drophost.text import show
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
@@ -27,14 +29,27 @@ _IGNORED_TOP_LEVEL = {"__MACOSX"}
 _CHUNK = 1024 * 1024
 
 
+def _setting_default(name: str) -> int:
+    """A limit's default is the documented default of the setting of the same name (settings.py)."""
+    default = next(spec.default for spec in dataclasses.fields(Settings) if spec.name == name)
+    assert isinstance(default, int)
+    return default
+
+
 @dataclass(frozen=True)
 class ArchiveLimits:
-    max_entries: int = 20_000
-    max_unpacked_bytes: int = 1024 * 1024 * 1024
-    max_compression_ratio: int = 200
-    max_path_length: int = 1024
-    max_name_length: int = 255
-    max_path_depth: int = 32
+    """What one tree may hold, whatever its source (ZIP, digest file list, git): the settings of these names."""
+
+    max_entries: int = _setting_default("max_entries")
+    max_unpacked_bytes: int = _setting_default("max_unpacked_bytes")
+    max_compression_ratio: int = _setting_default("max_compression_ratio")
+    max_path_length: int = _setting_default("max_path_length")
+    max_name_length: int = _setting_default("max_name_length")
+    max_path_depth: int = _setting_default("max_path_depth")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArchiveLimits:
+        return cls(**{spec.name: getattr(settings, spec.name) for spec in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)

@@ -55,15 +55,7 @@ class Deployer:
             yield
 
     def archive_limits(self) -> ArchiveLimits:
-        s = self.settings
-        return ArchiveLimits(
-            max_entries=s.max_entries,
-            max_unpacked_bytes=s.max_unpacked_bytes,
-            max_compression_ratio=s.max_compression_ratio,
-            max_path_length=s.max_path_length,
-            max_name_length=s.max_name_length,
-            max_path_depth=s.max_path_depth,
-        )
+        return ArchiveLimits.from_settings(self.settings)
 
     # -- deploy ----------------------------------------------------------------------------
     def deploy_archive(
