@@ -1,4 +1,4 @@
-"""ZIP uploads: decide what may be extracted (pure checks), then extract exactly that."""
+"""ZIP uploads: decide what may be extracted (pure checks), extract exactly that, and publish it."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from drophost.digests import stream_digest
-from drophost.errors import InvalidArchiveError
+from drophost.errors import DrophostError, InvalidArchiveError
+from drophost.names import validate_slot
+from drophost.pipeline import releases
 from drophost.pipeline.artifacts import ArtifactStore
+from drophost.pipeline.context import Context
+from drophost.pipeline.publish import publish_tree
 from drophost.settings import Settings
+from drophost.store import deployments
 from drophost.text import show
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
@@ -64,6 +69,37 @@ class ExtractionPlan:
     files: tuple[PlannedFile, ...]
     total_bytes: int
     stripped_prefix: str
+
+
+def deploy_archive(
+    ctx: Context, upload: IO[bytes], *, slot: str, source_name: str | None, ttl_seconds: int | None
+) -> dict[str, Any]:
+    """ZIP in, live site out. Bad input raises before anything is written or recorded."""
+    validate_slot(slot)
+    incoming = releases.incoming_dir(ctx.settings.releases_dir)
+    try:
+        with open_archive(upload) as archive:
+            plan = plan_extraction(archive, upload, ArchiveLimits.from_settings(ctx.settings))
+            ctx.artifacts.prepare()
+            with ctx.artifacts.using():
+                extract(archive, plan, incoming, ctx.artifacts)
+    except DrophostError:
+        releases.remove(incoming)
+        raise
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        releases.remove(incoming)
+        raise InvalidArchiveError(f"the archive could not be extracted ({type(exc).__name__})") from None
+    return publish_tree(
+        ctx,
+        incoming,
+        slot=slot,
+        files=len(plan.files),
+        size=plan.total_bytes,
+        ttl_seconds=ttl_seconds,
+        source=deployments.SOURCE_ZIP,
+        source_name=source_name,
+        trigger="upload",
+    )
 
 
 def open_archive(raw: IO[bytes]) -> zipfile.ZipFile:

@@ -10,14 +10,14 @@ from drophost.digests import is_digest
 from drophost.errors import ConflictError, InvalidArchiveError, NotFoundError, ValidationError
 from drophost.names import validate_slot
 from drophost.pipeline import releases
-from drophost.pipeline.archive import PathSet, check_entry_name, is_published
-from drophost.pipeline.deployer import Deployer
+from drophost.pipeline.archive import ArchiveLimits, PathSet, check_entry_name, is_published
+from drophost.pipeline.context import Context
+from drophost.pipeline.publish import publish_tree
 from drophost.store import deployments, uploads
 
 
-def check_manifest(files: object, deployer: Deployer) -> dict[str, str]:
+def check_manifest(files: object, limits: ArchiveLimits) -> dict[str, str]:
     """path -> digest, with every path checked like a ZIP entry name; dotfiles dropped (pure)."""
-    limits = deployer.archive_limits()
     if not isinstance(files, dict) or not files:
         raise ValidationError("files must be a non-empty object mapping paths to sha256 digests", field="files")
     if len(files) > limits.max_entries:
@@ -43,9 +43,9 @@ def check_manifest(files: object, deployer: Deployer) -> dict[str, str]:
 
 
 class DigestUploads:
-    def __init__(self, deployer: Deployer) -> None:
-        self.deployer = deployer
-        self.artifacts = deployer.artifacts
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.artifacts = ctx.artifacts
 
     def create(
         self, *, slot: str, ttl_seconds: int | None, files: object, source_name: str | None = None
@@ -53,10 +53,10 @@ class DigestUploads:
         validate_slot(slot)
         if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
             raise ValidationError("name must be printable and at most 255 characters", field="name")
-        manifest = check_manifest(files, self.deployer)
+        manifest = check_manifest(files, ArchiveLimits.from_settings(self.ctx.settings))
         upload_id = str(uuid.uuid4())
         self.artifacts.prepare()
-        with self.deployer.pool.connection() as conn:
+        with self.ctx.pool.connection() as conn:
             uploads.create_upload(
                 conn,
                 upload_id=upload_id,
@@ -77,7 +77,7 @@ class DigestUploads:
             uuid.UUID(upload_id)
         except ValueError:
             raise NotFoundError(f"there is no upload {upload_id[:40]!r}") from None
-        with self.deployer.pool.connection() as conn:
+        with self.ctx.pool.connection() as conn:
             row = uploads.get_upload(conn, upload_id)
         if row is None:
             raise NotFoundError(f"there is no upload {upload_id}")
@@ -99,10 +99,10 @@ class DigestUploads:
         if missing:
             raise ConflictError(f"{len(missing)} files have not been uploaded yet", missing=missing[:1000])
         total = sum(self.artifacts.path(d).stat().st_size for d in manifest.values())
-        limit = self.deployer.settings.max_unpacked_bytes
+        limit = self.ctx.settings.max_unpacked_bytes
         if total > limit:
             raise ValidationError(f"the deploy is larger than {limit} bytes", field="files")
-        incoming = releases.incoming_dir(self.deployer.settings.releases_dir)
+        incoming = releases.incoming_dir(self.ctx.settings.releases_dir)
         try:
             with self.artifacts.using():
                 incoming.mkdir(mode=0o755)
@@ -116,12 +116,13 @@ class DigestUploads:
         except OSError:
             releases.remove(incoming)
             raise
-        with self.deployer.pool.connection() as conn:
+        with self.ctx.pool.connection() as conn:
             # Claim first so two finalize calls cannot both deploy.
             if not uploads.claim_upload(conn, upload_id):
                 releases.remove(incoming)
                 raise ConflictError(f"upload {upload_id} was already deployed")
-        deployment = self.deployer.publish_tree(
+        deployment = publish_tree(
+            self.ctx,
             incoming,
             slot=row["slot"],
             files=len(manifest),
@@ -131,6 +132,6 @@ class DigestUploads:
             trigger="upload",
             source_name=row["source_name"],
         )
-        with self.deployer.pool.connection() as conn:
+        with self.ctx.pool.connection() as conn:
             uploads.set_upload_deployment(conn, upload_id, deployment["id"])
         return deployment

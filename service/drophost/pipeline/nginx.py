@@ -16,7 +16,7 @@ from pathlib import Path
 
 from drophost import runner
 from drophost.errors import CommandError, DeployFailedError
-from drophost.names import validate_slot
+from drophost.names import is_valid_slot, validate_slot
 from drophost.pipeline.nginxconfig import (
     PROBE_USER_AGENT,
     changed_entries,
@@ -98,13 +98,10 @@ class Nginx:
         finally:
             test_conf.unlink(missing_ok=True)
 
-    def install(self, slot: str, text: str | None) -> None:
-        """Make `text`'s entry the live entry of `slot` (None: remove it) with one atomic rename."""
-        self.install_many({slot: text})
-
-    def install_many(self, changes: Mapping[str, str | None]) -> None:
-        """Apply every change to the live entries with one atomic rename."""
-        self._install_entries(changed_entries(self.entries, changes))
+    def install_many(self, changes: Mapping[str, str | None]) -> bool:
+        """Apply every change (a config text, or None to remove the slot) to the live entries with
+        one atomic rename; return whether the file changed."""
+        return self._install_entries(changed_entries(self.entries, changes))
 
     def install_all(self, configs: Mapping[str, str]) -> bool:
         """Make exactly these slots' configs live; return whether the file changed."""
@@ -125,17 +122,33 @@ class Nginx:
     def discard_staged(self) -> None:
         (self.staging_dir / "sites.map").unlink(missing_ok=True)
 
-    def point(self, slot: str, release_dir: Path | str | None) -> None:
-        """Make live/<slot> lead to this release (None: remove the link), atomically.
+    def sweep_leftovers(self) -> None:
+        """Remove what a crash can leave half made: staged files, and links not yet moved into place
+        (their names start with a dot, so they are no slot's; nor is anything else in live/ that is
+        not named like a slot)."""
+        for leftover in self.staging_dir.iterdir():
+            leftover.unlink()
+        for entry in list(os.scandir(self.live_dir)):
+            if not is_valid_slot(entry.name):
+                Path(entry.path).unlink(missing_ok=True)
+
+    def point(self, slot: str, release_dir: Path | str | None) -> bool:
+        """Make live/<slot> lead to this release (None: remove the link), atomically; return
+        whether the link changed.
 
         nginx opens files through the link on every request and caches nothing, so the next
         request is served from the new release: no reload, and no other slot is looked at.
         """
         link = self.live_dir / validate_slot(slot)
         if release_dir is None:
-            link.unlink(missing_ok=True)
-            return
+            try:
+                link.unlink()
+            except FileNotFoundError:
+                return False
+            return True
         target = release_link_target(release_dir)
+        if self.pointed(slot) == target:
+            return False
         # Names starting with a dot are never a slot, so nginx can never serve the half-made link.
         staged = self.live_dir / f".{slot}.{uuid.uuid4().hex}"
         os.symlink(target, staged)
@@ -144,6 +157,7 @@ class Nginx:
         except OSError:
             staged.unlink(missing_ok=True)
             raise
+        return True
 
     def pointed(self, slot: str) -> str | None:
         """Where live/<slot> leads now (the relative target), or None."""
@@ -159,21 +173,9 @@ class Nginx:
         else:
             self.point(slot, Path(self.live_dir, target))
 
-    def point_all(self, releases: Mapping[str, Path | str]) -> int:
-        """Make the links exactly these (slot -> release), removing every other; return changes."""
-        wanted = {slot: release_link_target(path) for slot, path in releases.items()}
-        changed = 0
-        for entry in list(os.scandir(self.live_dir)):
-            if entry.name.startswith("."):
-                Path(entry.path).unlink(missing_ok=True)  # a link a crash left half made
-            elif entry.name not in wanted:
-                Path(entry.path).unlink(missing_ok=True)
-                changed += 1
-        for slot, target in wanted.items():
-            if self.pointed(slot) != target:
-                self.point(slot, releases[slot])
-                changed += 1
-        return changed
+    def linked_slots(self) -> set[str]:
+        """The slots live/ has a link for."""
+        return {entry.name for entry in os.scandir(self.live_dir) if is_valid_slot(entry.name)}
 
     # -- the server --------------------------------------------------------------------------
     def command(self, *args: str, conf: Path | None = None) -> list[str]:
