@@ -99,6 +99,7 @@ def deploy_archive(
         source=deployments.SOURCE_ZIP,
         source_name=source_name,
         trigger="upload",
+        linked=True,  # extract() made every file a link into the artifact store
     )
 
 

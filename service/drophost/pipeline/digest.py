@@ -131,6 +131,7 @@ class DigestUploads:
             source=deployments.SOURCE_DIGEST,
             trigger="upload",
             source_name=row["source_name"],
+            linked=True,  # every file was linked from the artifact store above
         )
         with self.ctx.pool.connection() as conn:
             uploads.set_upload_deployment(conn, upload_id, deployment["id"])
