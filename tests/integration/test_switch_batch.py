@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from drophost.errors import DrophostError
-from drophost.pipeline import nginx
+from drophost.pipeline import nginxprocess
 from drophost.pipeline.deployer import Deployer
 from drophost.store import versions
 from tests.conftest import Stack
@@ -63,14 +63,14 @@ def test_a_new_version_of_a_live_slot_moves_its_link_without_a_reload(stack: Sta
     sites_before = deployer.nginx.sites_path.read_text()
     master = deployer.nginx.pid()
     assert master is not None
-    workers = nginx._children(master)
+    workers = nginxprocess.children(master)
     with deployer.pool.connection() as conn:
         one = versions.get_version(conn, "moving", 1)
     assert one is not None
     assert deployer.activator.switch("moving", one["config"], one["release_dir"]) is None
     assert stack.get("/d/moving/").text == "v1"
     # nginx was not touched: the same workers, the same sites map.
-    assert nginx._children(master) <= workers  # no new workers (old ones of the first deploy may still exit)
+    assert nginxprocess.children(master) <= workers  # no new workers (old ones of the first deploy may still exit)
     assert deployer.nginx.sites_path.read_text() == sites_before
 
 
