@@ -261,7 +261,7 @@ def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: 
 
 
 def extract(archive: zipfile.ZipFile, plan: ExtractionPlan, destination: Path, store: ArtifactStore) -> int:
-    """Build the planned tree under a fresh destination as hard links into the blob store.
+    """Build the planned tree under a fresh destination as hard links into the artifact store.
 
     A file the store already holds (same crc32 and size, confirmed by sha256) is only read, never
     written again; so a deploy in which one file of 1,000 changed writes one file.

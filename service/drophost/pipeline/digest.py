@@ -1,4 +1,5 @@
-"""Digest uploads: the client sends path -> sha256, uploads only what the store lacks, then deploys."""
+"""Digest uploads: the client sends its file list (path -> sha256), uploads only what the artifact
+store lacks, then deploys. (The uploads table calls the file list its manifest.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from drophost.pipeline.publish import publish_tree
 from drophost.store import deployments, uploads
 
 
-def check_manifest(files: object, limits: ArchiveLimits) -> dict[str, str]:
+def check_file_list(files: object, limits: ArchiveLimits) -> dict[str, str]:
     """path -> digest, with every path checked like a ZIP entry name; dotfiles dropped (pure)."""
     if not isinstance(files, dict) or not files:
         raise ValidationError("files must be a non-empty object mapping paths to sha256 digests", field="files")
@@ -53,7 +54,7 @@ class DigestUploads:
         validate_slot(slot)
         if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
             raise ValidationError("name must be printable and at most 255 characters", field="name")
-        manifest = check_manifest(files, ArchiveLimits.from_settings(self.ctx.settings))
+        file_list = check_file_list(files, ArchiveLimits.from_settings(self.ctx.settings))
         upload_id = str(uuid.uuid4())
         self.artifacts.prepare()
         with self.ctx.pool.connection() as conn:
@@ -62,14 +63,14 @@ class DigestUploads:
                 upload_id=upload_id,
                 slot=slot,
                 ttl_seconds=ttl_seconds,
-                manifest=manifest,
+                manifest=file_list,
                 source_name=source_name or None,
             )
         return {
             "upload_id": upload_id,
             "slot": slot,
-            "files": len(manifest),
-            "missing": self.artifacts.missing(manifest.values()),
+            "files": len(file_list),
+            "missing": self.artifacts.missing(file_list.values()),
         }
 
     def open_upload(self, upload_id: str) -> dict[str, Any]:
@@ -94,11 +95,11 @@ class DigestUploads:
 
     def finalize(self, upload_id: str) -> dict[str, Any]:
         row = self.open_upload(upload_id)
-        manifest: dict[str, str] = row["manifest"]
-        missing = self.artifacts.missing(manifest.values())
+        file_list: dict[str, str] = row["manifest"]
+        missing = self.artifacts.missing(file_list.values())
         if missing:
             raise ConflictError(f"{len(missing)} files have not been uploaded yet", missing=missing[:1000])
-        total = sum(self.artifacts.path(d).stat().st_size for d in manifest.values())
+        total = sum(self.artifacts.path(d).stat().st_size for d in file_list.values())
         limit = self.ctx.settings.max_unpacked_bytes
         if total > limit:
             raise ValidationError(f"the deploy is larger than {limit} bytes", field="files")
@@ -106,10 +107,10 @@ class DigestUploads:
         try:
             with self.artifacts.using():
                 incoming.mkdir(mode=0o755)
-                for path in sorted(manifest):
+                for path in sorted(file_list):
                     target = incoming / path
                     os.makedirs(target.parent, mode=0o755, exist_ok=True)
-                    self.artifacts.link_into(manifest[path], target)
+                    self.artifacts.link_into(file_list[path], target)
         except FileNotFoundError:
             releases.remove(incoming)
             raise ConflictError("some files were removed from the store meanwhile; upload them again") from None
@@ -125,7 +126,7 @@ class DigestUploads:
             self.ctx,
             incoming,
             slot=row["slot"],
-            files=len(manifest),
+            files=len(file_list),
             size=total,
             ttl_seconds=row["ttl_seconds"],
             source=deployments.SOURCE_DIGEST,
