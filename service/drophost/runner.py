@@ -1,4 +1,8 @@
-"""The one way DropHost runs a subprocess: argument lists, a timeout, captured output."""
+"""Every subprocess DropHost starts goes through here: argument lists, never a shell.
+
+run() waits for a command (with a timeout, its output captured); spawn() streams a CGI's output;
+start() leaves a long-running child (nginx) running for its caller to stop.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +66,21 @@ def spawn(
     try:
         return subprocess.Popen(
             argv, cwd=cwd, env=dict(env), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+    except OSError as exc:
+        raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
+
+
+def start(argv: list[str], *, output: IO[bytes], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a long-running child (never through a shell): stdin closed, stdout and stderr appended
+    to `output`. The caller watches it and stops it."""
+    try:
+        return subprocess.Popen(
+            argv,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
         )
     except OSError as exc:
         raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
