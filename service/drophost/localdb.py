@@ -151,8 +151,8 @@ class LocalPostgres:
         wait until it answers and the database exists."""
         self.ensure_initialised()
         with open(self.root / "postgres.log", "ab") as log:
-            process = runner.spawn_daemon(
-                [str(self.bin / "postgres"), "-D", str(self.data)], stdout=log, preexec_fn=preexec_fn
+            process = runner.start(
+                [str(self.bin / "postgres"), "-D", str(self.data)], output=log, preexec_fn=preexec_fn
             )
         try:
             self._create_database(process)

@@ -1,4 +1,8 @@
-"""The one way DropHost runs a subprocess: argument lists, a timeout, captured output."""
+"""Every subprocess DropHost starts goes through here: argument lists, never a shell.
+
+run() waits for a command (with a timeout, its output captured); spawn() streams a CGI's output;
+start() leaves a long-running child (nginx) running for its caller to stop.
+"""
 
 from __future__ import annotations
 
@@ -67,23 +71,23 @@ def spawn(
         raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
 
 
-def spawn_daemon(
+def start(
     argv: list[str],
     *,
-    stdout: IO[bytes],
+    output: IO[bytes],
     env: Mapping[str, str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-running child (never through a shell), its output and errors to `stdout`; the
-    caller stops it and waits for it."""
+    """Start a long-running child (never through a shell): stdin closed, stdout and stderr appended
+    to `output`, run from /. The caller watches it and stops it."""
     try:
         return subprocess.Popen(
             argv,
             cwd="/",
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
+            stdout=output,
+            stderr=output,
             preexec_fn=preexec_fn,
         )
     except OSError as exc:

@@ -156,9 +156,7 @@ def start_watcher(settings: Settings) -> subprocess.Popen[bytes]:
         "NGINX_BINARY": settings.nginx_binary,
     }
     with open(settings.nginx_dir / "nginx.stderr", "ab") as log:
-        process = runner.spawn_daemon(
-            ["sh", str(script)], stdout=log, env=env, preexec_fn=die_with_parent(signal.SIGTERM)
-        )
+        process = runner.start(["sh", str(script)], output=log, env=env, preexec_fn=die_with_parent(signal.SIGTERM))
     heartbeat = settings.nginx_dir / "control" / "heartbeat"
     deadline = time.monotonic() + 20
     while not (heartbeat.exists() and _accepts(settings.host, settings.port)):

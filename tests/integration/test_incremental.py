@@ -12,6 +12,7 @@ import pytest
 
 from drophost.client.digest import deploy_folder
 from drophost.client.http import ApiClient, ClientError
+from drophost.pipeline.artifacts import ArtifactStore
 from drophost.settings import Settings
 from drophost.web.app import create_app
 from tests.harness.auth import AUTH, TOKEN
@@ -166,3 +167,32 @@ def test_zip_uploads_still_work_next_to_digest_uploads(stack: Stack) -> None:
         "/api/deployments", files={"file": ("z.zip", make_zip({"index.html": "zip"}), "application/zip")}, headers=AUTH
     )
     assert answer.status_code == 201 and stack.get("/d/z/").text == "zip"
+
+
+def test_zip_and_digest_deploys_link_their_files_once_and_never_walk_the_tree_again(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def walked(self: ArtifactStore, root: Path) -> int:
+        raise AssertionError(f"the tree {root} was walked again to absorb it")
+
+    monkeypatch.setattr(ArtifactStore, "absorb_tree", walked)
+    zipped = stack.deploy({"index.html": "zip", "css/site.css": "body{}"}, "linked-zip")
+    assert zipped.status_code == 201, zipped.text
+    files = {"index.html": _sha("digest"), "js/app.js": _sha("app()")}
+    started = stack.client.post("/api/uploads", json={"slot": "linked-digest", "files": files}, headers=AUTH)
+    assert started.status_code == 201, started.text
+    upload = started.json()["upload_id"]
+    for body in ("digest", "app()"):
+        put = stack.client.put(f"/api/uploads/{upload}/blobs/{_sha(body)}", content=body.encode(), headers=AUTH)
+        assert put.status_code == 201, put.text
+    done = stack.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH)
+    assert done.status_code == 201, done.text
+    store = stack.settings.data_dir / "store" / "blobs"
+    for deployed, names in ((zipped.json(), ["index.html", "css/site.css"]), (done.json(), list(files))):
+        release = stack.settings.releases_dir / deployed["slot"] / str(deployed["id"])
+        for name in names:
+            shared = (release / name).stat()
+            digest = _sha((release / name).read_bytes())
+            assert shared.st_nlink >= 2 and (store / digest[:2] / digest[2:]).stat().st_ino == shared.st_ino
+    assert stack.get("/d/linked-zip/css/site.css").text == "body{}"
+    assert stack.get("/d/linked-digest/js/app.js").text == "app()"

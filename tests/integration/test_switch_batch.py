@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from drophost.errors import DrophostError
-from drophost.pipeline import nginx
+from drophost.pipeline import nginxprocess
 from drophost.pipeline.deployer import Deployer
 from drophost.store import versions
 from tests.harness.stacks import Stack
@@ -28,15 +28,15 @@ def _switch_together(deployer: Deployer, changes: dict[str, tuple[str, str]]) ->
 
     def switch(slot: str, change: tuple[str, str]) -> None:
         try:
-            outcome[slot] = deployer._switches.switch(slot, *change)
+            outcome[slot] = deployer.activator.switch(slot, *change)
         except DrophostError as exc:
             outcome[slot] = exc
 
     threads = [threading.Thread(target=switch, args=item) for item in changes.items()]
-    with deployer._switch_lock:
+    with deployer.activator.lock:
         for thread in threads:
             thread.start()
-        while len(deployer._switches._pending) < len(changes):
+        while len(deployer.activator._pending) < len(changes):
             threading.Event().wait(0.01)
     for thread in threads:
         thread.join(timeout=60)
@@ -63,14 +63,14 @@ def test_a_new_version_of_a_live_slot_moves_its_link_without_a_reload(stack: Sta
     sites_before = deployer.nginx.sites_path.read_text()
     master = deployer.nginx.pid()
     assert master is not None
-    workers = nginx._children(master)
+    workers = nginxprocess.children(master)
     with deployer.pool.connection() as conn:
         one = versions.get_version(conn, "moving", 1)
     assert one is not None
-    assert deployer._switches.switch("moving", one["config"], one["release_dir"]) is None
+    assert deployer.activator.switch("moving", one["config"], one["release_dir"]) is None
     assert stack.get("/d/moving/").text == "v1"
     # nginx was not touched: the same workers, the same sites map.
-    assert nginx._children(master) <= workers  # no new workers (old ones of the first deploy may still exit)
+    assert nginxprocess.children(master) <= workers  # no new workers (old ones of the first deploy may still exit)
     assert deployer.nginx.sites_path.read_text() == sites_before
 
 
@@ -99,7 +99,7 @@ def test_a_lone_rejected_config_changes_nothing(stack: Stack) -> None:
         one = versions.get_version(conn, "solo", 1)
     assert one is not None
     with pytest.raises(DrophostError):
-        deployer._switches.switch("solo", 'solo "1:/nowhere" extra;\n', one["release_dir"])
+        deployer.activator.switch("solo", 'solo "1:/nowhere" extra;\n', one["release_dir"])
     assert deployer.nginx.sites_path.read_text() == before
     assert deployer.nginx.pointed("solo") == link
     assert stack.get("/d/solo/").text == "solo v2"

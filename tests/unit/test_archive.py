@@ -19,6 +19,7 @@ from drophost.pipeline.archive import (
     plan_extraction,
 )
 from drophost.pipeline.artifacts import ArtifactStore
+from drophost.settings import Settings
 from tests.zipcraft import BAD_ZIPS, LIMITS, BadZip, Entry, MiB, craft_zip, std_zip, streamed_zip, zipinfo_zip
 
 TEST_LIMITS = ArchiveLimits(**LIMITS)
@@ -228,3 +229,18 @@ def test_a_link_stored_by_info_zip_is_refused(tmp_path: Path) -> None:
     os.symlink("/etc/passwd", site / "passwd.html")
     with pytest.raises(InvalidArchiveError, match="symbolic link"):
         unpack(zip_folder(site, "--symlinks"), tmp_path / "out")
+
+
+def test_archive_limits_default_to_the_settings_of_the_same_names(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert ArchiveLimits() == ArchiveLimits.from_settings(settings)
+    assert ArchiveLimits() == ArchiveLimits(
+        max_entries=20_000,
+        max_unpacked_bytes=1024 * MiB,
+        max_compression_ratio=200,
+        max_path_length=1024,
+        max_name_length=255,
+        max_path_depth=32,
+    )
+    smaller = Settings(data_dir=tmp_path, max_entries=7, max_path_depth=3)
+    assert ArchiveLimits.from_settings(smaller) == ArchiveLimits(max_entries=7, max_path_depth=3)

@@ -14,7 +14,7 @@ import pytest
 
 from drophost.errors import UnsafeReleaseError
 from drophost.pipeline import releases
-from drophost.pipeline.deployer import _safe_to_serve
+from drophost.pipeline.reconcile import safe_to_serve
 
 
 def make_tree(root: Path) -> Path:
@@ -164,7 +164,7 @@ def test_at_start_a_release_that_cannot_be_checked_is_not_served(tmp_path: Path)
     clean = make_tree(tmp_path / "clean")
     tampered = make_tree(tmp_path / "tampered")
     (tampered / "leak.html").symlink_to("/etc/passwd")
-    assert _safe_to_serve("clean", clean) and releases.is_sealed(clean)
-    assert not _safe_to_serve("tampered", tampered)
-    assert _safe_to_serve("gone", tmp_path / "gone")  # nothing to serve; its link just leads nowhere
-    assert not _safe_to_serve("unreadable", tmp_path / ("x" * 300))  # lstat fails: ENAMETOOLONG
+    assert safe_to_serve("clean", clean) and releases.is_sealed(clean)
+    assert not safe_to_serve("tampered", tampered)
+    assert safe_to_serve("gone", tmp_path / "gone")  # nothing to serve; its link just leads nowhere
+    assert not safe_to_serve("unreadable", tmp_path / ("x" * 300))  # lstat fails: ENAMETOOLONG

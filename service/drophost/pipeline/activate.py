@@ -1,4 +1,4 @@
-"""Slot switches: a link move when only the files change, else a group-committed nginx change.
+"""Activate: the only writer of what nginx serves (the sites map, the live/ links, the reload).
 
 A new version of a live slot whose sites map entry nginx already has (the usual deploy and
 rollback) only moves the slot's link (Nginx.point): nothing is re-rendered, nothing reloaded,
@@ -9,16 +9,36 @@ The validate-swap-reload step is serialised across slots. Switches that arrive w
 one holds the lock wait anyway, so the next holder applies all of them at once: one `nginx -t`
 of the configuration with every change, one rename, one SIGHUP. If that test fails, each change
 is tested on its own, so a rejected config still never goes live and fails only its own request.
+
+Whatever the cause - a switch, putting one slot back to what PostgreSQL records, or start-up -
+the files change in one sequence (_serve), so the order below holds everywhere.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from drophost.errors import DeployFailedError, DrophostError
 from drophost.pipeline.nginx import Nginx
+from drophost.pipeline.nginxconfig import release_link_target
+
+log = logging.getLogger(__name__)
+
+# What nginx should serve for a slot: its config (None: no entry) and the release its link leads
+# to (None: no link).
+Serving = tuple[str | None, Path | str | None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sites_changed: bool
+    links_changed: int
+    # The workers a reload replaced (None: nginx was not reloaded).
+    old_workers: frozenset[int] | None
 
 
 @dataclass
@@ -31,12 +51,25 @@ class _Pending:
     old_workers: frozenset[int] = frozenset()
 
 
-class SwitchBatcher:
-    def __init__(self, nginx: Nginx, lock: threading.Lock) -> None:
+class Activator:
+    def __init__(self, nginx: Nginx) -> None:
         self.nginx = nginx
-        self.lock = lock
+        # nginx -t, the file swap and the reload of different slots must not interleave; it is brief.
+        self.lock = threading.Lock()
+        # Switches waiting for that lock are applied together: one nginx -t, one reload.
         self._pending: list[_Pending] = []
         self._guard = threading.Lock()
+
+    def activate(self, slot: str, text: str | None, release_dir: Path | str | None) -> None:
+        """Make nginx serve `release_dir` for `slot` with config `text` (None: take the slot offline),
+        and wait until it does.
+
+        A config nginx does not have yet is only installed once nginx accepts the whole
+        configuration; a config it has already (another version of a live slot) moves the link.
+        """
+        old_workers = self.switch(slot, text, release_dir)
+        if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, text is not None):
+            log.warning("nginx did not confirm slot %s in time", slot)
 
     def switch(self, slot: str, text: str | None, release_dir: Path | str | None) -> frozenset[int] | None:
         """Make nginx serve `release_dir` for `slot` with config `text` (None, None: take it offline).
@@ -69,46 +102,95 @@ class SwitchBatcher:
             raise mine.error
         return mine.old_workers
 
+    def restore(self, slot: str, text: str | None, release_dir: Path | str | None) -> None:
+        """Put one slot back to what PostgreSQL records (None, None: offline). No nginx -t: these
+        are the files nginx had before the switch that could not be recorded."""
+        with self.lock:
+            _serve(self.nginx, {slot: (text, release_dir)}, switch=False)
+
+    def serve_recorded(self, configs: Mapping[str, str], served: Mapping[str, Path]) -> Outcome:
+        """At start: exactly these slots get an entry (`configs`) and a link (`served`, a subset);
+        every other entry and link goes. Returns once nginx serves them all."""
+        with self.lock:
+            self.nginx.sweep_leftovers()
+            changes: dict[str, Serving] = {slot: (text, served.get(slot)) for slot, text in configs.items()}
+            outcome = _serve(self.nginx, changes, switch=False, every_slot=True)
+        # Start-up is over only when nginx serves what PostgreSQL records, not merely was told to
+        # (after the old workers let go, one request per live slot checks it).
+        for slot in served:
+            if outcome.old_workers is not None and not self.nginx.wait_for_reload(outcome.old_workers, slot, True):
+                log.warning("nginx did not confirm slot %s in time", slot)
+        return outcome
+
     def _apply(self, batch: list[_Pending]) -> None:
-        previous = {pending.slot: self.nginx.entries.get(pending.slot) for pending in batch}
-        links = {pending.slot: self.nginx.pointed(pending.slot) for pending in batch}
+        accepted = self._accepted(batch)
+        if accepted:
+            outcome = _serve(self.nginx, {pending.slot: (pending.text, pending.release_dir) for pending in accepted})
+            for pending in accepted:
+                pending.old_workers = outcome.old_workers or frozenset()
+
+    def _accepted(self, batch: list[_Pending]) -> list[_Pending]:
+        """The changes nginx -t accepts: all of them in one test, else each tested on its own (on
+        top of those accepted before it); a rejected change fails its own request."""
         try:
             self.nginx.check_candidates({pending.slot: pending.text for pending in batch})
-            accepted = batch
-            self.nginx.install_many({pending.slot: pending.text for pending in batch})
+            return batch
         except DrophostError as exc:
             self.nginx.discard_staged()
             if len(batch) == 1:
                 batch[0].error = exc
-                return
-            accepted = self._apply_one_by_one(batch)
-        if accepted:
-            # A slot's link is in place before nginx learns of the slot, and goes only after.
-            for pending in accepted:
-                if pending.text is not None:
-                    self.nginx.point(pending.slot, pending.release_dir)
-            try:
-                old_workers = self.nginx.reload()
-            except DrophostError:
-                # nginx is not running: put everything back, so it starts with the recorded versions.
-                self.nginx.install_many(previous)  # entries are their own entry (site_entry)
-                for pending in accepted:
-                    self.nginx.restore_link(pending.slot, links[pending.slot])
-                raise
-            for pending in accepted:
-                if pending.text is None:
-                    self.nginx.point(pending.slot, None)
-                pending.old_workers = old_workers
-
-    def _apply_one_by_one(self, batch: list[_Pending]) -> list[_Pending]:
-        accepted = []
+                return []
+        accepted: list[_Pending] = []
+        changes: dict[str, str | None] = {}
         for pending in batch:
             try:
-                self.nginx.check_candidates({pending.slot: pending.text})
+                self.nginx.check_candidates({**changes, pending.slot: pending.text})
             except DrophostError as exc:
                 self.nginx.discard_staged()
                 pending.error = exc
                 continue
-            self.nginx.install_many({pending.slot: pending.text})
+            changes[pending.slot] = pending.text
             accepted.append(pending)
         return accepted
+
+
+def _serve(nginx: Nginx, changes: Mapping[str, Serving], *, switch: bool = True, every_slot: bool = False) -> Outcome:
+    """The one sequence that changes what nginx serves; call it holding Activator.lock.
+
+    A slot's link is in place before nginx learns of the slot, and goes only after it has forgotten it.
+    switch: a change not recorded yet. nginx must be running and reload, or the entries and links
+    are put back and the error raised, so what cannot be recorded is not served either.
+    Otherwise the change is what PostgreSQL records: it stays on disk when nginx is not running
+    (nginx reads it when it starts), and nginx reloads only if its sites map changed.
+    every_slot (start-up): these are all the slots; every other entry and link goes, and the whole
+    configuration is tested before the reload (the main config was just rendered again).
+    """
+    if every_slot:
+        changes = {**{slot: (None, None) for slot in nginx.linked_slots()}, **changes}
+    for _, release in changes.values():
+        if release is not None:
+            release_link_target(release)  # a stored path that is no release fails before anything changes
+    previous = {slot: nginx.entries.get(slot) for slot in changes} if switch else {}
+    links = {slot: nginx.pointed(slot) for slot in changes} if switch else {}
+    configs = {slot: text for slot, (text, _) in changes.items()}
+    if every_slot:
+        sites_changed = nginx.install_all({slot: text for slot, text in configs.items() if text is not None})
+    else:
+        sites_changed = nginx.install_many(configs)
+    links_changed = sum(nginx.point(slot, release) for slot, (_, release) in changes.items() if release is not None)
+    old_workers: frozenset[int] | None = None
+    if switch:
+        try:
+            old_workers = nginx.reload()
+        except DrophostError:
+            # nginx is not running: put everything back, so it starts with the recorded versions.
+            nginx.install_many(previous)  # entries are their own entry (site_entry)
+            for slot, target in links.items():
+                nginx.restore_link(slot, target)
+            raise
+    elif sites_changed and nginx.is_running():
+        if every_slot:
+            nginx.test()
+        old_workers = nginx.reload()
+    links_changed += sum(nginx.point(slot, None) for slot, (_, release) in changes.items() if release is None)
+    return Outcome(sites_changed=sites_changed, links_changed=links_changed, old_workers=old_workers)

@@ -1,7 +1,8 @@
-"""ZIP uploads: decide what may be extracted (pure checks), then extract exactly that."""
+"""ZIP uploads: decide what may be extracted (pure checks), extract exactly that, and publish it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import struct
@@ -11,11 +12,17 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from drophost.digests import stream_digest
-from drophost.errors import InvalidArchiveError
+from drophost.errors import DrophostError, InvalidArchiveError
+from drophost.names import validate_slot
+from drophost.pipeline import releases
 from drophost.pipeline.artifacts import ArtifactStore
+from drophost.pipeline.context import Context
+from drophost.pipeline.publish import publish_tree
+from drophost.settings import Settings
+from drophost.store import deployments
 from drophost.text import show
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
@@ -27,14 +34,27 @@ _IGNORED_TOP_LEVEL = {"__MACOSX"}
 _CHUNK = 1024 * 1024
 
 
+def _setting_default(name: str) -> int:
+    """A limit's default is the documented default of the setting of the same name (settings.py)."""
+    default = next(spec.default for spec in dataclasses.fields(Settings) if spec.name == name)
+    assert isinstance(default, int)
+    return default
+
+
 @dataclass(frozen=True)
 class ArchiveLimits:
-    max_entries: int = 20_000
-    max_unpacked_bytes: int = 1024 * 1024 * 1024
-    max_compression_ratio: int = 200
-    max_path_length: int = 1024
-    max_name_length: int = 255
-    max_path_depth: int = 32
+    """What one tree may hold, whatever its source (ZIP, digest file list, git): the settings of these names."""
+
+    max_entries: int = _setting_default("max_entries")
+    max_unpacked_bytes: int = _setting_default("max_unpacked_bytes")
+    max_compression_ratio: int = _setting_default("max_compression_ratio")
+    max_path_length: int = _setting_default("max_path_length")
+    max_name_length: int = _setting_default("max_name_length")
+    max_path_depth: int = _setting_default("max_path_depth")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArchiveLimits:
+        return cls(**{spec.name: getattr(settings, spec.name) for spec in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,38 @@ class ExtractionPlan:
     files: tuple[PlannedFile, ...]
     total_bytes: int
     stripped_prefix: str
+
+
+def deploy_archive(
+    ctx: Context, upload: IO[bytes], *, slot: str, source_name: str | None, ttl_seconds: int | None
+) -> dict[str, Any]:
+    """ZIP in, live site out. Bad input raises before anything is written or recorded."""
+    validate_slot(slot)
+    incoming = releases.incoming_dir(ctx.settings.releases_dir)
+    try:
+        with open_archive(upload) as archive:
+            plan = plan_extraction(archive, upload, ArchiveLimits.from_settings(ctx.settings))
+            ctx.artifacts.prepare()
+            with ctx.artifacts.using():
+                extract(archive, plan, incoming, ctx.artifacts)
+    except DrophostError:
+        releases.remove(incoming)
+        raise
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        releases.remove(incoming)
+        raise InvalidArchiveError(f"the archive could not be extracted ({type(exc).__name__})") from None
+    return publish_tree(
+        ctx,
+        incoming,
+        slot=slot,
+        files=len(plan.files),
+        size=plan.total_bytes,
+        ttl_seconds=ttl_seconds,
+        source=deployments.SOURCE_ZIP,
+        source_name=source_name,
+        trigger="upload",
+        linked=True,  # extract() made every file a link into the artifact store
+    )
 
 
 def open_archive(raw: IO[bytes]) -> zipfile.ZipFile:
@@ -209,7 +261,7 @@ def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: 
 
 
 def extract(archive: zipfile.ZipFile, plan: ExtractionPlan, destination: Path, store: ArtifactStore) -> int:
-    """Build the planned tree under a fresh destination as hard links into the blob store.
+    """Build the planned tree under a fresh destination as hard links into the artifact store.
 
     A file the store already holds (same crc32 and size, confirmed by sha256) is only read, never
     written again; so a deploy in which one file of 1,000 changed writes one file.

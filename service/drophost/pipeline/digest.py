@@ -1,4 +1,5 @@
-"""Digest uploads: the client sends path -> sha256, uploads only what the store lacks, then deploys."""
+"""Digest uploads: the client sends its file list (path -> sha256), uploads only what the artifact
+store lacks, then deploys. (The uploads table calls the file list its manifest.)"""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from drophost.digests import is_digest
 from drophost.errors import ConflictError, InvalidArchiveError, NotFoundError, ValidationError
 from drophost.names import validate_slot
 from drophost.pipeline import releases
-from drophost.pipeline.archive import PathSet, check_entry_name, is_published
-from drophost.pipeline.deployer import Deployer
-from drophost.store import uploads
+from drophost.pipeline.archive import ArchiveLimits, PathSet, check_entry_name, is_published
+from drophost.pipeline.context import Context
+from drophost.pipeline.publish import publish_tree
+from drophost.store import deployments, uploads
 
 
-def check_manifest(files: object, deployer: Deployer) -> dict[str, str]:
+def check_file_list(files: object, limits: ArchiveLimits) -> dict[str, str]:
     """path -> digest, with every path checked like a ZIP entry name; dotfiles dropped (pure)."""
-    limits = deployer.archive_limits()
     if not isinstance(files, dict) or not files:
         raise ValidationError("files must be a non-empty object mapping paths to sha256 digests", field="files")
     if len(files) > limits.max_entries:
@@ -43,9 +44,9 @@ def check_manifest(files: object, deployer: Deployer) -> dict[str, str]:
 
 
 class DigestUploads:
-    def __init__(self, deployer: Deployer) -> None:
-        self.deployer = deployer
-        self.artifacts = deployer.artifacts
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.artifacts = ctx.artifacts
 
     def create(
         self, *, slot: str, ttl_seconds: int | None, files: object, source_name: str | None = None
@@ -53,23 +54,23 @@ class DigestUploads:
         validate_slot(slot)
         if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
             raise ValidationError("name must be printable and at most 255 characters", field="name")
-        manifest = check_manifest(files, self.deployer)
+        file_list = check_file_list(files, ArchiveLimits.from_settings(self.ctx.settings))
         upload_id = str(uuid.uuid4())
         self.artifacts.prepare()
-        with self.deployer.pool.connection() as conn:
+        with self.ctx.pool.connection() as conn:
             uploads.create_upload(
                 conn,
                 upload_id=upload_id,
                 slot=slot,
                 ttl_seconds=ttl_seconds,
-                manifest=manifest,
+                manifest=file_list,
                 source_name=source_name or None,
             )
         return {
             "upload_id": upload_id,
             "slot": slot,
-            "files": len(manifest),
-            "missing": self.artifacts.missing(manifest.values()),
+            "files": len(file_list),
+            "missing": self.artifacts.missing(file_list.values()),
         }
 
     def open_upload(self, upload_id: str) -> dict[str, Any]:
@@ -77,7 +78,7 @@ class DigestUploads:
             uuid.UUID(upload_id)
         except ValueError:
             raise NotFoundError(f"there is no upload {upload_id[:40]!r}") from None
-        with self.deployer.pool.connection() as conn:
+        with self.ctx.pool.connection() as conn:
             row = uploads.get_upload(conn, upload_id)
         if row is None:
             raise NotFoundError(f"there is no upload {upload_id}")
@@ -94,43 +95,45 @@ class DigestUploads:
 
     def finalize(self, upload_id: str) -> dict[str, Any]:
         row = self.open_upload(upload_id)
-        manifest: dict[str, str] = row["manifest"]
-        missing = self.artifacts.missing(manifest.values())
+        file_list: dict[str, str] = row["manifest"]
+        missing = self.artifacts.missing(file_list.values())
         if missing:
             raise ConflictError(f"{len(missing)} files have not been uploaded yet", missing=missing[:1000])
-        total = sum(self.artifacts.path(d).stat().st_size for d in manifest.values())
-        limit = self.deployer.settings.max_unpacked_bytes
+        total = sum(self.artifacts.path(d).stat().st_size for d in file_list.values())
+        limit = self.ctx.settings.max_unpacked_bytes
         if total > limit:
             raise ValidationError(f"the deploy is larger than {limit} bytes", field="files")
-        incoming = releases.incoming_dir(self.deployer.settings.releases_dir)
+        incoming = releases.incoming_dir(self.ctx.settings.releases_dir)
         try:
             with self.artifacts.using():
                 incoming.mkdir(mode=0o755)
-                for path in sorted(manifest):
+                for path in sorted(file_list):
                     target = incoming / path
                     os.makedirs(target.parent, mode=0o755, exist_ok=True)
-                    self.artifacts.link_into(manifest[path], target)
+                    self.artifacts.link_into(file_list[path], target)
         except FileNotFoundError:
             releases.remove(incoming)
             raise ConflictError("some files were removed from the store meanwhile; upload them again") from None
         except OSError:
             releases.remove(incoming)
             raise
-        with self.deployer.pool.connection() as conn:
+        with self.ctx.pool.connection() as conn:
             # Claim first so two finalize calls cannot both deploy.
             if not uploads.claim_upload(conn, upload_id):
                 releases.remove(incoming)
                 raise ConflictError(f"upload {upload_id} was already deployed")
-        deployment = self.deployer.publish_tree(
+        deployment = publish_tree(
+            self.ctx,
             incoming,
             slot=row["slot"],
-            files=len(manifest),
+            files=len(file_list),
             size=total,
             ttl_seconds=row["ttl_seconds"],
-            source="upload",
+            source=deployments.SOURCE_DIGEST,
             trigger="upload",
             source_name=row["source_name"],
+            linked=True,  # every file was linked from the artifact store above
         )
-        with self.deployer.pool.connection() as conn:
+        with self.ctx.pool.connection() as conn:
             uploads.set_upload_deployment(conn, upload_id, deployment["id"])
         return deployment

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import re
 import signal
-import ssl
 import subprocess
 import time
 import uuid
@@ -17,9 +15,9 @@ from pathlib import Path
 
 from drophost import runner
 from drophost.errors import CommandError, DeployFailedError
-from drophost.names import validate_slot
+from drophost.names import is_valid_slot, validate_slot
+from drophost.pipeline import nginxprocess
 from drophost.pipeline.nginxconfig import (
-    PROBE_USER_AGENT,
     changed_entries,
     compose_sites,
     release_link_target,
@@ -99,13 +97,10 @@ class Nginx:
         finally:
             test_conf.unlink(missing_ok=True)
 
-    def install(self, slot: str, text: str | None) -> None:
-        """Make `text`'s entry the live entry of `slot` (None: remove it) with one atomic rename."""
-        self.install_many({slot: text})
-
-    def install_many(self, changes: Mapping[str, str | None]) -> None:
-        """Apply every change to the live entries with one atomic rename."""
-        self._install_entries(changed_entries(self.entries, changes))
+    def install_many(self, changes: Mapping[str, str | None]) -> bool:
+        """Apply every change (a config text, or None to remove the slot) to the live entries with
+        one atomic rename; return whether the file changed."""
+        return self._install_entries(changed_entries(self.entries, changes))
 
     def install_all(self, configs: Mapping[str, str]) -> bool:
         """Make exactly these slots' configs live; return whether the file changed."""
@@ -126,17 +121,33 @@ class Nginx:
     def discard_staged(self) -> None:
         (self.staging_dir / "sites.map").unlink(missing_ok=True)
 
-    def point(self, slot: str, release_dir: Path | str | None) -> None:
-        """Make live/<slot> lead to this release (None: remove the link), atomically.
+    def sweep_leftovers(self) -> None:
+        """Remove what a crash can leave half made: staged files, and links not yet moved into place
+        (their names start with a dot, so they are no slot's; nor is anything else in live/ that is
+        not named like a slot)."""
+        for leftover in self.staging_dir.iterdir():
+            leftover.unlink()
+        for entry in list(os.scandir(self.live_dir)):
+            if not is_valid_slot(entry.name):
+                Path(entry.path).unlink(missing_ok=True)
+
+    def point(self, slot: str, release_dir: Path | str | None) -> bool:
+        """Make live/<slot> lead to this release (None: remove the link), atomically; return
+        whether the link changed.
 
         nginx opens files through the link on every request and caches nothing, so the next
         request is served from the new release: no reload, and no other slot is looked at.
         """
         link = self.live_dir / validate_slot(slot)
         if release_dir is None:
-            link.unlink(missing_ok=True)
-            return
+            try:
+                link.unlink()
+            except FileNotFoundError:
+                return False
+            return True
         target = release_link_target(release_dir)
+        if self.pointed(slot) == target:
+            return False
         # Names starting with a dot are never a slot, so nginx can never serve the half-made link.
         staged = self.live_dir / f".{slot}.{uuid.uuid4().hex}"
         os.symlink(target, staged)
@@ -145,6 +156,7 @@ class Nginx:
         except OSError:
             staged.unlink(missing_ok=True)
             raise
+        return True
 
     def pointed(self, slot: str) -> str | None:
         """Where live/<slot> leads now (the relative target), or None."""
@@ -160,21 +172,9 @@ class Nginx:
         else:
             self.point(slot, Path(self.live_dir, target))
 
-    def point_all(self, releases: Mapping[str, Path | str]) -> int:
-        """Make the links exactly these (slot -> release), removing every other; return changes."""
-        wanted = {slot: release_link_target(path) for slot, path in releases.items()}
-        changed = 0
-        for entry in list(os.scandir(self.live_dir)):
-            if entry.name.startswith("."):
-                Path(entry.path).unlink(missing_ok=True)  # a link a crash left half made
-            elif entry.name not in wanted:
-                Path(entry.path).unlink(missing_ok=True)
-                changed += 1
-        for slot, target in wanted.items():
-            if self.pointed(slot) != target:
-                self.point(slot, releases[slot])
-                changed += 1
-        return changed
+    def linked_slots(self) -> set[str]:
+        """The slots live/ has a link for."""
+        return {entry.name for entry in os.scandir(self.live_dir) if is_valid_slot(entry.name)}
 
     # -- the server --------------------------------------------------------------------------
     def command(self, *args: str, conf: Path | None = None) -> list[str]:
@@ -232,7 +232,7 @@ class Nginx:
         pid = self.pid()
         if pid is None:
             raise DeployFailedError("nginx is not running")
-        old_workers = _children(pid)
+        old_workers = nginxprocess.children(pid)
         os.kill(pid, signal.SIGHUP)
         return old_workers
 
@@ -256,14 +256,14 @@ class Nginx:
         master = self.pid()
         told: set[int] = set()
         while master is not None and time.monotonic() < deadline:
-            started = _children(master) - old_workers
-            accepting = [pid for pid in old_workers if _accepting_worker(pid)]
+            started = nginxprocess.children(master) - old_workers
+            accepting = [pid for pid in old_workers if nginxprocess.accepting_worker(pid)]
             if not accepting and started:
                 break
             if started:
                 for pid in set(accepting) - told:
                     told.add(pid)
-                    _stop_old_worker(pid, master)
+                    nginxprocess.stop_old_worker(pid, master)
             time.sleep(0.002)
         return self.wait_until_serving(slot, serving, deadline=deadline)
 
@@ -291,16 +291,16 @@ class Nginx:
     def start(self, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
         """Start nginx in the foreground as a child process (used by `drophost up` and tests)."""
         self.test()
-        with open(self.root / "nginx.stderr", "ab") as log:
-            proc = runner.spawn_daemon(self.command(), stdout=log, preexec_fn=preexec_fn)
+        with open(self.root / "nginx.stderr", "ab") as log:  # the child keeps its own copy
+            proc = runner.start(self.command(), output=log, preexec_fn=preexec_fn)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise DeployFailedError("nginx exited at start; see nginx.stderr in the data directory")
             if (
                 self.pid() == proc.pid
-                and _accepts(self.settings.host, self.settings.port)
-                and _accepts(self.settings.host, self.settings.sites_listen_port)
+                and nginxprocess.accepts(self.settings.host, self.settings.port)
+                and nginxprocess.accepts(self.settings.host, self.settings.sites_listen_port)
             ):
                 return proc
             time.sleep(0.02)
@@ -324,111 +324,14 @@ class Nginx:
         if deadline is None:
             deadline = time.monotonic() + self.settings.reload_confirm_timeout
         while True:
-            if _served_slot(*self.probe_address, slot, self.settings.sites_host, tls=self.settings.tls) == expected:
+            served = nginxprocess.served_slot(
+                *self.probe_address, slot, self.settings.sites_host, tls=self.settings.tls
+            )
+            if served == expected:
                 return True
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.003)
-
-
-def _children(parent: int) -> frozenset[int]:
-    """Child processes of `parent` (nginx's workers of the master)."""
-    try:
-        # The kernel's own list: far cheaper than reading every process's stat, which matters
-        # because the reload wait polls this every few milliseconds while nginx needs the CPU.
-        found: set[int] = set()
-        for task in os.scandir(f"/proc/{parent}/task"):
-            with open(f"/proc/{parent}/task/{task.name}/children", "rb") as handle:
-                found.update(int(pid) for pid in handle.read().split())
-        return frozenset(found)
-    except (OSError, ValueError):
-        return _children_by_scan(parent)
-
-
-def _children_by_scan(parent: int) -> frozenset[int]:
-    """Child processes of `parent`, from every process's stat (kernels without task/*/children)."""
-    found = set()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses; the fields after the last ")" do not.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == parent:
-            found.add(int(entry.name))
-    return frozenset(found)
-
-
-def _accepting_worker(pid: int) -> bool:
-    """Is this (old) worker still running and not yet shutting down?"""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            title = handle.read()
-    except OSError:
-        return False
-    # nginx retitles a worker just before it closes its listening sockets on a graceful stop.
-    return b"shutting down" not in title and b"worker process" in title
-
-
-def _stop_old_worker(pid: int, master: int) -> None:
-    """Graceful stop of one old worker (in-flight requests finish), as the master would send it."""
-    if _parent_of(pid) != master:
-        return  # gone already, and the number may belong to another process by now
-    try:
-        os.kill(pid, signal.SIGQUIT)
-    except (ProcessLookupError, PermissionError):
-        pass  # the master stops it a moment later anyway
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(b")") + 2 :].split()[1])
-
-
-def _served_slot(host: str, port: int, slot: str, host_header: str = "", *, tls: bool = False) -> str | None:
-    """The slot nginx says it served /d/<slot>/ from (None: it has no such slot)."""
-    conn: http.client.HTTPConnection
-    if tls:
-        # Our own nginx on the loopback, asked only which slot it serves: the certificate is for the
-        # names browsers use, not for the probe's address, so it is not checked here.
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(_loopback(host), port, timeout=2, context=context)
-    else:
-        conn = http.client.HTTPConnection(_loopback(host), port, timeout=2)
-    try:
-        headers = {"User-Agent": PROBE_USER_AGENT, **({"Host": host_header} if host_header else {})}
-        conn.request("HEAD", f"/d/{slot}/", headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.getheader("X-Drophost-Slot")
-    except OSError:
-        return "unreachable"
-    finally:
-        conn.close()
-
-
-def _accepts(host: str, port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((_loopback(host), port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _loopback(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host in ("::", "[::]") else host.strip("[]"))
 
 
 def _nginx_reason(output: str, root: Path) -> str:

@@ -1,10 +1,17 @@
-"""SQL of the deployments table."""
+"""SQL of the deployments table: one row per deploy, from queued or building to ready or failed."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from drophost.store.rows import Conn, Row, fetch_all, fetch_one
+
+# The stored values of deployments.source (the API shows them as they are).
+SOURCE_ZIP = "zip"
+SOURCE_GIT = "git"
+# The digest protocol (POST /api/uploads, then blobs, then finalize). It was the first "upload"
+# besides ZIPs, and the stored value and the API output stay "upload" although a ZIP is uploaded too.
+SOURCE_DIGEST = "upload"
 
 _DEPLOYMENT_COLUMNS = """
     d.id, d.slot, d.source, d.source_name, d.trigger, d.repo, d.branch, d.commit_sha, d.pusher,
@@ -40,19 +47,19 @@ def create_deployment(conn: Conn, *, slot: str, source: str, state: str = "build
     return int(row["id"])
 
 
-def finish_deployment(
-    conn: Conn,
-    deployment_id: int,
-    *,
-    state: str,
-    files: int | None = None,
-    size: int | None = None,
-    error: str | None = None,
-) -> None:
+def mark_ready(conn: Conn, deployment_id: int, *, files: int, size: int) -> None:
     conn.execute(
-        "UPDATE deployments SET state = %s, files = COALESCE(%s, files), bytes = COALESCE(%s, bytes),"
-        " error = %s, finished_at = now() WHERE id = %s",
-        (state, files, size, error, deployment_id),
+        "UPDATE deployments SET state = 'ready', files = %s, bytes = %s, error = NULL, finished_at = now()"
+        " WHERE id = %s",
+        (files, size, deployment_id),
+    )
+
+
+def mark_failed(conn: Conn, deployment_id: int, error: str) -> None:
+    """The one way a deployment of any source is marked failed."""
+    conn.execute(
+        "UPDATE deployments SET state = 'failed', error = %s, finished_at = now() WHERE id = %s",
+        (error, deployment_id),
     )
 
 
@@ -74,9 +81,9 @@ def fail_unfinished(conn: Conn, reason: str) -> list[int]:
     rows = fetch_all(
         conn,
         "UPDATE deployments SET state = 'failed', error = %s, finished_at = now()"
-        # Queued git deploys are kept: the queue (gitqueue.py) picks them up again after a restart.
-        " WHERE state = 'building' OR (state = 'queued' AND source <> 'git') RETURNING id",
-        (reason,),
+        # Queued git deploys are kept: GitOps.requeue queues them again after a restart.
+        " WHERE state = 'building' OR (state = 'queued' AND source <> %s) RETURNING id",
+        (reason, SOURCE_GIT),
     )
     conn.execute("UPDATE config_versions SET status = 'failed' WHERE status = 'pending'")
     return [int(r["id"]) for r in rows]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from psycopg import pq
 from psycopg.types.json import Jsonb
 
+from drophost.store import deployments
 from drophost.store.rows import Conn, Row, fetch_all, fetch_one
 
 
@@ -204,10 +205,7 @@ def set_commit(conn: Conn, deployment_id: int, commit_sha: str) -> None:
 
 
 def fail_job(conn: Conn, deployment_id: int, error: str) -> None:
-    conn.execute(
-        "UPDATE deployments SET state = 'failed', error = %s, finished_at = now() WHERE id = %s",
-        (error, deployment_id),
-    )
+    deployments.mark_failed(conn, deployment_id, error)
 
 
 def cancel_queued(conn: Conn, slot: str, reason: str) -> None:

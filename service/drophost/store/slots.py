@@ -1,4 +1,4 @@
-"""SQL of the slots family."""
+"""SQL of slots and activations: which version each slot serves, and every switch made."""
 
 from __future__ import annotations
 

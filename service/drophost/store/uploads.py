@@ -1,4 +1,4 @@
-"""SQL of the uploads family."""
+"""SQL of uploads: the file lists of digest deploys waiting for their files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SQL of the versions family."""
+"""SQL of config_versions: each slot's numbered nginx configs, their releases and status."""
 
 from __future__ import annotations
 

@@ -1,0 +1,100 @@
+"""Publish: a tree of files becomes the live version of a slot, whatever its source.
+
+Move it into releases/, seal it, render the slot's config, record a pending version, switch
+nginx to it, record the outcome, then let retention drop what the slot no longer keeps.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from drophost.errors import DrophostError
+from drophost.pipeline import record, releases, retention
+from drophost.pipeline.context import Context
+from drophost.pipeline.nginxconfig import render_site_config
+from drophost.store import deployments, versions
+
+log = logging.getLogger(__name__)
+
+
+def publish_tree(
+    ctx: Context,
+    incoming: Path,
+    *,
+    slot: str,
+    files: int,
+    size: int,
+    ttl_seconds: int | None,
+    source: str,
+    deployment_id: int | None = None,
+    linked: bool = False,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Turn a tree under releases/ into a live version of `slot` and return its deployment.
+
+    A queued source (git) passes the `deployment_id` it already recorded; others get a new one.
+    `linked`: every file is already a hard link into a store (ZIP and digest deploys link into the
+    artifact store as they build the tree, git into its blob cache), so the tree is not walked
+    again; otherwise each distinct file is absorbed into the artifact store here.
+    """
+    with ctx.slot_lock(slot):
+        if deployment_id is None:
+            with ctx.pool.connection() as conn:
+                deployment_id = deployments.create_deployment(
+                    conn, slot=slot, source=source, ttl_seconds=ttl_seconds, **fields
+                )
+        final = releases.release_dir(ctx.settings.releases_dir, slot, deployment_id)
+        try:
+            if not linked:
+                with ctx.artifacts.using():
+                    ctx.artifacts.absorb_tree(incoming)
+            releases.promote(incoming, final)
+            releases.seal(final)
+            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds)
+        except DrophostError as exc:
+            releases.remove(incoming)
+            releases.remove(final)
+            record.deploy_failed(ctx, deployment_id, exc.message)
+            exc.details.setdefault("deployment_id", deployment_id)
+            raise
+        except Exception:
+            releases.remove(incoming)
+            releases.remove(final)
+            record.deploy_failed(ctx, deployment_id, "internal error")
+            raise
+        try:
+            retention.retain(ctx.pool, ctx.settings, slot)
+        except Exception:  # the deploy is live; retention runs again next time
+            log.exception("retention failed for slot %s", slot)
+    return record.deployment(ctx, deployment_id)
+
+
+def _go_live(
+    ctx: Context, slot: str, deployment_id: int, final: Path, files: int, size: int, ttl_seconds: int | None
+) -> None:
+    with ctx.pool.connection() as conn:
+        version = versions.next_version(conn, slot)
+        config = render_site_config(
+            ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id
+        )
+        versions.insert_config_version(
+            conn,
+            slot=slot,
+            version=version,
+            deployment_id=deployment_id,
+            release_dir=str(final),
+            config=config.text,
+            sha256=config.sha256,
+        )
+    try:
+        ctx.activator.activate(slot, config.text, final)
+    except DrophostError:
+        record.version_failed(ctx, slot, version)
+        raise
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds) if ttl_seconds else None
+    record.deployed(
+        ctx, slot=slot, version=version, deployment_id=deployment_id, expires_at=expires_at, files=files, size=size
+    )

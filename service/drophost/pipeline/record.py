@@ -1,0 +1,92 @@
+"""Record: what a step did, written to PostgreSQL. The one place a deployment is marked ready or
+failed and a config version made active, inactive or failed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from drophost.errors import NotFoundError
+from drophost.pipeline import releases
+from drophost.pipeline.context import Context
+from drophost.store import deployments, slots, versions
+from drophost.store.rows import Conn
+
+
+def deployed(
+    ctx: Context,
+    *,
+    slot: str,
+    version: int,
+    deployment_id: int,
+    expires_at: datetime | None,
+    files: int,
+    size: int,
+) -> None:
+    """nginx serves a new deployment: its version is active, the deployment ready."""
+    with _recording(ctx, slot) as conn:
+        slots.activate(
+            conn, slot=slot, version=version, deployment_id=deployment_id, action="deploy", expires_at=expires_at
+        )
+        deployments.mark_ready(conn, deployment_id, files=files, size=size)
+
+
+def rolled_back(ctx: Context, *, slot: str, version: int, deployment_id: int) -> None:
+    with _recording(ctx, slot) as conn:
+        slots.activate(
+            conn, slot=slot, version=version, deployment_id=deployment_id, action="rollback", expires_at=None
+        )
+
+
+def taken_offline(ctx: Context, *, slot: str, status: str, action: str) -> None:
+    with _recording(ctx, slot) as conn:
+        slots.deactivate(conn, slot=slot, status=status, action=action)
+
+
+def deploy_failed(ctx: Context, deployment_id: int, error: str) -> None:
+    with ctx.pool.connection() as conn:
+        deployments.mark_failed(conn, deployment_id, error)
+
+
+def version_failed(ctx: Context, slot: str, version: int) -> None:
+    """nginx refused the version (or could not switch to it): it never went live."""
+    with ctx.pool.connection() as conn:
+        versions.set_config_status(conn, slot, version, "failed")
+
+
+def interrupted(ctx: Context, reason: str) -> list[int]:
+    """At start: what a crash left half done failed (git deploys still queued stay queued)."""
+    with ctx.pool.connection() as conn, conn.transaction():
+        return deployments.fail_unfinished(conn, reason)
+
+
+def deployment(ctx: Context, deployment_id: int) -> dict[str, Any]:
+    with ctx.pool.connection() as conn:
+        row = deployments.get_deployment(conn, deployment_id)
+    if row is None:
+        raise NotFoundError(f"there is no deployment {deployment_id}")
+    return row
+
+
+def restore_slot(ctx: Context, slot: str) -> None:
+    """Put nginx back to what PostgreSQL records for one slot."""
+    with ctx.pool.connection() as conn:
+        active = versions.active_configs(conn).get(slot)
+    if active:
+        ctx.activator.restore(slot, active["config"], releases.locate(ctx.settings.releases_dir, active["release_dir"]))
+    else:
+        ctx.activator.restore(slot, None, None)
+
+
+@contextmanager
+def _recording(ctx: Context, slot: str) -> Iterator[Conn]:
+    """A transaction that records a switch nginx already made; if it fails, nginx is put back
+    to what PostgreSQL records, so the two never disagree."""
+    try:
+        with ctx.pool.connection() as conn, conn.transaction():
+            yield conn
+    except Exception:
+        restore_slot(ctx, slot)
+        raise

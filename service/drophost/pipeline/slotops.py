@@ -1,0 +1,90 @@
+"""Operations on a slot that deploy nothing new: roll back, take offline, set or run out its time to live."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from drophost.errors import ConflictError, DrophostError, NotFoundError, UnsafeReleaseError
+from drophost.names import validate_slot
+from drophost.pipeline import record, releases
+from drophost.pipeline.context import Context
+from drophost.store import slots, versions
+
+log = logging.getLogger(__name__)
+
+
+def rollback(ctx: Context, slot: str, version: int | None) -> dict[str, Any]:
+    """Make a stored version live again (None: the one live before the current one)."""
+    validate_slot(slot)
+    with ctx.slot_lock(slot):
+        with ctx.pool.connection() as conn:
+            current = slots.get_slot(conn, slot)
+            if current is None:
+                raise NotFoundError(f'there is no slot "{slot}"')
+            active = current["active_version"] if current["status"] == "live" else None
+            if version is None:
+                version = slots.previous_version(conn, slot, active)
+                if version is None:
+                    raise ConflictError(f'slot "{slot}" has no earlier version to roll back to')
+            target = versions.get_version(conn, slot, version)
+        if target is None:
+            raise NotFoundError(f'slot "{slot}" has no config version {version}')
+        if target["status"] == "pruned":
+            raise ConflictError(f"the files of config version {version} were removed by retention")
+        if target["status"] not in ("active", "inactive"):
+            raise ConflictError(f"config version {version} never went live and cannot be made live")
+        if active == version:
+            return {"slot": slot, "active": version}
+        release = releases.locate(ctx.settings.releases_dir, target["release_dir"])
+        if not release.is_dir():
+            raise ConflictError(f"the files of config version {version} are no longer on disk")
+        try:
+            releases.seal_if_needed(release)
+        except UnsafeReleaseError as exc:
+            raise ConflictError(f"config version {version} cannot be made live: {exc.message}") from None
+        ctx.activator.activate(slot, target["config"], release)
+        record.rolled_back(ctx, slot=slot, version=version, deployment_id=target["deployment_id"])
+    return {"slot": slot, "active": version}
+
+
+def take_offline(ctx: Context, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
+    validate_slot(slot)
+    with ctx.slot_lock(slot):
+        with ctx.pool.connection() as conn:
+            current = slots.get_slot(conn, slot)
+        if current is None:
+            raise NotFoundError(f'there is no slot "{slot}"')
+        if current["status"] == "live":
+            ctx.activator.activate(slot, None, None)
+            record.taken_offline(ctx, slot=slot, status=status, action=action)
+    return {"slot": slot, "status": status if current["status"] == "live" else current["status"]}
+
+
+def set_ttl(ctx: Context, slot: str, ttl_seconds: int | None) -> dict[str, Any]:
+    """Give a live slot a new time to live from now (None: never expires)."""
+    validate_slot(slot)
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds) if ttl_seconds else None
+    with ctx.slot_lock(slot), ctx.pool.connection() as conn:
+        current = slots.get_slot(conn, slot)
+        if current is None:
+            raise NotFoundError(f'there is no slot "{slot}"')
+        if current["status"] != "live":
+            raise ConflictError(f'slot "{slot}" is {current["status"]}; roll back to a version first')
+        slots.set_expiry(conn, slot, expires_at)
+    return {"slot": slot, "expires_at": expires_at.isoformat() if expires_at else None}
+
+
+def expire_due(ctx: Context) -> list[str]:
+    """Take every slot whose time to live ran out offline; return them."""
+    with ctx.pool.connection() as conn:
+        due = slots.due_expiries(conn)
+    expired = []
+    for slot in due:
+        try:
+            take_offline(ctx, slot, status="expired", action="expire")
+            expired.append(slot)
+        except DrophostError as exc:
+            log.warning("could not expire slot %s: %s", slot, exc.message)
+    return expired
