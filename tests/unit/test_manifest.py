@@ -21,8 +21,12 @@ def test_the_documented_example_is_valid() -> None:
     assert previews.wants("feature/new-nav") and not previews.wants("main") and not previews.wants("feature/a/b")
     assert handbook.repo.hosted_name == "handbook"
     assert manifest.poll_interval == 300
-    assert manifest.allows("https://bob:pw@GIT.example.lan/team/blog.git")
+    assert manifest.allows("https://GIT.example.lan/team/blog.git")
     assert not manifest.allows("https://git.example.lan/other/blog.git")
+    # The whole URL is matched: the scheme and user the pattern names, and only those.
+    assert not manifest.allows("http://git.example.lan/team/blog.git")
+    assert not manifest.allows("ssh://git@git.example.lan/team/blog.git")
+    assert not manifest.allows("git@git.example.lan:team/blog.git")
     assert secret_problems(manifest, {}) == [
         "deploy.yaml:9 sites[0].webhook_secret_env: DOCS_HOOK_SECRET is not set",
         "deploy.yaml:17 sites[1].webhook_secret_env: DOCS_HOOK_SECRET is not set",

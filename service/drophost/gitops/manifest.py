@@ -12,7 +12,15 @@ from typing import Any
 import yaml
 
 from drophost.errors import DrophostError, ManifestError
-from drophost.gitops.repourls import RepoUrl, check_branch, check_repo_path, parse_repo_url, repo_key
+from drophost.gitops.repourls import (
+    RepoUrl,
+    check_branch,
+    check_repo_path,
+    parse_repo_url,
+    repo_key,
+    source_key,
+    source_pattern,
+)
 from drophost.names import is_valid_slot, parse_ttl
 
 MAX_BYTES = 256 * 1024
@@ -72,11 +80,11 @@ class Manifest:
         return {site.repo.hosted_name for site in self.sites if site.repo.hosted_name}
 
     def allows(self, url: str) -> bool:
-        """Declared by a site, or matching a sources.allow pattern."""
-        key = repo_key(url)
-        if any(repo_key(site.repo.text) == key for site in self.sites):
+        """Declared by a site, or matching a sources.allow pattern: the whole URL, scheme and user too."""
+        key = source_key(url)
+        if any(source_key(site.repo.text) == key for site in self.sites):
             return True
-        return any(_url_pattern(p).fullmatch(key) for p in self.allow)
+        return any(source_pattern(p).fullmatch(key) for p in self.allow)
 
 
 def preview_slot(template: str, branch: str) -> str:
@@ -380,8 +388,3 @@ def _pattern(pattern: str) -> re.Pattern[str]:
     for token in re.split(r"(\*\*|\*|\?)", pattern):
         out.append({"**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token)))
     return re.compile("".join(out))
-
-
-def _url_pattern(pattern: str) -> re.Pattern[str]:
-    key = repo_key(pattern.replace("**", "zzdoublezz").replace("*", "zzsinglezz"))
-    return _pattern(key.replace("zzdoublezz", "**").replace("zzsinglezz", "*"))

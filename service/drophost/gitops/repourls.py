@@ -76,6 +76,14 @@ def parse_repo_url(text: str) -> RepoUrl:
         port = parts.port
     except ValueError:
         raise ValidationError(f"repo {shown} has an invalid port", field="repo") from None
+    if parts.password is not None or (scheme in ("http", "https") and parts.username is not None):
+        raise ValidationError(
+            f"repo {shown} carries credentials, which DropHost never keeps in a URL: give a private https "
+            "repository a token through token_env in deploy.yaml, or use an ssh deploy key (DROPHOST_GIT_SSH_KEY)",
+            field="repo",
+        )
+    if _decodes_to_control(parts.path):
+        raise ValidationError(f"repo {shown} has an encoded control character in its path", field="repo")
     netloc_host = parts.netloc.rpartition("@")[2]
     bracketed = netloc_host.startswith("[")
     if (
@@ -89,6 +97,61 @@ def parse_repo_url(text: str) -> RepoUrl:
     ):
         raise ValidationError(f"repo {shown} is not a URL DropHost will fetch from", field="repo")
     return RepoUrl(text=text)
+
+
+def _decodes_to_control(path: str) -> bool:
+    """Whether a percent-escape in the path stands for a control byte (%0a, %0d, %00, ...)."""
+    return any(int(escape, 16) < 0x20 or int(escape, 16) == 0x7F for escape in re.findall(r"%([0-9A-Fa-f]{2})", path))
+
+
+# scheme://[user@]host[:port][/path], wildcards allowed (patterns are split with the same expression).
+_URL_PARTS = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?:(?P<user>[^@/]*)@)?"
+    r"(?P<host>\[[^\]]*\]|[^:/]*)(?::(?P<port>[^/]*))?(?P<path>/.*)?$"
+)
+
+
+def url_parts(text: str) -> tuple[str, str, str, str, str]:
+    """(scheme, user, host, port, path) of a URL or scp-like address, normalised for matching (pure):
+    lowercase scheme and host, the scheme's default port dropped, no repeated or trailing "/" or ".git"."""
+    if "://" not in text:
+        match = _SCP_LIKE.fullmatch(text)
+        if not match:
+            return ("", "", text.lower(), "", "")
+        scheme, user, host, port, path = "ssh", match["user"] or "", match["host"], "", "/" + match["path"]
+    else:
+        found = _URL_PARTS.fullmatch(text)
+        if not found:
+            return ("", "", text.lower(), "", "")
+        scheme, user, host = found["scheme"].lower(), found["user"] or "", found["host"]
+        port, path = found["port"] or "", found["path"] or ""
+    if port and str(_SCHEMES.get(scheme)) == port:
+        port = ""
+    path = re.sub(r"/+", "/", path).rstrip("/")
+    path = path[:-4] if path.endswith(".git") else path
+    return (scheme, user, host.lower(), port, path)
+
+
+def source_pattern(pattern: str) -> re.Pattern[str]:
+    """A sources.allow entry as an expression over the whole URL: the scheme it names and only that,
+    the user it names or none, then host, port and path ("*" within one part, "**" across path parts)."""
+    scheme, user, host, port, path = url_parts(pattern)
+    part = r"[^/@:]*"
+    regex = re.escape(scheme) + "://"
+    regex += (re.escape(user).replace(r"\*", part) + "@") if user else ""
+    regex += re.escape(host).replace(r"\*", part)
+    regex += (":" + re.escape(port).replace(r"\*", "[0-9]*")) if port else ""
+    regex += "".join(
+        {"**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token))
+        for token in re.split(r"(\*\*|\*|\?)", path)
+    )
+    return re.compile(regex)
+
+
+def source_key(text: str) -> str:
+    """The whole URL as source patterns see it (url_parts joined) (pure)."""
+    scheme, user, host, port, path = url_parts(text)
+    return f"{scheme}://{user + '@' if user else ''}{host}{':' + port if port else ''}{path}"
 
 
 def strip_credentials(text: str) -> str:
