@@ -25,6 +25,7 @@ from drophost.gitops.manifest import Manifest, SiteSpec, load_file, secret_probl
 from drophost.gitops.mirror import GitSource
 from drophost.gitops.plan import ADD, CHANGE, DEPLOY, REMOVE, Plan, plan
 from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_url, repo_key, strip_credentials
+from drophost.gitops.tree import Trees
 from drophost.names import parse_ttl, validate_slot
 from drophost.pipeline import releases
 from drophost.pipeline.deployer import Deployer
@@ -60,6 +61,7 @@ class GitOps:
         self.pushes: GroupCommit[Push, list[gitjobs.Queued]] = GroupCommit(self.pool, self._record_pushes)
         self.environ = environ
         self.source = GitSource(settings)
+        self.trees = Trees(self.source)
         self.hosted = HostedRepos(settings, self.source)
         self.manifest = Manifest()
         self.problems: list[str] = []
@@ -322,7 +324,7 @@ class GitOps:
 
     def start(self) -> None:
         """Start the workers and the poller."""
-        self.source.prune_blobs()
+        self.trees.prune_blobs()
         for number in range(WORKERS):
             thread = threading.Thread(target=self._work_forever, name=f"drophost-git-{number}", daemon=True)
             thread.start()
@@ -385,11 +387,11 @@ class GitOps:
             with self.pool.connection() as conn:
                 gitjobs.set_commit(conn, job.deployment_id, commit)
             git_dir = self.source.mirror_path(repo)
-            tree = self.source.plan_tree(git_dir, commit, job.path, self.deployer.archive_limits())
+            tree = self.trees.plan_tree(git_dir, commit, job.path, self.deployer.archive_limits())
             incoming = releases.incoming_dir(self.settings.releases_dir)
             # Held while linking cached blobs, so garbage collection never removes one meanwhile.
             with self.deployer.artifacts.using():
-                copied = self.source.write_tree(git_dir, tree, incoming)
+                copied = self.trees.write_tree(git_dir, tree, incoming)
         except DrophostError as exc:
             self._fail(job, exc.message, incoming)
             return
