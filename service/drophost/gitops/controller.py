@@ -387,7 +387,7 @@ class GitOps:
             with self.pool.connection() as conn:
                 gitjobs.set_commit(conn, job.deployment_id, commit)
             git_dir = self.source.mirror_path(repo)
-            tree = self.trees.plan_tree(git_dir, commit, job.path, self.deployer.archive_limits())
+            tree = self.trees.list_tree(git_dir, commit, job.path, self.deployer.archive_limits())
             incoming = releases.incoming_dir(self.settings.releases_dir)
             # Held while linking cached blobs, so garbage collection never removes one meanwhile.
             with self.deployer.artifacts.using():

@@ -33,7 +33,7 @@ class TreeEntry:
 
 
 @dataclass(frozen=True)
-class TreePlan:
+class TreeListing:
     files: tuple[TreeEntry, ...]
     total_bytes: int
 
@@ -44,20 +44,20 @@ class Trees:
         self.blobs = source.root / "blobs"
         self._blob_lock = threading.Lock()
 
-    def plan_tree(self, git_dir: Path, commit: str, path: str, limits: ArchiveLimits) -> TreePlan:
+    def list_tree(self, git_dir: Path, commit: str, path: str, limits: ArchiveLimits) -> TreeListing:
         """Which blobs to publish: regular files only, no dotfiles, within the caps."""
         path = check_repo_path(path)
         if not SHA.fullmatch(commit):
             raise GitError("the commit to deploy is not a full commit id")
         tree = f"{commit}:{path}" if path else commit
         try:
-            listing = self.source.git(git_dir, "ls-tree", "-r", "-z", "-l", "--full-tree", "--end-of-options", tree)
+            raw = self.source.git(git_dir, "ls-tree", "-r", "-z", "-l", "--full-tree", "--end-of-options", tree)
         except CommandError:
             if not path:
                 raise
             self._explain_path(git_dir, commit, path)
             raise
-        return plan_listing(listing, limits)
+        return parse_listing(raw, limits)
 
     def _explain_path(self, git_dir: Path, commit: str, path: str) -> None:
         """Why `commit:path` could not be listed, as a sentence for users (only after a failure)."""
@@ -69,8 +69,8 @@ class Trees:
         if kind.strip() != b"tree":
             raise GitError(f'path "{path}" is not a folder in the commit', field="path")
 
-    def write_tree(self, git_dir: Path, plan: TreePlan, destination: Path) -> int:
-        """Fill a fresh destination with the planned files: hard links into the blob store.
+    def write_tree(self, git_dir: Path, listing: TreeListing, destination: Path) -> int:
+        """Fill a fresh destination with the listed files: hard links into the blob store.
 
         Each blob is written once to <data>/git/blobs/<oid> (so a push changing one file writes one
         file); release files are hard links to it, never symbolic links. Releases are never modified.
@@ -81,7 +81,7 @@ class Trees:
         self.blobs.mkdir(parents=True, exist_ok=True)
         writer = _TreeWriter(self.blobs, destination)
         with self._blob_lock:
-            missing = [entry for entry in plan.files if not writer.link(entry)]
+            missing = [entry for entry in listing.files if not writer.link(entry)]
             unique = {entry.oid: entry for entry in missing}
             for batch in _batches(tuple(unique.values())):
                 self._store_blobs(git_dir, batch)
@@ -128,7 +128,7 @@ class Trees:
         return removed
 
 
-def plan_listing(listing: bytes, limits: ArchiveLimits) -> TreePlan:
+def parse_listing(listing: bytes, limits: ArchiveLimits) -> TreeListing:
     """Parse `git ls-tree -r -z -l` output and apply the ZIP rules (pure)."""
     files: list[TreeEntry] = []
     total = 0
@@ -160,7 +160,7 @@ def plan_listing(listing: bytes, limits: ArchiveLimits) -> TreePlan:
         files.append(TreeEntry(mode=mode, oid=oid, size=int(size), path=name))
     if not files:
         raise GitError("the tree contains no files to publish")
-    return TreePlan(files=tuple(files), total_bytes=total)
+    return TreeListing(files=tuple(files), total_bytes=total)
 
 
 def _batches(entries: tuple[TreeEntry, ...]) -> list[list[TreeEntry]]:
@@ -179,7 +179,7 @@ class _TreeWriter:
     """Hard links from the blob cache into a fresh release tree, folders made once each.
 
     Paths are plain strings joined to the destination this writer made itself, so no component can
-    be a symbolic link; names were checked by plan_listing (no "", ".", ".." components).
+    be a symbolic link; names were checked by parse_listing (no "", ".", ".." components).
     """
 
     def __init__(self, blobs: Path, destination: Path) -> None:
@@ -189,7 +189,7 @@ class _TreeWriter:
         self.copied = 0
 
     def link(self, entry: TreeEntry) -> bool:
-        """Link one planned file; False if its blob is not cached yet."""
+        """Link one listed file; False if its blob is not cached yet."""
         folder = entry.path.rpartition("/")[0]
         if folder not in self.folders:
             self._make_folder(folder)

@@ -11,7 +11,7 @@ import pytest
 from drophost.errors import GitError
 from drophost.gitops.mirror import GitSource, fetched_commit
 from drophost.gitops.repourls import parse_repo_url
-from drophost.gitops.tree import TreePlan, Trees
+from drophost.gitops.tree import TreeListing, Trees
 from drophost.pipeline.archive import ArchiveLimits
 from drophost.settings import Settings
 from tests.integration.gitops.conftest import GitHttpServer, Repo, git
@@ -27,11 +27,11 @@ def trees_for(tmp_path: Path) -> Trees:
     return Trees(source_for(tmp_path))
 
 
-def fetch_plan(trees: Trees, server: GitHttpServer, *, path: str = "") -> tuple[str, Path, TreePlan]:
+def fetch_listing(trees: Trees, server: GitHttpServer, *, path: str = "") -> tuple[str, Path, TreeListing]:
     repo = parse_repo_url(server.url("site"))
     commit = trees.source.fetch(repo, "main")
     git_dir = trees.source.mirror_path(repo)
-    return commit, git_dir, trees.plan_tree(git_dir, commit, path, ArchiveLimits())
+    return commit, git_dir, trees.list_tree(git_dir, commit, path, ArchiveLimits())
 
 
 def cached_blobs(trees: Trees) -> set[str]:
@@ -57,17 +57,17 @@ def test_a_second_tree_reads_only_the_blobs_the_cache_lacks(git_server: GitHttpS
     repo = git_server.repo("site")
     repo.commit({"index.html": "one", "a/same.css": "body{}", "b/copy.css": "body{}", "a/b/c/deep.txt": "deep"})
     trees = trees_for(tmp_path)
-    _, git_dir, plan = fetch_plan(trees, git_server)
+    _, git_dir, listing = fetch_listing(trees, git_server)
     first = tmp_path / "first"
-    assert trees.write_tree(git_dir, plan, first) == 0
+    assert trees.write_tree(git_dir, listing, first) == 0
     assert len(cached_blobs(trees)) == 3  # the two identical files share one blob
     assert (first / "a" / "same.css").stat().st_ino == (first / "b" / "copy.css").stat().st_ino
 
     repo.commit({"index.html": "two"})
     before = cached_blobs(trees)
-    _, git_dir, plan = fetch_plan(trees, git_server)
+    _, git_dir, listing = fetch_listing(trees, git_server)
     second = tmp_path / "second"
-    assert trees.write_tree(git_dir, plan, second) == 0
+    assert trees.write_tree(git_dir, listing, second) == 0
     assert len(cached_blobs(trees) - before) == 1
     assert (second / "index.html").read_text() == "two" and (first / "index.html").read_text() == "one"
     assert (second / "a" / "b" / "c" / "deep.txt").stat().st_ino == (first / "a" / "b" / "c" / "deep.txt").stat().st_ino
@@ -77,12 +77,12 @@ def test_a_second_tree_reads_only_the_blobs_the_cache_lacks(git_server: GitHttpS
 def test_a_path_is_listed_directly_and_a_bad_path_still_says_why(git_server: GitHttpServer, tmp_path: Path) -> None:
     git_server.repo("site").commit({"public/index.html": "site", "public/css/a.css": "a", "README.md": "readme"})
     trees = trees_for(tmp_path)
-    _, _, plan = fetch_plan(trees, git_server, path="public")
-    assert sorted(entry.path for entry in plan.files) == ["css/a.css", "index.html"]
+    _, _, listing = fetch_listing(trees, git_server, path="public")
+    assert sorted(entry.path for entry in listing.files) == ["css/a.css", "index.html"]
     with pytest.raises(GitError, match='path "missing" does not exist in the commit'):
-        fetch_plan(trees, git_server, path="missing")
+        fetch_listing(trees, git_server, path="missing")
     with pytest.raises(GitError, match='path "README.md" is not a folder in the commit'):
-        fetch_plan(trees, git_server, path="README.md")
+        fetch_listing(trees, git_server, path="README.md")
 
 
 def test_a_release_on_another_filesystem_gets_copies_and_says_so(git_server: GitHttpServer, tmp_path: Path) -> None:
@@ -91,10 +91,10 @@ def test_a_release_on_another_filesystem_gets_copies_and_says_so(git_server: Git
         pytest.skip("needs a second filesystem (/dev/shm)")
     git_server.repo("site").commit({"index.html": "one", "css/a.css": "a"})
     trees = trees_for(tmp_path)
-    _, git_dir, plan = fetch_plan(trees, git_server)
+    _, git_dir, listing = fetch_listing(trees, git_server)
     with tempfile.TemporaryDirectory(dir=elsewhere) as scratch:
         release = Path(scratch) / "release"
-        assert trees.write_tree(git_dir, plan, release) == 2
+        assert trees.write_tree(git_dir, listing, release) == 2
         assert (release / "index.html").read_text() == "one" and (release / "css" / "a.css").read_text() == "a"
         assert os.stat(release / "index.html").st_nlink == 1
 
@@ -126,7 +126,7 @@ def test_small_packs_left_by_fetches_are_folded_and_the_tree_still_reads(
     assert not source.fold_packs(url, limit=before)
     assert source.fold_packs(url, limit=2)
     assert len(list(packs.glob("*.pack"))) < before
-    _, git_dir, plan = fetch_plan(trees, git_server)
+    _, git_dir, listing = fetch_listing(trees, git_server)
     release = tmp_path / "release"
-    trees.write_tree(git_dir, plan, release)
+    trees.write_tree(git_dir, listing, release)
     assert (release / "index.html").read_text() == "v3" and (release / "page-0.html").read_text() == "p"
