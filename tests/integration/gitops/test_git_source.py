@@ -130,3 +130,26 @@ def test_small_packs_left_by_fetches_are_folded_and_the_tree_still_reads(
     release = tmp_path / "release"
     trees.write_tree(git_dir, listing, release)
     assert (release / "index.html").read_text() == "v3" and (release / "page-0.html").read_text() == "p"
+
+
+def test_the_heads_of_our_own_repositories_read_as_git_reads_them(tmp_path: Path) -> None:
+    source = source_for(tmp_path)
+    bare = source.hosted_path("site")
+    source.ensure_bare(bare)
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "--quiet", cwd=work)
+    git("commit", "--quiet", "--allow-empty", "-m", "one", cwd=work)
+    first = git("rev-parse", "HEAD", cwd=work)
+    git("push", "--quiet", str(bare), "HEAD:refs/heads/main", "HEAD:refs/heads/feature/a", cwd=work)
+    git("pack-refs", "--all", env={"GIT_DIR": str(bare)})  # feature/a packed from here on
+    git("commit", "--quiet", "--allow-empty", "-m", "two", cwd=work)
+    second = git("rev-parse", "HEAD", cwd=work)
+    git("push", "--quiet", str(bare), "HEAD:refs/heads/main", cwd=work)
+    (bare / "refs" / "heads" / "half.lock").write_text(second + "\n")  # an update in flight is no branch
+    listed = git("for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/heads/", env={"GIT_DIR": str(bare)})
+    assert source.local_heads(bare) == dict(line.split(" ") for line in listed.splitlines())
+    assert source.local_heads(bare) == {"feature/a": first, "main": second}
+    assert source.local_head(bare, "main") == second and source.local_head(bare, "feature/a") == first
+    assert source.local_head(bare, "feature") is None and source.local_head(bare, "gone") is None
+    assert source.local_head(tmp_path / "nothing.git", "main") is None
