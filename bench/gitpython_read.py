@@ -32,10 +32,10 @@ from pathlib import Path
 
 import git
 from git.refs import SymbolicReference
+from tests.harness.scratch import scratch_dir
 
 from bench.report import machine_summary
 from bench.site import generate_site
-from bench.stack import scratch_dir
 from drophost import runner
 from drophost.gitops.mirror import GitSource
 from drophost.gitops.tree import TreeListing, Trees, parse_listing
