@@ -123,6 +123,16 @@ class Settings:
         return self.data_dir / "git"
 
     @property
+    def api_token_file(self) -> Path:
+        """Where `drophost up` keeps the API token it made, for commands run without DROPHOST_API_TOKEN."""
+        return self.data_dir / "api-token"
+
+    @property
+    def local_api_address(self) -> str:
+        """host:port where a process on this machine reaches the API: nginx's main port on the loopback."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def ssh_known_hosts_file(self) -> Path:
         return Path(self.git_ssh_known_hosts) if self.git_ssh_known_hosts else self.git_dir / "known_hosts"
 

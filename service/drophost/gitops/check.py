@@ -41,9 +41,9 @@ def show_plan(file: str, settings: Settings) -> int:
     except OSError as exc:
         print(f"{Path(file).name}: cannot be read ({exc.strerror})", file=sys.stderr)
         return 1
-    token = settings.api_token or _stored_token(settings.data_dir)
+    token = settings.api_token or _stored_token(settings.api_token_file)
     request = urllib.request.Request(
-        f"http://127.0.0.1:{settings.port}/api/plan?file={Path(file).name}",
+        f"http://{settings.local_api_address}/api/plan?file={Path(file).name}",
         data=raw,
         method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
@@ -62,8 +62,8 @@ def show_plan(file: str, settings: Settings) -> int:
     return 0
 
 
-def _stored_token(data_dir: Path) -> str:
+def _stored_token(path: Path) -> str:
     try:
-        return (data_dir / "api-token").read_text().strip()
+        return path.read_text().strip()
     except OSError:
         return ""

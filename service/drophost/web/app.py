@@ -52,7 +52,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         nginx = Nginx(settings)
         deployer = Deployer(settings, pool, nginx)
         ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
-        gitops = GitOps(settings, deployer, os.environ if environ is None else environ)
+        gitops = GitOps(settings, pool, deployer, os.environ if environ is None else environ)
         app.state.settings = settings
         app.state.pool = pool
         app.state.deployer = deployer

@@ -117,7 +117,7 @@ async def git_http(request: Request) -> Response:
     if settings.service_socket.startswith("/"):
         hook_env["DROPHOST_HOOK_SOCKET"] = settings.service_socket
     else:
-        hook_env["DROPHOST_HOOK_HOST"] = f"127.0.0.1:{settings.port}"  # through nginx
+        hook_env["DROPHOST_HOOK_HOST"] = settings.local_api_address  # through nginx
     env = gitops.hosted.cgi_environment(
         name=name,
         rest=rest,

@@ -18,7 +18,8 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from drophost.errors import ConflictError
-from drophost.gitops.controller import GitOps, Push
+from drophost.gitops.controller import GitOps
+from drophost.gitops.intake import Push
 from drophost.store import gitjobs
 from drophost.store.groupcommit import GroupCommit
 from drophost.store.migrate import migrate
@@ -151,12 +152,12 @@ def test_the_same_delivery_twice_in_one_commit_is_acted_on_once(
     site = gitops.manifest.sites[0]
     push = Push("github", "delivery-1", ((site, "main"),), "ann")
     unsigned = Push("generic", None, ((site, "main"),), "bob")  # no delivery id: never a replay
-    with gitops.pool.connection() as conn, conn.transaction():
-        first, again, other = gitops._record_pushes(conn, [push, push, unsigned])
+    with gitops.intake.pool.connection() as conn, conn.transaction():
+        first, again, other = gitops.intake._record_pushes(conn, [push, push, unsigned])
     assert isinstance(first, list) and isinstance(other, list)
     assert [q.deployment_id for q in first] == [q.deployment_id for q in other]  # one deploy for both
     assert isinstance(again, ConflictError) and "delivery-1 was already received" in again.message
-    with gitops.pool.connection() as conn:
+    with gitops.intake.pool.connection() as conn:
         rows = conn.execute("SELECT provider, delivery_id, deployment_ids FROM webhook_deliveries").fetchall()
     assert rows == [("github", "delivery-1", [first[0].deployment_id])]
 

@@ -28,10 +28,10 @@ def test_deploy_yaml_poll_interval_wins_over_the_setting(
 ) -> None:
     stack = gitops_stack("sites: []\n", poll_interval=0)
     gitops = stack.client.app.state.gitops  # type: ignore[attr-defined]
-    assert gitops.poll_interval() == 0
+    assert gitops.poller.interval() == 0
     Path(stack.settings.config).write_text("poll_interval: 2m\nsites: []\n")
     assert stack.client.post("/api/reload", headers=AUTH).status_code == 200
-    assert gitops.poll_interval() == 120
+    assert gitops.poller.interval() == 120
 
 
 def test_polling_creates_and_removes_preview_slots(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:

@@ -1,0 +1,251 @@
+"""Pushes in, deploys queued: webhooks, the API's repo-URL deploys, hosted pushes, each slot queued once.
+
+A push only records what to deploy; the worker (worker.py) does the deploying. Each call acts on
+the deploy.yaml it is given (the one applied last), read once per call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from drophost.errors import ConflictError, ForbiddenError, UnauthorizedError, ValidationError
+from drophost.gitops import webhooks
+from drophost.gitops.manifest import Manifest, SiteSpec
+from drophost.gitops.mirror import GitSource
+from drophost.gitops.offline import remove_preview
+from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_url, repo_key, strip_credentials
+from drophost.names import parse_ttl, validate_slot
+from drophost.pipeline.deployer import Deployer
+from drophost.settings import Settings
+from drophost.store import gitjobs
+from drophost.store.groupcommit import GroupCommit
+from drophost.store.rows import Conn
+
+# A deploy queued behind a running one of its slot waits until pushes have stopped coming for
+# SETTLE_SECONDS (at most MAX_SETTLE_SECONDS after the first of them): a burst of deliveries ends
+# in one more deploy of the newest commit. A push to a slot with nothing running starts at once.
+SETTLE_SECONDS = 0.5
+MAX_SETTLE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Push:
+    """A verified push delivery: the (site, branch) pairs it deploys, and its id against replays."""
+
+    provider: str
+    delivery_id: str | None
+    deploys: tuple[tuple[SiteSpec, str], ...]
+    pusher: str | None
+
+
+class Intake:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: ConnectionPool[Any],
+        deployer: Deployer,
+        source: GitSource,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.deployer = deployer
+        self.source = source
+        self.environ = environ
+        self.pushes: GroupCommit[Push, list[gitjobs.Queued]] = GroupCommit(pool, self._record_pushes)
+        # Set when there is work for the workers: a new queued deploy, or a preview to remove.
+        self.wake = threading.Event()
+        self._removals: list[str] = []
+        self._removals_lock = threading.Lock()
+
+    # -- queueing ----------------------------------------------------------------------------------
+    def enqueue(self, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None) -> int:
+        with self.pool.connection() as conn, conn.transaction():
+            queued = self._queue(conn, site, branch, trigger=trigger, pusher=pusher)
+        if queued.new:
+            self.wake.set()
+        return queued.deployment_id
+
+    def _queue(self, conn: Conn, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None) -> gitjobs.Queued:
+        slot = site.slot_for(branch)
+        template = site.slot if site.is_preview else None
+        if template:
+            gitjobs.upsert_managed(
+                conn, slot=slot, repo=site.repo.text, branch=branch, path=site.path, template=template
+            )
+        return gitjobs.queue_deploy(
+            conn,
+            slot=slot,
+            repo=site.repo.text,
+            shown_repo=strip_credentials(site.repo.text),
+            branch=branch,
+            path=site.path,
+            template=template,
+            trigger=trigger,
+            pusher=pusher,
+            ttl_seconds=site.ttl_seconds,
+            settle=SETTLE_SECONDS,
+            max_settle=MAX_SETTLE_SECONDS,
+        )
+
+    def next_removal(self) -> str | None:
+        """A preview slot whose branch a webhook reported deleted, for a worker to take offline."""
+        with self._removals_lock:
+            return self._removals.pop(0) if self._removals else None
+
+    def deploy_from_api(self, manifest: Manifest, body: Mapping[str, Any]) -> int:
+        """POST /api/deployments with JSON: a declared or allowed repository, one branch, into one slot."""
+        unknown = set(body) - {"repo", "branch", "path", "slot", "ttl"}
+        if unknown:
+            raise ValidationError(f"unknown field {sorted(unknown)[0]!r}; use repo, branch, path and slot")
+        repo = parse_repo_url(body.get("repo"))  # type: ignore[arg-type]
+        branch = check_branch(body.get("branch") or "main")
+        path = check_repo_path(body.get("path"))
+        raw_slot = body.get("slot")
+        if not isinstance(raw_slot, str):
+            raise ValidationError("slot is required", field="slot")
+        slot = validate_slot(raw_slot)
+        if not manifest.allows(repo.text):
+            raise ForbiddenError(
+                f"{repo.shown} is not declared in deploy.yaml and matches none of its sources.allow patterns",
+                field="repo",
+            )
+        declared = manifest.fixed_sites().get(slot)
+        if declared is not None and (repo_key(declared.repo.text) != repo_key(repo.text) or declared.branch != branch):
+            raise ConflictError(
+                f'slot "{slot}" is declared in deploy.yaml for {declared.repo.shown} branch {declared.branch}',
+                field="slot",
+            )
+        raw_ttl = body.get("ttl")
+        if raw_ttl is not None and (isinstance(raw_ttl, bool) or not isinstance(raw_ttl, (str, int))):
+            raise ValidationError("ttl must be seconds or a number with s, m, h, d or w", field="ttl")
+        ttl = parse_ttl(raw_ttl, maximum=self.settings.max_ttl_seconds)
+        self.source.check_ref(branch)
+        site = SiteSpec(slot=slot, repo=repo, branches=(branch,), path=path, ttl_seconds=ttl)
+        return self.enqueue(site, branch, trigger="api", pusher=None)
+
+    # -- webhooks ----------------------------------------------------------------------------------
+    def webhook(
+        self, manifest: Manifest, provider_name: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        p = webhooks.provider(provider_name)
+        secrets = self.site_secrets(manifest)
+        if not any(secrets.values()):
+            raise ForbiddenError("no site in deploy.yaml has a webhook secret; set webhook_secret_env for the site")
+        verified = webhooks.verified_secrets(p, headers, body, sorted({s for s in secrets.values() if s}))
+        event = webhooks.parse_event(p, headers, body)
+        if event.kind == "ping":
+            return 200, {"ok": "ping received"}
+        if event.kind == "ignored":
+            return 202, {"ignored": event.reason}
+        sites = [site for url in dict.fromkeys(event.repo_urls) for site in manifest.sites_for_repo(url)]
+        sites = list(dict.fromkeys(sites))
+        if not sites:
+            return 202, {"ignored": "no site in deploy.yaml deploys this repository"}
+        signed = [site for site in sites if secrets.get(site) in verified]
+        if not signed:
+            unset = [site for site in sites if not secrets.get(site)]
+            if unset:
+                raise ForbiddenError(
+                    f'no webhook secret is configured for slot "{unset[0].slot}"; set its webhook_secret_env'
+                )
+            raise UnauthorizedError("the signature does not match the webhook secret of this repository's sites")
+        return self._act_on_push(p, headers, event, signed)
+
+    def site_secrets(self, manifest: Manifest) -> dict[SiteSpec, str | None]:
+        return {
+            site: self.environ.get(site.webhook_secret_env) if site.webhook_secret_env else None
+            for site in manifest.sites
+        }
+
+    def _act_on_push(
+        self, p: webhooks.Provider, headers: Mapping[str, str], event: webhooks.Event, sites: list[SiteSpec]
+    ) -> tuple[int, dict[str, Any]]:
+        delivery = webhooks.delivery_id(p, headers)
+        wanted = [(site, update) for update in event.updates for site in sites if site.wants(update.branch)]
+        if not wanted:
+            branches = ", ".join(u.branch for u in event.updates)[:200]
+            return 202, {"ignored": f"no site in deploy.yaml deploys branch {branches}"}
+        removed = [site.slot_for(update.branch) for site, update in wanted if update.deleted and site.is_preview]
+        deploys = tuple((site, update.branch) for site, update in wanted if not update.deleted)
+        # Concurrent deliveries share one transaction; the answer waits for its durable commit.
+        outcome = self.pushes.run(Push(p.name, delivery, deploys, event.pusher))
+        if any(q.new for q in outcome):
+            # Committed, so the workers can see it. A push absorbed by a deploy already waiting
+            # wakes no one: during a burst, that is every delivery but the first ones.
+            self.wake.set()
+        queued = [q.deployment_id for q in outcome]
+        if removed:
+            with self._removals_lock:
+                self._removals.extend(removed)
+            self.wake.set()
+        if not queued and not removed:
+            return 202, {"ignored": "the branch was deleted; only preview slots are removed with their branch"}
+        return 202, {"queued": queued, "removed": removed}
+
+    def _record_pushes(self, conn: Conn, pushes: Sequence[Push]) -> list[list[gitjobs.Queued] | BaseException]:
+        """Record concurrent deliveries at once: replays do nothing, and each wanted slot is queued once."""
+        fresh = gitjobs.record_deliveries(conn, [(p.provider, p.delivery_id) for p in pushes if p.delivery_id])
+        accepted: list[bool] = []
+        pushers: dict[tuple[SiteSpec, str], str | None] = {}
+        for push in pushes:
+            key = (push.provider, push.delivery_id or "")
+            accepted.append(push.delivery_id is None or key in fresh)
+            fresh.discard(key)  # the same id twice in one batch: the second one is a replay
+            if accepted[-1]:
+                for target in push.deploys:
+                    pushers[target] = push.pusher or pushers.get(target)
+        queued = {
+            (site, branch): self._queue(conn, site, branch, trigger="webhook", pusher=pusher)
+            for (site, branch), pusher in pushers.items()
+        }
+        outcomes: list[list[gitjobs.Queued] | BaseException] = []
+        remembered: list[tuple[str, str, list[int]]] = []
+        for push, new in zip(pushes, accepted, strict=True):
+            if not new:
+                outcomes.append(
+                    ConflictError(f"delivery {push.delivery_id} was already received; nothing was done again")
+                )
+                continue
+            mine = [queued[target] for target in push.deploys]
+            if push.delivery_id:
+                remembered.append((push.provider, push.delivery_id, [q.deployment_id for q in mine]))
+            outcomes.append(mine)
+        gitjobs.set_deliveries_deployments(conn, remembered)
+        return outcomes
+
+    # -- hosted repositories -----------------------------------------------------------------------
+    def hosted_push(
+        self, manifest: Manifest, name: str, updates: list[tuple[str, str, str]], pusher: str | None
+    ) -> list[int]:
+        """The post-receive hook's refs: queue a deploy per declared branch, remove deleted previews."""
+        sites = [site for site in manifest.sites if site.repo.hosted_name == name]
+        queued = []
+        for _old, new, ref in updates:
+            if not ref.startswith("refs/heads/"):
+                continue
+            branch = ref[len("refs/heads/") :]
+            for site in sites:
+                if not site.wants(branch):
+                    continue
+                if new == webhooks.ZERO_SHA:
+                    if site.is_preview:
+                        remove_preview(self.pool, self.deployer, site.slot_for(branch))
+                    continue
+                queued.append(self.enqueue(site, branch, trigger="push", pusher=pusher))
+        return queued
+
+    def wait_for(self, deployment_ids: list[int], timeout: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.pool.connection() as conn:
+                rows = gitjobs.deployment_states(conn, deployment_ids)
+            if all(r["state"] in ("ready", "failed") for r in rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)

@@ -1,0 +1,30 @@
+"""Taking a git-managed slot offline: no longer declared, or a preview whose branch was deleted."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from drophost.errors import DrophostError
+from drophost.pipeline.deployer import Deployer
+from drophost.store import gitjobs
+
+log = logging.getLogger(__name__)
+
+
+def take_offline(pool: ConnectionPool[Any], deployer: Deployer, slot: str) -> None:
+    """Cancel the slot's queued deploys, stop managing it, and stop serving it."""
+    with pool.connection() as conn:
+        gitjobs.cancel_queued(conn, slot, "cancelled: the slot is no longer declared in deploy.yaml")
+        gitjobs.forget_managed(conn, slot)
+    try:
+        deployer.take_offline(slot)
+    except DrophostError as exc:
+        log.info("slot %s was not taken offline: %s", slot, exc.message)
+
+
+def remove_preview(pool: ConnectionPool[Any], deployer: Deployer, slot: str) -> None:
+    log.info("branch deleted: taking preview slot %s offline", slot)
+    take_offline(pool, deployer, slot)

@@ -1,0 +1,100 @@
+"""Polling: deploy what webhooks missed, by asking each declared repository for its branch heads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from drophost.errors import DrophostError
+from drophost.gitops.declared import Declared
+from drophost.gitops.intake import Intake
+from drophost.gitops.manifest import SiteSpec
+from drophost.gitops.mirror import GitSource
+from drophost.gitops.offline import remove_preview
+from drophost.gitops.repourls import repo_key
+from drophost.pipeline.deployer import Deployer
+from drophost.settings import Settings
+from drophost.store import gitjobs
+
+log = logging.getLogger(__name__)
+
+
+class Poller:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: ConnectionPool[Any],
+        deployer: Deployer,
+        source: GitSource,
+        declared: Declared,
+        intake: Intake,
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.deployer = deployer
+        self.source = source
+        self.declared = declared
+        self.intake = intake
+        self._stop = stop
+
+    def interval(self) -> float:
+        declared = self.declared.manifest.poll_interval
+        return float(declared) if declared is not None else self.settings.poll_interval
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._poll_forever, name="drophost-poll", daemon=True)
+        thread.start()
+        return thread
+
+    def _poll_forever(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(timeout=0.5):
+            interval = self.interval()
+            if interval <= 0 or time.monotonic() - last < interval:
+                continue
+            last = time.monotonic()
+            try:
+                self.poll_once()
+            except Exception:  # the poller must survive
+                log.exception("polling failed")
+
+    def poll_once(self) -> list[int]:
+        """Deploy what webhooks missed: new heads of declared branches, new or deleted preview branches."""
+        queued: list[int] = []
+        by_repo: dict[str, list[SiteSpec]] = {}
+        for site in self.declared.manifest.sites:
+            by_repo.setdefault(repo_key(site.repo.text), []).append(site)
+        for sites in by_repo.values():
+            try:
+                heads = self.source.remote_heads(sites[0].repo)
+            except DrophostError as exc:
+                log.info("polling %s: %s", sites[0].repo.shown, exc.message)
+                continue
+            for site in sites:
+                queued += self._poll_site(site, heads)
+        return queued
+
+    def _poll_site(self, site: SiteSpec, heads: dict[str, str]) -> list[int]:
+        branches = [b for b in heads if site.wants(b)] if site.is_preview else [site.branch]
+        queued = []
+        for branch in branches:
+            head = heads.get(branch)
+            if head is None:
+                continue
+            slot = site.slot_for(branch)
+            with self.pool.connection() as conn:
+                if gitjobs.last_commit(conn, slot) == head or gitjobs.has_pending(conn, slot):
+                    continue
+            queued.append(self.intake.enqueue(site, branch, trigger="poll", pusher=None))
+        if site.is_preview:
+            with self.pool.connection() as conn:
+                previews = [r for r in gitjobs.managed_slots(conn) if r["template"] == site.slot]
+            for row in previews:
+                if repo_key(row["repo"]) == repo_key(site.repo.text) and row["branch"] not in heads:
+                    remove_preview(self.pool, self.deployer, row["slot"])
+        return queued

@@ -1,0 +1,151 @@
+"""The background workers: claim a queued git deploy, fetch, write the commit's tree, publish it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from drophost.errors import DrophostError
+from drophost.gitops.intake import Intake
+from drophost.gitops.offline import remove_preview
+from drophost.gitops.repourls import parse_repo_url, strip_credentials
+from drophost.gitops.tree import Trees
+from drophost.pipeline import releases
+from drophost.pipeline.deployer import Deployer
+from drophost.settings import Settings
+from drophost.store import gitjobs
+
+log = logging.getLogger(__name__)
+WORKERS = 2
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: ConnectionPool[Any],
+        deployer: Deployer,
+        trees: Trees,
+        intake: Intake,
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.deployer = deployer
+        self.trees = trees
+        self.source = trees.source
+        self.intake = intake
+        self._stop = stop
+
+    def requeue(self, interrupted: list[int]) -> None:
+        """Queue again the git deploys a restart interrupted (before deploy.yaml is applied)."""
+        with self.pool.connection() as conn:
+            for job in gitjobs.jobs_of(conn, interrupted):
+                gitjobs.queue_deploy(
+                    conn,
+                    slot=job["slot"],
+                    repo=job["repo"],
+                    shown_repo=strip_credentials(job["repo"]),
+                    branch=job["branch"],
+                    path=job["path"],
+                    template=job["template"],
+                    trigger=job["trigger"] or "config",
+                    pusher=job["pusher"],
+                    ttl_seconds=job["ttl_seconds"],
+                )
+
+    def start(self) -> list[threading.Thread]:
+        threads = []
+        for number in range(WORKERS):
+            thread = threading.Thread(target=self._work_forever, name=f"drophost-git-{number}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        return threads
+
+    def _work_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                did = self.work_once()
+            except Exception:  # the worker must survive a database hiccup
+                log.exception("git worker failed")
+                did = False
+            if not did:
+                self.intake.wake.wait(timeout=self._idle_wait())
+                self.intake.wake.clear()
+
+    def _idle_wait(self) -> float:
+        # Until a settling deploy may start, or a second (the wake event cuts either short).
+        try:
+            with self.pool.connection() as conn:
+                due = gitjobs.seconds_to_next_job(conn)
+        except Exception:  # the worker must survive a database hiccup
+            log.exception("git worker failed")
+            return 1.0
+        return 1.0 if due is None else min(1.0, max(due, 0.01))
+
+    def work_once(self) -> bool:
+        removal = self.intake.next_removal()
+        if removal is not None:
+            remove_preview(self.pool, self.deployer, removal)
+            return True
+        with self.pool.connection() as conn:
+            job = gitjobs.claim_next(conn)
+        if job is None:
+            return False
+        self.run_job(job)
+        return True
+
+    def run_job(self, job: gitjobs.GitJob) -> None:
+        """Fetch, read the commit's tree like a ZIP, then hand it to the core pipeline."""
+        incoming: Path | None = None
+        try:
+            repo = parse_repo_url(job.repo)
+            commit = self.source.fetch(repo, job.branch)
+            with self.pool.connection() as conn:
+                gitjobs.set_commit(conn, job.deployment_id, commit)
+            git_dir = self.source.mirror_path(repo)
+            listing = self.trees.list_tree(git_dir, commit, job.path, self.deployer.archive_limits())
+            incoming = releases.incoming_dir(self.settings.releases_dir)
+            # Held while linking cached blobs, so garbage collection never removes one meanwhile.
+            with self.deployer.artifacts.using():
+                copied = self.trees.write_tree(git_dir, listing, incoming)
+        except DrophostError as exc:
+            self._fail(job, exc.message, incoming)
+            return
+        except Exception:  # recorded as failed; details go to the log only
+            log.exception("git deployment %s failed", job.deployment_id)
+            self._fail(job, "internal error while reading the repository", incoming)
+            return
+        with self.pool.connection() as conn:
+            managed = gitjobs.is_managed(conn, job.slot)
+        if not managed and job.trigger != "api":
+            self._fail(job, "cancelled: the slot is no longer declared in deploy.yaml", incoming)
+            return
+        try:
+            self.deployer.publish_tree(
+                incoming,
+                slot=job.slot,
+                files=len(listing.files),
+                size=listing.total_bytes,
+                ttl_seconds=job.ttl_seconds,
+                source="git",
+                deployment_id=job.deployment_id,
+                linked=copied == 0,
+            )
+        except DrophostError as exc:
+            log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)
+        try:
+            self.source.fold_packs(repo)
+        except Exception:  # housekeeping; the next deploy tries again
+            log.exception("repacking the mirror of %s failed", repo.shown)
+
+    def _fail(self, job: gitjobs.GitJob, message: str, incoming: Path | None) -> None:
+        if incoming is not None:
+            releases.remove(incoming)
+        with self.pool.connection() as conn:
+            gitjobs.fail_job(conn, job.deployment_id, message)
+        log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, message)
