@@ -65,6 +65,10 @@ class GitHttpServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests = 0
+        # Repositories that need an Authorization header (name -> the header's exact value): as a
+        # private repository on a forge answers, 401 with a Basic challenge without it.
+        self.private: dict[str, str] = {}
+        self.authorizations: list[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,6 +80,16 @@ class GitHttpServer:
 
             def cgi(self) -> None:
                 server.requests += 1
+                given = self.headers.get("authorization", "")
+                if given:
+                    server.authorizations.append(given)
+                name = self.path.lstrip("/").split("/", 1)[0].removesuffix(".git")
+                if name in server.private and given != server.private[name]:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path.startswith("/moved/"):
                     self.send_response(301)
                     self.send_header("Location", self.path[len("/moved") :])

@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool
 from drophost.gitops.declared import Declared
 from drophost.gitops.hosted import HostedRepos
 from drophost.gitops.intake import Intake
-from drophost.gitops.manifest import Manifest
+from drophost.gitops.manifest import Manifest, token_for
 from drophost.gitops.mirror import GitSource
 from drophost.gitops.plan import Plan
 from drophost.gitops.poller import Poller
@@ -38,6 +38,8 @@ class GitOps:
         self._stop = threading.Event()
         self.worker = Worker(settings, pool, deployer, self.trees, self.intake, self._stop)
         self.poller = Poller(settings, pool, deployer, self.source, self.declared, self.intake, self._stop)
+        # Tokens come from the deploy.yaml in force at each fetch, and the variables it names.
+        self.source.tokens = lambda repo: token_for(self.declared.manifest, repo, environ)
         self._threads: list[threading.Thread] = []
 
     @property

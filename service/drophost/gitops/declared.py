@@ -61,7 +61,7 @@ class Declared:
             self.manifest = manifest
             self.problems = secret_problems(manifest, self.environ)
             for problem in self.problems:
-                log.error("deploy.yaml: %s (webhooks for this site are refused)", problem)
+                log.error("deploy.yaml: %s (the site cannot take webhooks or fetch without it)", problem)
             for name in sorted(manifest.hosted_names()):
                 self.hosted.ensure(name)
             queued: list[int] = []

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from drophost.errors import DrophostError, ManifestError
+from drophost.errors import DrophostError, GitError, ManifestError
 from drophost.gitops.repourls import (
     RepoUrl,
     check_branch,
@@ -29,7 +29,7 @@ MAX_SITES = 1000
 MAX_TTL = 10 * 365 * 24 * 3600
 BRANCH_FIELD = "{branch}"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-_SITE_KEYS = {"slot", "repo", "branch", "branches", "path", "ttl", "webhook_secret_env"}
+_SITE_KEYS = {"slot", "repo", "branch", "branches", "path", "ttl", "webhook_secret_env", "token_env"}
 _TOP_KEYS = {"sites", "sources", "poll_interval"}
 
 
@@ -43,6 +43,8 @@ class SiteSpec:
     path: str = ""
     ttl_seconds: int | None = None
     webhook_secret_env: str | None = None
+    # The variable holding an access token for a private https repository (never the token itself).
+    token_env: str | None = None
     line: int = 0
     index: int = 0
 
@@ -123,12 +125,26 @@ def parse(raw: bytes, file: str = "deploy.yaml") -> Manifest:
 
 
 def secret_problems(manifest: Manifest, environ: Mapping[str, str]) -> list[str]:
-    """Sites whose webhook secret variable is named but unset: an error for that site, never "unsigned"."""
-    return [
-        f"{manifest.file}:{site.line} sites[{site.index}].webhook_secret_env: {site.webhook_secret_env} is not set"
-        for site in manifest.sites
-        if site.webhook_secret_env and not environ.get(site.webhook_secret_env)
-    ]
+    """Sites whose webhook secret or token variable is named but unset: an error for that site, never
+    "unsigned" or "anonymous"."""
+    problems = []
+    for site in manifest.sites:
+        for key, name in (("webhook_secret_env", site.webhook_secret_env), ("token_env", site.token_env)):
+            if name and not environ.get(name):
+                problems.append(f"{manifest.file}:{site.line} sites[{site.index}].{key}: {name} is not set")
+    return problems
+
+
+def token_for(manifest: Manifest, repo: RepoUrl, environ: Mapping[str, str]) -> str | None:
+    """The access token for fetching `repo`: from the token_env of a site declaring that very URL."""
+    key = source_key(repo.text)
+    for site in manifest.sites:
+        if site.token_env and source_key(site.repo.text) == key:
+            token = environ.get(site.token_env)
+            if not token:
+                raise GitError(f"the token variable {site.token_env} (token_env of slot {site.slot}) is not set")
+            return token
+    return None
 
 
 # -- YAML with line numbers --------------------------------------------------------------------
@@ -260,16 +276,14 @@ class _Checker:
         branches = self.branches(fields, where, preview=BRANCH_FIELD in slot)
         path = self.checked(fields.get("path"), f"{where}.path", lambda v: check_repo_path(self.text(v, "path")))
         ttl = self.checked(fields.get("ttl"), f"{where}.ttl", lambda v: parse_ttl(self.scalar(v), maximum=MAX_TTL))
-        secret_env = None
-        if "webhook_secret_env" in fields:
-            secret_item = fields["webhook_secret_env"]
-            secret_env = self.text(secret_item, f"{where}.webhook_secret_env")
-            if not _ENV_NAME.fullmatch(secret_env):
-                raise self.fail(
-                    secret_item,
-                    f"{where}.webhook_secret_env",
-                    "must name an environment variable (A-Z, 0-9 and _); the secret itself never goes in this file",
-                )
+        secret_env = self.env_name(fields.get("webhook_secret_env"), f"{where}.webhook_secret_env")
+        token_env = self.env_name(fields.get("token_env"), f"{where}.token_env")
+        if token_env and not repo.text.lower().startswith(("https://", "http://")):
+            raise self.fail(
+                fields["token_env"],
+                f"{where}.token_env",
+                "is for https repositories (ssh remotes use the deploy key DROPHOST_GIT_SSH_KEY)",
+            )
         return SiteSpec(
             slot=slot,
             repo=repo,
@@ -277,9 +291,22 @@ class _Checker:
             path=path or "",
             ttl_seconds=ttl,
             webhook_secret_env=secret_env,
+            token_env=token_env,
             line=item.line,
             index=index,
         )
+
+    def env_name(self, item: _Item | None, field: str) -> str | None:
+        if item is None:
+            return None
+        name = self.text(item, field)
+        if not _ENV_NAME.fullmatch(name):
+            raise self.fail(
+                item,
+                field,
+                "must name an environment variable (A-Z, 0-9 and _); the secret itself never goes in this file",
+            )
+        return name
 
     def scalar(self, item: _Item) -> str | int:
         if isinstance(item.value, bool) or not isinstance(item.value, (str, int)):

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import base64
 import stat
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from drophost.pipeline import releases
 from tests.harness.auth import AUTH
@@ -176,3 +179,51 @@ def test_unchanged_files_are_not_written_again(git_server: GitHttpServer, gitops
     assert (first / "index.html").stat().st_ino != (second / "index.html").stat().st_ino
     assert not (second / "same.css").is_symlink()
     assert stack.get("/d/docs/same.css").text == "body{}" and stack.get("/d/docs/").text == "two"
+
+
+def test_a_private_https_repository_is_fetched_with_its_token_env_and_the_token_goes_nowhere_else(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    token = "glpat-s3cr3t-t0ken"
+    expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    git_server.private["private"] = expected
+    git_server.repo("private").commit({"index.html": "<h1>private</h1>"})
+    environ = {"UNRELATED": "x"}
+    stack = gitops_stack(declared(git_server, "private", token_env="DOCS_TOKEN"), environ)
+    # Without the variable the deploy fails with a sentence naming it, and no anonymous fetch succeeds.
+    row = wait_for_deployment(stack, 1)
+    assert row["status"] == "failed"
+    assert row["error"] == "the token variable DOCS_TOKEN (token_env of slot docs) is not set"
+
+    environ["DOCS_TOKEN"] = token
+    body = {"repo": git_server.url("private"), "slot": "docs"}
+    answer = stack.client.post("/api/deployments", json=body, headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    assert wait_for_deployment(stack, answer.json()["id"])["status"] == "live"
+    assert stack.get("/d/docs/").text == "<h1>private</h1>"
+    assert expected in git_server.authorizations
+    # Not in PostgreSQL, the API, the mirror's config or git's command line (only in git's environment).
+    listing = stack.client.get("/api/deployments", headers=AUTH).text
+    assert token not in listing and expected.split()[1] not in listing
+    data = stack.settings.data_dir
+    for path in (data / "git").rglob("config"):
+        assert token not in path.read_text(errors="replace")
+    with psycopg.connect(stack.settings.database_url) as conn:
+        dump = " ".join(
+            str(row)
+            for table in ("deployments", "git_jobs", "managed_slots")
+            for row in conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table))).fetchall()
+        )
+    assert token not in dump and expected.split()[1] not in dump
+
+
+def test_a_wrong_token_fails_with_a_sentence_that_does_not_show_it(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    git_server.private["private"] = "Basic " + base64.b64encode(b"x-access-token:right").decode()
+    git_server.repo("private").commit({"index.html": "x"})
+    stack = gitops_stack(declared(git_server, "private", token_env="DOCS_TOKEN"), {"DOCS_TOKEN": "wrong-token"})
+    row = wait_for_deployment(stack, 1)
+    assert row["status"] == "failed"
+    assert "wrong-token" not in row["error"] and "Authorization" not in row["error"]
+    assert stack.get("/d/docs/").status_code == 404
