@@ -10,8 +10,9 @@ need_packages=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_packages+=(nginx-light)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)  # drophost tls init
+# git sources and hosted repositories; GitPython also asks for git when it is imported.
+command -v git >/dev/null 2>&1 || need_packages+=(git)
 if [ "${1:-}" = "--dev" ]; then
-  command -v git >/dev/null 2>&1 || need_packages+=(git)
   command -v zip >/dev/null 2>&1 || need_packages+=(zip)
   # The dashboard tests drive this browser (through Playwright, which never downloads its own).
   [ -x /usr/bin/chromium ] || need_packages+=(chromium)
