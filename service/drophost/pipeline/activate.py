@@ -192,5 +192,10 @@ def _serve(nginx: Nginx, changes: Mapping[str, Serving], *, switch: bool = True,
         if every_slot:
             nginx.test()
         old_workers = nginx.reload()
-    links_changed += sum(nginx.point(slot, None) for slot, (_, release) in changes.items() if release is None)
+    going = [slot for slot, (_, release) in changes.items() if release is None]
+    if going and old_workers is not None:
+        # Old workers still hold the slot's entry until they stop accepting: a link removed before
+        # that would let one of them answer nginx's own HTML 404 instead of the not-deployed answer.
+        nginx.wait_for_reload(old_workers, going[0], False)
+    links_changed += sum(nginx.point(slot, None) for slot in going)
     return Outcome(sites_changed=sites_changed, links_changed=links_changed, old_workers=old_workers)
