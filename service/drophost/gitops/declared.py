@@ -106,8 +106,6 @@ class Declared:
         with self._apply_lock:
             result = self.current_plan(manifest)
             self.manifest = manifest
-            if raw is not None:
-                self._keep(manifest.file, raw)
             self.problems = secret_problems(manifest, self.environ)
             for problem in self.problems:
                 log.error("deploy.yaml: %s (the site cannot take webhooks or fetch without it)", problem)
@@ -126,6 +124,8 @@ class Declared:
                 if site.repo.is_hosted and not self.hosted.has_branch(site.repo, site.branch):
                     continue  # deployed by the first push
                 queued.append(self.intake.enqueue(site, site.branch, trigger="config", pusher=None))
+            if raw is not None:
+                self._keep(manifest.file, raw)
         return {"changes": result.to_json(), "queued": queued, "errors": self.problems}
 
     def reload(self) -> dict[str, Any]:
