@@ -8,9 +8,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from drophost.errors import DrophostError
-from drophost.gitops.manifest import load_file, secret_problems
+from drophost.errors import DrophostError, ManifestError
+from drophost.gitops.declared import config_lines
+from drophost.gitops.manifest import MAX_BYTES, load_file, read_file, secret_problems
 from drophost.gitops.plan import source_of
 from drophost.settings import Settings
 
@@ -37,9 +39,12 @@ def check(file: str, environ: Mapping[str, str]) -> int:
 def show_plan(file: str, settings: Settings) -> int:
     """Ask the running service what applying `file` would change, and print it."""
     try:
-        raw = Path(file).read_bytes()
-    except OSError as exc:
-        print(f"{Path(file).name}: cannot be read ({exc.strerror})", file=sys.stderr)
+        raw = read_file(Path(file))
+    except ManifestError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    if len(raw) > MAX_BYTES:  # the service would refuse the body before reading it
+        print(f"{Path(file).name}: is larger than {MAX_BYTES} bytes", file=sys.stderr)
         return 1
     token = settings.api_token or _stored_token(settings.api_token_file)
     request = urllib.request.Request(
@@ -52,14 +57,27 @@ def show_plan(file: str, settings: Settings) -> int:
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
+        body = _error_body(exc)
         print(body.get("error", f"the service answered {exc.code}"), file=sys.stderr)
+        config = body.get("config")
+        if isinstance(config, dict):
+            for line in config_lines(config):
+                print(line, file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
         print(f"drophost: the service on port {settings.port} could not be reached ({exc})", file=sys.stderr)
         return 1
     print(answer["text"])
     return 0
+
+
+def _error_body(exc: urllib.error.HTTPError) -> dict[str, Any]:
+    """The JSON error of an answer, or {} when it is something else (a proxy's HTML page)."""
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _stored_token(path: Path) -> str:

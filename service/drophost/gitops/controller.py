@@ -56,6 +56,10 @@ class GitOps:
     def apply(self, manifest: Manifest) -> dict[str, Any]:
         return self.declared.apply(manifest)
 
+    def apply_at_start(self) -> dict[str, Any]:
+        """deploy.yaml, or the last good one when it is invalid (never an error: serving goes on)."""
+        return self.declared.start()
+
     def start(self) -> None:
         """Start the workers and the poller."""
         self.trees.prune_blobs()
@@ -74,6 +78,9 @@ class GitOps:
 
     def current_plan(self, manifest: Manifest) -> Plan:
         return self.declared.current_plan(manifest)
+
+    def config_status(self) -> dict[str, Any]:
+        return self.declared.status()
 
     def webhook(self, provider: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         return self.intake.webhook(self.declared.manifest, provider, headers, body)

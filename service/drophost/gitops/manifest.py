@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections.abc import Mapping
@@ -102,23 +103,23 @@ def preview_slot(template: str, branch: str) -> str:
 
 def load_file(path: Path) -> Manifest:
     """Read and check a deploy.yaml file."""
-    name = path.name
+    return parse(read_file(path), path.name)
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a deploy.yaml (at most one byte more than MAX_BYTES, so parse can refuse it)."""
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
+            return handle.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise ManifestError(f"cannot be read ({exc.strerror})", file=name, line=None, field=None) from None
-    return parse(raw, name)
+        raise ManifestError(f"cannot be read ({exc.strerror})", file=path.name, line=None, field=None) from None
 
 
 def parse(raw: bytes, file: str = "deploy.yaml") -> Manifest:
     """Check the text of a deploy.yaml and return what it declares, or raise ManifestError."""
     if len(raw) > MAX_BYTES:
         raise ManifestError(f"is larger than {MAX_BYTES} bytes", file=file, line=None, field=None)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ManifestError("is not UTF-8 text", file=file, line=None, field=None) from None
+    text = _decode(raw, file)
     root = _compose(text, file)
     checker = _Checker(file)
     return checker.manifest(root)
@@ -176,8 +177,32 @@ class _StrictLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
+def _decode(raw: bytes, file: str) -> str:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ManifestError("is UTF-16 text; save it as UTF-8", file=file, line=None, field=None)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ManifestError(
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})", file=file, line=line, field=None
+        ) from None
+
+
 def _compose(text: str, file: str) -> _Item:
-    loader = _StrictLoader(text, file)
+    # YAML refuses control characters (even in a comment) as the loader is built, so that is inside the try.
+    try:
+        loader = _StrictLoader(text, file)
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, exc.position) + 1
+        raise ManifestError(
+            f"has a control character (U+{exc.character:04X}), which YAML refuses anywhere, comments included"
+            if isinstance(exc.character, int)
+            else "is not valid YAML text",
+            file=file,
+            line=at,
+            field=None,
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -217,7 +242,7 @@ def _convert(loader: _StrictLoader, node: yaml.Node, file: str) -> _Item:
         return _Item([_convert(loader, child, file) for child in node.value], line)
     try:
         return _Item(loader.construct_object(node, deep=True), line)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, OverflowError):  # e.g. a 5,000-digit number, or 2024-13-45
         raise ManifestError("has a value that cannot be read", file=file, line=line, field=None) from None
 
 

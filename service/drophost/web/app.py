@@ -73,7 +73,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
                 outcome = deployer.reconcile(interrupted=f"{died} while this deploy ran; it is not tried again")
                 log.error("%s; the deploys it was running failed: %s", died, outcome["failed_deployments"])
             log.info("reconciled nginx with PostgreSQL: %s", outcome)
-            applied = gitops.apply(gitops.load())
+            applied = gitops.apply_at_start()
             log.info("applied deploy.yaml: %s", applied)
             gitops.start()
 

@@ -22,6 +22,7 @@ from drophost.text import format_bytes
 from drophost.web import analytics, charts, sessions, views
 from drophost.web.api import compare_versions
 from drophost.web.common import deployer_of, pool_of, settings_of
+from drophost.web.gitops import gitops_of
 
 Page = Callable[[Request], Awaitable[Response]]
 STATUSES = ("live", "failed", "expired", "offline", "superseded", "building")
@@ -166,6 +167,7 @@ def _overview(request: Request) -> dict[str, Any]:
         rows = [r for r in rows if r["status"] == status_filter]
         recent = [d for d in recent if d["status"] == status_filter]
     return {
+        "config": gitops_of(request).config_status(),
         "slots": sorted(rows, key=lambda r: r["latest"]["id"], reverse=True),
         "deployments": recent[:100],
         "slot_filter": slot_filter,

@@ -13,9 +13,10 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from drophost.errors import ValidationError
+from drophost.errors import ManifestError, ValidationError
 from drophost.gitops import manifest
 from drophost.gitops.controller import GitOps
+from drophost.gitops.declared import config_lines
 from drophost.gitops.hosted import SERVICES, SMART_PATHS
 from drophost.web import views
 from drophost.web.bodylimit import JSON_MAX_BYTES, lower_body_limit
@@ -44,12 +45,26 @@ async def reload(request: Request) -> Response:
 
 
 async def plan(request: Request) -> Response:
-    """What applying the deploy.yaml in the body would change against what is live."""
+    """What applying the deploy.yaml in the body would change against what is live.
+
+    Both answers carry `config`: whether the service's own deploy.yaml is invalid and which one is in force.
+    """
     body = await request.body()
     gitops = gitops_of(request)
-    declared = manifest.parse(body, request.query_params.get("file", "deploy.yaml")[:100])
+    config = gitops.config_status()
+    try:
+        declared = await run_in_threadpool(manifest.parse, body, _file_name(request))
+    except ManifestError as exc:
+        return JSONResponse({**exc.to_json(), "config": config}, status_code=exc.status_code)
     result = await run_in_threadpool(gitops.current_plan, declared)
-    return JSONResponse({"changes": result.to_json(), "text": result.render()})
+    text = result.render() + "".join(f"\n{line}" for line in config_lines(config))
+    return JSONResponse({"changes": result.to_json(), "text": text, "config": config})
+
+
+def _file_name(request: Request) -> str:
+    """The name errors give the file: printable, short (it is echoed in the answer)."""
+    name = request.query_params.get("file", "deploy.yaml")[:100]
+    return name if name.isprintable() and name.strip() else "deploy.yaml"
 
 
 async def create_git_deployment(request: Request) -> Response:
