@@ -60,13 +60,17 @@ def ensure_accounts(data_dir: Path) -> Accounts:
     )
 
 
-def apply_ownership(data_dir: Path, accounts: Accounts) -> None:
-    """Hand the data directory to the service user, the cluster to the database user.
+ROOT = Account(name="root", uid=0, gid=0)
 
-    <data>/tls stays root's (nginx's master reads the key as root); nginx's temporary folders are
-    handed to its worker user by nginx itself at start.
+
+def apply_ownership(data_dir: Path, service: Account, db: Account) -> None:
+    """Hand the data directory to the user the service runs as, the cluster to the database user.
+
+    The service's own user must own what it writes: git refuses to work in a repository another user
+    owns ("dubious ownership"), so a service that keeps root keeps the data root's. <data>/tls stays
+    root's (nginx's master reads the key as root); nginx's temporary folders are handed to its worker
+    user by nginx itself at start.
     """
-    service, db = accounts.service, accounts.db
     own_tree(data_dir, service, skip={data_dir / "postgres", data_dir / "tls", data_dir / "nginx" / "tmp"})
     postgres = data_dir / "postgres"
     if postgres.exists():

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from drophost import runner
-from drophost.accounts import DB_USER, SERVICE_USER, WEB_USER, Accounts, apply_ownership, ensure_accounts
+from drophost.accounts import DB_USER, ROOT, SERVICE_USER, WEB_USER, Accounts, apply_ownership, ensure_accounts
 from drophost.errors import CommandError, SettingsError
 from drophost.localdb import LocalPostgres, demote_to
 from drophost.pipeline.nginx import Nginx
@@ -70,7 +70,7 @@ def up(settings: Settings) -> int:
     # Everything started from here on is stopped in the finally, also when SIGTERM comes during start.
     try:
         if accounts is not None:
-            apply_ownership(settings.data_dir, accounts)
+            apply_ownership(settings.data_dir, accounts.service if service_demote else ROOT, accounts.db)
         database_url = settings.database_url
         if not database_url:
             postgres = LocalPostgres(
@@ -95,7 +95,7 @@ def up(settings: Settings) -> int:
         nginx = Nginx(settings)
         nginx.prepare()
         if accounts is not None:
-            apply_ownership(settings.data_dir, accounts)
+            apply_ownership(settings.data_dir, accounts.service if service_demote else ROOT, accounts.db)
         if settings.nginx_control == "watcher":
             nginx_proc = start_watcher(settings)
         else:

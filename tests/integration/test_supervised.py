@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
+from tests.harness.git import HANDBOOK, git, push, work_repo
 from tests.integration.up_process import Up, alive, read_pid, running_up
 from tests.zipcraft import std_zip
 
@@ -137,3 +139,28 @@ def test_a_second_drophost_up_on_the_same_data_is_refused(up_data_dir: Path, tmp
             assert "Traceback" not in second.log()
         assert client.get(f"{up.base_url}/health").status_code == 200
         up.stop()
+
+
+@pytest.mark.slow
+def test_hosted_pushes_work_after_a_restart_of_drophost_up(
+    up_data_dir: Path, scratch_root: Path, tmp_path: Path
+) -> None:
+    # Readable by the unprivileged users `drophost up` runs its parts as when started as root.
+    config = Path(tempfile.mkdtemp(prefix="config-", dir=scratch_root)) / "deploy.yaml"
+    os.chmod(config.parent, 0o755)
+    config.write_text(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "<h1>one</h1>"})
+    for round_number, body in enumerate(("<h1>one</h1>", "<h1>two</h1>"), start=1):
+        # The second start hands the data directory to its owner again: git must still accept it.
+        (work / "index.html").write_text(body)
+        git("commit", "--quiet", "--allow-empty", "-am", f"round {round_number}", cwd=work)
+        with (
+            running_up(up_data_dir, tmp_path / f"up{round_number}.log", "--config", str(config)) as up,
+            httpx.Client(timeout=30, trust_env=False, limits=NO_KEEPALIVE) as client,
+        ):
+            up.wait_healthy(client)
+            code, output = push(work, up.push_url("handbook"), "main")
+            assert f"remote: live at {up.sites_url}/d/handbook/ (version {round_number})" in output, output
+            assert code == 0
+            assert client.get(f"{up.sites_url}/d/handbook/").text == body
+            up.stop()
