@@ -21,6 +21,8 @@ from drophost.settings import Settings
 # What the smart HTTP protocol asks for; anything else under /git/NAME.git/ is refused.
 SMART_PATHS = {("GET", "info/refs"), ("POST", "git-upload-pack"), ("POST", "git-receive-pack")}
 SERVICES = {"git-upload-pack", "git-receive-pack"}
+# pre-receive refuses a push past the tree caps before any ref moves; post-receive deploys it.
+HOOKS = ("pre-receive", "post-receive")
 _CHUNK = 64 * 1024
 
 
@@ -40,16 +42,17 @@ class HostedRepos:
         return self.source.hosted_path(name)
 
     def ensure(self, name: str) -> Path:
-        """Create the bare repository if needed and (re)install DropHost's hook and limits."""
+        """Create the bare repository if needed and (re)install DropHost's hooks and limits."""
         path = self.path(name)
         self.source.ensure_bare(path)
         hooks = path / "hooks"
         hooks.mkdir(exist_ok=True)
-        packaged = resources.files("drophost.hooks").joinpath("post-receive")
-        target = hooks / "post-receive"
-        with resources.as_file(packaged) as source_file:
-            shutil.copyfile(source_file, target)
-        os.chmod(target, 0o755)
+        for hook in HOOKS:
+            packaged = resources.files("drophost.hooks").joinpath(hook)
+            target = hooks / hook
+            with resources.as_file(packaged) as source_file:
+                shutil.copyfile(source_file, target)
+            os.chmod(target, 0o755)
         for key, value in (
             ("http.receivepack", "true"),
             ("receive.maxInputSize", str(self.settings.max_upload_bytes)),
@@ -95,6 +98,12 @@ class HostedRepos:
                 "SERVER_PROTOCOL": "HTTP/1.1",
                 "GATEWAY_INTERFACE": "CGI/1.1",
                 "DROPHOST_REPOSITORY": name,
+                # the tree caps pre-receive applies (the same a ZIP and a fetched commit get)
+                "DROPHOST_MAX_ENTRIES": str(self.settings.max_entries),
+                "DROPHOST_MAX_PATH_DEPTH": str(self.settings.max_path_depth),
+                "DROPHOST_MAX_UNPACKED_BYTES": str(self.settings.max_unpacked_bytes),
+                "DROPHOST_GIT_TIMEOUT": str(self.settings.git_timeout),
+                "DROPHOST_GIT_BINARY": self.settings.git_binary,
                 **hook_env,
             }
         )

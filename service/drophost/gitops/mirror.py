@@ -16,8 +16,11 @@ import re
 import shutil
 import stat
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from git import Repo
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
@@ -37,6 +40,9 @@ _MAX_REPOS = 256
 # (AssertionError), or a repository that is not there.
 _UNREADABLE_REF = (ValueError, AssertionError, IndexError, OSError, InvalidGitRepositoryError, NoSuchPathError)
 _MAX_PACKS = 32
+# How often the mirror's size is measured while a fetch runs: git is killed within this much of
+# passing the cap (what a LAN delivers in 20 ms, about 2 MiB, at most).
+_SIZE_POLL_SECONDS = 0.02
 _SAFE_CONFIG = (
     "protocol.allow=never",
     "protocol.https.allow=always",
@@ -107,17 +113,33 @@ class GitSource:
         timeout: float | None = None,
         remote: RepoUrl | None = None,
     ) -> bytes:
-        argv = [self.settings.git_binary, f"--git-dir={git_dir}"]
-        for item in _SAFE_CONFIG:
-            argv += ["-c", item]
         result = runner.run(
-            argv + list(args),
+            self._argv(git_dir, args),
             env={**self.env(), **(self.auth_env(remote) if remote else {})},
             cwd=git_dir,
             timeout=timeout or self.settings.git_timeout,
             input_bytes=input_bytes,
         )
         return result.stdout
+
+    @contextmanager
+    def git_stream(self, git_dir: Path, *args: str, input_bytes: bytes | None = None) -> Iterator[IO[bytes]]:
+        """git's output to read as it comes: what a repository holds is never all in memory, and git
+        is killed as soon as the reader stops at a cap (or at the git timeout)."""
+        with runner.stream(
+            self._argv(git_dir, args),
+            env=self.env(),
+            cwd=git_dir,
+            timeout=self.settings.git_timeout,
+            input_bytes=input_bytes,
+        ) as stdout:
+            yield stdout
+
+    def _argv(self, git_dir: Path, args: tuple[str, ...]) -> list[str]:
+        argv = [self.settings.git_binary, f"--git-dir={git_dir}"]
+        for item in _SAFE_CONFIG:
+            argv += ["-c", item]
+        return argv + list(args)
 
     def auth_env(self, repo: RepoUrl) -> dict[str, str]:
         """A private https repository's token as an HTTP header for that URL only, through git's
@@ -219,25 +241,50 @@ class GitSource:
         return sha
 
     def _fetch(self, git_dir: Path, repo: RepoUrl, branch: str) -> str | None:
-        """Fetch one branch; return the commit it fetched (from FETCH_HEAD: no rev-parse needed)."""
+        """Fetch the branch's head commit and only what it needs (shallow: no history), measuring the
+        mirror while git writes so it never grows far past the size cap; return the commit (from
+        FETCH_HEAD: no rev-parse needed).
+
+        Later fetches stay incremental: git sends only the objects the mirror's commits lack.
+        """
         self.ensure_bare(git_dir)
         fetch_head = git_dir / "FETCH_HEAD"
         fetch_head.unlink(missing_ok=True)  # never read an older fetch's answer
-        try:
-            self.git(
-                git_dir,
+        objects = git_dir / "objects"
+        # Everything a fetch writes lands in one pack (unpackLimit=1: never loose objects), so while it
+        # runs only objects/pack/ is measured, a few files, often; the rest was measured once here.
+        packs = objects / "pack"
+        settled = _bytes_under(objects) - _bytes_in(packs)
+        argv = self._argv(
+            git_dir,
+            (
+                "-c",
+                "fetch.unpackLimit=1",
                 "fetch",
                 "--quiet",
                 "--no-tags",
                 "--no-recurse-submodules",
+                "--depth=1",
                 "--",
                 repo.text,
                 f"+refs/heads/{branch}:refs/heads/{branch}",
-                remote=repo,
+            ),
+        )
+        try:
+            runner.watched(
+                argv,
+                watch=lambda: self._refuse_above(settled + _bytes_in(packs), repo),
+                interval=_SIZE_POLL_SECONDS,
+                env={**self.env(), **self.auth_env(repo)},
+                cwd=git_dir,
+                timeout=self.settings.git_timeout,
             )
+            self._refuse_above(_bytes_under(objects), repo)
         except CommandError as exc:
             raise GitError(_fetch_reason(exc, repo, branch), repo=repo.shown) from None
-        self._check_size(git_dir, repo)
+        except GitError:
+            _remove(git_dir)  # after git and its helpers were killed: nothing writes any more
+            raise
         return fetched_commit(fetch_head)
 
     def remote_head(self, repo: RepoUrl, branch: str) -> str | None:
@@ -298,10 +345,8 @@ class GitSource:
             self.git(git_dir, "repack", "--geometric=2", "-d", "-q")
         return True
 
-    def _check_size(self, git_dir: Path, repo: RepoUrl) -> None:
-        total = _bytes_under(git_dir / "objects")
+    def _refuse_above(self, total: int, repo: RepoUrl) -> None:
         if total > self.settings.max_repository_bytes:
-            shutil.rmtree(git_dir, ignore_errors=True)
             raise GitError(
                 f"{repo.shown} is larger than {self.settings.max_repository_bytes} bytes", limit="max_repository_bytes"
             )
@@ -318,14 +363,46 @@ def fetched_commit(fetch_head: Path) -> str | None:
 
 
 def _bytes_under(root: Path) -> int:
-    """Bytes of the regular files under root (loose objects pile up: one walk, no Path objects)."""
+    """Bytes of the regular files under root (loose objects pile up: one walk, no Path objects).
+
+    Also measured while git writes (incoming packs in objects/pack/tmp_*): a file that goes away
+    between the listing and the lstat is simply not counted.
+    """
     total = 0
     for folder, _, names in os.walk(root):
         for name in names:
-            info = os.lstat(os.path.join(folder, name))
+            try:
+                info = os.lstat(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
             if stat.S_ISREG(info.st_mode):
                 total += info.st_size
     return total
+
+
+def _bytes_in(folder: Path) -> int:
+    """Bytes of the regular files directly in folder (a pack being received grows here)."""
+    total = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def _remove(git_dir: Path) -> None:
+    """Remove a mirror, even while a killed git's last writes land (a few tries, then give up)."""
+    for _ in range(5):
+        shutil.rmtree(git_dir, ignore_errors=True)
+        if not git_dir.exists():
+            return
+        time.sleep(0.05)
 
 
 def _fetch_reason(exc: CommandError, repo: RepoUrl, branch: str) -> str:

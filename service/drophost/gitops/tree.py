@@ -1,6 +1,9 @@
 """The tree of one commit, written like a ZIP: listed within the caps, then hard-linked from a blob cache.
 
 The commit comes from a mirror or a hosted repository (mirror.py); git is called through its runner.
+git's output is read as it comes and never held whole: a listing stops (and git is killed) at the
+first entry past a cap, so a "git bomb" (a few kB whose trees name each other 10^10 times) costs
+max_entries records, not the 10^10; blobs are copied to disk in chunks.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from drophost.errors import CommandError, DrophostError, GitError
 from drophost.gitops.mirror import SHA, GitSource
@@ -20,6 +24,10 @@ from drophost.pipeline.archive import ArchiveLimits, check_entry_name
 from drophost.text import show
 
 _BATCH_BYTES = 32 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_LIST_CHUNK = 64 * 1024
+# A listing record is "<mode> <type> <oid> <size>\t<path>\0": the path plus at most this much.
+_RECORD_OVERHEAD = 160
 MODE_SYMLINK = "120000"
 MODE_SUBMODULE = "160000"
 
@@ -50,14 +58,20 @@ class Trees:
         if not SHA.fullmatch(commit):
             raise GitError("the commit to deploy is not a full commit id")
         tree = f"{commit}:{path}" if path else commit
+        reader = ListingReader(limits)
         try:
-            raw = self.source.git(git_dir, "ls-tree", "-r", "-z", "-l", "--full-tree", "--end-of-options", tree)
+            # -t: folders are listed too, so a tree of nothing but folders is counted as it is walked
+            with self.source.git_stream(
+                git_dir, "ls-tree", "-r", "-t", "-z", "-l", "--full-tree", "--end-of-options", tree
+            ) as out:
+                while chunk := out.read(_LIST_CHUNK):
+                    reader.feed(chunk)
         except CommandError:
             if not path:
                 raise
             self._explain_path(git_dir, commit, path)
             raise
-        return parse_listing(raw, limits)
+        return reader.finish()
 
     def _explain_path(self, git_dir: Path, commit: str, path: str) -> None:
         """Why `commit:path` could not be listed, as a sentence for users (only after a failure)."""
@@ -91,29 +105,41 @@ class Trees:
         return writer.copied
 
     def _store_blobs(self, git_dir: Path, batch: list[TreeEntry]) -> None:
-        out = self.source.git(git_dir, "cat-file", "--batch", input_bytes="".join(f"{e.oid}\n" for e in batch).encode())
-        offset = 0
+        oids = "".join(f"{e.oid}\n" for e in batch).encode()
+        with self.source.git_stream(git_dir, "cat-file", "--batch", input_bytes=oids) as out:
+            for entry in batch:
+                header = out.readline(_RECORD_OVERHEAD).rstrip(b"\n").split(b" ")
+                if len(header) != 3 or header[1] != b"blob" or header[2] != str(entry.size).encode():
+                    raise GitError(f"the file {show(entry.path)} could not be read from the repository")
+                self._store_blob(out, entry)
+                if out.read(1) != b"\n":
+                    raise GitError(f"the file {show(entry.path)} could not be read from the repository")
+
+    def _store_blob(self, out: IO[bytes], entry: TreeEntry) -> None:
+        """Copy one blob from cat-file's output to <blobs>/<oid>, a chunk at a time."""
         blobs = f"{self.blobs}/"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        for entry in batch:
-            end = out.index(b"\n", offset)
-            header = out[offset:end].split(b" ")
-            if len(header) != 3 or header[1] != b"blob" or int(header[2]) != entry.size:
-                raise GitError(f"the file {show(entry.path)} could not be read from the repository")
-            data = memoryview(out)[end + 1 : end + 1 + entry.size]
-            offset = end + 1 + entry.size + 1
-            partial = f"{blobs}{entry.oid}.partial"
-            # Read-only from the start: the blob is hard-linked into sealed releases. (A partial a
-            # crash left is read-only too, and O_TRUNC could not reopen it: remove it first.)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial)
-            fd = os.open(partial, flags, 0o444)
-            try:
+        partial = f"{blobs}{entry.oid}.partial"
+        # Read-only from the start: the blob is hard-linked into sealed releases. (A partial a
+        # crash left is read-only too, and O_TRUNC could not reopen it: remove it first.)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        fd = os.open(partial, flags, 0o444)
+        try:
+            left = entry.size
+            while left:
+                data = memoryview(out.read(min(left, _CHUNK)))
+                if not data:
+                    raise GitError(f"the file {show(entry.path)} could not be read from the repository")
+                left -= len(data)
                 while data:
                     data = data[os.write(fd, data) :]
-            finally:
-                os.close(fd)
-            os.replace(partial, blobs + entry.oid)
+        except BaseException:
+            os.unlink(partial)
+            raise
+        finally:
+            os.close(fd)
+        os.replace(partial, blobs + entry.oid)
 
     def prune_blobs(self) -> int:
         """Remove stored blobs no release links to any more (link count 1)."""
@@ -129,38 +155,83 @@ class Trees:
 
 
 def parse_listing(listing: bytes, limits: ArchiveLimits) -> TreeListing:
-    """Parse `git ls-tree -r -z -l` output and apply the ZIP rules (pure)."""
-    files: list[TreeEntry] = []
-    total = 0
-    records = [r for r in listing.split(b"\0") if r]
-    if len(records) > limits.max_entries:
-        raise GitError(f"the tree has more than {limits.max_entries} entries", limit="max_entries")
-    for record in records:
+    """Parse `git ls-tree -r -z -l` output (with or without -t) and apply the ZIP rules (pure)."""
+    reader = ListingReader(limits)
+    reader.feed(listing)
+    return reader.finish()
+
+
+class ListingReader:
+    """`git ls-tree -r -t -z -l` output, fed as it arrives, checked against the ZIP rules (pure).
+
+    Raises at the first record past a cap, so the caller stops reading (and git is killed) there:
+    what is kept is at most max_entries entries and one partial record.
+    """
+
+    def __init__(self, limits: ArchiveLimits) -> None:
+        self.limits = limits
+        self.files: list[TreeEntry] = []
+        self.total = 0
+        self.entries = 0  # every record but folders: files, links, submodules, dotfiles
+        self.folders = 0
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> None:
+        records = (self._pending + chunk).split(b"\0")
+        self._pending = records.pop()
+        if len(self._pending) > self.limits.max_path_length + _RECORD_OVERHEAD:
+            raise GitError(f"the tree has a file name longer than {self.limits.max_path_length} bytes")
+        for record in records:
+            if record:
+                self._add(record)
+
+    def finish(self) -> TreeListing:
+        if self._pending:
+            self._add(self._pending)
+            self._pending = b""
+        if not self.files:
+            raise GitError("the tree contains no files to publish")
+        return TreeListing(files=tuple(self.files), total_bytes=self.total)
+
+    def _add(self, record: bytes) -> None:
+        limits = self.limits
         meta, _, raw_path = record.partition(b"\t")
-        mode, kind, oid, size = meta.decode().split()
+        try:
+            mode, kind, oid, size = meta.decode("ascii").split()
+        except (UnicodeDecodeError, ValueError):
+            raise GitError("the tree listing could not be read") from None
         if not SHA.fullmatch(oid):
             raise GitError("the tree listing could not be read")
+        if kind == "tree":
+            # Folders are counted on their own (a ZIP lists its folders too): a tree of nothing but
+            # folders, nested exponentially, stops here instead of at the git timeout.
+            self.folders += 1
+            if self.folders > limits.max_entries:
+                raise GitError(f"the tree has more than {limits.max_entries} entries", limit="max_entries")
+            return
+        self.entries += 1
+        if self.entries > limits.max_entries:
+            raise GitError(f"the tree has more than {limits.max_entries} entries", limit="max_entries")
         try:
             name = raw_path.decode("utf-8")
         except UnicodeDecodeError:
             raise GitError("the tree has a file name that is not UTF-8") from None
         if mode in (MODE_SYMLINK, MODE_SUBMODULE) or kind != "blob":
             # links and submodules are never published
-            continue
+            return
         try:
             parts = check_entry_name(name, limits)
         except DrophostError as exc:
             raise GitError(exc.message.replace("the entry", "the file").replace("the archive", "the tree")) from None
         if any(part.startswith(".") for part in parts):
             # dotfiles (.git*, .env) are never published
-            continue
-        total += int(size)
-        if total > limits.max_unpacked_bytes:
+            return
+        if not size.isdigit():
+            raise GitError("the tree listing could not be read")
+        self.total += int(size)
+        if self.total > limits.max_unpacked_bytes:
             raise GitError(f"the tree holds more than {limits.max_unpacked_bytes} bytes", limit="max_unpacked_bytes")
-        files.append(TreeEntry(mode=mode, oid=oid, size=int(size), path=name))
-    if not files:
-        raise GitError("the tree contains no files to publish")
-    return TreeListing(files=tuple(files), total_bytes=total)
+        self.files.append(TreeEntry(mode=mode, oid=oid, size=int(size), path=name))
 
 
 def _batches(entries: tuple[TreeEntry, ...]) -> list[list[TreeEntry]]:

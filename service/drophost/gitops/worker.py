@@ -114,6 +114,8 @@ class Worker:
             with self.deployer.artifacts.using():
                 copied = self.trees.write_tree(git_dir, listing, incoming)
         except DrophostError as exc:
+            if exc.details.get("limit") == "max_repository_bytes":
+                self._record_refused_head(job)
             self._fail(job, exc.message, incoming)
             return
         except Exception:  # recorded as failed; details go to the log only
@@ -142,6 +144,17 @@ class Worker:
             self.source.fold_packs(repo)
         except Exception:  # housekeeping; the next deploy tries again
             log.exception("repacking the mirror of %s failed", repo.shown)
+
+    def _record_refused_head(self, job: gitjobs.GitJob) -> None:
+        """A fetch stopped at the size cap got no commit: ask the remote which one it was, so polling
+        does not fetch the same oversized commit again (a failed commit is not retried)."""
+        try:
+            head = self.source.remote_head(parse_repo_url(job.repo), job.branch)
+        except DrophostError:
+            return
+        if head is not None:
+            with self.pool.connection() as conn:
+                gitjobs.set_commit(conn, job.deployment_id, head)
 
     def _fail(self, job: gitjobs.GitJob, message: str, incoming: Path | None) -> None:
         if incoming is not None:
