@@ -22,6 +22,7 @@ from typing import IO
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 # Restarts wait 1, 2, 4 ... seconds, at most this long; a service that ran a minute starts afresh.
 MAX_BACKOFF_SECONDS = 30.0
 STABLE_SECONDS = 60.0
@@ -47,6 +48,38 @@ def die_with_parent(sig: int, then: Callable[[], None] | None = None) -> Callabl
             os._exit(1)
 
     return preexec
+
+
+def become_subreaper() -> None:
+    """Orphans of our children (git that a killed service left running) become our children, so
+    they can be found and stopped instead of living on under init."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def stop_orphans(keep: set[int]) -> list[int]:
+    """Kill and reap every child of this process but `keep` (what a dead service left behind)."""
+    me = os.getpid()
+    found: set[int] = set()
+    try:
+        for task in os.scandir(f"/proc/{me}/task"):
+            with open(f"/proc/{me}/task/{task.name}/children", "rb") as handle:
+                found.update(int(pid) for pid in handle.read().split())
+    except (OSError, ValueError):
+        return []
+    orphans = sorted(found - keep)
+    for pid in orphans:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in orphans:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    if orphans:
+        log.warning("stopped %d process(es) the service left behind: %s", len(orphans), orphans)
+    return orphans
 
 
 def death_reason(returncode: int) -> str:
@@ -115,6 +148,8 @@ class Supervisor:
         self.stopping = threading.Event()
         self.hangups = threading.Event()
         self.ready: Callable[[], bool] = lambda: True
+        # Children that are not the service's (nginx, PostgreSQL): never stopped as its leftovers.
+        self.keep: set[int] = set()
 
     def run(self, start: Callable[[], subprocess.Popen[bytes]]) -> int:
         """Until stop(): start the service, wait, record a death, back off, start again."""
@@ -124,6 +159,7 @@ class Supervisor:
             self.child = start()
             self._write_pid(self.child.pid)
             returncode = self._wait(self.child)
+            stop_orphans(self.keep)
             if self.stopping.is_set():
                 return returncode
             reason = death_reason(returncode)
@@ -168,6 +204,7 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+        stop_orphans(self.keep)
         (self.run_dir / "service.pid").unlink(missing_ok=True)
 
     def _record_death(self, reason: str) -> None:

@@ -20,7 +20,7 @@ from drophost.accounts import DB_USER, ROOT, SERVICE_USER, WEB_USER, Accounts, a
 from drophost.errors import CommandError, SettingsError
 from drophost.localdb import LocalPostgres, demote_to
 from drophost.pipeline.nginx import Nginx
-from drophost.processes import STATE_FILE, Supervisor, die_with_parent, hold_lock, stop_leftover
+from drophost.processes import STATE_FILE, Supervisor, become_subreaper, die_with_parent, hold_lock, stop_leftover
 from drophost.settings import ENV_PREFIX, Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def up(settings: Settings) -> int:
     run_dir = settings.data_dir / "run"
     run_dir.mkdir(exist_ok=True)
     lock = hold_lock(run_dir / "up.lock")
+    become_subreaper()
     if lock is None:
         raise SettingsError(f"another `drophost up` is running with the data directory {settings.data_dir}")
     stop_leftovers(settings)
@@ -107,6 +108,7 @@ def up(settings: Settings) -> int:
         print(f"drophost: dashboard {dashboard}  sites {settings.site_base_url}/d/<slot>/", flush=True)
         supervisor.owner = accounts.service.uid if accounts and service_demote else None
         supervisor.ready = lambda: _accepts_unix(socket_path)
+        supervisor.keep = {proc.pid for proc in (nginx_proc, postgres_proc) if proc is not None}
         return supervisor.run(lambda: start_service(settings, service_demote))
     finally:
         supervisor.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -163,4 +164,48 @@ def test_hosted_pushes_work_after_a_restart_of_drophost_up(
             assert f"remote: live at {up.sites_url}/d/handbook/ (version {round_number})" in output, output
             assert code == 0
             assert client.get(f"{up.sites_url}/d/handbook/").text == body
+            up.stop()
+
+
+@pytest.mark.slow
+def test_a_deploy_running_when_the_service_died_fails_with_the_reason_and_is_not_retried(
+    up_data_dir: Path, scratch_root: Path, tmp_path: Path
+) -> None:
+    # A git server that accepts and never answers: the fetch, and so the deploy, stays in progress.
+    with socket.socket() as stalling:
+        stalling.bind(("127.0.0.1", 0))
+        stalling.listen(16)
+        port = stalling.getsockname()[1]
+        config = Path(tempfile.mkdtemp(prefix="config-", dir=scratch_root)) / "deploy.yaml"
+        os.chmod(config.parent, 0o755)
+        config.write_text(f'sites: []\nsources:\n  allow: ["http://127.0.0.1:{port}/*"]\n')
+        with (
+            running_up(up_data_dir, tmp_path / "up.log", "--config", str(config)) as up,
+            httpx.Client(timeout=30, trust_env=False, limits=NO_KEEPALIVE) as client,
+        ):
+            up.wait_healthy(client)
+            auth = {"Authorization": f"Bearer {up.token}"}
+            answer = client.post(
+                f"{up.base_url}/api/deployments",
+                json={"repo": f"http://127.0.0.1:{port}/site.git", "branch": "main", "slot": "stalled"},
+                headers=auth,
+            )
+            assert answer.status_code == 202, answer.text
+            deployment = answer.json()["id"]
+
+            def state() -> str:
+                return str(client.get(f"{up.base_url}/api/deployments/{deployment}", headers=auth).json()["status"])
+
+            assert wait_until(lambda: state() == "building"), state()
+            os.kill(read_pid(up_data_dir / "run" / "service.pid"), signal.SIGKILL)
+            assert wait_until(lambda: "killed by SIGKILL" in up.log()), up.log()
+            up.wait_healthy(client)
+            row = client.get(f"{up.base_url}/api/deployments/{deployment}", headers=auth).json()
+            assert row["status"] == "failed"
+            assert "killed by SIGKILL" in row["error"] and "not tried again" in row["error"]
+            # Not queued again: the slot has that one deployment, and it stays failed.
+            time.sleep(1)
+            listed = client.get(f"{up.base_url}/api/deployments", params={"slot": "stalled"}, headers=auth).json()
+            assert [d["id"] for d in listed["deployments"]] == [deployment]
+            assert listed["deployments"][0]["status"] == "failed"
             up.stop()
