@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from drophost.errors import BadRequestError, NotFoundError, UnauthorizedError
+from drophost.jsonbody import load_object
 
 ZERO_SHA = "0" * 40
 _URL_KEYS = ("clone_url", "html_url", "ssh_url", "git_http_url", "git_ssh_url", "http_url", "url", "web_url")
@@ -112,14 +112,9 @@ def delivery_id(p: Provider, headers: Mapping[str, str]) -> str | None:
 
 
 def parse_event(p: Provider, headers: Mapping[str, str], body: bytes) -> Event:
-    """Read a verified delivery; 400 only when it is not JSON at all."""
+    """Read a verified delivery; 400 when it is not a JSON object nested a few levels deep."""
     event_name = (header(headers, p.event_headers) or "").strip().lower()
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequestError("the webhook body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise BadRequestError("the webhook body must be a JSON object")
+    payload = load_object(body, what="the webhook body")
     parser = {
         "github": _github,
         "gitea": _gitea,

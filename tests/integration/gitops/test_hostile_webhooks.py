@@ -1,0 +1,48 @@
+"""Signed but hostile webhook deliveries: a 4xx sentence each, no deployment, the live site unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.harness.auth import AUTH
+from tests.harness.git import GitHttpServer
+from tests.harness.stacks import GitopsFactory, Stack
+from tests.harness.waiting import wait_for_deployment
+from tests.harness.webhooks import ENV, SECRET, hex_hmac, site_yaml
+from tests.integration.support import assert_error
+
+# Each provider's signature header and a push event header, as it signs a body.
+SIGNED: dict[str, Callable[[bytes], dict[str, str]]] = {
+    "github": lambda body: {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + hex_hmac(body)},
+    "gitlab": lambda body: {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET},
+    "gitea": lambda body: {"X-Gitea-Event": "push", "X-Gitea-Signature": hex_hmac(body)},
+    "bitbucket": lambda body: {"X-Event-Key": "repo:push", "X-Hub-Signature": "sha256=" + hex_hmac(body)},
+    "generic": lambda body: {"X-Signature": "sha256=" + hex_hmac(body)},
+}
+# Deeper than json.loads can recurse.
+DEEP = b'{"repo": "x", "branch": "main", "a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+
+
+@pytest.fixture
+def stack(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> Stack:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "live"})
+    stack = gitops_stack(site_yaml(git_server, "site", "main"), ENV)
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    repo.commit({"index.html": "must not go live"})
+    return stack
+
+
+def deployments(stack: Stack) -> list[int]:
+    return [row["id"] for row in stack.client.get("/api/deployments", headers=AUTH).json()["deployments"]]
+
+
+def test_deeply_nested_bodies_are_a_400_on_every_provider(stack: Stack) -> None:
+    for provider, signed in SIGNED.items():
+        answer = stack.client.post(f"/api/webhooks/{provider}", content=DEEP, headers=signed(DEEP))
+        message = assert_error(answer, 400, stack.settings)
+        assert message == "the webhook body nests JSON deeper than 64 levels", provider
+    assert deployments(stack) == [1]
+    assert stack.get("/d/site/").text == "live"

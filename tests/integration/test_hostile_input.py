@@ -1,0 +1,38 @@
+"""Small hostile inputs through the real app: each a 4xx sentence, nothing recorded, the old site still served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack, running_stack, shared_settings
+from tests.integration.support import assert_error, deploy_site, hashes, on_disk, recorded, served, site
+
+GOOD = site("the version that stays")
+# Deeper than json.loads can recurse, and within the 64 KiB cap of a JSON body.
+DEEP = b'{"slot": "site", "files": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+
+
+@pytest.fixture(scope="module")
+def shared_stack(scratch_root: Path, postgres_server: str) -> Iterator[Stack]:
+    with shared_settings(scratch_root, postgres_server) as settings, running_stack(settings) as stack:
+        deploy_site(stack, GOOD)
+        yield stack
+
+
+@pytest.fixture
+def live(shared_stack: Stack) -> Iterator[Stack]:
+    stack = shared_stack
+    before = (recorded(stack.settings), on_disk(stack.settings))
+    yield stack
+    assert (recorded(stack.settings), on_disk(stack.settings)) == before
+    assert served(stack, "site", list(GOOD)) == hashes(GOOD)
+
+
+@pytest.mark.parametrize("path", ["/api/uploads", "/api/gc", "/api/slots/site/rollback", "/api/deployments"])
+def test_deeply_nested_json_is_a_400_not_a_recursion_error(live: Stack, path: str) -> None:
+    response = live.client.post(path, content=DEEP, headers={**AUTH, "content-type": "application/json"})
+    assert "nests JSON deeper than 64 levels" in assert_error(response, 400, live.settings)
