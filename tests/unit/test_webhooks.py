@@ -52,6 +52,30 @@ def test_bad_signatures_are_401(headers: dict[str, str], message: str) -> None:
         verified_secrets(PROVIDERS["github"], headers, b"Hello, World!", ["It's a Secret to Everybody"])
 
 
+GITHUB_VECTOR = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+@pytest.mark.parametrize(
+    ("provider", "header", "signature"),
+    [
+        ("github", "x-hub-signature-256", "sha256=" + GITHUB_VECTOR.upper()),
+        ("github", "x-hub-signature-256", "sha256=" + GITHUB_VECTOR[:10].upper() + GITHUB_VECTOR[10:]),
+        ("github", "x-hub-signature-256", "SHA256=" + GITHUB_VECTOR),
+        ("github", "x-hub-signature-256", "sha256=" + GITHUB_VECTOR + " "),
+        ("github", "x-hub-signature-256", " sha256=" + GITHUB_VECTOR),
+        ("gitea", "x-gitea-signature", GITHUB_VECTOR.upper()),
+        ("bitbucket", "x-hub-signature", "sha256=" + GITHUB_VECTOR.upper()),
+        ("generic", "x-signature", "Sha256=" + GITHUB_VECTOR),
+    ],
+)
+def test_only_the_documented_lowercase_form_verifies(provider: str, header: str, signature: str) -> None:
+    secret = "It's a Secret to Everybody"
+    exact = ("" if provider == "gitea" else "sha256=") + GITHUB_VECTOR
+    assert verified_secrets(PROVIDERS[provider], {header: exact}, b"Hello, World!", [secret]) == [secret]
+    with pytest.raises(UnauthorizedError):
+        verified_secrets(PROVIDERS[provider], {header: signature}, b"Hello, World!", [secret])
+
+
 def test_gitlab_token_is_compared_as_is() -> None:
     assert verified_secrets(PROVIDERS["gitlab"], {"x-gitlab-token": "tok"}, b"{}", ["tok"]) == ["tok"]
     with pytest.raises(UnauthorizedError):

@@ -46,3 +46,16 @@ def test_deeply_nested_bodies_are_a_400_on_every_provider(stack: Stack) -> None:
         assert message == "the webhook body nests JSON deeper than 64 levels", provider
     assert deployments(stack) == [1]
     assert stack.get("/d/site/").text == "live"
+
+
+def test_a_github_signature_in_another_case_is_refused(stack: Stack) -> None:
+    body = b'{"ref": "refs/heads/main", "repository": {"clone_url": "x"}}'
+    for signature, says in (
+        ("sha256=" + hex_hmac(body).upper(), "does not match the configured webhook secret"),
+        ("SHA256=" + hex_hmac(body), 'must look like "sha256=<hex digest>"'),
+    ):
+        headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature}
+        answer = stack.client.post("/api/webhooks/github", content=body, headers=headers)
+        assert says in assert_error(answer, 401, stack.settings)
+    assert deployments(stack) == [1]
+    assert stack.get("/d/site/").text == "live"
