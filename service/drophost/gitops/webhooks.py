@@ -23,6 +23,8 @@ class Provider:
     scheme: str
     event_headers: tuple[str, ...]
     delivery_headers: tuple[str, ...]
+    # The provider documents the event header as sent with every delivery: one without it is not from there.
+    event_required: bool = True
 
 
 PROVIDERS = {
@@ -38,7 +40,7 @@ PROVIDERS = {
         ),
         Provider("gitlab", ("x-gitlab-token",), "token", ("x-gitlab-event",), ("x-gitlab-event-uuid",)),
         Provider("bitbucket", ("x-hub-signature",), "prefixed", ("x-event-key",), ("x-request-uuid", "x-request-id")),
-        Provider("generic", ("x-signature",), "prefixed", ("x-event",), ("x-delivery-id",)),
+        Provider("generic", ("x-signature",), "prefixed", ("x-event",), ("x-delivery-id",), event_required=False),
     )
 }
 
@@ -111,8 +113,10 @@ def delivery_id(p: Provider, headers: Mapping[str, str]) -> str | None:
 
 
 def parse_event(p: Provider, headers: Mapping[str, str], body: bytes) -> Event:
-    """Read a verified delivery; 400 when it is not a JSON object nested a few levels deep."""
+    """Read a verified delivery; 400 when it names no event or is not a JSON object nested a few levels."""
     event_name = (header(headers, p.event_headers) or "").strip().lower()
+    if not event_name and p.event_required:
+        raise BadRequestError(f"the delivery has no {_title(p.event_headers[0])} header saying which event it is")
     payload = load_object(body, what="the webhook body")
     parser = {
         "github": _github,
@@ -128,7 +132,7 @@ def parse_event(p: Provider, headers: Mapping[str, str], body: bytes) -> Event:
 def _github(event: str, payload: dict[str, Any]) -> Event:
     if event == "ping" or "zen" in payload:
         return Event("ping")
-    if event not in ("push", ""):
+    if event != "push":
         return Event("ignored", reason=f'the "{event[:40]}" event is not a push')
     return _github_like_push(payload, _text(_get(payload, "pusher", "name")))
 
@@ -140,7 +144,7 @@ def _gitea(event: str, payload: dict[str, Any]) -> Event:
         if payload.get("ref_type") != "branch" or not isinstance(payload.get("ref"), str):
             return Event("ignored", reason="only branch deletions are acted on")
         return Event("push", urls, (RefUpdate(_strip_heads(payload["ref"]), True),), pusher)
-    if event not in ("push", ""):
+    if event != "push":
         return Event("ignored", reason=f'the "{event[:40]}" event is not a push')
     return _github_like_push(payload, pusher)
 
@@ -157,10 +161,10 @@ def _github_like_push(payload: dict[str, Any], pusher: str | None) -> Event:
 
 def _gitlab(event: str, payload: dict[str, Any]) -> Event:
     kind = payload.get("object_kind")
-    if event not in ("push hook", "") or kind != "push":
+    if event != "push hook" or kind != "push":
         if event == "tag push hook" or kind == "tag_push":
             return Event("ignored", reason="tag pushes are not deployed")
-        return Event("ignored", reason=f'the "{(event or str(kind))[:40]}" event is not a push')
+        return Event("ignored", reason=f'the "{event[:40]}" event is not a push')
     urls = _repo_urls(payload.get("project")) + _repo_urls(payload.get("repository"))
     ref = payload.get("ref")
     if not isinstance(ref, str) or not ref.startswith("refs/heads/"):
@@ -177,7 +181,7 @@ def _bitbucket(event: str, payload: dict[str, Any]) -> Event:
     repository = payload.get("repository")
     urls = _repo_urls(repository) + _bitbucket_links(repository)
     updates: list[RefUpdate] = []
-    if event == "repo:push" or (event == "" and isinstance(payload.get("push"), dict)):
+    if event == "repo:push":
         pusher = _text(_get(payload, "actor", "nickname")) or _text(_get(payload, "actor", "display_name"))
         changes = _get(payload, "push", "changes")
         for change in changes if isinstance(changes, list) else []:
@@ -193,7 +197,7 @@ def _bitbucket(event: str, payload: dict[str, Any]) -> Event:
                 and isinstance(old.get("name"), str)
             ):
                 updates.append(RefUpdate(old["name"], True))
-    elif event == "repo:refs_changed" or (event == "" and isinstance(payload.get("changes"), list)):
+    elif event == "repo:refs_changed":
         pusher = _text(_get(payload, "actor", "name")) or _text(_get(payload, "actor", "slug"))
         for change in payload.get("changes") or []:
             if not isinstance(change, dict) or _get(change, "ref", "type") != "BRANCH":

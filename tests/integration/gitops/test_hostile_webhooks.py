@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -57,5 +58,29 @@ def test_a_github_signature_in_another_case_is_refused(stack: Stack) -> None:
         headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature}
         answer = stack.client.post("/api/webhooks/github", content=body, headers=headers)
         assert says in assert_error(answer, 401, stack.settings)
+    assert deployments(stack) == [1]
+    assert stack.get("/d/site/").text == "live"
+
+
+@pytest.mark.parametrize(
+    ("provider", "event_header"),
+    [
+        ("github", "X-GitHub-Event"),
+        ("gitlab", "X-Gitlab-Event"),
+        ("gitea", "X-Gitea-Event"),
+        ("bitbucket", "X-Event-Key"),
+    ],
+)
+def test_a_signed_push_without_its_event_header_is_a_400_and_deploys_nothing(
+    git_server: GitHttpServer, stack: Stack, provider: str, event_header: str
+) -> None:
+    # The generic shape reads as a push on every provider once the event header is given.
+    body = json.dumps({"ref": "refs/heads/main", "object_kind": "push", "after": "1" * 40,
+                       "repository": {"clone_url": git_server.url("site"), "git_http_url": git_server.url("site")},
+                       "project": {"git_http_url": git_server.url("site")}}).encode()  # fmt: skip
+    headers = {name: value for name, value in SIGNED[provider](body).items() if name != event_header}
+    answer = stack.client.post(f"/api/webhooks/{provider}", content=body, headers=headers)
+    message = assert_error(answer, 400, stack.settings)
+    assert message == f"the delivery has no {event_header} header saying which event it is"
     assert deployments(stack) == [1]
     assert stack.get("/d/site/").text == "live"
