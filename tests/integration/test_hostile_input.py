@@ -10,6 +10,7 @@ import pytest
 from tests.harness.auth import AUTH
 from tests.harness.stacks import Stack, running_stack, shared_settings
 from tests.integration.support import assert_error, deploy_site, hashes, on_disk, recorded, served, site
+from tests.zipcraft import std_zip
 
 GOOD = site("the version that stays")
 # Deeper than json.loads can recurse, and within the 64 KiB cap of a JSON body.
@@ -36,3 +37,22 @@ def live(shared_stack: Stack) -> Iterator[Stack]:
 def test_deeply_nested_json_is_a_400_not_a_recursion_error(live: Stack, path: str) -> None:
     response = live.client.post(path, content=DEEP, headers={**AUTH, "content-type": "application/json"})
     assert "nests JSON deeper than 64 levels" in assert_error(response, 400, live.settings)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("slot", "a\r"), ("slot", " x "), ("slot", "x\n"), ("slot", "site\t"), ("slot", "si\x00te"), ("ttl", " 2h"),
+     ("ttl", "2h\n"), ("ttl", "2h\r"), ("ttl", "1\u00a0h")],
+)  # fmt: skip
+def test_form_fields_with_whitespace_or_control_characters_are_refused_not_trimmed(
+    live: Stack, field: str, value: str
+) -> None:
+    fields = {"slot": "site", field: value}
+    response = live.client.post(
+        "/api/deployments",
+        files={"file": ("site.zip", std_zip({"index.html": "must not go live"}), "application/zip")},
+        data=fields,
+        headers=AUTH,
+    )
+    assert "carries whitespace or control characters" in assert_error(response, 422, live.settings)
+    assert response.json()["field"] == field
