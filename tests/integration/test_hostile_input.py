@@ -9,7 +9,17 @@ import pytest
 
 from tests.harness.auth import AUTH
 from tests.harness.stacks import Stack, running_stack, shared_settings
-from tests.integration.support import assert_error, deploy_site, hashes, on_disk, recorded, served, site
+from tests.integration.support import (
+    assert_error,
+    deploy_site,
+    fetch,
+    hashes,
+    on_disk,
+    recorded,
+    served,
+    site,
+    upload,
+)
 from tests.zipcraft import std_zip
 
 GOOD = site("the version that stays")
@@ -56,3 +66,20 @@ def test_form_fields_with_whitespace_or_control_characters_are_refused_not_trimm
     )
     assert "carries whitespace or control characters" in assert_error(response, 422, live.settings)
     assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize("slot", ["default", "include", "hostnames", "volatile"])
+def test_the_words_of_nginxs_map_block_are_refused_as_slot_names_from_every_source(live: Stack, slot: str) -> None:
+    zip_bytes = std_zip({"index.html": "must not go live"})
+    answers = [
+        upload(live, zip_bytes, slot=slot),
+        upload(live, zip_bytes, slot=None, filename=f"{slot}.zip"),
+        live.client.post("/api/uploads", json={"slot": slot, "files": {}}, headers=AUTH),
+        live.client.post(
+            "/api/deployments", json={"repo": "https://git.example.lan/x.git", "slot": slot}, headers=AUTH
+        ),
+    ]
+    for response in answers:
+        assert f'"{slot}" is reserved' in assert_error(response, 422, live.settings)
+        assert response.json()["field"] == "slot"
+    assert fetch(live, f"/d/{slot}/").status_code == 404
