@@ -12,12 +12,22 @@ _TTL_PATTERN = re.compile(r"^([0-9]{1,9})([smhdw]?)$")
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+# A slot name is a key in nginx's sites map, where these words are the map block's own parameters:
+# nginx refuses the whole configuration with such a key in it.
+RESERVED_SLOTS = frozenset({"default", "include", "hostnames", "volatile"})
+
+
 def is_valid_slot(name: str) -> bool:
-    return bool(SLOT_PATTERN.fullmatch(name))
+    return bool(SLOT_PATTERN.fullmatch(name)) and name not in RESERVED_SLOTS
 
 
 def validate_slot(name: str) -> str:
     """Return the slot name unchanged, or raise with a sentence saying what is allowed."""
+    if name in RESERVED_SLOTS:
+        raise InvalidSlotError(
+            f'"{name}" is reserved and cannot be a slot name (nginx gives it a meaning of its own); choose another',
+            field="slot",
+        )
     if not is_valid_slot(name):
         shown = name if len(name) <= 80 and name.isprintable() else repr(name[:80])
         raise InvalidSlotError(

@@ -65,3 +65,9 @@ def test_preview_slots_are_always_valid_slot_names(branch: str, slot: str | None
     if slot is not None:
         assert made == slot
     assert preview_slot("docs-{branch}", branch) == made
+
+
+@pytest.mark.parametrize("branch", ["default", "include", "hostnames", "volatile", "Default"])
+def test_a_preview_of_a_branch_named_like_a_reserved_word_gets_a_valid_slot(branch: str) -> None:
+    made = preview_slot("{branch}", branch)
+    assert is_valid_slot(made) and made.startswith(branch.lower() + "-")

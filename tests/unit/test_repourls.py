@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from drophost.errors import ValidationError
-from drophost.gitops.repourls import parse_repo_url, source_key, source_pattern
+from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_url, source_key, source_pattern
 
 
 @pytest.mark.parametrize(
@@ -72,3 +72,31 @@ def test_patterns_with_a_user_and_wildcards() -> None:
     assert source_pattern("https://GIT.example.lan:443/x/*").fullmatch(source_key("https://git.example.lan/x/y"))
     # A wildcard host stays a host: it cannot swallow a user part.
     assert not source_pattern("http://*/x").fullmatch(source_key("http://bob@evil.lan/x"))
+
+
+@pytest.mark.parametrize("path", ["/etc", "/public", "//etc", "/etc/"])
+def test_absolute_repository_paths_are_refused(path: str) -> None:
+    with pytest.raises(ValidationError, match="is absolute") as caught:
+        check_repo_path(path)
+    assert caught.value.status_code == 422 and caught.value.details == {"field": "path"}
+
+
+@pytest.mark.parametrize("path", [".git", ".git/x", ".hidden", "a/.git", "public/.well-known", "a/.b/c", ".git/"])
+def test_repository_paths_through_dot_folders_are_refused(path: str) -> None:
+    with pytest.raises(ValidationError, match="names a dot folder") as caught:
+        check_repo_path(path)
+    assert caught.value.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "checked"), [(None, ""), ("", ""), (".", ""), ("/", ""), ("public", "public"), ("a/b/", "a/b")]
+)
+def test_plain_relative_repository_paths_pass(path: str | None, checked: str) -> None:
+    assert check_repo_path(path) == checked
+
+
+@pytest.mark.parametrize("branch", ["", None])
+def test_an_empty_branch_is_refused_not_defaulted(branch: str | None) -> None:
+    with pytest.raises(ValidationError, match="must be a branch name") as caught:
+        check_branch(branch)  # type: ignore[arg-type]
+    assert caught.value.status_code == 422

@@ -52,6 +52,20 @@ def test_invalid_slot_names(name: str) -> None:
     assert caught.value.message.isprintable()
 
 
+@pytest.mark.parametrize("name", ["default", "include", "hostnames", "volatile"])
+def test_the_words_of_nginxs_map_block_are_reserved(name: str) -> None:
+    assert not is_valid_slot(name)
+    with pytest.raises(InvalidSlotError) as caught:
+        validate_slot(name)
+    assert caught.value.status_code == 422 and caught.value.details == {"field": "slot"}
+    assert caught.value.message.startswith(f'"{name}" is reserved')
+
+
+@pytest.mark.parametrize("name", ["defaults", "include-me", "my-default", "volatile2"])
+def test_names_that_only_contain_a_reserved_word_are_valid(name: str) -> None:
+    assert validate_slot(name) == name
+
+
 def test_an_invalid_slot_name_is_shown_safely_and_briefly() -> None:
     with pytest.raises(InvalidSlotError) as caught:
         validate_slot("evil\nname" + "x" * 500)

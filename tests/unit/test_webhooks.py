@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from drophost.errors import UnauthorizedError
+from drophost.errors import BadRequestError, UnauthorizedError
 from drophost.gitops.repourls import repo_key
 from drophost.gitops.webhooks import PROVIDERS, RefUpdate, parse_event, verified_secrets
 
@@ -50,6 +50,30 @@ def test_bitbucket_server_signature_of_the_upstream_fixture_verifies() -> None:
 def test_bad_signatures_are_401(headers: dict[str, str], message: str) -> None:
     with pytest.raises(UnauthorizedError, match=message):
         verified_secrets(PROVIDERS["github"], headers, b"Hello, World!", ["It's a Secret to Everybody"])
+
+
+GITHUB_VECTOR = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+@pytest.mark.parametrize(
+    ("provider", "header", "signature"),
+    [
+        ("github", "x-hub-signature-256", "sha256=" + GITHUB_VECTOR.upper()),
+        ("github", "x-hub-signature-256", "sha256=" + GITHUB_VECTOR[:10].upper() + GITHUB_VECTOR[10:]),
+        ("github", "x-hub-signature-256", "SHA256=" + GITHUB_VECTOR),
+        ("github", "x-hub-signature-256", "sha256=" + GITHUB_VECTOR + " "),
+        ("github", "x-hub-signature-256", " sha256=" + GITHUB_VECTOR),
+        ("gitea", "x-gitea-signature", GITHUB_VECTOR.upper()),
+        ("bitbucket", "x-hub-signature", "sha256=" + GITHUB_VECTOR.upper()),
+        ("generic", "x-signature", "Sha256=" + GITHUB_VECTOR),
+    ],
+)
+def test_only_the_documented_lowercase_form_verifies(provider: str, header: str, signature: str) -> None:
+    secret = "It's a Secret to Everybody"
+    exact = ("" if provider == "gitea" else "sha256=") + GITHUB_VECTOR
+    assert verified_secrets(PROVIDERS[provider], {header: exact}, b"Hello, World!", [secret]) == [secret]
+    with pytest.raises(UnauthorizedError):
+        verified_secrets(PROVIDERS[provider], {header: signature}, b"Hello, World!", [secret])
 
 
 def test_gitlab_token_is_compared_as_is() -> None:
@@ -165,3 +189,33 @@ def test_branch_deletions_are_recognised_in_each_providers_shape() -> None:
     change["old"], change["new"] = change["new"], None
     parsed = parse_event(PROVIDERS["bitbucket"], {"x-event-key": "repo:push"}, json.dumps(cloud).encode())
     assert parsed.updates == (RefUpdate("name-of-branch", True),)
+
+
+@pytest.mark.parametrize(
+    ("provider", "fixture_name", "says"),
+    [
+        ("github", "fixture_go-playground_github_push.json", "X-GitHub-Event"),
+        ("gitlab", "gitlab_push_hook.json", "X-Gitlab-Event"),
+        ("gitea", "gitea_push.json", "X-Gitea-Event"),
+        ("bitbucket", "fixture_go-playground_bitbucket_cloud_repo-push.json", "X-Event-Key"),
+        ("bitbucket", "fixture_argocd_bitbucket_server_refs_changed.json", "X-Event-Key"),
+    ],
+)
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_a_delivery_without_the_providers_event_header_is_a_400(
+    provider: str, fixture_name: str, says: str, value: str | None
+) -> None:
+    headers = {} if value is None else {PROVIDERS[provider].event_headers[0]: value}
+    with pytest.raises(BadRequestError) as caught:
+        parse_event(PROVIDERS[provider], headers, fixture(fixture_name))
+    assert caught.value.message == f"the delivery has no {says} header saying which event it is"
+
+
+@pytest.mark.parametrize("header", ["x-gitea-event", "x-forgejo-event", "x-gogs-event"])
+def test_forgejo_and_gogs_name_the_event_in_their_own_header(header: str) -> None:
+    assert parse_event(PROVIDERS["gitea"], {header: "push"}, fixture("gitea_push.json")).kind == "push"
+
+
+def test_the_generic_provider_needs_no_event_header() -> None:
+    parsed = parse_event(PROVIDERS["generic"], {}, b'{"repo": "https://git.example.lan/x.git", "branch": "main"}')
+    assert parsed.kind == "push" and parsed.updates == (RefUpdate("main", False),)

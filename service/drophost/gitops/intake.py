@@ -105,7 +105,7 @@ class Intake:
         if unknown:
             raise ValidationError(f"unknown field {sorted(unknown)[0]!r}; use repo, branch, path and slot")
         repo = parse_repo_url(body.get("repo"))  # type: ignore[arg-type]
-        branch = check_branch(body.get("branch") or "main")
+        branch = check_branch(body.get("branch", "main"))  # only a missing branch means main
         path = check_repo_path(body.get("path"))
         raw_slot = body.get("slot")
         if not isinstance(raw_slot, str):

@@ -22,7 +22,7 @@ from drophost.gitops.repourls import (
     source_key,
     source_pattern,
 )
-from drophost.names import is_valid_slot, parse_ttl
+from drophost.names import RESERVED_SLOTS, is_valid_slot, parse_ttl, validate_slot
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 12
@@ -98,7 +98,8 @@ def preview_slot(template: str, branch: str) -> str:
     if not slug or len(slug) > room:
         digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
         slug = (slug[: max(room - 9, 0)].strip("-") + "-" + digest).strip("-")
-    return template.replace(BRANCH_FIELD, slug)
+    slot = template.replace(BRANCH_FIELD, slug)
+    return slot if slot not in RESERVED_SLOTS else f"{slot}-{hashlib.sha256(branch.encode()).hexdigest()[:8]}"
 
 
 def load_file(path: Path) -> Manifest:
@@ -359,6 +360,8 @@ class _Checker:
         shown = value[:80] if value[:80].isprintable() else repr(value[:80])
         template = value.count(BRANCH_FIELD) == 1
         probe = value.replace(BRANCH_FIELD, "x") if template else value
+        if probe in RESERVED_SLOTS:
+            self.checked(item, field, lambda _: validate_slot(probe))
         if not isinstance(item.value, str) or "{" in probe or "}" in probe or not is_valid_slot(probe):
             raise self.fail(
                 item,

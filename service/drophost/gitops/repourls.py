@@ -211,7 +211,8 @@ def check_branch(name: str, *, field: str = "branch") -> str:
 
 
 def check_repo_path(path: str | None, *, field: str = "path") -> str:
-    """A subdirectory inside the repository ("" is the root); it must not escape it."""
+    """A subdirectory inside the repository ("", "." and "/" are the root); it must not escape it,
+    start at "/" or pass through a dot folder (.git, .github, ...: never published, so never a site)."""
     if path is None or path in ("", ".", "/"):
         return ""
     shown = _show(path) if isinstance(path, str) else repr(path)
@@ -219,9 +220,16 @@ def check_repo_path(path: str | None, *, field: str = "path") -> str:
         raise ValidationError(f"{field} {shown} is not a folder inside the repository", field=field)
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in path):
         raise ValidationError(f"{field} {shown} contains control characters", field=field)
-    parts = path.strip("/").split("/")
+    if path.startswith("/"):
+        raise ValidationError(
+            f'{field} {shown} is absolute: give a folder relative to the repository root, such as "public"',
+            field=field,
+        )
+    parts = path.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise ValidationError(f"{field} {shown} escapes the repository or is not a plain relative folder", field=field)
+    if any(part.startswith(".") for part in parts):
+        raise ValidationError(f"{field} {shown} names a dot folder, which is never published", field=field)
     return "/".join(parts)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from drophost.errors import BadRequestError, NotFoundError, UnauthorizedError
+from drophost.jsonbody import load_object
 
 ZERO_SHA = "0" * 40
 _URL_KEYS = ("clone_url", "html_url", "ssh_url", "git_http_url", "git_ssh_url", "http_url", "url", "web_url")
@@ -23,6 +23,8 @@ class Provider:
     scheme: str
     event_headers: tuple[str, ...]
     delivery_headers: tuple[str, ...]
+    # The provider documents the event header as sent with every delivery: one without it is not from there.
+    event_required: bool = True
 
 
 PROVIDERS = {
@@ -38,7 +40,7 @@ PROVIDERS = {
         ),
         Provider("gitlab", ("x-gitlab-token",), "token", ("x-gitlab-event",), ("x-gitlab-event-uuid",)),
         Provider("bitbucket", ("x-hub-signature",), "prefixed", ("x-event-key",), ("x-request-uuid", "x-request-id")),
-        Provider("generic", ("x-signature",), "prefixed", ("x-event",), ("x-delivery-id",)),
+        Provider("generic", ("x-signature",), "prefixed", ("x-event",), ("x-delivery-id",), event_required=False),
     )
 }
 
@@ -82,26 +84,25 @@ def sign(secret: str, body: bytes) -> str:
 def verified_secrets(p: Provider, headers: Mapping[str, str], body: bytes, secrets: list[str]) -> list[str]:
     """The configured secrets this delivery is signed with; 401 if none, before the body is parsed."""
     given = header(headers, p.signature_headers)
-    wanted = p.signature_headers[0]
+    wanted = _title(p.signature_headers[0])
     if given is None or not given.strip():
-        raise UnauthorizedError(f"the delivery has no {_title(wanted)} header; configure the webhook secret")
-    given = given.strip()
+        raise UnauthorizedError(f"the delivery has no {wanted} header; configure the webhook secret")
     if not given.isascii():
-        raise UnauthorizedError(f"the {_title(wanted)} header is not a valid signature")
-    if p.scheme == "prefixed":
-        algorithm, _, digest = given.partition("=")
-        if algorithm.lower() != "sha256" or not digest:
-            raise UnauthorizedError(f'the {_title(wanted)} header must look like "sha256=<hex digest>"')
-        given = digest
+        raise UnauthorizedError(f"the {wanted} header is not a valid signature")
+    if p.scheme == "prefixed" and not given.startswith("sha256="):
+        raise UnauthorizedError(f'the {wanted} header must look like "sha256=<hex digest>"')
+    # Exactly the documented form (lowercase hex), in constant time: no case folding, no trimming.
     raw = given.encode("ascii")
-    found = []
-    for secret in secrets:
-        expected = secret.encode() if p.scheme == "token" else sign(secret, body).encode()
-        if hmac.compare_digest(expected, raw.lower() if p.scheme != "token" else raw):
-            found.append(secret)
+    found = [secret for secret in secrets if hmac.compare_digest(_signature(p, secret, body), raw)]
     if not found:
-        raise UnauthorizedError(f"the {_title(wanted)} header does not match the configured webhook secret")
+        raise UnauthorizedError(f"the {wanted} header does not match the configured webhook secret")
     return found
+
+
+def _signature(p: Provider, secret: str, body: bytes) -> bytes:
+    if p.scheme == "token":
+        return secret.encode()
+    return ("sha256=" if p.scheme == "prefixed" else "").encode() + sign(secret, body).encode()
 
 
 def delivery_id(p: Provider, headers: Mapping[str, str]) -> str | None:
@@ -112,14 +113,11 @@ def delivery_id(p: Provider, headers: Mapping[str, str]) -> str | None:
 
 
 def parse_event(p: Provider, headers: Mapping[str, str], body: bytes) -> Event:
-    """Read a verified delivery; 400 only when it is not JSON at all."""
+    """Read a verified delivery; 400 when it names no event or is not a JSON object nested a few levels."""
     event_name = (header(headers, p.event_headers) or "").strip().lower()
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequestError("the webhook body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise BadRequestError("the webhook body must be a JSON object")
+    if not event_name and p.event_required:
+        raise BadRequestError(f"the delivery has no {_title(p.event_headers[0])} header saying which event it is")
+    payload = load_object(body, what="the webhook body")
     parser = {
         "github": _github,
         "gitea": _gitea,
@@ -134,7 +132,7 @@ def parse_event(p: Provider, headers: Mapping[str, str], body: bytes) -> Event:
 def _github(event: str, payload: dict[str, Any]) -> Event:
     if event == "ping" or "zen" in payload:
         return Event("ping")
-    if event not in ("push", ""):
+    if event != "push":
         return Event("ignored", reason=f'the "{event[:40]}" event is not a push')
     return _github_like_push(payload, _text(_get(payload, "pusher", "name")))
 
@@ -146,7 +144,7 @@ def _gitea(event: str, payload: dict[str, Any]) -> Event:
         if payload.get("ref_type") != "branch" or not isinstance(payload.get("ref"), str):
             return Event("ignored", reason="only branch deletions are acted on")
         return Event("push", urls, (RefUpdate(_strip_heads(payload["ref"]), True),), pusher)
-    if event not in ("push", ""):
+    if event != "push":
         return Event("ignored", reason=f'the "{event[:40]}" event is not a push')
     return _github_like_push(payload, pusher)
 
@@ -163,10 +161,10 @@ def _github_like_push(payload: dict[str, Any], pusher: str | None) -> Event:
 
 def _gitlab(event: str, payload: dict[str, Any]) -> Event:
     kind = payload.get("object_kind")
-    if event not in ("push hook", "") or kind != "push":
+    if event != "push hook" or kind != "push":
         if event == "tag push hook" or kind == "tag_push":
             return Event("ignored", reason="tag pushes are not deployed")
-        return Event("ignored", reason=f'the "{(event or str(kind))[:40]}" event is not a push')
+        return Event("ignored", reason=f'the "{event[:40]}" event is not a push')
     urls = _repo_urls(payload.get("project")) + _repo_urls(payload.get("repository"))
     ref = payload.get("ref")
     if not isinstance(ref, str) or not ref.startswith("refs/heads/"):
@@ -183,7 +181,7 @@ def _bitbucket(event: str, payload: dict[str, Any]) -> Event:
     repository = payload.get("repository")
     urls = _repo_urls(repository) + _bitbucket_links(repository)
     updates: list[RefUpdate] = []
-    if event == "repo:push" or (event == "" and isinstance(payload.get("push"), dict)):
+    if event == "repo:push":
         pusher = _text(_get(payload, "actor", "nickname")) or _text(_get(payload, "actor", "display_name"))
         changes = _get(payload, "push", "changes")
         for change in changes if isinstance(changes, list) else []:
@@ -199,7 +197,7 @@ def _bitbucket(event: str, payload: dict[str, Any]) -> Event:
                 and isinstance(old.get("name"), str)
             ):
                 updates.append(RefUpdate(old["name"], True))
-    elif event == "repo:refs_changed" or (event == "" and isinstance(payload.get("changes"), list)):
+    elif event == "repo:refs_changed":
         pusher = _text(_get(payload, "actor", "name")) or _text(_get(payload, "actor", "slug"))
         for change in payload.get("changes") or []:
             if not isinstance(change, dict) or _get(change, "ref", "type") != "BRANCH":

@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -20,6 +20,7 @@ from drophost.names import parse_ttl, slot_from_filename, validate_slot
 from drophost.pipeline import releases, versiondiff
 from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
+from drophost.text import show
 from drophost.web import views
 from drophost.web.common import (
     deployer_of,
@@ -48,12 +49,9 @@ async def create_deployment(request: Request) -> Response:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ValidationError("the form needs a field named file holding a ZIP archive", field="file")
-        raw_slot = form.get("slot")
-        if raw_slot is not None and not isinstance(raw_slot, str):
-            raise ValidationError("slot must be a text field", field="slot")
-        slot = validate_slot(raw_slot.strip()) if raw_slot else slot_from_filename(upload.filename or "")
-        raw_ttl = form.get("ttl")
-        ttl = parse_ttl(raw_ttl if isinstance(raw_ttl, str) else None, maximum=settings.max_ttl_seconds)
+        raw_slot = _form_text(form, "slot")
+        slot = validate_slot(raw_slot) if raw_slot else slot_from_filename(upload.filename or "")
+        ttl = parse_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
         row = await run_in_threadpool(
             deployer_of(request).deploy_archive,
             upload.file,
@@ -179,6 +177,20 @@ async def update_slot(request: Request) -> Response:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _form_text(form: FormData, name: str) -> str | None:
+    """A text field exactly as sent: never trimmed, so whitespace or a control character in it is refused."""
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be a text field", field=name)
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValidationError(
+            f"{name} {show(value, 40)} carries whitespace or control characters; send the value alone", field=name
+        )
+    return value
+
+
 def _with_conn(pool: ConnectionPool[Any], query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     with pool.connection() as conn:
         return query(conn, *args, **kwargs)

@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
@@ -176,7 +176,12 @@ async def _ingest_forever(ingester: Ingester, nginx: Nginx, settings: Settings) 
 
 # -- errors ----------------------------------------------------------------------------------
 def _exception_handlers() -> dict[Any, Any]:
-    return {DrophostError: _drophost_error, HTTPException: _http_error, Exception: _unexpected_error}
+    return {
+        DrophostError: _drophost_error,
+        HTTPException: _http_error,
+        ClientDisconnect: _client_disconnected,
+        Exception: _unexpected_error,
+    }
 
 
 async def _drophost_error(request: Request, exc: Exception) -> Response:
@@ -200,6 +205,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 400 and exc.detail:
         message = f"the request could not be read: {str(exc.detail)[:200]}"
     return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    # Nothing was recorded: the body is read in full before anything is deployed. No one is left
+    # to read an answer; the 400 is only for the ASGI server.
+    log.info("client disconnected during the upload: %s %s", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from drophost.errors import BadRequestError, NotFoundError, UnauthorizedError, ValidationError
+from drophost.errors import NotFoundError, UnauthorizedError, ValidationError
+from drophost.jsonbody import load_object
 from drophost.names import validate_slot
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
@@ -58,13 +59,8 @@ async def read_json(request: Request) -> dict[str, Any]:
     body = await request.body()
     if not body.strip():
         return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequestError("the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequestError("the request body must be a JSON object")
-    return data
+    # A file list can be megabytes: read it off the event loop.
+    return await run_in_threadpool(load_object, body, what="the request body")
 
 
 def path_slot(request: Request) -> str:

@@ -57,6 +57,13 @@ def test_repo_url_deploy_answers_202_and_goes_live(git_server: GitHttpServer, gi
     row = wait_for_deployment(stack, again.json()["id"])
     assert row["commit_sha"] == second_sha and row["config_version"] == 2 and row["ttl_seconds"] == 7200
     assert stack.get("/d/other/").text == "two"
+    # Only a missing branch means main ("branch": "" is a 422, see HOSTILE).
+    third_sha = repo.commit({"index.html": "three"})
+    default = stack.client.post(
+        "/api/deployments", json={"repo": git_server.url("other"), "slot": "other"}, headers=AUTH
+    )
+    row = wait_for_deployment(stack, default.json()["id"])
+    assert row["commit_sha"] == third_sha and row["branch"] == "main"
 
 
 def test_symlinks_and_dotfiles_are_not_published(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
@@ -120,6 +127,13 @@ HOSTILE = [
     ({"branch": "main..x"}, 422, "is not a valid branch name"),
     ({"path": "../../etc"}, 422, "escapes the repository"),
     ({"path": "public/../../x"}, 422, "escapes the repository"),
+    ({"branch": ""}, 422, "branch must be a branch name"),
+    ({"branch": None}, 422, "branch must be a branch name"),
+    ({"path": "/etc"}, 422, "is absolute"),
+    ({"path": ".git"}, 422, "names a dot folder"),
+    ({"path": ".git/x"}, 422, "names a dot folder"),
+    ({"path": ".hidden"}, 422, "names a dot folder"),
+    ({"path": "a/.git"}, 422, "names a dot folder"),
     ({"slot": "Docs!"}, 422, "is not a valid slot name"),
     ({"slot": "docs"}, 409, "is declared in deploy.yaml"),
     ({"ttl": "forever"}, 422, "is not a duration"),
