@@ -16,6 +16,8 @@ def test_polling_deploys_a_push_no_webhook_announced(git_server: GitHttpServer, 
     head = repo.commit({"index.html": "found by polling"})
     assert wait_until(lambda: stack.get("/d/site/").text == "found by polling")
     newest = stack.client.get("/api/deployments?slot=site", headers=AUTH).json()["deployments"][0]
+    # The new release is served a moment before its deployment is recorded as live.
+    newest = wait_for_deployment(stack, newest["id"])
     assert (newest["trigger"], newest["commit_sha"], newest["status"]) == ("poll", head, "live")
     # An unchanged branch is not deployed again.
     requests = git_server.requests
