@@ -159,7 +159,12 @@ def plan_extraction(archive: zipfile.ZipFile, raw: IO[bytes], limits: ArchiveLim
     declared_total = 0
     compressed_total = 0
     for info in entries:
-        parts = check_entry_name(info.filename, limits)
+        # zipfile cuts `filename` at a NUL byte ("index.html\0../../x" reads as index.html): the name
+        # checked is the central directory's whole name, so a NUL is refused like any control character.
+        parts = check_entry_name(info.orig_filename, limits)
+        if info.filename != info.orig_filename:
+            shown = show(info.orig_filename)
+            raise InvalidArchiveError(f"the entry name {shown} is not read as it is written", entry=shown)
         _check_entry_kind(info)
         if info.is_dir():
             paths.add_folder(info.filename, parts)
@@ -248,6 +253,9 @@ def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: 
             raise InvalidArchiveError(f"the entry {show(info.filename)} has no valid local header")
         fields = _LOCAL_HEADER.unpack(header)
         name_length, extra_length = fields[9], fields[10]
+        if b"\0" in raw.read(name_length):
+            shown = show(info.orig_filename)
+            raise InvalidArchiveError(f"the entry name {shown} contains control characters", entry=shown)
         data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
         spans.append((info.header_offset, data_start + info.compress_size, info.filename))
     spans.sort()
