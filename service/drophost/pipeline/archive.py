@@ -21,6 +21,7 @@ from drophost.pipeline import releases
 from drophost.pipeline.artifacts import ArtifactStore
 from drophost.pipeline.context import Context
 from drophost.pipeline.publish import publish_tree
+from drophost.pipeline.releases import WELL_KNOWN, is_published_path
 from drophost.settings import Settings
 from drophost.store import deployments
 from drophost.text import show
@@ -184,14 +185,18 @@ def plan_extraction(archive: zipfile.ZipFile, raw: IO[bytes], limits: ArchiveLim
             f"the archive expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb"
         )
 
-    published = [(info, parts) for info, parts in candidates if is_published(parts)]
+    # People zip the folder their site is in: that folder, found among the files with no dot in their
+    # path, is not part of the site; .well-known/ is published at the top of what remains.
+    prefix = _common_folder(parts for _, parts in candidates if is_published(parts) and WELL_KNOWN not in parts)
+    skip = 1 if prefix else 0
+    published = [
+        (info, parts[skip:])
+        for info, parts in candidates
+        if parts[0] not in _IGNORED_TOP_LEVEL and (not prefix or parts[0] == prefix) and is_published_path(parts[skip:])
+    ]
     if not published:
         raise InvalidArchiveError("the archive contains no files to publish")
-    prefix = _common_folder(parts for _, parts in published)
-    skip = 1 if prefix else 0
-    files = tuple(
-        PlannedFile(entry=info, target="/".join(parts[skip:]), size=info.file_size) for info, parts in published
-    )
+    files = tuple(PlannedFile(entry=info, target="/".join(parts), size=info.file_size) for info, parts in published)
     return ExtractionPlan(files=files, total_bytes=sum(f.size for f in files), stripped_prefix=prefix)
 
 
@@ -234,8 +239,9 @@ class PathSet:
 
 
 def is_published(parts: list[str]) -> bool:
-    """Dotfiles (.git/, .env, .DS_Store) and macOS resource forks are never published."""
-    return parts[0] not in _IGNORED_TOP_LEVEL and not any(part.startswith(".") for part in parts)
+    """Dotfiles (.git/, .env, .DS_Store; .well-known/ at the top is published) and macOS resource
+    forks are never published."""
+    return bool(parts) and parts[0] not in _IGNORED_TOP_LEVEL and is_published_path(parts)
 
 
 def archive_start_dir(archive: zipfile.ZipFile) -> int:
