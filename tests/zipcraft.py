@@ -272,6 +272,13 @@ def _names(*names: str | bytes) -> Callable[[], bytes]:
     return build
 
 
+def _nul_in_local_name() -> bytes:
+    # The central directory says index.html; the local header before the data says more.
+    listed = Entry("index.html", b"<h1>listed</h1>")
+    local = local_record(Entry(b"index.html\x00../../escape.html", listed.data))
+    return assemble(local, [central_record(listed, 0)])
+
+
 @dataclass(frozen=True)
 class BadZip:
     id: str
@@ -326,6 +333,10 @@ BAD_ZIPS: tuple[BadZip, ...] = (
     BadZip("control-newline", _names("index.html", "new\nline.html"), "control characters"),
     BadZip("control-bidi", _names("index.html", "evil\u202elmth.exe"), "control characters"),
     BadZip("control-cp437-byte", _names(b"index.html", b"esc\x1bape.html"), "control characters"),
+    # zipfile reads this name as "index.html": only the raw name shows the NUL and what follows it.
+    BadZip("nul-in-name", _names("page.html", b"index.html\x00../../escape.html"), "control characters"),
+    BadZip("nul-in-local-name", _nul_in_local_name, "control characters"),
+    BadZip("nul-in-utf8-name", _names("page.html", "index.html\x00../../\u00e9.html"), "control characters"),
     BadZip(
         "invalid-utf8-name",
         lambda: craft_zip(INDEX, Entry(b"bad\xff\xfe.html", b"x", flags=UTF8_FLAG)),

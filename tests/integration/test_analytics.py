@@ -62,7 +62,8 @@ def test_rotation_and_restart_count_every_request_exactly_once(
     sites = f"http://127.0.0.1:{chosen.sites_listen_port}"
     log_path = chosen.nginx_dir / "access.log"
     with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
-        _deploy(client, "demo", {"index.html": "<p>demo</p>", "big.txt": "x" * 1000})
+        # Not text, so nginx does not compress it: its 1,000 bytes are what the log counts.
+        _deploy(client, "demo", {"index.html": "<p>demo</p>", "big.bin": "x" * 1000})
         _deploy(client, "other", {"index.html": "other"})
         _visit(sites, "/d/demo/", 5)
         _visit(sites, "/d/demo/missing.html", 2)
@@ -71,7 +72,7 @@ def test_rotation_and_restart_count_every_request_exactly_once(
         httpx.get(f"http://127.0.0.1:{chosen.port}/d/demo/", timeout=10)
         httpx.get(f"{sites}/nowhere", timeout=10)
         assert _report_when(client, 10)["requests"]["requests"] == 10
-        _visit(sites, "/d/demo/big.txt", 4)
+        _visit(sites, "/d/demo/big.bin", 4)
         # Rotate as logrotate does: rename, a few requests still land in the old file, then reopen.
         log_path.rename(log_path.with_name("access.log.1"))
         _visit(sites, "/d/other/", 2)
@@ -91,7 +92,7 @@ def test_rotation_and_restart_count_every_request_exactly_once(
             per_slot[row["slot"]] = per_slot.get(row["slot"], 0) + row["requests"]
         assert per_slot == {"demo": 16, "other": 5}
         top = {(row["slot"], row["path"]): row["requests"] for row in result["top_paths"]}
-        assert top[("demo", "/d/demo/index.html")] == 10 and top[("demo", "/d/demo/big.txt")] == 4
+        assert top[("demo", "/d/demo/index.html")] == 10 and top[("demo", "/d/demo/big.bin")] == 4
         assert top[("demo", "/d/demo/missing.html")] == 2  # the path asked for, not the 404 page
         assert result["deployments"]["total"] == 2 and result["deployments"]["live"] == 2
         only_other = _report(client, "?slot=other")

@@ -176,7 +176,7 @@ def test_a_deploy_with_a_ttl_expires(stack: Stack) -> None:
     while api(stack, "GET", "/api/slots").json()["slots"][0]["status"] != "expired":
         assert time.monotonic() < deadline, "the slot did not expire"
         time.sleep(0.1)
-    assert fetch(stack, "/d/demo/").status_code == 404
+    assert fetch(stack, "/d/demo/").status_code == 410
     assert api(stack, "GET", f"/api/deployments/{response.json()['id']}").json()["status"] == "expired"
 
 

@@ -71,7 +71,7 @@ def test_a_ttl_that_runs_out_while_stopped_expires_the_slot_after_a_restart(
     with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
         assert _wait_for_status(client, "brief", "expired")["active_version"] is None
         gone = httpx.get(f"{sites}/d/brief/", timeout=10)
-        assert gone.status_code == 404
+        assert gone.status_code == 410 and gone.json() == {"error": "the site at this address has expired"}
         assert httpx.get(f"{sites}/d/keep/", timeout=10).text == "kept"
         assert _slot(client, "keep")["status"] == "live"
         history = client.get("/api/deployments?slot=brief", headers=AUTH).json()["deployments"]
@@ -92,7 +92,7 @@ def test_a_live_slot_gets_a_new_ttl_and_expires(stack: Stack) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["expires_at"] is not None
     assert _wait_for_status(stack.client, "demo", "expired")["status"] == "expired"
-    assert stack.get("/d/demo/").status_code == 404
+    assert stack.get("/d/demo/").status_code == 410
     again = stack.client.patch("/api/slots/demo", json={"ttl": "1h"}, headers=AUTH)
     assert again.status_code == 409 and "expired" in again.json()["error"]
 

@@ -175,6 +175,28 @@ def test_macosx_folders_and_dotfiles_are_not_published(tmp_path: Path) -> None:
     assert [f.target for f in plan.files] == ["index.html"]
 
 
+@pytest.mark.parametrize("folder", ["", "site/"])
+def test_well_known_at_the_top_of_the_site_is_published(tmp_path: Path, folder: str) -> None:
+    files = {
+        "index.html": b"home",
+        ".well-known/security.txt": b"Contact: x",
+        ".well-known/apple-app-site-association": b"{}",
+        ".well-known/acme/token": b"t",
+        ".well-known/.hidden": b"no",
+        "docs/.well-known/x": b"no",
+        ".env": b"SECRET=1",
+    }
+    plan = unpack(std_zip({folder + name: data for name, data in files.items()}), tmp_path / "out")
+    published = [".well-known/security.txt", ".well-known/apple-app-site-association", ".well-known/acme/token"]
+    assert tree(tmp_path / "out") == {name: files[name] for name in ["index.html", *published]}
+    assert plan.stripped_prefix == folder.rstrip("/")
+
+
+def test_well_known_beside_the_zipped_folder_is_not_the_sites(tmp_path: Path) -> None:
+    files = {"site/index.html": b"home", ".well-known/security.txt": b"outside", "site/.well-known/a.txt": b"in"}
+    assert [f.target for f in unpack(std_zip(files), tmp_path / "out").files] == ["index.html", ".well-known/a.txt"]
+
+
 def test_streamed_archives_with_data_descriptors_are_accepted(tmp_path: Path) -> None:
     files = {"index.html": b"<h1>streamed</h1>", "big.bin": os.urandom(70_000)}
     unpack(streamed_zip(files), tmp_path / "out")

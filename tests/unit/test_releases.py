@@ -58,6 +58,12 @@ def test_a_plain_tree_is_sealed_read_only_top_folder_last(tmp_path: Path) -> Non
         pytest.param(lambda root: os.mkfifo(root / "docs" / "deep" / "pipe"), id="fifo"),
         pytest.param(lambda root: (root / "docs" / ".env").write_text("SECRET=1"), id="dotfile"),
         pytest.param(lambda root: (root / ".git").mkdir(), id="dot-folder"),
+        pytest.param(lambda root: (root / "docs" / ".well-known").mkdir(), id="well-known-below-the-top"),
+        pytest.param(lambda root: (root / ".well-known").write_text("a file"), id="well-known-file"),
+        pytest.param(
+            lambda root: [(root / ".well-known").mkdir(), (root / ".well-known" / ".env").write_text("x")],
+            id="dotfile-in-well-known",
+        ),
     ],
 )
 def test_anything_but_plain_folders_and_files_is_refused_and_nothing_is_sealed(tmp_path: Path, plant) -> None:  # type: ignore[no-untyped-def]
@@ -168,3 +174,29 @@ def test_at_start_a_release_that_cannot_be_checked_is_not_served(tmp_path: Path)
     assert not safe_to_serve("tampered", tampered)
     assert safe_to_serve("gone", tmp_path / "gone")  # nothing to serve; its link just leads nowhere
     assert not safe_to_serve("unreadable", tmp_path / ("x" * 300))  # lstat fails: ENAMETOOLONG
+
+
+def test_well_known_at_the_top_is_sealed_like_any_folder(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "r")
+    (tree / ".well-known" / "acme").mkdir(parents=True)
+    (tree / ".well-known" / "security.txt").write_text("Contact: x")
+    releases.seal(tree)
+    assert releases.is_sealed(tree) and modes(tree)[".well-known/security.txt"] == 0o444
+
+
+@pytest.mark.parametrize(
+    ("path", "published"),
+    [
+        ("index.html", True),
+        (".well-known/security.txt", True),
+        (".well-known/acme/token", True),
+        (".well-known", False),
+        (".well-known/.env", False),
+        ("a/.well-known/x", False),
+        (".env", False),
+        (".git/config", False),
+        ("docs/.DS_Store", False),
+    ],
+)
+def test_only_well_known_at_the_top_escapes_the_dotfile_rule(path: str, published: bool) -> None:
+    assert releases.is_published_path(path.split("/")) is published

@@ -13,11 +13,21 @@ from drophost.digests import file_digest
 Progress = Callable[[int, int], None]
 
 
+# The server publishes no dotfile or dot-folder but this folder at the top (releases.is_published_path;
+# the client imports no server module).
+WELL_KNOWN = ".well-known"
+
+
 def scan_folder(folder: Path) -> dict[str, Path]:
     """Relative POSIX path -> file, skipping symlinks and dotfiles (which are never published)."""
     found: dict[str, Path] = {}
     for walked, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (Path(walked) / d).is_symlink())
+        top = Path(walked) == folder
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if (not d.startswith(".") or (top and d == WELL_KNOWN)) and not (Path(walked) / d).is_symlink()
+        )
         for name in sorted(names):
             path = Path(walked) / name
             if name.startswith(".") or path.is_symlink() or not path.is_file():

@@ -21,6 +21,7 @@ from drophost.errors import CommandError, DrophostError, GitError
 from drophost.gitops.mirror import SHA, GitSource
 from drophost.gitops.repourls import check_repo_path
 from drophost.pipeline.archive import ArchiveLimits, check_entry_name
+from drophost.pipeline.releases import is_published_path
 from drophost.text import show
 
 _BATCH_BYTES = 32 * 1024 * 1024
@@ -223,8 +224,8 @@ class ListingReader:
             parts = check_entry_name(name, limits)
         except DrophostError as exc:
             raise GitError(exc.message.replace("the entry", "the file").replace("the archive", "the tree")) from None
-        if any(part.startswith(".") for part in parts):
-            # dotfiles (.git*, .env) are never published
+        if not is_published_path(parts):
+            # dotfiles (.git*, .env) are never published; .well-known/ at the top is
             return
         if not size.isdigit():
             raise GitError("the tree listing could not be read")

@@ -61,14 +61,15 @@ class Activator:
         self._guard = threading.Lock()
 
     def activate(self, slot: str, text: str | None, release_dir: Path | str | None) -> None:
-        """Make nginx serve `release_dir` for `slot` with config `text` (None: take the slot offline),
-        and wait until it does.
+        """Make nginx serve `release_dir` for `slot` with config `text` (None: take the slot offline;
+        a config without a release: an entry that serves no files, see expired_config), and wait
+        until it does.
 
         A config nginx does not have yet is only installed once nginx accepts the whole
         configuration; a config it has already (another version of a live slot) moves the link.
         """
         old_workers = self.switch(slot, text, release_dir)
-        if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, text is not None):
+        if old_workers is not None and not self.nginx.wait_for_reload(old_workers, slot, release_dir is not None):
             log.warning("nginx did not confirm slot %s in time", slot)
 
     def switch(self, slot: str, text: str | None, release_dir: Path | str | None) -> frozenset[int] | None:

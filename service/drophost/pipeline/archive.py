@@ -21,6 +21,7 @@ from drophost.pipeline import releases
 from drophost.pipeline.artifacts import ArtifactStore
 from drophost.pipeline.context import Context
 from drophost.pipeline.publish import publish_tree
+from drophost.pipeline.releases import WELL_KNOWN, is_published_path
 from drophost.settings import Settings
 from drophost.store import deployments
 from drophost.text import show
@@ -159,7 +160,12 @@ def plan_extraction(archive: zipfile.ZipFile, raw: IO[bytes], limits: ArchiveLim
     declared_total = 0
     compressed_total = 0
     for info in entries:
-        parts = check_entry_name(info.filename, limits)
+        # zipfile cuts `filename` at a NUL byte ("index.html\0../../x" reads as index.html): the name
+        # checked is the central directory's whole name, so a NUL is refused like any control character.
+        parts = check_entry_name(info.orig_filename, limits)
+        if info.filename != info.orig_filename:
+            shown = show(info.orig_filename)
+            raise InvalidArchiveError(f"the entry name {shown} is not read as it is written", entry=shown)
         _check_entry_kind(info)
         if info.is_dir():
             paths.add_folder(info.filename, parts)
@@ -179,14 +185,18 @@ def plan_extraction(archive: zipfile.ZipFile, raw: IO[bytes], limits: ArchiveLim
             f"the archive expands more than {limits.max_compression_ratio} times; refusing a possible zip bomb"
         )
 
-    published = [(info, parts) for info, parts in candidates if is_published(parts)]
+    # People zip the folder their site is in: that folder, found among the files with no dot in their
+    # path, is not part of the site; .well-known/ is published at the top of what remains.
+    prefix = _common_folder(parts for _, parts in candidates if is_published(parts) and WELL_KNOWN not in parts)
+    skip = 1 if prefix else 0
+    published = [
+        (info, parts[skip:])
+        for info, parts in candidates
+        if parts[0] not in _IGNORED_TOP_LEVEL and (not prefix or parts[0] == prefix) and is_published_path(parts[skip:])
+    ]
     if not published:
         raise InvalidArchiveError("the archive contains no files to publish")
-    prefix = _common_folder(parts for _, parts in published)
-    skip = 1 if prefix else 0
-    files = tuple(
-        PlannedFile(entry=info, target="/".join(parts[skip:]), size=info.file_size) for info, parts in published
-    )
+    files = tuple(PlannedFile(entry=info, target="/".join(parts), size=info.file_size) for info, parts in published)
     return ExtractionPlan(files=files, total_bytes=sum(f.size for f in files), stripped_prefix=prefix)
 
 
@@ -229,8 +239,9 @@ class PathSet:
 
 
 def is_published(parts: list[str]) -> bool:
-    """Dotfiles (.git/, .env, .DS_Store) and macOS resource forks are never published."""
-    return parts[0] not in _IGNORED_TOP_LEVEL and not any(part.startswith(".") for part in parts)
+    """Dotfiles (.git/, .env, .DS_Store; .well-known/ at the top is published) and macOS resource
+    forks are never published."""
+    return bool(parts) and parts[0] not in _IGNORED_TOP_LEVEL and is_published_path(parts)
 
 
 def archive_start_dir(archive: zipfile.ZipFile) -> int:
@@ -248,6 +259,9 @@ def check_no_overlap(entries: list[zipfile.ZipInfo], raw: IO[bytes], start_dir: 
             raise InvalidArchiveError(f"the entry {show(info.filename)} has no valid local header")
         fields = _LOCAL_HEADER.unpack(header)
         name_length, extra_length = fields[9], fields[10]
+        if b"\0" in raw.read(name_length):
+            shown = show(info.orig_filename)
+            raise InvalidArchiveError(f"the entry name {shown} contains control characters", entry=shown)
         data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
         spans.append((info.header_offset, data_start + info.compress_size, info.filename))
     spans.sort()

@@ -30,6 +30,8 @@ from drophost.pipeline.nginxconfig import (
 from drophost.settings import Settings
 
 _HEARTBEAT_STALE_SECONDS = 5.0
+# What the sites origin answers where it serves nothing (nginx.conf.j2 picks one by Accept).
+PAGES = ("not-found.html", "not-found.json", "expired.html", "expired.json")
 
 
 class Nginx:
@@ -64,10 +66,13 @@ class Nginx:
         if self.watcher:
             for folder in (self.control_dir / "requests", self.control_dir / "results"):
                 folder.mkdir(parents=True, exist_ok=True)
-        # A copy next to the config, so an nginx in another container finds it at the same path.
-        mime_types = resources.files("drophost.nginx_templates").joinpath("mime.types").read_text()
-        if not self.mime_path.exists() or self.mime_path.read_text() != mime_types:
-            _write_atomically(self.mime_path, mime_types)
+        # Copies next to the config, so an nginx in another container finds them at the same path.
+        templates = resources.files("drophost.nginx_templates")
+        _copy_if_changed(templates.joinpath("mime.types").read_text(), self.mime_path)
+        (self.root / "pages").mkdir(exist_ok=True)
+        os.chmod(self.root / "pages", 0o755)  # read by nginx's workers
+        for page in PAGES:
+            _copy_if_changed(templates.joinpath("pages", page).read_text(), self.root / "pages" / page)
         if self.worker_user or self.watcher:
             # Workers run as an unprivileged user and need their temp files.
             for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -342,6 +347,12 @@ def _nginx_reason(output: str, root: Path) -> str:
             text = re.sub(r"(/[^\s:\"']+)+", "<path>", text)
             return text[:300]
     return "nginx -t failed"
+
+
+def _copy_if_changed(text: str, path: Path) -> None:
+    if not path.exists() or path.read_text() != text:
+        _write_atomically(path, text)
+        os.chmod(path, 0o644)
 
 
 def _write_atomically(path: Path, text: str) -> None:

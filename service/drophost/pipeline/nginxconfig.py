@@ -94,6 +94,11 @@ def site_entry(text: str) -> str:
     return "".join(f"{line}\n" for line in lines if line and not line.startswith("#"))
 
 
+def expired_config(slot: str) -> str:
+    """The sites map entry of an expired slot, which has no files: nginx answers 410, not 404 (pure)."""
+    return f"{validate_slot(slot)} expired;\n"
+
+
 def release_link_target(release_dir: Path | str) -> str:
     """Where live/<slot> points for a release: relative, so a moved data directory keeps working.
 

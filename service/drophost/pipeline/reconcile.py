@@ -9,7 +9,8 @@ from typing import Any
 from drophost.errors import UnsafeReleaseError
 from drophost.pipeline import record, releases
 from drophost.pipeline.context import Context
-from drophost.store import versions
+from drophost.pipeline.nginxconfig import expired_config
+from drophost.store import slots, versions
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +22,16 @@ def reconcile(ctx: Context, *, interrupted: str = INTERRUPTED) -> dict[str, Any]
     failed = record.interrupted(ctx, interrupted)
     with ctx.pool.connection() as conn, conn.transaction():
         active = versions.active_configs(conn)
+        expired = slots.expired_slots(conn)
         kept = versions.kept_release_dirs(conn)
     root = ctx.settings.releases_dir
     live = {slot: releases.locate(root, row["release_dir"]) for slot, row in active.items()}
     refused = [slot for slot, release in live.items() if not safe_to_serve(slot, release)]
     for slot in refused:
         del live[slot]
-    outcome = ctx.activator.serve_recorded({slot: row["config"] for slot, row in active.items()}, live)
+    configs = {slot: expired_config(slot) for slot in expired}
+    configs.update((slot, row["config"]) for slot, row in active.items())
+    outcome = ctx.activator.serve_recorded(configs, live)
     removed = releases.orphaned(root, kept)
     for path in removed:
         releases.remove(path)

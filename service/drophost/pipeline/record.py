@@ -11,6 +11,7 @@ from typing import Any
 from drophost.errors import NotFoundError
 from drophost.pipeline import releases
 from drophost.pipeline.context import Context
+from drophost.pipeline.nginxconfig import expired_config
 from drophost.store import deployments, slots, versions
 from drophost.store.rows import Conn
 
@@ -74,8 +75,11 @@ def restore_slot(ctx: Context, slot: str) -> None:
     """Put nginx back to what PostgreSQL records for one slot."""
     with ctx.pool.connection() as conn:
         active = versions.active_configs(conn).get(slot)
+        current = slots.get_slot(conn, slot)
     if active:
         ctx.activator.restore(slot, active["config"], releases.locate(ctx.settings.releases_dir, active["release_dir"]))
+    elif current is not None and current["status"] == "expired":
+        ctx.activator.restore(slot, expired_config(slot), None)
     else:
         ctx.activator.restore(slot, None, None)
 

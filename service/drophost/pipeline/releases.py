@@ -1,10 +1,11 @@
 """Release directories on disk: releases/{slot}/{deployment id}/, filled once, never changed.
 
 A release is sealed before it can go live: every entry must be a plain folder or a plain file (no
-symbolic link, device or dotfile), then its folders and files are made read-only. This one check
-per release is what keeps links off the sites origin. nginx would otherwise follow them unless it
-checked every folder of every request (`disable_symlinks`), at about a sixth of its throughput;
-DROPHOST_NGINX_SYMLINK_CHECK turns that on as well.
+symbolic link, device, or dotfile but the folder .well-known/ at its top), then its folders and
+files are made read-only. This one check per release is what keeps links off the sites origin.
+nginx would otherwise follow them unless it checked every folder of every request
+(`disable_symlinks`), at about a sixth of its throughput; DROPHOST_NGINX_SYMLINK_CHECK turns that
+on as well.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import stat
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from drophost.errors import UnsafeReleaseError
@@ -20,6 +22,16 @@ from drophost.errors import UnsafeReleaseError
 INCOMING = ".incoming"
 SEALED_FOLDER = 0o555
 SEALED_FILE = 0o444
+# The one dot-folder a site may publish, at its top only (as on Netlify and Cloudflare Pages):
+# security.txt, assetlinks.json, apple-app-site-association.
+WELL_KNOWN = ".well-known"
+
+
+def is_published_path(parts: Sequence[str]) -> bool:
+    """Whether a path of a site (its components) may be published: no dotfile or dot-folder
+    (.git/, .env, .DS_Store), except the folder .well-known/ at the top and no dotfile inside it (pure)."""
+    rest = parts[1:] if len(parts) > 1 and parts[0] == WELL_KNOWN else parts
+    return not any(part.startswith(".") for part in rest)
 
 
 def incoming_dir(releases_root: Path) -> Path:
@@ -100,7 +112,7 @@ def _check_tree(root: Path) -> list[str]:
         index += 1
         with os.scandir(folder) as entries:
             for entry in entries:
-                if entry.name.startswith("."):
+                if entry.name.startswith(".") and not (entry.name == WELL_KNOWN and index == 1 and entry.is_dir()):
                     raise UnsafeReleaseError("the site contains a dotfile, which DropHost never publishes")
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)

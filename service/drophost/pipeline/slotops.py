@@ -10,6 +10,7 @@ from drophost.errors import ConflictError, DrophostError, NotFoundError, UnsafeR
 from drophost.names import validate_slot
 from drophost.pipeline import record, releases
 from drophost.pipeline.context import Context
+from drophost.pipeline.nginxconfig import expired_config
 from drophost.store import slots, versions
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ def take_offline(ctx: Context, slot: str, *, status: str = "offline", action: st
         if current is None:
             raise NotFoundError(f'there is no slot "{slot}"')
         if current["status"] == "live":
-            ctx.activator.activate(slot, None, None)
+            # An expired slot keeps an entry that serves no files, so visitors learn it is gone (410).
+            ctx.activator.activate(slot, expired_config(slot) if status == "expired" else None, None)
             record.taken_offline(ctx, slot=slot, status=status, action=action)
     return {"slot": slot, "status": status if current["status"] == "live" else current["status"]}
 

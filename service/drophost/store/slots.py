@@ -78,6 +78,10 @@ def due_expiries(conn: Conn) -> list[str]:
     return [r["slot"] for r in rows]
 
 
+def expired_slots(conn: Conn) -> list[str]:
+    return [r["slot"] for r in fetch_all(conn, "SELECT slot FROM slots WHERE status = 'expired' ORDER BY slot")]
+
+
 def set_expiry(conn: Conn, slot: str, expires_at: datetime | None) -> None:
     conn.execute("UPDATE slots SET expires_at = %s, updated_at = now() WHERE slot = %s", (expires_at, slot))
 
