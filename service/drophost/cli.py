@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from drophost import __version__, hangup, tls
+from drophost import __version__, access, hangup, tls
 from drophost.client import commands
 from drophost.errors import DrophostError
 from drophost.settings import Settings
@@ -45,6 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     plan = subcommands.add_parser("plan", help="show what applying a deploy.yaml would change against what is live")
     plan.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
     plan.add_argument("--data-dir", help="where `drophost up` keeps its state (for the API token)")
+
+    user = subcommands.add_parser(
+        "user", help="manage users on this server (through PostgreSQL: works before anyone can sign in)"
+    )
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    user_add = user_commands.add_parser("add", help="add a user; the password is asked for (or read from stdin)")
+    user_add.add_argument("name")
+    user_add.add_argument("--role", required=True, choices=access.ROLES)
+    user_add.add_argument("--slots", action="append", default=[], help='a deployer\'s slot pattern, e.g. "docs-*"')
+    user_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user_commands.add_parser("list", help="every user")
+    user_remove = user_commands.add_parser("remove", help="remove a user and their tokens")
+    user_remove.add_argument("name")
+    for user_parser in user_commands.choices.values():
+        user_parser.add_argument("--data-dir", help="`drophost up`'s data directory (its private PostgreSQL)")
 
     commands.add_commands(subcommands)
 
@@ -92,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = Settings.from_env(os.environ, data_dir=args.data_dir)
             return show_plan(config_file(args.file, settings), settings)
+        if args.command == "user":
+            from drophost.useradmin import manage_users
+
+            settings = Settings.from_env(os.environ, data_dir=args.data_dir)
+            return manage_users(args, settings, sys.stdin, sys.stdout)
         if args.command == "serve":
             import uvicorn
 

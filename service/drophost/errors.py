@@ -97,3 +97,7 @@ class GitError(DrophostError):
     """Fetching or reading a repository failed; the message carries no server path, secret or raw stderr."""
 
     status_code = 422
+
+
+class TooManyRequestsError(DrophostError):
+    status_code = 429

@@ -71,6 +71,10 @@ class Settings:
     access_log_rotate_bytes: int = 64 * MiB
     # How long a dashboard sign-in lasts (seconds); changing the API token ends every session.
     session_max_age: int = 12 * 3600
+    # Sign-in (dashboard, git's basic auth): past this many failures within the window, from one
+    # client address or for one user name, the next try is answered 429 until the window has passed.
+    signin_max_failures: int = 10
+    signin_window: float = 300.0
     db_pool_size: int = 8
     subprocess_timeout: float = 60.0
     # GitOps: the deploy.yaml to apply (DROPHOST_CONFIG), and git's limits.

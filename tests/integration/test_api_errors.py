@@ -242,6 +242,22 @@ BAD_REQUESTS = [
     Bad(("/api/git/hook", "post"), 401),
     Bad(("/api/git/hook", "post"), 400, kwargs=_auth(content=b"{x")),
     Bad(("/api/git/hook", "post"), 413, kwargs=_auth(content=b" " * (1024 * 1024 + 1))),
+    Bad(("/api/users", "post"), 401),
+    Bad(("/api/users", "post"), 422, kwargs=_auth(json={"name": "Not A Name", "role": "viewer"})),
+    Bad(("/api/users", "get"), 401),
+    Bad(("/api/users/{name}", "delete"), 401),
+    Bad(("/api/users/{name}", "delete"), 404, kwargs=_auth()),
+    Bad(("/api/tokens", "post"), 401),
+    Bad(("/api/tokens", "post"), 422, kwargs=_auth(json={"name": "ci", "scopes": ["write"]})),
+    Bad(("/api/tokens", "get"), 401),
+    Bad(("/api/tokens/{id}", "delete"), 401),
+    Bad(("/api/tokens/{id}", "delete"), 404, kwargs=_auth()),
+    Bad(("/api/audit", "get"), 401),
+    Bad(("/api/audit", "get"), 422, "/api/audit?since=yesterday", _auth()),
+    Bad(("/api/slots/{slot}/lock", "post"), 401),
+    Bad(("/api/slots/{slot}/lock", "post"), 422, kwargs=_auth(json={"reason": "a\nb"})),
+    Bad(("/api/slots/{slot}/unlock", "post"), 401),
+    Bad(("/api/slots/{slot}/unlock", "post"), 422, "/api/slots/No/unlock", _auth()),
 ]
 
 

@@ -22,6 +22,7 @@ from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
 from drophost.text import show
 from drophost.web import views
+from drophost.web.auth import authorize_slot
 from drophost.web.common import (
     deployer_of,
     id_param,
@@ -51,6 +52,7 @@ async def create_deployment(request: Request) -> Response:
             raise ValidationError("the form needs a field named file holding a ZIP archive", field="file")
         raw_slot = _form_text(form, "slot")
         slot = validate_slot(raw_slot) if raw_slot else slot_from_filename(upload.filename or "")
+        authorize_slot(request, slot)
         ttl = parse_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
         row = await run_in_threadpool(
             deployer_of(request).deploy_archive,

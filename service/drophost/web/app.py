@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from drophost import hangup
+from drophost.access import FailureLimiter
 from drophost.analytics.accesslog import Ingester
 from drophost.errors import DrophostError, SettingsError
 from drophost.gitops.controller import GitOps
@@ -95,6 +96,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 
     app = Starlette(routes=build_routes(settings), lifespan=lifespan, exception_handlers=_exception_handlers())
     app.state.settings = settings
+    app.state.signin_limiter = FailureLimiter(settings.signin_max_failures, settings.signin_window)
     app.state.openapi = openapi.document(routes.endpoints(settings))
     return app
 

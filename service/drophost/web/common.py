@@ -1,8 +1,7 @@
-"""What every handler shares: the token guard, the JSON body reader, the app's pool and settings, parameters."""
+"""What every handler shares: the JSON body reader, the app's pool and settings, parameters."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,12 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from drophost.errors import NotFoundError, UnauthorizedError, ValidationError
+from drophost.errors import NotFoundError, ValidationError
 from drophost.jsonbody import load_object
 from drophost.names import validate_slot
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
-from drophost.web import sessions
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -34,25 +32,6 @@ def pool_of(request: Request) -> ConnectionPool[Any]:
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def require_token(handler: Handler) -> Handler:
-    """Routes declared with auth="token": Bearer <token> (constant-time), or a dashboard session and its CSRF header."""
-
-    async def guarded(request: Request) -> Response:
-        if "authorization" not in request.headers and sessions.api_session_ok(request):
-            return await handler(request)  # the dashboard's own JavaScript, signed in
-        expected = settings_of(request).api_token.encode()
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise UnauthorizedError("this endpoint needs an Authorization: Bearer <token> header")
-        if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected):
-            raise UnauthorizedError("the API token is not valid")
-        return await handler(request)
-
-    guarded.__name__ = handler.__name__
-    guarded.__doc__ = handler.__doc__
-    return guarded
 
 
 async def read_json(request: Request) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
@@ -15,11 +14,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost.errors import DrophostError, InvalidSlotError, NotFoundError
+from drophost import access
+from drophost.errors import DrophostError, InvalidSlotError, NotFoundError, TooManyRequestsError
 from drophost.names import parse_ttl, validate_slot
-from drophost.store import deployments, slots, versions
+from drophost.store import deployments, slots, users, versions
 from drophost.text import format_bytes
-from drophost.web import analytics, charts, sessions, views
+from drophost.web import analytics, auth, charts, sessions, views
 from drophost.web.api import compare_versions
 from drophost.web.common import deployer_of, pool_of, settings_of
 from drophost.web.gitops import gitops_of
@@ -109,16 +109,39 @@ async def signin_page(request: Request) -> Response:
 
 
 async def signin(request: Request) -> Response:
-    async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
+    """A user name and password, or (no name) the bootstrap token; rate-limited per address and name."""
+    async with request.form(max_files=0, max_fields=5, max_part_size=4096) as form:
         token = form.get("token")
+        name = form.get("name")
+        password = form.get("password")
         target = _local_path(str(form.get("next") or "/"))
     settings = settings_of(request)
-    good = isinstance(token, str) and hmac.compare_digest(token.strip().encode(), settings.api_token.encode())
+    user = name.strip() if isinstance(name, str) and name.strip() else None
+    try:
+        await run_in_threadpool(auth.limit_signin, request, user)
+    except TooManyRequestsError as exc:
+        return render(request, "signin.html", 429, error=exc.message[0].upper() + exc.message[1:] + ".", next=target)
+    if user is not None:
+        good = isinstance(password, str) and await run_in_threadpool(_password_ok, request, user, password)
+        wrong = "That user name and password do not match."
+    else:
+        secret = token if isinstance(token, str) else password if isinstance(password, str) else ""
+        good = access.same_secret(secret.strip(), settings.api_token)
+        wrong = "That is not the API token."
     if not good or not sessions.same_origin(request):
-        return render(request, "signin.html", 401, error="That is not the API token.", next=target)
+        await run_in_threadpool(auth.signin_failed, request, user, "wrong password" if user else "wrong token")
+        return render(request, "signin.html", 401, error=wrong, next=target)
     response = RedirectResponse(target, status_code=303)
-    sessions.set_cookie(request, response, sessions.new_session(settings.session_max_age), settings.session_max_age)
+    session = sessions.new_session(settings.session_max_age, user or "")
+    sessions.set_cookie(request, response, session, settings.session_max_age)
     return response
+
+
+def _password_ok(request: Request, name: str, password: str) -> bool:
+    with pool_of(request).connection() as conn:
+        row = users.get_user(conn, name)
+    # scrypt runs for an unknown name too, so the answer's time does not tell which names exist.
+    return access.verify_password(password, row["password_hash"] if row else None)
 
 
 @signed_in

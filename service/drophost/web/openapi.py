@@ -16,13 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from drophost import __version__
+from drophost.web.auth import Auth
 from drophost.web.common import Handler
 
 Schema = dict[str, Any]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-# token: Bearer <API token> or a dashboard session (the default security); public: none;
-# basic: HTTP basic auth with the API token as the password (git's smart HTTP).
-Auth = Literal["token", "public", "basic"]
+# read, deploy, admin: Bearer <API token> or a dashboard session with that right (web/auth.py);
+# public: none; webhook: the body's signature; basic: HTTP basic auth with a personal token as the
+# password (git's smart HTTP).
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Endpoint:
     # Answers other than the JSON errors: status -> (description, JSON schema, or None for another media type).
     answers: dict[int, tuple[str, Schema | None]]
     errors: tuple[int, ...] = ()
-    auth: Auth = "token"
+    auth: Auth | None = None  # every route must say; routes.starlette_route refuses one that does not
     query: tuple[Query, ...] = ()
     body: dict[str, Schema] | None = None  # media type -> schema
     body_required: bool = True
@@ -70,10 +71,19 @@ ERROR_TEXTS = {
     413: "Too large",
     415: "Unsupported media type",
     422: "Invalid input",
+    429: "Too many failed sign-ins",
     500: "Deploy failed on the server",
     503: "A part is down",
 }
-_SECURITY: dict[Auth, list[dict[str, list[str]]] | None] = {"token": None, "public": [], "basic": [{"basic": []}]}
+_SECURITY: dict[Auth | None, list[dict[str, list[str]]] | None] = {
+    None: None,
+    "read": None,
+    "deploy": None,
+    "admin": None,
+    "public": [],
+    "webhook": [],
+    "basic": [{"basic": []}],
+}
 
 
 def ref(name: str) -> Schema:

@@ -7,9 +7,9 @@ from starlette.routing import Route
 
 from drophost.gitops import manifest
 from drophost.settings import Settings
-from drophost.web import analytics, api, gitops, health, uploads
+from drophost.web import analytics, api, gitops, health, team, uploads
+from drophost.web.auth import guard
 from drophost.web.bodylimit import JSON_MAX_BYTES, BodyLimit
-from drophost.web.common import require_token
 from drophost.web.openapi import Endpoint, Query, Schema, ref, serve_document
 
 OBJECT: Schema = {"type": "object"}
@@ -46,6 +46,7 @@ STRING: Schema = {"type": "string"}
 INTEGER: Schema = {"type": "integer"}
 INTEGERS = array(INTEGER)
 STRINGS = array(STRING)
+BOOLEAN: Schema = {"type": "boolean"}
 
 
 def endpoints(settings: Settings) -> list[Endpoint]:
@@ -74,6 +75,7 @@ def endpoints(settings: Settings) -> list[Endpoint]:
             "Deployments and the requests nginx served over a range (default the last 7 days)",
             {200: ("Figures", ref("Analytics"))},
             (401, 422),
+            auth="read",
             query=(
                 Query("slot"),
                 Query("from", description="a date (from its start) or an ISO date-time; UTC"),
@@ -84,12 +86,15 @@ def endpoints(settings: Settings) -> list[Endpoint]:
         *_slots(),
         *_uploads(settings),
         *_gitops(settings),
+        *_team(),
     ]
 
 
 def starlette_route(endpoint: Endpoint) -> Route:
     """The guard and the body cap come from the declaration, so the document cannot promise others."""
-    handler = require_token(endpoint.handler) if endpoint.auth == "token" else endpoint.handler
+    if endpoint.auth is None:
+        raise TypeError(f"{endpoint.method} {endpoint.path} declares no auth")
+    handler = guard(endpoint.handler, endpoint.auth)
     middleware = None if endpoint.max_body is None else [Middleware(BodyLimit, max_bytes=endpoint.max_body)]
     return Route(endpoint.path, handler, methods=[endpoint.method], middleware=middleware)
 
@@ -115,6 +120,7 @@ def _deployments(settings: Settings) -> list[Endpoint]:
                 202: ("Git deploy queued; follow it at /api/deployments/{id}", DEPLOYMENT),
             },
             (400, 401, 403, 409, 413, 415, 422, 500),
+            auth="deploy",
             body={"application/json": ref("GitDeploy"), "multipart/form-data": zip_form},
             max_body=settings.max_upload_bytes,  # the JSON branch lowers it (web/gitops.py)
         ),
@@ -125,6 +131,7 @@ def _deployments(settings: Settings) -> list[Endpoint]:
             "Deployments, newest first",
             {200: ("List", obj(deployments=array(DEPLOYMENT)))},
             (401, 422),
+            auth="read",
             query=(Query("slot"), LIMIT),
         ),
         Endpoint(
@@ -134,6 +141,7 @@ def _deployments(settings: Settings) -> list[Endpoint]:
             "One deployment",
             {200: ("Deployment", DEPLOYMENT)},
             (401, 404),
+            auth="read",
         ),
     ]
 
@@ -169,6 +177,7 @@ def _slots() -> list[Endpoint]:
             "Every slot and its active version",
             {200: ("Slots", obj(slots=array(ref("Slot"))))},
             (401,),
+            auth="read",
         ),
         Endpoint(
             "DELETE",
@@ -177,6 +186,7 @@ def _slots() -> list[Endpoint]:
             "Take a slot offline (its history stays)",
             {200: ("Offline", OBJECT)},
             (401, 404, 422, 500),
+            auth="deploy",
         ),
         Endpoint(
             "PATCH",
@@ -185,6 +195,7 @@ def _slots() -> list[Endpoint]:
             "Set a live slot's time to live, counted from now",
             {200: ("New expiry", obj(slot=STRING, expires_at={"type": ["string", "null"], "format": "date-time"}))},
             (400, 401, 404, 409, 422),
+            auth="deploy",
             body=json_body(ttl),
             max_body=JSON_MAX_BYTES,
         ),
@@ -195,6 +206,7 @@ def _slots() -> list[Endpoint]:
             "A slot's switches (deploy, rollback, delete, expire), newest first",
             {200: ("Events", obj(slot=STRING, events=array(event)))},
             (401, 422),
+            auth="read",
             query=(LIMIT,),
         ),
         Endpoint(
@@ -215,6 +227,7 @@ def _slots() -> list[Endpoint]:
                 )
             },
             (401, 404, 422),
+            auth="read",
             query=(Query("a", INTEGER, required=True), Query("b", INTEGER, required=True)),
         ),
         Endpoint(
@@ -224,6 +237,7 @@ def _slots() -> list[Endpoint]:
             "A slot's config versions, newest first",
             {200: ("Versions", obj(slot=STRING, active={"type": ["integer", "null"]}, versions=array(VERSION)))},
             (401, 404, 422),
+            auth="read",
         ),
         Endpoint(
             "GET",
@@ -232,6 +246,7 @@ def _slots() -> list[Endpoint]:
             "One config version with its nginx text",
             {200: ("Version", {"allOf": [VERSION, obj(config=STRING)]})},
             (401, 404, 422),
+            auth="read",
         ),
         Endpoint(
             "POST",
@@ -240,6 +255,7 @@ def _slots() -> list[Endpoint]:
             "Make a stored config version live again",
             {200: ("Rolled back", obj(slot=STRING, active=INTEGER))},
             (400, 401, 404, 409, 422, 500),
+            auth="deploy",
             body=json_body(obj(version={"type": "integer", "minimum": 1})),
             body_required=False,
             max_body=JSON_MAX_BYTES,
@@ -251,6 +267,7 @@ def _slots() -> list[Endpoint]:
             "Pin or unpin a config version (retention always keeps pinned versions' files)",
             {200: ("Pinned", OBJECT)},
             (400, 401, 404, 422),
+            auth="deploy",
             body=json_body(obj(pinned={"type": "boolean"})),
             body_required=False,
             max_body=JSON_MAX_BYTES,
@@ -277,6 +294,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             "Start a digest upload: send path -> sha256, get back the digests the server lacks",
             {201: ("Upload started", obj(upload_id=STRING, missing=STRINGS))},
             (400, 401, 413, 422),
+            auth="deploy",
             body=json_body(start),
             max_body=32 * 1024 * 1024,  # the file list of a large site
         ),
@@ -287,6 +305,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             "Upload the bytes of one file named by its sha256",
             {200: ("Already stored", OBJECT), 201: ("Stored", OBJECT)},
             (401, 404, 409, 413, 422),
+            auth="deploy",
             body={"application/octet-stream": {"type": "string", "format": "binary"}},
             max_body=settings.max_unpacked_bytes,
         ),
@@ -297,6 +316,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             "Deploy a digest upload",
             {201: ("Live", DEPLOYMENT)},
             (401, 404, 409, 422, 500),
+            auth="deploy",
             max_body=JSON_MAX_BYTES,  # it reads no body
         ),
         Endpoint(
@@ -306,6 +326,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             "Apply retention and remove files nothing needs (dry_run only reports)",
             {200: ("Report", OBJECT)},
             (400, 401, 422),
+            auth="admin",
             body=json_body(obj(dry_run={"type": "boolean"})),
             body_required=False,
             max_body=JSON_MAX_BYTES,
@@ -337,7 +358,7 @@ def _gitops(settings: Settings) -> list[Endpoint]:
                 202: ("Queued deployments, removed preview slots, or why the push was ignored", queued),
             },
             (400, 401, 403, 404, 409, 413),
-            auth="public",  # each webhook is verified by its signature instead
+            auth="webhook",  # each webhook is verified by its signature instead
             body=json_body(OBJECT),
             max_body=settings.webhook_max_bytes,
         ),
@@ -348,6 +369,7 @@ def _gitops(settings: Settings) -> list[Endpoint]:
             "Read deploy.yaml again and apply it (an invalid file changes nothing)",
             {200: ("Applied", obj(changes=CHANGES, queued=INTEGERS, errors=STRINGS))},
             (401, 422),
+            auth="admin",
             max_body=JSON_MAX_BYTES,
         ),
         Endpoint(
@@ -357,6 +379,7 @@ def _gitops(settings: Settings) -> list[Endpoint]:
             "What applying the deploy.yaml in the body would change against what is live",
             {200: ("Plan", obj(changes=CHANGES, text=STRING))},
             (401, 413, 422),
+            auth="read",
             body={"application/yaml": STRING},
             max_body=manifest.MAX_BYTES,
         ),
@@ -367,6 +390,7 @@ def _gitops(settings: Settings) -> list[Endpoint]:
             "Called by the post-receive hook of a hosted repository: deploy the pushed branches, report",
             {200: ("One line per deploy, printed by git push", obj(messages=STRINGS, deployments=INTEGERS))},
             (400, 401, 422),
+            auth="admin",
             max_body=1024 * 1024,
         ),
         *(
@@ -380,5 +404,112 @@ def _gitops(settings: Settings) -> list[Endpoint]:
                 max_body=settings.max_upload_bytes,
             )
             for method in ("GET", "POST")
+        ),
+    ]
+
+
+def _team() -> list[Endpoint]:
+    """Users, API tokens, the audit log and deploy locks."""
+    user = obj(name=STRING, role=STRING, slots=STRINGS, created_at=STRING)
+    token = obj(
+        id=INTEGER,
+        user=STRING,
+        name=STRING,
+        scopes=STRINGS,
+        expires_at={"type": ["string", "null"]},
+        last_used_at={"type": ["string", "null"]},
+        revoked_at={"type": ["string", "null"]},
+    )
+    lock = obj(slot=STRING, locked=BOOLEAN, reason=STRING, locked_by=STRING)
+    return [
+        Endpoint(
+            "POST",
+            "/api/users",
+            team.create_user,
+            "Add a user: role admin, deployer (with slot patterns like docs-*) or viewer",
+            {201: ("The user", user)},
+            (401, 403, 409, 422),
+            auth="admin",
+            body=json_body(obj(name=STRING, role=STRING, slots=STRINGS, password=STRING)),
+            max_body=JSON_MAX_BYTES,
+        ),
+        Endpoint(
+            "GET",
+            "/api/users",
+            team.list_users,
+            "Every user",
+            {200: ("Users", obj(users=array(user)))},
+            (401, 403),
+            auth="admin",
+        ),
+        Endpoint(
+            "DELETE",
+            "/api/users/{name}",
+            team.delete_user,
+            "Remove a user and their tokens",
+            {200: ("Removed", OBJECT)},
+            (401, 403, 404, 422),
+            auth="admin",
+        ),
+        Endpoint(
+            "POST",
+            "/api/tokens",
+            team.create_token,
+            "Make an API token (shown once) with scopes no wider than its user's: read, deploy:<slot pattern>, admin",
+            {201: ("The token, shown only now", {"allOf": [token, obj(token=STRING)]})},
+            (401, 403, 404, 422),
+            auth="read",
+            body=json_body(obj(name=STRING, scopes=STRINGS, expires=STRING, user=STRING)),
+            max_body=JSON_MAX_BYTES,
+        ),
+        Endpoint(
+            "GET",
+            "/api/tokens",
+            team.list_tokens,
+            "Your tokens (an admin's: everyone's), with their last use",
+            {200: ("Tokens", obj(tokens=array(token)))},
+            (401,),
+            auth="read",
+        ),
+        Endpoint(
+            "DELETE",
+            "/api/tokens/{id}",
+            team.revoke_token,
+            "Revoke a token at once",
+            {200: ("Revoked", token)},
+            (401, 404),
+            auth="read",
+        ),
+        Endpoint(
+            "GET",
+            "/api/audit",
+            team.list_audit,
+            "The audit log, newest first",
+            {200: ("Entries", obj(entries=array(OBJECT)))},
+            (401, 422),
+            auth="read",
+            query=(Query("actor"), Query("action"), Query("target"), Query("since"), LIMIT),
+        ),
+        Endpoint(
+            "POST",
+            "/api/slots/{slot}/lock",
+            team.lock_slot,
+            "Lock a slot: pushes are still built, nothing new goes live until it is unlocked",
+            {200: ("Locked", lock)},
+            (401, 403, 422),
+            auth="deploy",
+            body=json_body(obj(reason=STRING)),
+            body_required=False,
+            max_body=JSON_MAX_BYTES,
+        ),
+        Endpoint(
+            "POST",
+            "/api/slots/{slot}/unlock",
+            team.unlock_slot,
+            "Unlock a slot",
+            {200: ("Unlocked", lock)},
+            (401, 403, 422),
+            auth="deploy",
+            max_body=JSON_MAX_BYTES,
         ),
     ]

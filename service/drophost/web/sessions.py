@@ -1,6 +1,6 @@
 """Dashboard sessions: a signed, HttpOnly, SameSite=Strict cookie, and CSRF tokens (stdlib hmac).
 
-The cookie holds {"exp", "csrf"} signed with a key derived from the API token, so changing the
+The cookie holds {"exp", "csrf", "user"} signed with a key derived from the API token, so changing the
 token signs everyone out. The CSRF token sits in the session and in the pages; a mutating form
 or an API call made with the cookie must carry it (form field `csrf` or header X-CSRF-Token).
 Another origin (a tenant site on the sites port) can neither read the pages nor send that header.
@@ -31,6 +31,7 @@ CSRF_HEADER = "x-csrf-token"
 class Session:
     csrf: str
     expires: int
+    user: str = ""  # "": signed in with the bootstrap token (cookies from before users had none)
 
 
 def signing_key(api_token: str) -> bytes:
@@ -38,7 +39,9 @@ def signing_key(api_token: str) -> bytes:
 
 
 def encode(key: bytes, session: Session) -> str:
-    payload = _b64(json.dumps({"exp": session.expires, "csrf": session.csrf}, separators=(",", ":")).encode())
+    payload = _b64(
+        json.dumps({"exp": session.expires, "csrf": session.csrf, "user": session.user}, separators=(",", ":")).encode()
+    )
     signature = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
     return f"{payload}.{signature}"
 
@@ -51,14 +54,14 @@ def decode(key: bytes, value: str, *, now: float | None = None) -> Session | Non
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        session = Session(csrf=str(data["csrf"]), expires=int(data["exp"]))
+        session = Session(csrf=str(data["csrf"]), expires=int(data["exp"]), user=str(data.get("user", "")))
     except (ValueError, KeyError, TypeError):
         return None
     return session if session.expires > (time.time() if now is None else now) else None
 
 
-def new_session(max_age: int) -> Session:
-    return Session(csrf=secrets.token_urlsafe(32), expires=int(time.time()) + max_age)
+def new_session(max_age: int, user: str = "") -> Session:
+    return Session(csrf=secrets.token_urlsafe(32), expires=int(time.time()) + max_age, user=user)
 
 
 def current(request: Request) -> Session | None:

@@ -7,10 +7,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from drophost.errors import NotFoundError, ValidationError
-from drophost.names import parse_ttl
+from drophost.names import parse_ttl, validate_slot
 from drophost.pipeline.digest import DigestUploads
 from drophost.store import versions
 from drophost.web import views
+from drophost.web.auth import authorize_slot
 from drophost.web.common import deployer_of, id_param, path_slot, pool_of, read_json, settings_of
 
 
@@ -20,6 +21,7 @@ async def create_upload(request: Request) -> Response:
     slot = body.get("slot")
     if not isinstance(slot, str):
         raise ValidationError("slot is required", field="slot")
+    authorize_slot(request, validate_slot(slot))
     ttl_raw = body.get("ttl")
     if ttl_raw is not None and not isinstance(ttl_raw, str | int):
         raise ValidationError("ttl must be seconds or a duration like 7d", field="ttl")
@@ -56,6 +58,8 @@ async def put_blob(request: Request) -> Response:
 async def finalize_upload(request: Request) -> Response:
     """Deploy a digest upload once every file is in the store."""
     uploads = DigestUploads(deployer_of(request))
+    upload = await run_in_threadpool(uploads.open_upload, request.path_params["upload_id"])
+    authorize_slot(request, upload["slot"])
     row = await run_in_threadpool(uploads.finalize, request.path_params["upload_id"])
     return JSONResponse(views.deployment(settings_of(request), row), status_code=201)
 
