@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import tempfile
 from typing import IO
 
@@ -13,14 +12,19 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from drophost import access
+from drophost.access import Principal
 from drophost.errors import ManifestError, ValidationError
 from drophost.gitops import manifest
 from drophost.gitops.controller import GitOps
 from drophost.gitops.declared import config_lines
 from drophost.gitops.hosted import SERVICES, SMART_PATHS
+from drophost.gitops.manifest import BRANCH_FIELD, SiteSpec
+from drophost.names import validate_slot
 from drophost.web import views
+from drophost.web.auth import authorize_slot, limit_signin, principal_for_token, signin_failed
 from drophost.web.bodylimit import JSON_MAX_BYTES, lower_body_limit
-from drophost.web.common import deployer_of, read_json, settings_of
+from drophost.web.common import deployer_of, pool_of, read_json, settings_of
 
 
 def gitops_of(request: Request) -> GitOps:
@@ -71,6 +75,8 @@ async def create_git_deployment(request: Request) -> Response:
     """POST /api/deployments with JSON {repo, branch, path, slot}: 202 and the queued deployment."""
     lower_body_limit(request, JSON_MAX_BYTES)  # the route's own cap is for ZIP uploads
     body = await read_json(request)
+    if isinstance(body.get("slot"), str):
+        authorize_slot(request, validate_slot(body["slot"]))
     gitops = gitops_of(request)
     deployment_id = await run_in_threadpool(gitops.deploy_from_api, body)
     row = await run_in_threadpool(deployer_of(request).deployment, deployment_id)
@@ -111,10 +117,14 @@ async def git_http(request: Request) -> Response:
     gitops = gitops_of(request)
     name = request.path_params["name"]
     rest = request.path_params["rest"]
-    user = _basic_user(request, settings.api_token)
-    if user is None:
+    user, password = _basic_credentials(request)
+    await run_in_threadpool(limit_signin, request, user)
+    principal = await run_in_threadpool(principal_for_token, pool_of(request), settings, password) if password else None
+    if principal is None:
+        if password:
+            await run_in_threadpool(signin_failed, request, user, "wrong git password")
         return PlainTextResponse(
-            "DropHost: sign in with any user name and the API token as the password\n",
+            "DropHost: sign in with your user name and one of your API tokens as the password\n",
             status_code=401,
             headers={"WWW-Authenticate": 'Basic realm="DropHost git"'},
         )
@@ -126,6 +136,11 @@ async def git_http(request: Request) -> Response:
     service = request.query_params.get("service", "")
     if (request.method, rest) not in SMART_PATHS or (rest == "info/refs" and service not in SERVICES):
         return PlainTextResponse("DropHost: only git's smart HTTP protocol is served here\n", status_code=404)
+    pushing = rest == "git-receive-pack" or service == "git-receive-pack"
+    sites = [site for site in gitops.manifest.sites if site.repo.hosted_name == name]
+    if not _may_use(principal, sites, pushing):
+        wanted = "deploy rights on every slot it deploys" if pushing else "read rights"
+        return PlainTextResponse(f"DropHost: {principal.user} may not use this repository: it needs {wanted}\n", 403)
     spool = await _spool_body(request)
     token = settings.api_token
     hook_env = {"DROPHOST_HOOK_TOKEN": token, "DROPHOST_HOOK_TIMEOUT": str(settings.git_timeout + 30)}
@@ -139,7 +154,7 @@ async def git_http(request: Request) -> Response:
         method=request.method,
         query=request.url.query,
         headers=request.headers,
-        user=user,
+        user=principal.user,  # the pusher recorded: the token's owner, not what was typed into the URL
         hook_env=hook_env,
     )
     result = await run_in_threadpool(gitops.hosted.run_backend, env, spool)
@@ -151,18 +166,31 @@ async def git_http(request: Request) -> Response:
     )
 
 
-def _basic_user(request: Request, token: str) -> str | None:
+def _basic_credentials(request: Request) -> tuple[str | None, str]:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
-        return None
+        return None, ""
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return None
+        return None, ""
     user, _, password = decoded.partition(":")
-    if not hmac.compare_digest(password.encode(), token.encode()):
-        return None
-    return "".join(ch for ch in user if ch.isalnum() or ch in "._-@")[:64] or "drophost"
+    return user[:64] or None, password
+
+
+def _may_use(principal: Principal, sites: list[SiteSpec], pushing: bool) -> bool:
+    """Fetching needs read; pushing needs deploy on each slot the repository deploys (for previews,
+    on every slot the template can make: "docs-{branch}" needs deploy:docs-*)."""
+    if not pushing:
+        return access.permits(principal.scopes, "read")
+    for site in sites:
+        if site.is_preview:
+            pattern = site.slot.split(BRANCH_FIELD, 1)[0] + "*"
+            if not access.scope_within(f"deploy:{pattern}", principal.scopes):
+                return False
+        elif not access.permits(principal.scopes, "deploy", site.slot):
+            return False
+    return True
 
 
 async def _spool_body(request: Request) -> IO[bytes]:

@@ -19,7 +19,8 @@ def test_git_push_deploys_and_prints_the_result(served_stack: Callable[..., Serv
     assert f"remote: live at {served.sites_url}/d/handbook/ (version 1)" in output
     assert httpx.get(served.sites_url + "/d/handbook/").text == "<h1>handbook</h1>"
     rows = served.api("GET", "/api/deployments").json()["deployments"]
-    assert (rows[0]["trigger"], rows[0]["pusher"], rows[0]["repo"]) == ("push", "pusher", "hosted:handbook")
+    # The bootstrap token has no user: that is the pusher recorded, not the name typed into the URL.
+    assert (rows[0]["trigger"], rows[0]["pusher"], rows[0]["repo"]) == ("push", "bootstrap", "hosted:handbook")
 
     (work / "index.html").write_text("second")
     git("commit", "--quiet", "-am", "second", cwd=work)
@@ -72,3 +73,24 @@ def test_drophost_plan_asks_the_running_service(
         "- handbook  take offline (no longer in deploy.yaml; its history stays)",
         "Plan: 1 to deploy, 0 to change, 1 to take offline.",
     ]
+
+
+def test_the_pusher_is_the_token_s_user_and_a_token_without_deploy_rights_cannot_push(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    for name, slots in (("dee", ["hand*"]), ("wes", ["web-*"])):
+        body = {"name": name, "role": "deployer", "slots": slots, "password": "a long password"}
+        assert served.api("POST", "/api/users", json=body).status_code == 201
+    tokens = {
+        name: served.api("POST", "/api/tokens", json={"name": "git", "scopes": scopes, "user": name}).json()["token"]
+        for name, scopes in (("dee", ["deploy:hand*"]), ("wes", ["deploy:web-*"]))
+    }
+    work = work_repo(tmp_path, {"index.html": "<h1>by dee</h1>"})
+    code, output = push(work, served.push_url("handbook", password=tokens["wes"]), "main")
+    assert code != 0 and "wes may not use this repository" in output
+    assert served.api("GET", "/api/deployments").json()["deployments"] == []
+    code, output = push(work, served.push_url("handbook", password=tokens["dee"]), "main")
+    assert code == 0, output
+    rows = served.api("GET", "/api/deployments").json()["deployments"]
+    assert (rows[0]["pusher"], rows[0]["status"]) == ("dee", "live")
