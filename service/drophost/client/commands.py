@@ -26,7 +26,7 @@ from drophost.errors import DrophostError
 from drophost.names import is_valid_slot, slot_from_filename
 from drophost.text import format_bytes
 
-COMMANDS = ("deploy", "list", "versions", "rollback", "diff", "logs", "gc", "open")
+COMMANDS = ("deploy", "list", "versions", "rollback", "diff", "logs", "gc", "open", "token", "audit", "lock", "unlock")
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 EXIT_CODES_HELP = (
     "exit codes: 0 done, 1 the server could not do it, 2 bad arguments or input, 3 server unreachable, "
@@ -53,6 +53,9 @@ def add_commands(commands: Any) -> None:
     deploy.add_argument("--slot", help="the slot (default: from the folder or file name)")
     deploy.add_argument("--ttl", help="take it offline after this long: 3600, 90m, 12h, 7d")
     deploy.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+    deploy.add_argument(
+        "--force", action="store_true", help="upload to a slot deploy.yaml deploys from git (shown as drift)"
+    )
     command("list", "every slot, its status, version and URL")
     versions = command("versions", "the config versions of a slot (* marks the live one)")
     versions.add_argument("slot")
@@ -67,6 +70,23 @@ def add_commands(commands: Any) -> None:
     logs.add_argument("slot")
     gc = command("gc", "apply retention and remove files no version needs any more")
     gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    token = command("token", "API tokens: create (shown once), list, revoke")
+    token.add_argument("action", choices=("create", "list", "revoke"))
+    token.add_argument("id", nargs="?", type=int, help="the token to revoke")
+    token.add_argument("--name", default="cli", help="what the token is for (default: cli)")
+    token.add_argument("--scope", action="append", default=[], help="read, deploy:<slot pattern> or admin (repeatable)")
+    token.add_argument("--expires", help="e.g. 90d, 12h (default: never)")
+    token.add_argument("--user", help="an admin may make one for another user")
+    audit = command("audit", "the audit log: who changed what, from where, with which result")
+    audit.add_argument("--slot", help="only this slot (or 'user NAME', 'token ID')")
+    audit.add_argument("--actor")
+    audit.add_argument("--action")
+    audit.add_argument("--limit", type=int, default=50)
+    lock = command("lock", "lock a slot: pushes are built but nothing new goes live")
+    lock.add_argument("slot")
+    lock.add_argument("--reason", default="")
+    unlock = command("unlock", "unlock a slot")
+    unlock.add_argument("slot")
     opener = command("open", "open a slot's site in the browser")
     opener.add_argument("slot")
     opener.add_argument("--print", action="store_true", dest="print_only", help="only print the URL")
@@ -121,9 +141,13 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
                 slot = args.slot or slot_from_filename(path.resolve().name or "site")
             except DrophostError as exc:
                 raise ClientError(exc.message, EXIT_USAGE) from None
-            result = deploy_folder(client, path, slot=slot, ttl=args.ttl, progress=bar.update if bar else None)
+            result = deploy_folder(
+                client, path, slot=slot, ttl=args.ttl, progress=bar.update if bar else None, force=args.force
+            )
         elif path.is_file():
             fields = {name: value for name, value in (("slot", args.slot), ("ttl", args.ttl)) if value}
+            if args.force:
+                fields["force"] = "true"
             with open(path, "rb") as archive:
                 result = client.upload(archive, path.name, fields, bar.update if bar else None)
         else:
@@ -246,6 +270,70 @@ def open_site(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO
     return EXIT_OK if found["status"] == "live" else EXIT_FAILED
 
 
+def tokens(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.action == "create":
+        if not args.scope:
+            raise ClientError("give at least one --scope: read, deploy:<slot pattern> or admin", EXIT_USAGE)
+        body = {"name": args.name, "scopes": args.scope}
+        body.update({k: v for k, v in (("expires", args.expires), ("user", args.user)) if v})
+        answer = client.request("POST", "/api/tokens", body)
+        if args.json:
+            print(json.dumps(answer), file=out)
+        else:
+            print(answer["token"], file=out)
+            print(f"token {answer['id']} of {answer['user']}; it is shown only now", file=err)
+        return EXIT_OK
+    if args.action == "revoke":
+        if args.id is None:
+            raise ClientError("name the token to revoke: drophost token revoke ID", EXIT_USAGE)
+        answer = client.request("DELETE", f"/api/tokens/{args.id}")
+        print(json.dumps(answer) if args.json else f"revoked token {answer['id']}", file=out)
+        return EXIT_OK
+    listed = client.get("/api/tokens")["tokens"]
+    if args.json:
+        print(json.dumps({"tokens": listed}), file=out)
+        return EXIT_OK
+    rows = [
+        [
+            str(t["id"]),
+            t["user"],
+            t["name"],
+            " ".join(t["scopes"]),
+            "revoked" if t["revoked_at"] else (t["expires_at"] or "never")[:19],
+            (t["last_used_at"] or "never")[:19],
+        ]
+        for t in listed
+    ]
+    _table(out, ["ID", "USER", "NAME", "SCOPES", "EXPIRES", "LAST USED"], rows)
+    return EXIT_OK
+
+
+def audit_log(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    answer = client.get("/api/audit", target=args.slot, actor=args.actor, action=args.action, limit=args.limit)
+    if args.json:
+        print(json.dumps(answer), file=out)
+        return EXIT_OK
+    rows = [
+        [e["at"][:19], e["actor"], e["address"] or "-", e["action"], e["target"] or "-", e["result"]]
+        for e in answer["entries"]
+    ]
+    _table(out, ["TIME", "ACTOR", "ADDRESS", "ACTION", "TARGET", "RESULT"], rows)
+    return EXIT_OK
+
+
+def lock_slot(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    body = {"reason": args.reason} if args.reason else {}
+    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/lock", body)
+    print(json.dumps(answer) if args.json else f"{answer['slot']} is locked: {answer['reason']}", file=out)
+    return EXIT_OK
+
+
+def unlock_slot(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/unlock", {})
+    print(json.dumps(answer) if args.json else f"{answer['slot']} is unlocked", file=out)
+    return EXIT_OK
+
+
 _HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]], int]] = {
     "deploy": deploy,
     "gc": collect_garbage,
@@ -255,6 +343,10 @@ _HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]],
     "diff": diff,
     "logs": logs,
     "open": open_site,
+    "token": tokens,
+    "audit": audit_log,
+    "lock": lock_slot,
+    "unlock": unlock_slot,
 }
 
 

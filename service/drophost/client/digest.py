@@ -37,7 +37,13 @@ def scan_folder(folder: Path) -> dict[str, Path]:
 
 
 def deploy_folder(
-    client: ApiClient, folder: Path, *, slot: str, ttl: str | None = None, progress: Progress | None = None
+    client: ApiClient,
+    folder: Path,
+    *,
+    slot: str,
+    ttl: str | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Deploy a folder by digest: only files the server lacks are sent. Returns the deployment."""
     files = scan_folder(folder)
@@ -47,6 +53,8 @@ def deploy_folder(
     body: dict[str, Any] = {"slot": slot, "files": digests, "name": (folder.resolve().name or "site")[:255]}
     if ttl:
         body["ttl"] = ttl
+    if force:
+        body["force"] = True
     started = client.request("POST", "/api/uploads", body)
     missing = sorted(set(started["missing"]))
     by_digest = {digest: files[rel] for rel, digest in digests.items()}

@@ -19,10 +19,12 @@ from drophost.gitops.manifest import Manifest, token_for
 from drophost.gitops.mirror import GitSource
 from drophost.gitops.plan import Plan
 from drophost.gitops.poller import Poller
+from drophost.gitops.repourls import strip_credentials
 from drophost.gitops.tree import Trees
 from drophost.gitops.worker import Worker
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
+from drophost.store import audit, gitjobs
 
 
 class GitOps:
@@ -30,6 +32,7 @@ class GitOps:
         self, settings: Settings, pool: ConnectionPool[Any], deployer: Deployer, environ: Mapping[str, str]
     ) -> None:
         self.settings = settings
+        self.pool = pool
         self.source = GitSource(settings)
         self.trees = Trees(self.source)
         self.hosted = HostedRepos(settings, self.source)
@@ -90,6 +93,26 @@ class GitOps:
 
     def hosted_push(self, name: str, updates: list[tuple[str, str, str]], pusher: str | None) -> list[int]:
         return self.intake.hosted_push(self.declared.manifest, name, updates, pusher)
+
+    def managing_repo(self, slot: str) -> str | None:
+        """The repository deploy.yaml deploys `slot` from (a fixed site or a live preview), if any."""
+        site = self.manifest.fixed_sites().get(slot)
+        if site is not None:
+            return strip_credentials(site.repo.text)
+        with self.pool.connection() as conn:
+            row = next((r for r in gitjobs.managed_slots(conn) if r["slot"] == slot), None)
+        return strip_credentials(row["repo"]) if row is not None else None
+
+    def lock_after_rollback(self, slot: str, version: int, actor: str) -> bool:
+        """A manual rollback of a git-managed slot locks it, so the next push does not undo it."""
+        repo = self.managing_repo(slot)
+        if repo is None:
+            return False
+        reason = f"rolled back by hand to version {version}; pushes to {repo} do not go live until it is unlocked"
+        with self.pool.connection() as conn:
+            audit.lock_slot(conn, slot, reason, actor)
+            audit.record(conn, actor=actor, action="lock", target=slot, result="locked", detail=reason)
+        return True
 
     def wait_for(self, deployment_ids: list[int], timeout: float) -> list[dict[str, Any]]:
         return self.intake.wait_for(deployment_ids, timeout)

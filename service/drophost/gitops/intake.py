@@ -23,7 +23,7 @@ from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_u
 from drophost.names import parse_ttl, validate_slot
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
-from drophost.store import gitjobs
+from drophost.store import audit, gitjobs
 from drophost.store.groupcommit import GroupCommit
 from drophost.store.rows import Conn
 
@@ -32,6 +32,9 @@ from drophost.store.rows import Conn
 # in one more deploy of the newest commit. A push to a slot with nothing running starts at once.
 SETTLE_SECONDS = 0.5
 MAX_SETTLE_SECONDS = 10.0
+# Who the audit log names for a queued git deploy, by trigger; a push names its pusher (the token's
+# user), and the API's own guard records API deploys.
+ACTORS: dict[str, str | None] = {"poll": "poll", "config": "deploy.yaml", "api": None}
 
 
 @dataclass(frozen=True)
@@ -67,19 +70,23 @@ class Intake:
     # -- queueing ----------------------------------------------------------------------------------
     def enqueue(self, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None) -> int:
         with self.pool.connection() as conn, conn.transaction():
-            queued = self._queue(conn, site, branch, trigger=trigger, pusher=pusher)
+            actor = ACTORS[trigger] if trigger in ACTORS else pusher or trigger
+            queued = self._queue(conn, site, branch, trigger=trigger, pusher=pusher, actor=actor)
         if queued.new:
             self.wake.set()
         return queued.deployment_id
 
-    def _queue(self, conn: Conn, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None) -> gitjobs.Queued:
+    def _queue(
+        self, conn: Conn, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None, actor: str | None
+    ) -> gitjobs.Queued:
+        """Queue one deploy; `actor` (None: the API's guard records it) goes to the audit log."""
         slot = site.slot_for(branch)
         template = site.slot if site.is_preview else None
         if template:
             gitjobs.upsert_managed(
                 conn, slot=slot, repo=site.repo.text, branch=branch, path=site.path, template=template
             )
-        return gitjobs.queue_deploy(
+        queued = gitjobs.queue_deploy(
             conn,
             slot=slot,
             repo=site.repo.text,
@@ -93,6 +100,11 @@ class Intake:
             settle=SETTLE_SECONDS,
             max_settle=MAX_SETTLE_SECONDS,
         )
+        if actor is not None:
+            verb = "queued" if queued.new else "joined the queued"
+            result = f"{verb} deployment {queued.deployment_id} of {strip_credentials(site.repo.text)} {branch}"
+            audit.record(conn, actor=actor, action="git_deploy", target=slot, result=result)
+        return queued
 
     def next_removal(self) -> str | None:
         """A preview slot whose branch a webhook reported deleted, for a worker to take offline."""
@@ -194,6 +206,7 @@ class Intake:
         fresh = gitjobs.record_deliveries(conn, [(p.provider, p.delivery_id) for p in pushes if p.delivery_id])
         accepted: list[bool] = []
         pushers: dict[tuple[SiteSpec, str], str | None] = {}
+        providers: dict[tuple[SiteSpec, str], str] = {}
         for push in pushes:
             key = (push.provider, push.delivery_id or "")
             accepted.append(push.delivery_id is None or key in fresh)
@@ -201,8 +214,11 @@ class Intake:
             if accepted[-1]:
                 for target in push.deploys:
                     pushers[target] = push.pusher or pushers.get(target)
+                    providers[target] = push.provider
         queued = {
-            (site, branch): self._queue(conn, site, branch, trigger="webhook", pusher=pusher)
+            (site, branch): self._queue(
+                conn, site, branch, trigger="webhook", pusher=pusher, actor=f"webhook:{providers[(site, branch)]}"
+            )
             for (site, branch), pusher in pushers.items()
         }
         outcomes: list[list[gitjobs.Queued] | BaseException] = []

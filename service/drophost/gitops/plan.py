@@ -9,8 +9,8 @@ from typing import Any
 from drophost.gitops.manifest import Manifest, SiteSpec
 from drophost.gitops.repourls import repo_key, strip_credentials
 
-ADD, CHANGE, DEPLOY, REMOVE, KEEP = "add", "change", "deploy", "remove", "keep"
-_MARKS = {ADD: "+", CHANGE: "~", DEPLOY: "+", REMOVE: "-", KEEP: "="}
+ADD, CHANGE, DEPLOY, REMOVE, KEEP, DRIFT = "add", "change", "deploy", "remove", "keep", "drift"
+_MARKS = {ADD: "+", CHANGE: "~", DEPLOY: "+", REMOVE: "-", KEEP: "=", DRIFT: "!"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Plan:
         lines = [f"{_MARKS[c.action]} {c.slot.ljust(width)}  {c.detail}" for c in self.changes]
         counts = (len(self.of(ADD, DEPLOY)), len(self.of(CHANGE)), len(self.of(REMOVE)))
         lines.append("Plan: {} to deploy, {} to change, {} to take offline.".format(*counts))
+        if self.of(DRIFT):
+            lines.append(f"Drift: {len(self.of(DRIFT))} slot(s) serve what deploy.yaml did not deploy.")
         return "\n".join(lines)
 
 
@@ -44,8 +46,9 @@ def source_of(site: SiteSpec) -> str:
     return f"{where} (path {site.path})" if site.path else where
 
 
-def plan(manifest: Manifest, managed: Iterable[Mapping[str, Any]], live: Iterable[str]) -> Plan:
-    """Fixed sites to deploy or change, managed slots no longer declared to take offline."""
+def plan(manifest: Manifest, managed: Iterable[Mapping[str, Any]], live: Mapping[str, Mapping[str, Any]]) -> Plan:
+    """Fixed sites to deploy or change, managed slots no longer declared to take offline, and drift:
+    a declared slot serving something other than git (a forced upload)."""
     recorded = {row["slot"]: row for row in managed}
     live_slots = set(live)
     changes: list[Change] = []
@@ -59,6 +62,11 @@ def plan(manifest: Manifest, managed: Iterable[Mapping[str, Any]], live: Iterabl
             changes.append(Change(CHANGE, slot, "; ".join(differences), site))
         elif slot not in live_slots:
             changes.append(Change(DEPLOY, slot, f"not live: deploy {source_of(site)}", site))
+        elif live[slot].get("source", "git") != "git":
+            detail = (
+                f"drift: serves a forced upload (deployment {live[slot].get('deployment_id')}), not {source_of(site)}"
+            )
+            changes.append(Change(DRIFT, slot, detail, site))
         else:
             changes.append(Change(KEEP, slot, "unchanged", site))
     fixed = manifest.fixed_sites()

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from drophost.errors import DrophostError
+from drophost.errors import ConflictError, DrophostError
 from drophost.pipeline import record, releases, retention
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import render_site_config
-from drophost.store import deployments, versions
+from drophost.store import audit, deployments, versions
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def publish_tree(
                     ctx.artifacts.absorb_tree(incoming)
             releases.promote(incoming, final)
             releases.seal(final)
+            _refuse_if_locked(ctx, slot)
             _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds)
         except DrophostError as exc:
             releases.remove(incoming)
@@ -70,6 +71,17 @@ def publish_tree(
         except Exception:  # the deploy is live; retention runs again next time
             log.exception("retention failed for slot %s", slot)
     return record.deployment(ctx, deployment_id)
+
+
+def _refuse_if_locked(ctx: Context, slot: str) -> None:
+    """A locked slot builds what it is given but makes nothing live (the deploy fails with the reason)."""
+    with ctx.pool.connection() as conn:
+        lock = audit.slot_lock(conn, slot)
+    if lock is not None:
+        raise ConflictError(
+            f"slot is locked ({lock['reason']}, by {lock['locked_by']}): built but not made live; unlock it to deploy",
+            locked=True,
+        )
 
 
 def _go_live(

@@ -51,7 +51,7 @@ def live_slots(conn: Conn) -> dict[str, Row]:
     """Live slots with what their deployment came from."""
     rows = fetch_all(
         conn,
-        "SELECT s.slot, s.active_version, d.source, d.repo, d.branch, d.commit_sha FROM slots s"
+        "SELECT s.slot, s.active_version, s.deployment_id, d.source, d.repo, d.branch, d.commit_sha FROM slots s"
         " JOIN deployments d ON d.id = s.deployment_id WHERE s.status = 'live'",
     )
     return {r["slot"]: r for r in rows}

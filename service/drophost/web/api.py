@@ -22,7 +22,7 @@ from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
 from drophost.text import show
 from drophost.web import views
-from drophost.web.auth import authorize_slot
+from drophost.web.auth import authorize_slot, principal_of
 from drophost.web.common import (
     deployer_of,
     id_param,
@@ -32,7 +32,7 @@ from drophost.web.common import (
     read_json,
     settings_of,
 )
-from drophost.web.gitops import create_git_deployment
+from drophost.web.gitops import create_git_deployment, gitops_of, refuse_drift
 
 
 # -- deployments -----------------------------------------------------------------------------
@@ -54,6 +54,8 @@ async def create_deployment(request: Request) -> Response:
         slot = validate_slot(raw_slot) if raw_slot else slot_from_filename(upload.filename or "")
         authorize_slot(request, slot)
         ttl = parse_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
+        force = (_form_text(form, "force") or "").lower() in ("1", "true", "yes")
+        await run_in_threadpool(refuse_drift, request, slot, force)
         row = await run_in_threadpool(
             deployer_of(request).deploy_archive,
             upload.file,
@@ -117,7 +119,9 @@ async def rollback(request: Request) -> Response:
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise ValidationError("version must be a positive integer", field="version")
     result = await run_in_threadpool(deployer_of(request).rollback, slot, version)
-    return JSONResponse(result)
+    actor = principal_of(request).actor
+    locked = await run_in_threadpool(gitops_of(request).lock_after_rollback, slot, result["active"], actor)
+    return JSONResponse({**result, "locked": locked} if locked else result)
 
 
 async def delete_slot(request: Request) -> Response:

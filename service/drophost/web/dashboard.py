@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from drophost import access
 from drophost.errors import DrophostError, InvalidSlotError, NotFoundError, TooManyRequestsError
 from drophost.names import parse_ttl, validate_slot
-from drophost.store import deployments, slots, users, versions
+from drophost.store import audit, deployments, slots, users, versions
 from drophost.text import format_bytes
 from drophost.web import analytics, auth, charts, sessions, views
 from drophost.web.api import compare_versions
@@ -170,6 +170,7 @@ def _overview(request: Request) -> dict[str, Any]:
         status_filter = ""
     with pool_of(request).connection() as conn:
         live = {row["slot"]: views.slot(settings, row) for row in slots.list_slots(conn)}
+        locks = audit.slot_locks(conn)
         recent = [views.deployment(settings, row) for row in deployments.list_deployments(conn, limit=500)]
     summary: dict[str, dict[str, Any]] = {}
     for d in recent:  # newest first: the first seen is the latest deployment of its slot
@@ -182,6 +183,7 @@ def _overview(request: Request) -> dict[str, Any]:
         entry["active_version"] = slot["active_version"] if slot else None
         entry["expires_at"] = slot["expires_at"] if slot else None
         entry["url"] = views.slot_url(settings, name)
+        entry["lock"] = locks.get(name)
         rows.append(entry)
     if slot_filter:
         rows = [r for r in rows if slot_filter in r["slot"]]
@@ -235,6 +237,7 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
         shown_versions = [views.version(row) for row in versions.list_versions(conn, slot)]
         shown_deployments = [views.deployment(settings, row) for row in deployments.list_deployments(conn, slot=slot)]
         events = [views.event(row) for row in slots.list_activations(conn, slot, 50)]
+        lock = audit.slot_lock(conn, slot)
     if current is None and not shown_deployments:
         raise NotFoundError(f'there is no slot "{slot}"')
     shown = views.slot(settings, current) if current else None
@@ -254,6 +257,7 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
         "deployments": shown_deployments,
         "events": events,
         "diff": diff,
+        "lock": lock,
         "a": a if a in numbers else (numbers[1] if len(numbers) > 1 else None),
         "b": b if b in numbers else (numbers[0] if numbers else None),
         "error": "",
@@ -265,7 +269,18 @@ async def rollback(request: Request) -> Response:
     slot = validate_slot(request.path_params["slot"])
     raw = request.state.form.get("version", "")
     version = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**31 else None
-    return await _act(request, slot, "rolled-back", deployer_of(request).rollback, slot, version)
+    response = await _act(request, slot, "rolled-back", deployer_of(request).rollback, slot, version)
+    principal = getattr(request.state, "principal", None)
+    if response.status_code == 303 and principal is not None:
+        await run_in_threadpool(_lock_if_git_managed, request, slot, principal.actor)
+    return response
+
+
+def _lock_if_git_managed(request: Request, slot: str, actor: str) -> None:
+    with pool_of(request).connection() as conn:
+        current = slots.get_slot(conn, slot)
+    if current is not None and current["active_version"] is not None:
+        gitops_of(request).lock_after_rollback(slot, current["active_version"], actor)
 
 
 @signed_in
@@ -285,12 +300,24 @@ async def take_offline(request: Request) -> Response:
 
 
 async def _act(request: Request, slot: str, done: str, action: Callable[..., Any], *args: Any) -> Response:
+    """A change made from the dashboard: the signed-in user needs deploy rights on the slot; audited."""
+    session = sessions.current(request)
+    assert session is not None  # signed_in let the request through
+    principal = await run_in_threadpool(auth.principal_for_session, pool_of(request), session)
+    request.state.principal = principal
+    request.state.audit_target = slot
+    name = f"dashboard_{done.replace('-', '_')}"
+    if principal is None or not access.permits(principal.scopes, "deploy", slot):
+        await run_in_threadpool(auth.record, request, name, "403 no deploy right")
+        return render(request, "error.html", 403, message=f'You have no deploy right on slot "{slot}".')
     try:
         await run_in_threadpool(action, *args)
     except DrophostError as exc:
+        await run_in_threadpool(auth.record, request, name, f"{exc.status_code} {exc.message}")
         if exc.status_code >= 500 or isinstance(exc, NotFoundError):
             raise
         return await _failed(request, slot, exc)
+    await run_in_threadpool(auth.record, request, name, "303")
     return RedirectResponse(f"/slots/{slot}?done={done}", status_code=303)
 
 

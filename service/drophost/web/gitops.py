@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from drophost import access
 from drophost.access import Principal
-from drophost.errors import ManifestError, ValidationError
+from drophost.errors import ConflictError, ManifestError, ValidationError
 from drophost.gitops import manifest
 from drophost.gitops.controller import GitOps
 from drophost.gitops.declared import config_lines
@@ -30,6 +30,17 @@ from drophost.web.common import deployer_of, pool_of, read_json, settings_of
 def gitops_of(request: Request) -> GitOps:
     gitops: GitOps = request.app.state.gitops
     return gitops
+
+
+def refuse_drift(request: Request, slot: str, force: bool) -> None:
+    """An upload to a slot deploy.yaml deploys from git: 409 naming the repository, unless forced."""
+    repo = gitops_of(request).managing_repo(slot)
+    if repo is not None and not force:
+        raise ConflictError(
+            f'slot "{slot}" is deployed from {repo} by deploy.yaml; push there, or force the upload'
+            " (drophost deploy --force; it then shows as drift in drophost plan)",
+            repository=repo,
+        )
 
 
 # -- webhooks ----------------------------------------------------------------------------------

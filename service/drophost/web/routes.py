@@ -22,7 +22,7 @@ CHANGES: Schema = {
     "items": {
         "type": "object",
         "properties": {
-            "action": {"type": "string", "enum": ["add", "change", "deploy", "remove", "keep"]},
+            "action": {"type": "string", "enum": ["add", "change", "deploy", "remove", "keep", "drift"]},
             "slot": {"type": "string"},
             "detail": {"type": "string"},
         },

@@ -13,6 +13,7 @@ from drophost.store import versions
 from drophost.web import views
 from drophost.web.auth import authorize_slot
 from drophost.web.common import deployer_of, id_param, path_slot, pool_of, read_json, settings_of
+from drophost.web.gitops import refuse_drift
 
 
 async def create_upload(request: Request) -> Response:
@@ -22,6 +23,10 @@ async def create_upload(request: Request) -> Response:
     if not isinstance(slot, str):
         raise ValidationError("slot is required", field="slot")
     authorize_slot(request, validate_slot(slot))
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ValidationError("force must be true or false", field="force")
+    await run_in_threadpool(refuse_drift, request, slot, force)
     ttl_raw = body.get("ttl")
     if ttl_raw is not None and not isinstance(ttl_raw, str | int):
         raise ValidationError("ttl must be seconds or a duration like 7d", field="ttl")

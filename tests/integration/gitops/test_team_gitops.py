@@ -1,0 +1,118 @@
+"""The audit log's git actors, deploy locks, a rollback that locks, and drift from a forced upload."""
+
+from __future__ import annotations
+
+import json
+
+from tests.harness.auth import AUTH
+from tests.harness.git import GitHttpServer
+from tests.harness.stacks import GitopsFactory, Stack
+from tests.harness.waiting import wait_for_deployment, wait_until
+from tests.harness.webhooks import ENV, hex_hmac, site_yaml
+from tests.harness.zips import make_zip
+
+
+def audit(stack: Stack, **filters: str) -> list[dict[str, str]]:
+    entries: list[dict[str, str]] = stack.client.get("/api/audit", params=filters, headers=AUTH).json()["entries"]
+    return entries
+
+
+def push_webhook(stack: Stack, git_server: GitHttpServer) -> list[int]:
+    body = json.dumps({"repo": git_server.url("site"), "branch": "main", "pusher": "ann"}).encode()
+    answer = stack.client.post(
+        "/api/webhooks/generic", content=body, headers={"X-Signature": "sha256=" + hex_hmac(body)}
+    )
+    assert answer.status_code == 202, answer.text
+    queued: list[int] = answer.json()["queued"]
+    return queued
+
+
+def upload(stack: Stack, slot: str, text: str, **data: str) -> tuple[int, dict[str, str]]:
+    answer = stack.client.post(
+        "/api/deployments",
+        files={"file": (f"{slot}.zip", make_zip({"index.html": text}), "application/zip")},
+        data={"slot": slot, **data},
+        headers=AUTH,
+    )
+    return answer.status_code, answer.json()
+
+
+def test_git_deploys_are_audited_with_their_actor(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "0"})
+    stack = gitops_stack("poll_interval: 1s\n" + site_yaml(git_server, "site", "main"), ENV)
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    repo.commit({"index.html": "by webhook"})
+    [queued] = push_webhook(stack, git_server)
+    assert wait_for_deployment(stack, queued)["status"] == "live"
+    repo.commit({"index.html": "by polling"})
+    assert wait_until(lambda: stack.get("/d/site/").text == "by polling")
+    actors = [e["actor"] for e in audit(stack, target="site", action="git_deploy")]
+    assert actors[-1] == "deploy.yaml"
+    assert "webhook:generic" in actors and "poll" in actors
+    assert all(e["result"].startswith(("queued deployment", "joined")) for e in audit(stack, action="git_deploy"))
+
+
+def test_a_locked_slot_builds_pushes_but_serves_nothing_new(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "first"})
+    stack = gitops_stack(site_yaml(git_server, "site", "main"), ENV)
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    locked = stack.client.post("/api/slots/site/lock", json={"reason": "release freeze"}, headers=AUTH)
+    assert locked.status_code == 200 and locked.json()["locked"] is True
+    page = stack.client.get("/api/slots", headers=AUTH)
+    assert page.status_code == 200
+    repo.commit({"index.html": "second"})
+    [queued] = push_webhook(stack, git_server)
+    refused = wait_for_deployment(stack, queued)
+    assert refused["status"] == "failed" and refused["error"].startswith("slot is locked (release freeze")
+    assert stack.get("/d/site/").text == "first"
+    assert stack.client.post("/api/slots/site/unlock", headers=AUTH).json()["was_locked"] is True
+    [queued] = push_webhook(stack, git_server)
+    assert wait_for_deployment(stack, queued)["status"] == "live"
+    assert stack.get("/d/site/").text == "second"
+    actions = [(e["action"], e["result"]) for e in audit(stack, target="site")]
+    assert ("lock_slot", "200") in actions and ("unlock_slot", "200") in actions
+
+
+def test_a_rollback_of_a_git_slot_locks_it_and_says_why(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "one"})
+    stack = gitops_stack(site_yaml(git_server, "site", "main"), ENV)
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    repo.commit({"index.html": "two"})
+    [queued] = push_webhook(stack, git_server)
+    assert wait_for_deployment(stack, queued)["status"] == "live"
+    rolled = stack.client.post("/api/slots/site/rollback", json={}, headers=AUTH)
+    assert rolled.status_code == 200 and rolled.json() == {"slot": "site", "active": 1, "locked": True}
+    repo.commit({"index.html": "three"})
+    [queued] = push_webhook(stack, git_server)
+    assert wait_for_deployment(stack, queued)["status"] == "failed"
+    assert stack.get("/d/site/").text == "one"
+    # The dashboard shows the lock and its reason.
+    stack.client.post("/signin", data={"token": AUTH["Authorization"][7:]}, follow_redirects=False)
+    page = stack.client.get("/slots/site").text
+    assert "locked" in page and "rolled back by hand to version 1" in page
+
+
+def test_an_upload_to_a_git_slot_is_refused_unless_forced_and_then_shows_as_drift(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "from git"})
+    stack = gitops_stack(site_yaml(git_server, "site", "main"), ENV)
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    status, answer = upload(stack, "site", "by hand")
+    assert status == 409 and answer["repository"] == git_server.url("site") and "deploy.yaml" in answer["error"]
+    digest = stack.client.post("/api/uploads", json={"slot": "site", "files": {}}, headers=AUTH)
+    assert digest.status_code == 409
+    status, answer = upload(stack, "site", "by hand", force="true")
+    assert status == 201
+    assert stack.get("/d/site/").text == "by hand"
+    plan = stack.client.post("/api/plan", content=site_yaml(git_server, "site", "main").encode(), headers=AUTH).json()
+    assert {"action": "drift", "slot": "site"}.items() <= plan["changes"][0].items()
+    assert "! site" in plan["text"] and "forced upload" in plan["text"] and "Drift: 1 slot(s)" in plan["text"]
+    # Another slot takes uploads as before.
+    assert upload(stack, "other", "free")[0] == 201
