@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
 import time
 import uuid
@@ -12,11 +14,14 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from drophost.cli import build_parser
+from drophost.client import commands
 from drophost.settings import Settings
 from drophost.store.migrate import migrate, migration_files
+from drophost.useradmin import manage_users
 from drophost.web import routes
-from tests.harness.auth import AUTH
-from tests.harness.stacks import Stack, running_stack
+from tests.harness.auth import AUTH, TOKEN
+from tests.harness.stacks import LiveStack, Stack, running_stack
 from tests.harness.zips import make_zip
 
 PASSWORD = "a long password"
@@ -246,3 +251,78 @@ def test_a_single_token_database_keeps_every_deployment_and_version(database_url
         )
         assert after == before
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)  # the bootstrap token is not a row
+
+
+# -- the command line ------------------------------------------------------------------------------
+def test_drophost_user_add_works_before_anyone_can_sign_in(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {"DATABASE_URL": stack.settings.database_url}
+    args = build_parser().parse_args(
+        ["user", "add", "zed", "--role", "deployer", "--slots", "docs-*", "--password-stdin"]
+    )
+    out = io.StringIO()
+    assert (
+        manage_users(
+            args, Settings.from_env(environ, data_dir=str(stack.settings.data_dir)), io.StringIO(PASSWORD + "\n"), out
+        )
+        == 0
+    )
+    assert out.getvalue() == "added zed (deployer: docs-*)\n"
+    answer = stack.client.post("/signin", data={"name": "zed", "password": PASSWORD}, follow_redirects=False)
+    assert answer.status_code == 303
+    listed = io.StringIO()
+    assert (
+        manage_users(build_parser().parse_args(["user", "list"]), Settings.from_env(environ), io.StringIO(), listed)
+        == 0
+    )
+    assert listed.getvalue() == "zed  deployer  docs-*\n"
+    entries = stack.client.get("/api/audit", params={"action": "create_user"}, headers=AUTH).json()["entries"]
+    assert entries[0]["actor"].startswith("cli:") and entries[0]["target"] == "user zed"
+
+
+def test_token_lock_unlock_and_audit_commands(live: LiveStack, capsys: pytest.CaptureFixture[str]) -> None:
+    add_user(live.client, "dee", "deployer", ["docs-*"])
+
+    def drophost(*argv: str, token: str = TOKEN) -> tuple[int, str, str]:
+        code = commands.main(
+            list(argv), {"DROPHOST_URL": live.base_url, "DROPHOST_API_TOKEN": token, "HOME": "/nonexistent"}
+        )
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, out, err = drophost("token", "create", "--user", "dee", "--scope", "deploy:docs-*", "--expires", "90d")
+    assert code == 0 and out.startswith("dht_") and "shown only now" in err
+    token = out.strip()
+    code, out, _ = drophost("lock", "docs-a", "--reason", "freeze", token=token)
+    assert (code, out) == (0, "docs-a is locked: freeze\n")
+    code, _, err = drophost("lock", "web", token=token)
+    assert code == 4 and "no deploy right" in err
+    assert drophost("unlock", "docs-a", token=token)[:2] == (0, "docs-a is unlocked\n")
+    code, out, _ = drophost("token", "list", token=token)
+    assert code == 0 and "deploy:docs-*" in out and "dee" in out
+    code, out, _ = drophost("audit", "--slot", "docs-a")
+    assert code == 0 and "lock_slot" in out and "unlock_slot" in out and "dee (token" in out
+    token_id = json.loads(drophost("token", "list", "--json")[1])["tokens"][0]["id"]
+    assert drophost("token", "revoke", str(token_id))[0] == 0
+    assert drophost("list", token=token)[0] == 4
+
+
+def test_the_tokens_and_audit_pages(stack: Stack) -> None:
+    add_user(stack.client, "dee", "deployer", ["docs-*"])
+    assert (
+        stack.client.post("/signin", data={"name": "dee", "password": PASSWORD}, follow_redirects=False).status_code
+        == 303
+    )
+    page = stack.client.get("/tokens")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and csrf is not None
+    made = stack.client.post(
+        "/tokens", data={"csrf": csrf.group(1), "name": "laptop", "scopes": "read deploy:docs-a", "expires": "1d"}
+    )
+    shown = re.search(r'id="new-token">(dht_[^<]+)<', made.text)
+    assert made.status_code == 200 and shown is not None
+    assert stack.client.get("/api/slots", headers={"Authorization": f"Bearer {shown.group(1)}"}).status_code == 200
+    wider = stack.client.post("/tokens", data={"csrf": csrf.group(1), "name": "x", "scopes": "admin"})
+    assert wider.status_code == 403 and "wider" in wider.text
+    audit_page = stack.client.get("/audit", params={"action": "dashboard_create_token"})
+    assert audit_page.status_code == 200 and audit_page.text.count("<td>dee</td>") == 2
+    assert "403 scope admin is wider" in audit_page.text

@@ -252,7 +252,7 @@ class Intake:
                     continue
                 if new == webhooks.ZERO_SHA:
                     if site.is_preview:
-                        remove_preview(self.pool, self.deployer, site.slot_for(branch))
+                        remove_preview(self.pool, self.deployer, site.slot_for(branch), pusher or "push")
                     continue
                 queued.append(self.enqueue(site, branch, trigger="push", pusher=pusher))
         return queued

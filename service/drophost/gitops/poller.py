@@ -96,5 +96,5 @@ class Poller:
                 previews = [r for r in gitjobs.managed_slots(conn) if r["template"] == site.slot]
             for row in previews:
                 if repo_key(row["repo"]) == repo_key(site.repo.text) and row["branch"] not in heads:
-                    remove_preview(self.pool, self.deployer, row["slot"])
+                    remove_preview(self.pool, self.deployer, row["slot"], "poll")
         return queued

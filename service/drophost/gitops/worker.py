@@ -90,7 +90,7 @@ class Worker:
     def work_once(self) -> bool:
         removal = self.intake.next_removal()
         if removal is not None:
-            remove_preview(self.pool, self.deployer, removal)
+            remove_preview(self.pool, self.deployer, removal, "webhook")
             return True
         with self.pool.connection() as conn:
             job = gitjobs.claim_next(conn)

@@ -11,7 +11,7 @@ from drophost.names import validate_slot
 from drophost.pipeline import record, releases
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import expired_config
-from drophost.store import slots, versions
+from drophost.store import audit, slots, versions
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ def expire_due(ctx: Context) -> list[str]:
         try:
             take_offline(ctx, slot, status="expired", action="expire")
             expired.append(slot)
+            result = "expired"
         except DrophostError as exc:
             log.warning("could not expire slot %s: %s", slot, exc.message)
+            result = f"{exc.status_code} {exc.message}"
+        with ctx.pool.connection() as conn:
+            audit.record(conn, actor="expiry", action="expire", target=slot, result=result)
     return expired

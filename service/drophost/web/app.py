@@ -28,7 +28,7 @@ from drophost.pipeline.nginx import Nginx
 from drophost.processes import take_death
 from drophost.settings import Settings
 from drophost.store.migrate import migrate
-from drophost.web import dashboard, openapi, routes
+from drophost.web import dashboard, openapi, routes, teampages
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,11 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
-    return [*dashboard.routes(), *(routes.starlette_route(endpoint) for endpoint in routes.endpoints(settings))]
+    return [
+        *dashboard.routes(),
+        *teampages.routes(),
+        *(routes.starlette_route(endpoint) for endpoint in routes.endpoints(settings)),
+    ]
 
 
 def _reload_on_sighup(gitops: GitOps) -> Callable[[], None]:

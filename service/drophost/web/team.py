@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -83,72 +84,71 @@ def user_view(row: Row) -> dict[str, Any]:
 # -- tokens -----------------------------------------------------------------------------------------
 async def create_token(request: Request) -> Response:
     """{"name", "scopes", "expires"?, "user"? (admins)} -> 201 {id, token}: the token is shown only now."""
-    principal = principal_of(request)
     body = await read_json(request)
+    row, token = await run_in_threadpool(make_token, pool_of(request), principal_of(request), body)
+    request.state.audit_target = f"token {row['id']}"
+    return JSONResponse({**token_view(row), "token": token}, status_code=201)
+
+
+def make_token(pool: ConnectionPool[Any], principal: access.Principal, body: dict[str, Any]) -> tuple[Row, str]:
+    """A new token of `principal` (or, for an admin, of body["user"]): its row and the token itself."""
     name = body.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 100 or not name.isprintable():
         raise ValidationError("name is required: up to 100 printable characters", field="name")
     owner = body.get("user", principal.user)
     if owner != principal.user and "admin" not in principal.scopes:
         raise ForbiddenError("only an admin makes tokens for someone else", field="user")
-    owner = access.check_user_name(owner) if owner != access.BOOTSTRAP.user else owner
     if owner == access.BOOTSTRAP.user:
         raise ValidationError('the bootstrap token has no user to own tokens; add one with "user"', field="user")
-    request.state.audit_target = f"user {owner}"
+    owner = access.check_user_name(owner)
     seconds = access.parse_expiry(body.get("expires"))
     expires_at = datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
     token = access.new_token()
+    with pool.connection() as conn, conn.transaction():
+        user = users.get_user(conn, owner)
+        if user is None:
+            raise NotFoundError(f'there is no user "{owner}"', field="user")
+        rights = access.role_scopes(user["role"], user["slots"])
+        if owner == principal.user and principal.token_id is not None:
+            rights = principal.scopes  # a token makes tokens no wider than itself
+        scopes = access.check_scopes(body.get("scopes"), rights)
+        row = users.add_token(
+            conn,
+            user=owner,
+            name=name.strip(),
+            digest=access.token_digest(token),
+            scopes=sorted(scopes),
+            expires_at=expires_at,
+        )
+    return row, token
 
-    def add() -> Row:
-        with pool_of(request).connection() as conn, conn.transaction():
-            user = users.get_user(conn, owner)
-            if user is None:
-                raise NotFoundError(f'there is no user "{owner}"', field="user")
-            rights = access.role_scopes(user["role"], user["slots"])
-            if owner == principal.user and principal.token_id is not None:
-                rights = principal.scopes  # a token makes tokens no wider than itself
-            scopes = access.check_scopes(body.get("scopes"), rights)
-            return users.add_token(
-                conn,
-                user=owner,
-                name=name.strip(),
-                digest=access.token_digest(token),
-                scopes=sorted(scopes),
-                expires_at=expires_at,
-            )
 
-    row = await run_in_threadpool(add)
-    request.state.audit_target = f"token {row['id']}"
-    return JSONResponse({**token_view(row), "token": token}, status_code=201)
+def visible_tokens(pool: ConnectionPool[Any], principal: access.Principal) -> list[Row]:
+    with pool.connection() as conn:
+        return users.list_tokens(conn, None if "admin" in principal.scopes else principal.user)
+
+
+def revoke(pool: ConnectionPool[Any], principal: access.Principal, token_id: int) -> Row | None:
+    """Revoke one of the principal's tokens (an admin: anyone's); None if there is no such token."""
+    with pool.connection() as conn:
+        row = users.get_token(conn, token_id)
+        if row is None or (row["user_name"] != principal.user and "admin" not in principal.scopes):
+            return None
+        users.revoke_token(conn, token_id)
+        return users.get_token(conn, token_id)
 
 
 async def list_tokens(request: Request) -> Response:
     """Your tokens (an admin: everyone's), with their last use; never the tokens themselves."""
-    principal = principal_of(request)
-    owner = None if "admin" in principal.scopes else principal.user
-
-    def load() -> list[Row]:
-        with pool_of(request).connection() as conn:
-            return users.list_tokens(conn, owner)
-
-    return JSONResponse({"tokens": [token_view(r) for r in await run_in_threadpool(load)]})
+    rows = await run_in_threadpool(visible_tokens, pool_of(request), principal_of(request))
+    return JSONResponse({"tokens": [token_view(r) for r in rows]})
 
 
 async def revoke_token(request: Request) -> Response:
     """Revoke a token: the next request with it gets 401."""
-    principal = principal_of(request)
     token_id = id_param(request, "id")
     request.state.audit_target = f"token {token_id}"
-
-    def revoke() -> Row | None:
-        with pool_of(request).connection() as conn:
-            row = users.get_token(conn, token_id)
-            if row is None or (row["user_name"] != principal.user and "admin" not in principal.scopes):
-                return None
-            users.revoke_token(conn, token_id)
-            return users.get_token(conn, token_id)
-
-    row = await run_in_threadpool(revoke)
+    row = await run_in_threadpool(revoke, pool_of(request), principal_of(request), token_id)
     if row is None:
         raise NotFoundError(f"there is no token {token_id} of yours")
     return JSONResponse(token_view(row))

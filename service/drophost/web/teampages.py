@@ -1,0 +1,103 @@
+"""The dashboard's Tokens and Audit pages (the rest of the dashboard is dashboard.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from drophost.access import Principal
+from drophost.errors import DrophostError, UnauthorizedError
+from drophost.store import audit
+from drophost.web import auth, sessions, team
+from drophost.web.common import pool_of
+from drophost.web.dashboard import render, signed_in
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/tokens", tokens_page, methods=["GET"]),
+        Route("/tokens", create_token, methods=["POST"]),
+        Route("/tokens/{id}/revoke", revoke_token, methods=["POST"]),
+        Route("/audit", audit_page, methods=["GET"]),
+    ]
+
+
+@signed_in
+async def tokens_page(request: Request) -> Response:
+    return await _tokens(request)
+
+
+@signed_in
+async def create_token(request: Request) -> Response:
+    """The form: a name, scopes separated by spaces, an optional expiry. The token is shown once."""
+    principal = await _principal(request)
+    form = request.state.form
+    body: dict[str, Any] = {
+        "name": form.get("name", ""),
+        "scopes": form.get("scopes", "").split(),
+        "expires": form.get("expires") or None,
+    }
+    request.state.principal = principal
+    try:
+        row, token = await run_in_threadpool(team.make_token, pool_of(request), principal, body)
+    except DrophostError as exc:
+        await run_in_threadpool(auth.record, request, "dashboard_create_token", f"{exc.status_code} {exc.message}")
+        return await _tokens(request, error=exc.message, status_code=exc.status_code)
+    request.state.audit_target = f"token {row['id']}"
+    await run_in_threadpool(auth.record, request, "dashboard_create_token", "201")
+    return await _tokens(request, new_token=token)
+
+
+@signed_in
+async def revoke_token(request: Request) -> Response:
+    principal = await _principal(request)
+    raw = request.path_params["id"]
+    token_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 18 else 0
+    request.state.principal = principal
+    request.state.audit_target = f"token {token_id}"
+    row = await run_in_threadpool(team.revoke, pool_of(request), principal, token_id)
+    await run_in_threadpool(auth.record, request, "dashboard_revoke_token", "200" if row else "404")
+    return await _tokens(request, error="" if row else f"There is no token {token_id} of yours.")
+
+
+async def _tokens(request: Request, *, new_token: str = "", error: str = "", status_code: int = 200) -> Response:
+    principal = await _principal(request)
+    rows = await run_in_threadpool(team.visible_tokens, pool_of(request), principal)
+    return render(
+        request,
+        "tokens.html",
+        status_code,
+        tokens=[team.token_view(r) for r in rows],
+        new_token=new_token,
+        error=error,
+        user=principal.user,
+        scopes=sorted(principal.scopes),
+    )
+
+
+@signed_in
+async def audit_page(request: Request) -> Response:
+    try:
+        filters = team.entry_filters(request.query_params)
+    except DrophostError as exc:
+        return render(request, "audit.html", exc.status_code, entries=[], params={}, error=exc.message)
+
+    def load() -> list[dict[str, Any]]:
+        with pool_of(request).connection() as conn:
+            return [team.entry_view(r) for r in audit.list_entries(conn, **filters, limit=200)]
+
+    params = {k: request.query_params.get(k, "") for k in ("actor", "action", "target", "since")}
+    return render(request, "audit.html", entries=await run_in_threadpool(load), params=params, error="")
+
+
+async def _principal(request: Request) -> Principal:
+    session = sessions.current(request)
+    assert session is not None  # signed_in let the request through
+    principal = await run_in_threadpool(auth.principal_for_session, pool_of(request), session)
+    if principal is None:  # the user was removed while signed in
+        raise UnauthorizedError("your user no longer exists; sign in again")
+    return principal
