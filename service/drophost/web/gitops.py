@@ -22,7 +22,7 @@ from drophost.gitops.hosted import SERVICES, SMART_PATHS
 from drophost.gitops.manifest import BRANCH_FIELD, SiteSpec
 from drophost.names import validate_slot
 from drophost.web import views
-from drophost.web.auth import authorize_slot, limit_signin, principal_for_token, signin_failed
+from drophost.web.auth import authorize_slot, limit_signin, principal_for_token, record, signin_failed
 from drophost.web.bodylimit import JSON_MAX_BYTES, lower_body_limit
 from drophost.web.common import deployer_of, pool_of, read_json, settings_of
 
@@ -150,6 +150,8 @@ async def git_http(request: Request) -> Response:
     pushing = rest == "git-receive-pack" or service == "git-receive-pack"
     sites = [site for site in gitops.manifest.sites if site.repo.hosted_name == name]
     if not _may_use(principal, sites, pushing):
+        request.state.principal = principal
+        await run_in_threadpool(record, request, "git_push" if pushing else "git_fetch", "403", target=f"hosted:{name}")
         wanted = "deploy rights on every slot it deploys" if pushing else "read rights"
         return PlainTextResponse(f"DropHost: {principal.user} may not use this repository: it needs {wanted}\n", 403)
     spool = await _spool_body(request)

@@ -90,7 +90,11 @@ def test_the_pusher_is_the_token_s_user_and_a_token_without_deploy_rights_cannot
     code, output = push(work, served.push_url("handbook", password=tokens["wes"]), "main")
     assert code != 0 and "wes may not use this repository" in output
     assert served.api("GET", "/api/deployments").json()["deployments"] == []
+    refused = served.api("GET", "/api/audit", params={"action": "git_push"}).json()["entries"]
+    assert [(e["actor"], e["target"], e["result"]) for e in refused] == [("wes (token 2)", "hosted:handbook", "403")]
     code, output = push(work, served.push_url("handbook", password=tokens["dee"]), "main")
     assert code == 0, output
     rows = served.api("GET", "/api/deployments").json()["deployments"]
     assert (rows[0]["pusher"], rows[0]["status"]) == ("dee", "live")
+    queued = served.api("GET", "/api/audit", params={"action": "git_deploy"}).json()["entries"]
+    assert queued[0]["actor"] == "dee" and queued[0]["target"] == "handbook"
