@@ -25,6 +25,7 @@ from tests.harness.stacks import LiveStack, Stack, running_stack
 from tests.harness.zips import make_zip
 
 PASSWORD = "a long password"
+TEAM_MIGRATION = "0011_team.sql"  # everything before it is today's single-token schema
 
 
 def add_user(client: TestClient, name: str, role: str, slots: list[str] | None = None) -> None:
@@ -228,7 +229,7 @@ def test_a_single_token_database_keeps_every_deployment_and_version(database_url
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())")
         for name, text in migration_files():
-            if name < "0009":
+            if name < TEAM_MIGRATION:
                 conn.execute(text.encode())
                 conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
         deployment = conn.execute(
@@ -244,7 +245,8 @@ def test_a_single_token_database_keeps_every_deployment_and_version(database_url
             conn.execute("SELECT * FROM deployments").fetchall(),
             conn.execute("SELECT * FROM config_versions").fetchall(),
         )
-        assert [n for n in migrate(conn) if n >= "0009"] == [n for n, _ in migration_files() if n >= "0009"]
+        applied = migrate(conn)
+        assert TEAM_MIGRATION in applied and applied == [n for n, _ in migration_files() if n >= TEAM_MIGRATION]
         after = (
             conn.execute("SELECT * FROM deployments").fetchall(),
             conn.execute("SELECT * FROM config_versions").fetchall(),
