@@ -184,7 +184,9 @@ def _form_text(form: FormData, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{name} must be a text field", field=name)
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
+    # Leading or trailing whitespace and control characters are what a trim would have hidden; a
+    # space inside ("Bad Name") is left to the field's own check, which explains what is allowed.
+    if value != value.strip() or any(not ch.isprintable() for ch in value):
         raise ValidationError(
             f"{name} {show(value, 40)} carries whitespace or control characters; send the value alone", field=name
         )
