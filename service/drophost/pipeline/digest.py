@@ -86,6 +86,21 @@ class DigestUploads:
             raise ConflictError(f"upload {upload_id} was already deployed", deployment_id=row["deployment_id"])
         return row
 
+    def wanted(self, upload_id: str) -> frozenset[str]:
+        """The digests an open upload's file list names: the blobs a batch may carry."""
+        return frozenset(self.open_upload(upload_id)["manifest"].values())
+
+    def status(self, upload_id: str) -> dict[str, Any]:
+        """An open upload and the digests still missing: what a client resumes with."""
+        row = self.open_upload(upload_id)
+        file_list: dict[str, str] = row["manifest"]
+        return {
+            "upload_id": upload_id,
+            "slot": row["slot"],
+            "files": len(file_list),
+            "missing": self.artifacts.missing(file_list.values()),
+        }
+
     def check_blob(self, upload_id: str, digest: str) -> None:
         row = self.open_upload(upload_id)
         if not is_digest(digest):
