@@ -93,6 +93,30 @@ class ArtifactStore:
     def link_into(self, digest: str, destination: Path) -> None:
         os.link(self.path(digest), destination)
 
+    def sizes(self, digests: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+        """(digest -> size of the stored ones, the sorted digests not stored): one stat each."""
+        found: dict[str, int] = {}
+        missing: list[str] = []
+        for digest in set(digests):
+            try:
+                found[digest] = self.path(digest).stat().st_size
+            except FileNotFoundError:
+                missing.append(digest)
+        return found, sorted(missing)
+
+    def link_tree(self, file_list: dict[str, str], root: Path) -> None:
+        """Make `root` a tree of hard links: relative path -> the blob of that digest.
+
+        Each folder is made once, before its files; no path is checked again (the file list was).
+        """
+        folders = {os.path.dirname(path) for path in file_list}
+        for folder in sorted(folders):
+            if folder:
+                os.makedirs(root / folder, mode=0o755, exist_ok=True)
+        blobs, base = str(self.blobs), str(root)
+        for path, digest in file_list.items():
+            os.link(f"{blobs}/{digest[:2]}/{digest[2:]}", f"{base}/{path}")
+
     # -- crc32+size -> digest: a hint that lets ZIP deploys hash instead of write -------------------
     def remember_crc(self, crc: int, size: int, digest: str) -> None:
         hint = self.crc_index / f"{crc:08x}-{size}"
