@@ -26,7 +26,6 @@ FileProgress = Callable[[int, int, int, int], None]  # the same, then files sent
 
 BATCH_BYTES = 8 * 1024 * 1024  # the most a batch aims at; a larger file goes alone
 IN_FLIGHT = 3  # batches sent at once: the server hashes and writes one while receiving the next
-HASHERS = 4  # hashlib lets go of the GIL, so files are hashed side by side
 ATTEMPTS = 3  # rounds of sending what the server still lacks, after a broken connection
 RETRY_PAUSE = 1.0  # seconds, times the round: time for a restarting server to come back
 PIECE = 256 * 1024  # bytes handed to the socket at once; small files share a piece
@@ -53,9 +52,12 @@ def scan_folder(folder: Path) -> dict[str, Path]:
 
 
 def hash_files(files: dict[str, Path]) -> dict[str, str]:
-    """Relative path -> sha256 hex of each file."""
-    with ThreadPoolExecutor(HASHERS) as pool:
-        return dict(zip(files, pool.map(file_digest, files.values()), strict=True))
+    """Relative path -> sha256 hex of each file.
+
+    One after another: hashing the files of a site on several threads was slower here (most files
+    are small, so the threads mostly take turns holding the GIL).
+    """
+    return {rel: file_digest(path) for rel, path in files.items()}
 
 
 def plan_batches(blobs: Sequence[Blob], *, target: int, at_least: int) -> list[list[Blob]]:
