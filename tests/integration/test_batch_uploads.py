@@ -105,7 +105,9 @@ def test_a_truncated_batch_keeps_its_complete_blobs_and_the_upload_resumes(stack
     assert stack.get("/d/resume/p5.html").content == PAGES["p5.html"]
 
 
-def test_a_connection_broken_mid_batch_keeps_the_blobs_that_arrived_whole(live: LiveStack) -> None:
+def test_a_connection_broken_mid_batch_keeps_the_blobs_that_arrived_whole(
+    live: LiveStack, caplog: pytest.LogCaptureFixture
+) -> None:
     upload, _ = start(live, "broken", PAGES)
     blobs = list(PAGES.values())
     whole = frame(*blobs)
@@ -123,6 +125,7 @@ def test_a_connection_broken_mid_batch_keeps_the_blobs_that_arrived_whole(live: 
         assert time.monotonic() < deadline, missing
         time.sleep(0.05)
     assert list((live.settings.data_dir / "store" / "tmp").iterdir()) == []
+    assert "unexpected error" not in caplog.text  # a broken batch is expected, not a crash
 
 
 def test_the_old_one_blob_per_request_upload_still_works_next_to_batches(stack: Stack) -> None:

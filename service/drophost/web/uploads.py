@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from drophost.errors import NotFoundError, ValidationError
+from drophost.errors import BadRequestError, NotFoundError, ValidationError
 from drophost.names import parse_ttl
 from drophost.pipeline.blobbatch import BlobBatch
 from drophost.pipeline.digest import DigestUploads
@@ -72,6 +72,12 @@ async def post_batch(request: Request) -> Response:
             if chunk:
                 await run_in_threadpool(batch.feed, chunk)
         batch.end()
+    except ClientDisconnect:
+        # Expected now and then (a client resumes with what is still missing): no traceback.
+        raise BadRequestError(
+            f"the connection broke inside the batch; its {batch.complete} complete blobs were kept",
+            kept=batch.complete,
+        ) from None
     finally:
         batch.close()
     return JSONResponse(batch.report())
