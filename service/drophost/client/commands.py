@@ -121,7 +121,7 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
                 slot = args.slot or slot_from_filename(path.resolve().name or "site")
             except DrophostError as exc:
                 raise ClientError(exc.message, EXIT_USAGE) from None
-            result = deploy_folder(client, path, slot=slot, ttl=args.ttl, progress=bar.update if bar else None)
+            result = deploy_folder(client, path, slot=slot, ttl=args.ttl, file_progress=bar.update if bar else None)
         elif path.is_file():
             fields = {name: value for name, value in (("slot", args.slot), ("ttl", args.ttl)) if value}
             with open(path, "rb") as archive:
@@ -260,28 +260,40 @@ _HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]],
 
 # -- output ----------------------------------------------------------------------------------------
 class ProgressBar:
-    """An upload progress bar on stderr: redrawn in place on a terminal, a few lines otherwise."""
+    """An upload progress bar on stderr: redrawn in place on a terminal, a few lines otherwise.
+
+    One bar for the whole upload: its bytes and, for a folder, its files.
+    """
 
     def __init__(self, stream: IO[str], width: int = 30) -> None:
         self.stream = stream
         self.width = width
-        self.shown = -1
+        self.shown: tuple[int, int] | None = None
         self.tty = stream.isatty()
+        self.drawn = 0
 
-    def update(self, sent: int, total: int) -> None:
+    def update(self, sent: int, total: int, files_sent: int | None = None, files_total: int | None = None) -> None:
         percent = 100 * sent // total if total else 100
-        step = percent if self.tty else percent // 25 * 25
+        # A terminal shows every percent and file; a log gets a line per quarter.
+        step = (percent, files_sent or 0) if self.tty else (percent // 25 * 25, int(files_sent == files_total))
         if step == self.shown:
             return
         self.shown = step
         filled = self.width * percent // 100
         bar = "#" * filled + "." * (self.width - filled)
         text = f"uploading [{bar}] {percent:3d}% {format_bytes(sent, '')}/{format_bytes(total, '')}"
-        self.stream.write(("\r" + text) if self.tty else text + "\n")
+        if files_total is not None:
+            text += f", {files_sent}/{files_total} files"
+        if self.tty:
+            # Padded to the longest line drawn, so a shorter one leaves no tail of the last.
+            self.drawn = max(self.drawn, len(text))
+            self.stream.write("\r" + text.ljust(self.drawn))
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
 
     def finish(self) -> None:
-        if self.tty and self.shown >= 0:
+        if self.tty and self.shown is not None:
             self.stream.write("\n")
             self.stream.flush()
 

@@ -8,7 +8,7 @@ import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 Progress = Callable[[int, int], None]
@@ -97,6 +97,16 @@ class ApiClient:
             self.server + path,
             data=handle,
             method="PUT",
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        )
+        return self._send(request)
+
+    def post_stream(self, path: str, chunks: Iterable[bytes], size: int) -> Any:
+        """POST a body of exactly `size` bytes, produced piece by piece (digest batches)."""
+        request = urllib.request.Request(
+            self.server + path,
+            data=chunks,
+            method="POST",
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         return self._send(request)

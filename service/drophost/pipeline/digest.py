@@ -3,7 +3,6 @@ store lacks, then deploys. (The uploads table calls the file list its manifest.)
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
@@ -86,6 +85,21 @@ class DigestUploads:
             raise ConflictError(f"upload {upload_id} was already deployed", deployment_id=row["deployment_id"])
         return row
 
+    def wanted(self, upload_id: str) -> frozenset[str]:
+        """The digests an open upload's file list names: the blobs a batch may carry."""
+        return frozenset(self.open_upload(upload_id)["manifest"].values())
+
+    def status(self, upload_id: str) -> dict[str, Any]:
+        """An open upload and the digests still missing: what a client resumes with."""
+        row = self.open_upload(upload_id)
+        file_list: dict[str, str] = row["manifest"]
+        return {
+            "upload_id": upload_id,
+            "slot": row["slot"],
+            "files": len(file_list),
+            "missing": self.artifacts.missing(file_list.values()),
+        }
+
     def check_blob(self, upload_id: str, digest: str) -> None:
         row = self.open_upload(upload_id)
         if not is_digest(digest):
@@ -96,10 +110,10 @@ class DigestUploads:
     def finalize(self, upload_id: str) -> dict[str, Any]:
         row = self.open_upload(upload_id)
         file_list: dict[str, str] = row["manifest"]
-        missing = self.artifacts.missing(file_list.values())
+        sizes, missing = self.artifacts.sizes(file_list.values())
         if missing:
             raise ConflictError(f"{len(missing)} files have not been uploaded yet", missing=missing[:1000])
-        total = sum(self.artifacts.path(d).stat().st_size for d in file_list.values())
+        total = sum(sizes[digest] for digest in file_list.values())
         limit = self.ctx.settings.max_unpacked_bytes
         if total > limit:
             raise ValidationError(f"the deploy is larger than {limit} bytes", field="files")
@@ -107,10 +121,7 @@ class DigestUploads:
         try:
             with self.artifacts.using():
                 incoming.mkdir(mode=0o755)
-                for path in sorted(file_list):
-                    target = incoming / path
-                    os.makedirs(target.parent, mode=0o755, exist_ok=True)
-                    self.artifacts.link_into(file_list[path], target)
+                self.artifacts.link_tree(file_list, incoming)
         except FileNotFoundError:
             releases.remove(incoming)
             raise ConflictError("some files were removed from the store meanwhile; upload them again") from None

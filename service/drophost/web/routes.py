@@ -291,6 +291,26 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             max_body=settings.max_unpacked_bytes,
         ),
         Endpoint(
+            "GET",
+            "/api/uploads/{upload_id}",
+            uploads.get_upload,
+            "An open digest upload and the digests still missing (resume after a broken connection)",
+            {200: ("Upload", obj(upload_id=STRING, slot=STRING, files=INTEGER, missing=STRINGS))},
+            (401, 404, 409),
+        ),
+        Endpoint(
+            "POST",
+            "/api/uploads/{upload_id}/batch",
+            uploads.post_batch,
+            "Upload many files in one body: for each, a line '<sha256 hex> <size>' and a newline, then its"
+            " bytes. Each file is checked and stored as it arrives; a batch cut short keeps the files it"
+            " completed",
+            {200: ("Every file of the batch is in the store", obj(blobs=INTEGER, stored=INTEGER, bytes=INTEGER))},
+            (400, 401, 404, 409, 413, 422),
+            body={"application/octet-stream": {"type": "string", "format": "binary"}},
+            max_body=settings.max_upload_bytes,  # per batch; a client sends a large site in several
+        ),
+        Endpoint(
             "POST",
             "/api/uploads/{upload_id}/finalize",
             uploads.finalize_upload,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from drophost.errors import NotFoundError, ValidationError
+from drophost.errors import BadRequestError, NotFoundError, ValidationError
 from drophost.names import parse_ttl
+from drophost.pipeline.blobbatch import BlobBatch
 from drophost.pipeline.digest import DigestUploads
 from drophost.store import versions
 from drophost.web import views
@@ -51,6 +52,35 @@ async def put_blob(request: Request) -> Response:
     finally:
         writer.close()
     return JSONResponse({"digest": digest, "stored": True}, status_code=201)
+
+
+async def get_upload(request: Request) -> Response:
+    """An open digest upload and the digests the store still lacks (to resume after a broken batch)."""
+    uploads = DigestUploads(deployer_of(request))
+    return JSONResponse(await run_in_threadpool(uploads.status, request.path_params["upload_id"]))
+
+
+async def post_batch(request: Request) -> Response:
+    """Upload many files in one body: for each, '<sha256> <size>\\n' then its bytes (pipeline/blobbatch.py)."""
+    deployer = deployer_of(request)
+    wanted = await run_in_threadpool(DigestUploads(deployer).wanted, request.path_params["upload_id"])
+    batch = BlobBatch(deployer.artifacts, wanted, max_blob_bytes=deployer.settings.max_unpacked_bytes)
+    try:
+        # Hashing and writing run in a worker thread, a piece at a time: the event loop keeps
+        # receiving the other batches in flight meanwhile.
+        async for chunk in request.stream():
+            if chunk:
+                await run_in_threadpool(batch.feed, chunk)
+        batch.end()
+    except ClientDisconnect:
+        # Expected now and then (a client resumes with what is still missing): no traceback.
+        raise BadRequestError(
+            f"the connection broke inside the batch; its {batch.complete} complete blobs were kept",
+            kept=batch.complete,
+        ) from None
+    finally:
+        batch.close()
+    return JSONResponse(batch.report())
 
 
 async def finalize_upload(request: Request) -> Response:
