@@ -27,8 +27,10 @@ if [ "${1:-}" = "--dev" ]; then
   # DropHost's own authority.
   command -v curl >/dev/null 2>&1 || need_packages+=(curl)
   command -v certutil >/dev/null 2>&1 || need_packages+=(libnss3-tools)
-  # The build tests build a Hugo site and a Node script (MkDocs comes with the dev extras).
+  # The build tests build a Hugo site, an MkDocs site and a Node script inside the sandbox, which
+  # sees /usr only: Debian's packages, not this virtualenv's (its Python may live elsewhere).
   command -v hugo >/dev/null 2>&1 || need_packages+=(hugo)
+  [ -x /usr/bin/mkdocs ] || need_packages+=(mkdocs)
   command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then

@@ -194,6 +194,7 @@ class Worker:
             if self._serves_already(job.slot, incoming):
                 releases.remove(incoming)
                 build_log.line("DropHost: the output is what the slot serves already: no new version")
+                build_log.close()
                 with self.pool.connection() as conn:
                     deployments.mark_unchanged(conn, job.deployment_id)
                 return

@@ -117,7 +117,8 @@ def plan_bwrap(bwrap: str, job: Job, limits: Limits, system: System) -> list[str
     argv += ["--bind", str(job.tree), INSIDE]
     for folder, relative in job.caches:
         argv += ["--bind", str(folder), inside_path(job, relative)]
-    argv += ["--chdir", inside_path(job), "--hostname", "build"]
+    # The root (with /etc) is bwrap's own tmpfs: read-only too, so only the tree, the caches and /tmp take writes.
+    argv += ["--remount-ro", "/", "--chdir", inside_path(job), "--hostname", "build"]
     for name, value in environment(job).items():
         argv += ["--setenv", name, value]
     return [*argv, "--", *limit_argv(limits), *job.command]
