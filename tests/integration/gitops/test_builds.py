@@ -16,6 +16,7 @@ import httpx2 as httpx
 import pytest
 import uvicorn
 
+from drophost.cli import main
 from drophost.settings import Settings
 from drophost.web.app import create_app
 from tests.harness.git import git, push, work_repo
@@ -135,6 +136,26 @@ def test_a_failing_build_keeps_the_previous_version_and_says_why(
     assert "boom-line" in failed["error"]
     assert httpx.get(served.sites_url + "/d/handbook/").text == "first\n"
     assert "boom-line" in served.api("GET", f"/api/deployments/{failed['id']}/log?follow=1").text
+
+
+def test_drophost_logs_shows_a_deployments_build_log_and_still_a_slots_history(
+    build_stack: Callable[..., Served],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = build_stack(site_yaml("echo log-line-one; exit 4"))
+    work = work_repo(tmp_path, {"README": "x"})
+    push(work, served.push_url("handbook"), "main")
+    (row,) = deployments(served)
+    monkeypatch.setenv("DROPHOST_URL", served.base_url)
+    monkeypatch.setenv("DROPHOST_API_TOKEN", served.settings.api_token)
+    capsys.readouterr()
+    assert main(["logs", str(row["id"]), "--follow"]) == 1, capsys.readouterr().err
+    shown = capsys.readouterr().out
+    assert "log-line-one" in shown and "the build command exited with status 4" in shown
+    assert main(["logs", "handbook"]) == 0
+    assert f"deployment {row['id']}  failed" in capsys.readouterr().out
 
 
 def test_the_sandbox_hides_the_service_and_refuses_writes_outside_the_tree(
