@@ -172,6 +172,8 @@ BAD_REQUESTS = [
     Bad(("/api/deployments/{id}", "get"), 404, "/api/deployments/abc", _auth()),
     Bad(("/api/deployments/{id}", "get"), 404, "/api/deployments/0", _auth()),
     Bad(("/api/deployments/{id}", "get"), 404, "/api/deployments/99999999999999999999", _auth()),
+    Bad(("/api/deployments/{id}/log", "get"), 401),
+    Bad(("/api/deployments/{id}/log", "get"), 404, "/api/deployments/999/log", _auth()),
     Bad(("/api/slots", "get"), 401),
     Bad(("/api/slots/{slot}", "delete"), 401),
     Bad(("/api/slots/{slot}", "delete"), 404, "/api/slots/nope", _auth()),

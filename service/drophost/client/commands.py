@@ -64,7 +64,8 @@ def add_commands(commands: Any) -> None:
     diff.add_argument("a", type=int)
     diff.add_argument("b", type=int)
     logs = command("logs", "a slot's deployments, with their errors, and its switches")
-    logs.add_argument("slot")
+    logs.add_argument("slot", help="a slot, or a deployment's id for its build log")
+    logs.add_argument("--follow", action="store_true", help="with an id: stream the log until the deployment ends")
     gc = command("gc", "apply retention and remove files no version needs any more")
     gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     opener = command("open", "open a slot's site in the browser")
@@ -199,6 +200,14 @@ def diff(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
 
 
 def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.slot.isdigit():
+        try:
+            return deployment_log(client, int(args.slot), args, out)
+        except ClientError as exc:
+            if exc.status != 404:
+                raise  # a slot may be named by digits alone: then it is that slot's history
+    elif args.follow:
+        raise ClientError("--follow needs a deployment's id", EXIT_USAGE)
     slot = _slot(args.slot)
     deployments = client.get("/api/deployments", slot=slot)["deployments"]
     events = client.get(f"/api/slots/{slot}/events")["events"]
@@ -216,6 +225,18 @@ def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
         version = f" version {e['version']}" if e["version"] is not None else ""
         print(f"{e['created_at']}  {e['action']}{version}", file=out)
     return EXIT_OK
+
+
+def deployment_log(client: ApiClient, deployment_id: int, args: argparse.Namespace, out: IO[str]) -> int:
+    """A deployment's build log; with --follow, as it is written until the deployment ends, then its outcome."""
+    deployment = client.get(f"/api/deployments/{deployment_id}")
+    suffix = "?follow=1" if args.follow else ""
+    for chunk in client.stream(f"/api/deployments/{deployment_id}/log{suffix}"):
+        out.write(chunk.decode("utf-8", "replace"))
+        out.flush()
+    if args.follow:
+        deployment = client.get(f"/api/deployments/{deployment_id}")
+    return EXIT_FAILED if deployment["status"] == "failed" else EXIT_OK
 
 
 def collect_garbage(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:

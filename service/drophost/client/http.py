@@ -111,6 +111,24 @@ class ApiClient:
         )
         return self._send(request)
 
+    def stream(self, path: str) -> Iterator[bytes]:
+        """A text answer's bytes as they come (a followed build log)."""
+        request = urllib.request.Request(self.server + path, method="GET")
+        request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only
+                while chunk := response.read1(64 * 1024):
+                    yield chunk
+        except urllib.error.HTTPError as exc:
+            answer = _decode(exc.read())
+            message = answer.get("error") if isinstance(answer, dict) else None
+            raise ClientError(
+                str(message or f"the server answered {exc.code}"), exit_code_for(exc.code), status=exc.code
+            ) from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(f"cannot reach {self.server}: {reason}", EXIT_UNREACHABLE) from None
+
     def _send(self, request: urllib.request.Request) -> Any:
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")

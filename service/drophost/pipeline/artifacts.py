@@ -197,7 +197,7 @@ class ArtifactStore:
                     os.link(target, temp)
                     os.replace(temp, path)
                     continue
-                target.parent.mkdir(mode=0o755, exist_ok=True)
+                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
                 os.chmod(path, 0o444)
                 try:
                     os.link(path, target)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from drophost.errors import (
     NotFoundError,
@@ -18,6 +19,7 @@ from drophost.errors import (
 )
 from drophost.names import parse_ttl, slot_from_filename, validate_slot
 from drophost.pipeline import releases, versiondiff
+from drophost.pipeline.buildlog import read_log
 from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
 from drophost.text import show
@@ -79,6 +81,35 @@ async def get_deployment(request: Request) -> Response:
     deployment_id = id_param(request, "id")
     row = await run_in_threadpool(deployer_of(request).deployment, deployment_id)
     return JSONResponse(views.deployment(settings_of(request), row))
+
+
+async def get_deployment_log(request: Request) -> Response:
+    """A deployment's build log as text; with ?follow=1, streamed until the deployment ends."""
+    deployment_id = id_param(request, "id")
+    deployer = deployer_of(request)
+    await run_in_threadpool(deployer.deployment, deployment_id)  # 404 for an unknown id
+    builds = settings_of(request).builds_dir
+    media = "text/plain; charset=utf-8"
+    if request.query_params.get("follow") not in ("1", "true"):
+        return Response(await run_in_threadpool(read_log, builds, deployment_id), media_type=media)
+
+    async def follow() -> AsyncIterator[bytes]:
+        offset = 0
+        while True:
+            row = await run_in_threadpool(deployer.deployment, deployment_id)
+            data = await run_in_threadpool(read_log, builds, deployment_id, offset)
+            if data:
+                offset += len(data)
+                yield data
+            if row["state"] not in ("queued", "building"):
+                # The last lines are written as the deployment ends: one more read after it has.
+                await asyncio.sleep(0.2)
+                if rest := await run_in_threadpool(read_log, builds, deployment_id, offset):
+                    yield rest
+                return
+            await asyncio.sleep(0.2)
+
+    return StreamingResponse(follow(), media_type=media)
 
 
 # -- slots and versions ----------------------------------------------------------------------

@@ -170,6 +170,7 @@ SCHEMAS: dict[str, Schema] = {
                     "failed",
                     "offline",
                     "expired",
+                    "unchanged",
                 ],
             },
             "source": {"type": "string", "enum": ["zip", "git", "upload"]},

@@ -135,6 +135,15 @@ def _deployments(settings: Settings) -> list[Endpoint]:
             {200: ("Deployment", DEPLOYMENT)},
             (401, 404),
         ),
+        Endpoint(
+            "GET",
+            "/api/deployments/{id}/log",
+            api.get_deployment_log,
+            "A deployment's build log (text, a time per line); ?follow=1 streams it until the deployment ends",
+            {200: ("The log as text/plain (empty for a deployment without a build)", None)},
+            (401, 404),
+            query=(Query("follow", {"type": "string", "enum": ["0", "1", "true"]}),),
+        ),
     ]
 
 
