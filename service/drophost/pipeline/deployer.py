@@ -12,6 +12,7 @@ from typing import IO, Any
 from drophost.pipeline import archive, publish, reconcile, record, retention, slotops
 from drophost.pipeline.archive import ArchiveLimits
 from drophost.pipeline.context import Context
+from drophost.pipeline.siterules import SiteOptions
 
 
 class Deployer(Context):
@@ -34,6 +35,7 @@ class Deployer(Context):
         source: str,
         deployment_id: int | None = None,
         linked: bool = False,
+        site: SiteOptions | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         return publish.publish_tree(
@@ -46,6 +48,7 @@ class Deployer(Context):
             source=source,
             deployment_id=deployment_id,
             linked=linked,
+            site=site,
             **fields,
         )
 

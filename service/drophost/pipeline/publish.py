@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from drophost.errors import DrophostError
-from drophost.pipeline import record, releases, retention
+from drophost.pipeline import record, releases, retention, sitefiles, siterules
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import render_site_config
+from drophost.pipeline.siterules import RuleLimits, SiteOptions, SiteRules
 from drophost.store import deployments, versions
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def publish_tree(
     source: str,
     deployment_id: int | None = None,
     linked: bool = False,
+    site: SiteOptions | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """Turn a tree under releases/ into a live version of `slot` and return its deployment.
@@ -39,6 +41,7 @@ def publish_tree(
     `linked`: every file is already a hard link into a store (ZIP and digest deploys link into the
     artifact store as they build the tree, git into its blob cache), so the tree is not walked
     again; otherwise each distinct file is absorbed into the artifact store here.
+    `site`: the rules deploy.yaml or the API give; the tree's `_redirects` and `_headers` add theirs.
     """
     with ctx.slot_lock(slot):
         if deployment_id is None:
@@ -52,8 +55,11 @@ def publish_tree(
                 with ctx.artifacts.using():
                     ctx.artifacts.absorb_tree(incoming)
             releases.promote(incoming, final)
+            limits = RuleLimits.from_settings(ctx.settings)
+            redirects, headers = sitefiles.take_rule_files(final, limits)
+            rules = siterules.combine(site or SiteOptions(), redirects, headers, limits=limits)
             releases.seal(final)
-            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds)
+            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, rules)
         except DrophostError as exc:
             releases.remove(incoming)
             releases.remove(final)
@@ -73,12 +79,20 @@ def publish_tree(
 
 
 def _go_live(
-    ctx: Context, slot: str, deployment_id: int, final: Path, files: int, size: int, ttl_seconds: int | None
+    ctx: Context,
+    slot: str,
+    deployment_id: int,
+    final: Path,
+    files: int,
+    size: int,
+    ttl_seconds: int | None,
+    rules: SiteRules,
 ) -> None:
+    part = compile_part(ctx, slot, rules)
     with ctx.pool.connection() as conn:
         version = versions.next_version(conn, slot)
         config = render_site_config(
-            ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id
+            ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id, part=part
         )
         versions.insert_config_version(
             conn,
@@ -98,3 +112,12 @@ def _go_live(
     record.deployed(
         ctx, slot=slot, version=version, deployment_id=deployment_id, expires_at=expires_at, files=files, size=size
     )
+
+
+def compile_part(ctx: Context, slot: str, rules: SiteRules) -> str:
+    """The slot's own part of the nginx config; a protected slot's password file is written first."""
+    auth_file = ""
+    if rules.access is not None and rules.access.basic_auth_env:
+        lines = sitefiles.password_lines(rules.access, ctx.environ)
+        auth_file = sitefiles.write_password_file(ctx.nginx.auth_dir, slot, lines, group=ctx.nginx.worker_group)
+    return siterules.render_part(slot, rules, auth_file=auth_file)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from drophost.errors import ValidationError
 from drophost.names import validate_slot
+from drophost.settings import Settings
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 STATUSES = REDIRECT_STATUSES | {200, 404, 410}
@@ -48,6 +49,15 @@ class RuleLimits:
     max_header_rules: int = 100
     max_line: int = 2000
     max_value: int = 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuleLimits:
+        return cls(
+            max_redirects=settings.max_redirect_rules,
+            max_header_rules=settings.max_header_rules,
+            max_line=settings.max_rule_line,
+            max_value=settings.max_header_value,
+        )
 
 
 @dataclass(frozen=True)
@@ -371,6 +381,8 @@ def render_part(slot: str, rules: SiteRules, *, auth_file: str = "") -> str:
     A file that exists is served as today; only when nginx would answer 404 (or 403 for a folder
     without index.html) does the request go on to @<slot>, which tries <path>.html (clean URLs),
     the rules that are not forced, the SPA's index.html, and finally the site's 404 page.
+    The header variables are set once, in the first location (nginx keeps them across the jumps to
+    the named locations); an `if` in a named location would also drop its try_files.
     `auth_file`: the htpasswd file, relative to nginx's configuration folder.
     """
     validate_slot(slot)
@@ -418,11 +430,11 @@ def render_part(slot: str, rules: SiteRules, *, auth_file: str = "") -> str:
     out.append("}")
     if rules.clean_urls:
         out.append(f"location {files} {{")
-        out += _indent([*access, *sets, f"try_files $uri.html {fallback};", *slot_header, *adds])
+        out += _indent([*access, f"try_files $uri.html {fallback};", *slot_header, *adds])
         out.append("}")
     out.append(f"location {fallback} {{")
     tail = [f'rewrite ^ "{prefix}/index.html" break;'] if rules.spa else ["return 404;"]
-    out += _indent([*access, f"error_page 404 {prefix}/404.html;", *sets, *unforced, *tail, *slot_header, *adds])
+    out += _indent([*access, f"error_page 404 {prefix}/404.html;", *unforced, *tail, *slot_header, *adds])
     out.append("}")
     return "".join(f"{line}\n" for line in out)
 
