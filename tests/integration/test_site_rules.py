@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx2 as httpx
@@ -247,3 +248,45 @@ def test_a_compiled_config_nginx_rejects_fails_the_deploy_and_the_old_version_st
     assert fetch(stack, "/d/bad/").text == "v1"
     assert fetch(stack, "/d/bad/x").headers["location"] == "/d/bad/y"
     assert not list((stack.settings.nginx_dir / "staging" / "slots").glob("*"))
+
+
+def test_the_site_field_of_an_upload_and_its_precedence_over_the_files(stack: Stack) -> None:
+    site = {
+        "spa": True,
+        "clean_urls": False,
+        "redirects": [{"from": "/a", "to": "/from-api", "status": 302}],
+        "headers": [{"for": "/*", "values": {"X-Source": "api"}}],
+    }
+    files = {**PAGES, "_redirects": "/a /from-file 302\n/b /from-file 302\n"}
+    answer = stack.deploy(files, "prec", site=json.dumps(site))  # type: ignore[arg-type]
+    assert answer.status_code == 201, answer.text
+    assert fetch(stack, "/d/prec/a").headers["location"] == "/d/prec/from-api"
+    assert fetch(stack, "/d/prec/b").headers["location"] == "/d/prec/from-file"
+    spa = fetch(stack, "/d/prec/some/route")
+    assert (spa.status_code, spa.text, spa.headers["x-source"]) == (200, "<p>home</p>", "api")
+    assert fetch(stack, "/d/prec/about.html").status_code == 200  # clean_urls: false
+    assert fetch(stack, "/d/prec/about").text == "<p>home</p>"  # no clean URL: the SPA answers
+    bad = stack.deploy(files, "prec", site=json.dumps({"redirects": [{"from": "/x", "to": "/y;"}]}))  # type: ignore[arg-type]
+    assert bad.status_code == 422 and bad.json()["error"].startswith("site redirects[0]:")
+
+
+def test_patching_a_slots_rules_makes_a_new_version_of_the_same_files(stack: Stack) -> None:
+    first = deploy(stack, "patch", {**PAGES, "_redirects": "/b /from-file 302\n"})
+    answer = stack.client.patch(
+        "/api/slots/patch", json={"site": {"spa": True, "redirects": [{"from": "/a", "to": "/new"}]}}, headers=AUTH
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["active"] == 2
+    versions = stack.client.get("/api/slots/patch/versions", headers=AUTH).json()["versions"]
+    assert [v["deployment_id"] for v in versions] == [first["id"], first["id"]]
+    assert fetch(stack, "/d/patch/a").headers["location"] == "/d/patch/new"
+    assert fetch(stack, "/d/patch/b").headers["location"] == "/d/patch/from-file"  # the files' rules stay
+    assert fetch(stack, "/d/patch/x/y").text == "<p>home</p>"
+    stack.client.post("/api/slots/patch/rollback", json={"version": 1}, headers=AUTH)
+    assert fetch(stack, "/d/patch/a").status_code == 404
+    assert fetch(stack, "/d/patch/b").headers["location"] == "/d/patch/from-file"
+    bad = stack.client.patch(
+        "/api/slots/patch", json={"site": {"headers": [{"for": "/*", "values": {"Connection": "x"}}]}}, headers=AUTH
+    )
+    assert bad.status_code == 422
+    assert len(stack.client.get("/api/slots/patch/versions", headers=AUTH).json()["versions"]) == 2

@@ -20,9 +20,17 @@ class Deployer(Context):
         return ArchiveLimits.from_settings(self.settings)
 
     def deploy_archive(
-        self, upload: IO[bytes], *, slot: str, source_name: str | None, ttl_seconds: int | None
+        self,
+        upload: IO[bytes],
+        *,
+        slot: str,
+        source_name: str | None,
+        ttl_seconds: int | None,
+        site: SiteOptions | None = None,
     ) -> dict[str, Any]:
-        return archive.deploy_archive(self, upload, slot=slot, source_name=source_name, ttl_seconds=ttl_seconds)
+        return archive.deploy_archive(
+            self, upload, slot=slot, source_name=source_name, ttl_seconds=ttl_seconds, site=site
+        )
 
     def publish_tree(
         self,
@@ -57,6 +65,9 @@ class Deployer(Context):
 
     def take_offline(self, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
         return slotops.take_offline(self, slot, status=status, action=action)
+
+    def update_site(self, slot: str, options: SiteOptions) -> dict[str, Any]:
+        return slotops.update_site(self, slot, options)
 
     def set_ttl(self, slot: str, ttl_seconds: int | None) -> dict[str, Any]:
         return slotops.set_ttl(self, slot, ttl_seconds)

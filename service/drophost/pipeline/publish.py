@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from drophost.errors import DrophostError
-from drophost.pipeline import record, releases, retention, sitefiles, siterules
+from drophost.pipeline import record, releases, retention, sitefiles
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import render_site_config
-from drophost.pipeline.siterules import RuleLimits, SiteOptions, SiteRules
+from drophost.pipeline.siterules import SiteOptions
 from drophost.store import deployments, versions
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,10 @@ def publish_tree(
                 with ctx.artifacts.using():
                     ctx.artifacts.absorb_tree(incoming)
             releases.promote(incoming, final)
-            limits = RuleLimits.from_settings(ctx.settings)
-            redirects, headers = sitefiles.take_rule_files(final, limits)
-            rules = siterules.combine(site or SiteOptions(), redirects, headers, limits=limits)
+            rule_files = sitefiles.take_rule_files(final)
+            part, compiled_from = sitefiles.compile_site(ctx, slot, site or SiteOptions(), rule_files)
             releases.seal(final)
-            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, rules)
+            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, part, compiled_from)
         except DrophostError as exc:
             releases.remove(incoming)
             releases.remove(final)
@@ -86,9 +85,9 @@ def _go_live(
     files: int,
     size: int,
     ttl_seconds: int | None,
-    rules: SiteRules,
+    part: str,
+    compiled_from: dict[str, Any],
 ) -> None:
-    part = compile_part(ctx, slot, rules)
     with ctx.pool.connection() as conn:
         version = versions.next_version(conn, slot)
         config = render_site_config(
@@ -102,6 +101,7 @@ def _go_live(
             release_dir=str(final),
             config=config.text,
             sha256=config.sha256,
+            site=compiled_from,
         )
     try:
         ctx.activator.activate(slot, config.text, final)
@@ -112,12 +112,3 @@ def _go_live(
     record.deployed(
         ctx, slot=slot, version=version, deployment_id=deployment_id, expires_at=expires_at, files=files, size=size
     )
-
-
-def compile_part(ctx: Context, slot: str, rules: SiteRules) -> str:
-    """The slot's own part of the nginx config; a protected slot's password file is written first."""
-    auth_file = ""
-    if rules.access is not None and rules.access.basic_auth_env:
-        lines = sitefiles.password_lines(rules.access, ctx.environ)
-        auth_file = sitefiles.write_password_file(ctx.nginx.auth_dir, slot, lines, group=ctx.nginx.worker_group)
-    return siterules.render_part(slot, rules, auth_file=auth_file)

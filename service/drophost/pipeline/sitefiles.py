@@ -13,20 +13,43 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from drophost.pipeline import siterules
-from drophost.pipeline.siterules import Access, HeaderRule, Redirect, RuleError, RuleLimits
+from drophost.pipeline.context import Context
+from drophost.pipeline.siterules import Access, HeaderRule, Redirect, RuleError, RuleLimits, SiteOptions
 
 RULE_FILES = ("_redirects", "_headers")
 _MAX_RULE_FILE_BYTES = 4 * 1024 * 1024
 
 
-def take_rule_files(tree: Path, limits: RuleLimits) -> tuple[tuple[Redirect, ...], tuple[HeaderRule, ...]]:
-    """Parse and remove the tree's top-level `_redirects` and `_headers` (422 naming file and line)."""
-    texts = {name: _take(tree / name) for name in RULE_FILES}
-    redirects = siterules.parse_redirects(texts["_redirects"], limits=limits) if texts["_redirects"] else ()
-    headers = siterules.parse_headers(texts["_headers"], limits=limits) if texts["_headers"] else ()
+def take_rule_files(tree: Path) -> dict[str, str]:
+    """The texts of the tree's top-level `_redirects` and `_headers`, removed from the tree."""
+    return {name: text for name in RULE_FILES if (text := _take(tree / name))}
+
+
+def parse_rule_files(
+    texts: Mapping[str, str], limits: RuleLimits
+) -> tuple[tuple[Redirect, ...], tuple[HeaderRule, ...]]:
+    """The rules of the files' texts (422 naming the file and the line)."""
+    redirects = siterules.parse_redirects(texts["_redirects"], limits=limits) if texts.get("_redirects") else ()
+    headers = siterules.parse_headers(texts["_headers"], limits=limits) if texts.get("_headers") else ()
     return redirects, headers
+
+
+def compile_site(ctx: Context, slot: str, options: SiteOptions, files: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """The slot's own part of the nginx config, and what it was compiled from (stored with the
+    version, so its rules can be compiled again over the same release). A protected slot's
+    password file is written first."""
+    limits = RuleLimits.from_settings(ctx.settings)
+    redirects, headers = parse_rule_files(files, limits)
+    rules = siterules.combine(options, redirects, headers, limits=limits)
+    auth_file = ""
+    if rules.access is not None and rules.access.basic_auth_env:
+        lines = password_lines(rules.access, ctx.environ)
+        auth_file = write_password_file(ctx.nginx.auth_dir, slot, lines, group=ctx.nginx.worker_group)
+    source = {"site": siterules.options_json(options), "files": dict(files)}
+    return siterules.render_part(slot, rules, auth_file=auth_file), source
 
 
 def _take(path: Path) -> str:

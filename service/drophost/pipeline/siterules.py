@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from drophost.errors import ValidationError
 from drophost.names import validate_slot
@@ -112,6 +113,7 @@ class RuleError(ValidationError):
     def __init__(self, message: str, *, file: str, line: int | None = None) -> None:
         where = f"{file}:{line}" if line else file
         super().__init__(f"{where}: {message}", file=file, line=line)
+        self.reason = message
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -201,6 +203,32 @@ def parse_access(data: object, *, file: str) -> Access:
     if not env and not allow:
         raise RuleError("access needs basic_auth_env or allow", file=file)
     return Access(basic_auth_env=str(env), allow=tuple(allow))
+
+
+def options_json(options: SiteOptions) -> dict[str, Any]:
+    """SiteOptions in the form parse_options reads (what deploy.yaml and the API send)."""
+    out: dict[str, Any] = {}
+    if options.spa is not None:
+        out["spa"] = options.spa
+    if options.clean_urls is not None:
+        out["clean_urls"] = options.clean_urls
+    if options.redirects:
+        out["redirects"] = [
+            {"from": r.source, "to": r.target, "status": r.status, "force": r.force} for r in options.redirects
+        ]
+    if options.headers:
+        out["headers"] = [
+            {"for": h.pattern, "values": dict(h.set), **({"remove": list(h.remove)} if h.remove else {})}
+            for h in options.headers
+        ]
+    if options.access is not None:
+        access: dict[str, Any] = {}
+        if options.access.basic_auth_env:
+            access["basic_auth_env"] = options.access.basic_auth_env
+        if options.access.allow:
+            access["allow"] = list(options.access.allow)
+        out["access"] = access
+    return out
 
 
 def combine(
