@@ -79,7 +79,9 @@ class Nginx:
         """Create the directories and write the main config (idempotent, done at every start)."""
         for folder in (self.staging_dir, self.root / "tmp", self.live_dir, self.slots_dir, self.site_root):
             folder.mkdir(parents=True, exist_ok=True)
-        self.auth_dir.mkdir(mode=0o750, exist_ok=True)
+        # nginx's workers open the password files by name; nobody else can list them.
+        self.auth_dir.mkdir(exist_ok=True)
+        os.chmod(self.auth_dir, 0o711)
         os.chmod(self.live_dir, 0o755)  # nginx's workers follow the links
         # root/d -> live: a slot's own location serves $document_root/d/<slot>/... from its link.
         site_link = self.site_root / "d"
