@@ -6,11 +6,15 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx2 as httpx
 import pytest
+from starlette.testclient import TestClient
 
 from drophost.pipeline import nginxprocess, siterules
+from drophost.web.app import create_app
 from tests.harness.auth import AUTH
 from tests.harness.stacks import Stack
 
@@ -56,6 +60,7 @@ def test_netlifys_documented_redirects_are_served(stack: Stack) -> None:
 /news/*  /blog/:splat
 /events/:month/:year  /blog/:year/:month  307
 /gone  /404.html  410
+/archive/:year/:month/:date  /blog-:year-:month-:date.html
 """
     deploy(stack, "nl", {**PAGES, "_redirects": rules})
     expect = {
@@ -66,6 +71,7 @@ def test_netlifys_documented_redirects_are_served(stack: Stack) -> None:
         "/d/nl/my-redirect?x=1": (302, "/d/nl/about?x=1"),
         "/d/nl/news/2024/a": (301, "/d/nl/blog/2024/a"),
         "/d/nl/events/05/2024": (307, "/d/nl/blog/2024/05"),
+        "/d/nl/archive/2024/05/17": (301, "/d/nl/blog-2024-05-17.html"),
     }
     for path, (status, location) in expect.items():
         answer = fetch(stack, path)
@@ -342,3 +348,35 @@ def test_an_address_outside_the_allow_list_gets_403(stack: Stack, monkeypatch: p
     assert fetch(stack, "/d/lan/", auth=("bob", "pw")).status_code == 200
     with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10) as other:
         assert other.get(stack.sites_base_url + "/d/lan/", auth=("bob", "pw")).status_code == 403
+
+
+def test_start_up_writes_the_parts_postgresql_records_and_the_symlink_check_still_holds(
+    stack_factory: Callable[..., Any],
+) -> None:
+    chosen, nginx, process = stack_factory(nginx_symlink_check=True)
+    files = {"index.html": "home", "docs/page.html": "page", "_redirects": "/x /docs/page.html 200\n"}
+    with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
+        stack = Stack(settings=chosen, nginx=nginx, process=process, client=client)
+        answer = stack.deploy(files, "links")  # type: ignore[arg-type]
+        assert answer.status_code == 201, answer.text
+        assert fetch(stack, "/d/links/docs/page").text == "page"
+        release = chosen.releases_dir / "links" / str(answer.json()["id"])
+        secret = chosen.data_dir / "outside.txt"
+        secret.write_text("not published")
+        secret.chmod(0o644)
+        release.chmod(0o755)
+        (release / "leak.txt").symlink_to(secret)
+        assert "not published" not in fetch(stack, "/d/links/leak.txt").text
+        (release / "leak.txt").unlink()  # else the start-up check would refuse the release
+        release.chmod(0o555)
+    # A part lost (or left over) on disk is put back from PostgreSQL at the next start.
+    part = chosen.nginx_dir / "slots" / "links.conf"
+    expected = part.read_text()
+    part.unlink()
+    (chosen.nginx_dir / "slots" / "gone.conf").write_text("location ^~ /d/gone/ { return 418; }\n")
+    with TestClient(create_app(chosen), raise_server_exceptions=False) as client:
+        stack = Stack(settings=chosen, nginx=nginx, process=process, client=client)
+        assert part.read_text() == expected
+        assert not (chosen.nginx_dir / "slots" / "gone.conf").exists()
+        assert fetch(stack, "/d/links/x").text == "page"
+        assert fetch(stack, "/d/gone/").status_code == 404
