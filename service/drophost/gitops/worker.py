@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from drophost.gitops.repourls import parse_repo_url, strip_credentials
 from drophost.gitops.tree import Trees
 from drophost.pipeline import releases
 from drophost.pipeline.deployer import Deployer
+from drophost.pipeline.siterules import SiteOptions
 from drophost.settings import Settings
 from drophost.store import gitjobs
 
@@ -40,6 +42,8 @@ class Worker:
         self.source = trees.source
         self.intake = intake
         self._stop = stop
+        # The site rules deploy.yaml gives a slot for a branch (set by GitOps to the manifest in force).
+        self.site_rules: Callable[[str, str], SiteOptions | None] = lambda slot, branch: None
 
     def requeue(self, interrupted: list[int]) -> None:
         """Queue again the git deploys a restart interrupted (before deploy.yaml is applied)."""
@@ -137,6 +141,7 @@ class Worker:
                 source="git",
                 deployment_id=job.deployment_id,
                 linked=copied == 0,
+                site=self.site_rules(job.slot, job.branch),
             )
         except DrophostError as exc:
             log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)
