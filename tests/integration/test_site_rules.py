@@ -380,3 +380,140 @@ def test_start_up_writes_the_parts_postgresql_records_and_the_symlink_check_stil
         assert not (chosen.nginx_dir / "slots" / "gone.conf").exists()
         assert fetch(stack, "/d/links/x").text == "page"
         assert fetch(stack, "/d/gone/").status_code == 404
+
+
+DEFAULT_CACHE = "public, max-age=0, must-revalidate"
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def plain_get(stack: Stack, path: str, **headers: str) -> httpx.Response:
+    """A request to the sites origin exactly as given: no Accept-Encoding unless the test sends one."""
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        return client.get(stack.sites_base_url + path, headers={"Accept-Encoding": "identity", **headers})
+
+
+def test_a_slot_with_rules_serves_gzip_and_the_default_cache_control(stack: Stack) -> None:
+    page = "<!doctype html><p>" + "a page long enough to be worth compressing. " * 40 + "</p>"
+    script = "console.log('compress me');\n" * 40
+    headers = "/assets/*\n  Cache-Control: public, max-age=31536000, immutable\n/assets/old.js\n  ! Cache-Control\n"
+    files = {
+        **PAGES,
+        "index.html": page,
+        "assets/app.js": script,
+        "assets/old.js": script,
+        "_redirects": "/old  /about  301\n",
+        "_headers": headers,
+    }
+    deploy(stack, "zr", files)
+    assert (stack.settings.nginx_dir / "slots" / "zr.conf").exists()  # its own location serves it
+    for path, text in (("/d/zr/", page), ("/d/zr/assets/app.js", script)):
+        packed = plain_get(stack, path, **{"Accept-Encoding": "gzip"})
+        assert packed.status_code == 200 and packed.headers["content-encoding"] == "gzip", path
+        assert packed.headers["vary"] == "Accept-Encoding" and packed.text == text, path
+        assert packed.headers["etag"].startswith('W/"'), path
+        assert "content-encoding" not in plain_get(stack, path).headers, path
+    # Every answer of the slot's own locations: a file, a clean URL, the site's 404, a rule's
+    # redirect, a refused dotfile: the default, once.
+    for path, status in (
+        ("/d/zr/", 200),
+        ("/d/zr/about", 200),
+        ("/d/zr/nothing", 404),
+        ("/d/zr/old", 301),
+        ("/d/zr/about.html", 301),
+        ("/d/zr/.env", 404),
+    ):
+        answer = plain_get(stack, path)
+        assert answer.status_code == status, path
+        assert answer.headers.get_list("cache-control") == [DEFAULT_CACHE], path
+        assert answer.headers["x-drophost-slot"] == "zr", path
+    assert plain_get(stack, "/d/zr/nothing").text == "<p>not here</p>"
+    etag = plain_get(stack, "/d/zr/").headers["etag"]
+    again = plain_get(stack, "/d/zr/", **{"If-None-Match": etag})
+    assert again.status_code == 304 and again.headers.get_list("cache-control") == [DEFAULT_CACHE]
+    # A header rule for Cache-Control replaces the default (one header, never two); a later
+    # "! Cache-Control" gives the default back.
+    immutable = plain_get(stack, "/d/zr/assets/app.js")
+    assert immutable.headers.get_list("cache-control") == ["public, max-age=31536000, immutable"]
+    assert plain_get(stack, "/d/zr/assets/old.js").headers.get_list("cache-control") == [DEFAULT_CACHE]
+
+
+def test_a_slot_with_rules_serves_well_known_and_no_other_dotfile(stack: Stack) -> None:
+    files = {
+        **PAGES,
+        ".well-known/security.txt": "Contact: mailto:security@example.org\n",
+        ".well-known/apple-app-site-association": '{"applinks": {"details": []}}',
+        ".well-known/.hidden": "no",
+        ".env": "SECRET=1",
+        "_redirects": "/*  /index.html  200\n",
+        "_headers": "/*\n  X-Team: web\n",
+    }
+    answer = stack.deploy(files, "wk")  # type: ignore[arg-type]
+    assert answer.status_code == 201, answer.text
+    assert (stack.settings.nginx_dir / "slots" / "wk.conf").exists()
+    security = plain_get(stack, "/d/wk/.well-known/security.txt")
+    assert security.status_code == 200 and security.text == "Contact: mailto:security@example.org\n"
+    assert security.headers["x-team"] == "web" and security.headers["cache-control"] == DEFAULT_CACHE
+    association = plain_get(stack, "/d/wk/.well-known/apple-app-site-association")
+    assert association.status_code == 200 and association.headers["content-type"].startswith("application/json")
+    assert association.json() == {"applinks": {"details": []}}
+    assert association.headers["x-team"] == "web" and association.headers["cache-control"] == DEFAULT_CACHE
+    # Not published, and refused by nginx even when planted on disk (a sealed release holds none).
+    release = stack.settings.releases_dir / "wk" / str(answer.json()["id"])
+    for folder in (release, release / ".well-known"):
+        folder.chmod(0o755)
+    for name in (".env", ".well-known/.hidden", "a/.well-known/x"):
+        (release / name).parent.mkdir(parents=True, exist_ok=True)
+        (release / name).write_text("SECRET=1")
+    for path in ("/d/wk/.env", "/d/wk/.well-known/.hidden", "/d/wk/a/.well-known/x", "/d/wk/%2eenv"):
+        refused = plain_get(stack, path)
+        assert (refused.status_code, refused.text) == (404, "<p>not here</p>"), path
+        assert refused.headers["cache-control"] == DEFAULT_CACHE, path
+    # The SPA fallback still answers a route that is no file.
+    assert plain_get(stack, "/d/wk/some/route").text == "<p>home</p>"
+
+
+def _slot_status(stack: Stack, slot: str) -> str:
+    slots = stack.client.get("/api/slots", headers=AUTH).json()["slots"]
+    return str({s["slot"]: s for s in slots}[slot]["status"])
+
+
+def test_an_expired_slot_with_rules_answers_410_like_one_without(stack: Stack) -> None:
+    deploy(stack, "brief", {**PAGES, "_redirects": "/go  /about  302\n/*  /index.html  200\n"})
+    part = stack.settings.nginx_dir / "slots" / "brief.conf"
+    assert part.exists()
+    assert stack.client.patch("/api/slots/brief", json={"ttl": "1s"}, headers=AUTH).status_code == 200
+    deadline = time.monotonic() + 30
+    while _slot_status(stack, "brief") != "expired" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _slot_status(stack, "brief") == "expired"
+
+    def gone() -> None:
+        for path in ("/d/brief/", "/d/brief/go", "/d/brief/some/route", "/d/brief/.well-known/security.txt"):
+            page = plain_get(stack, path, **BROWSER)
+            assert page.status_code == 410 and page.headers["content-type"].startswith("text/html"), path
+            assert "expired" in page.text and "x-drophost-slot" not in page.headers, path
+            answer = plain_get(stack, path)
+            assert answer.status_code == 410, path
+            assert answer.json()["error"] == "the site at this address has expired", path
+
+    gone()
+    assert not part.exists()
+    assert "brief expired;" in (stack.settings.nginx_dir / "sites.map").read_text()
+    # A start puts back what PostgreSQL records: still expired, and no part.
+    with TestClient(create_app(stack.settings), raise_server_exceptions=False):
+        gone()
+        assert not part.exists()
+    # Made live again by hand: its rules again; taken offline: nginx's not-found page, not the site's.
+    assert stack.client.post("/api/slots/brief/rollback", json={}, headers=AUTH).status_code == 200
+    assert fetch(stack, "/d/brief/go").headers["location"] == "/d/brief/about"
+    assert stack.client.delete("/api/slots/brief", headers=AUTH).status_code == 200
+    offline = plain_get(stack, "/d/brief/some/route", **BROWSER)
+    assert offline.status_code == 404 and "No site is deployed at this address" in offline.text
+    assert not part.exists()
+
+
+def test_a_site_field_nested_too_deep_is_refused_not_a_crash(stack: Stack) -> None:
+    nested = '{"headers": ' + "[" * 5000 + "]" * 5000 + "}"
+    answer = stack.deploy({"index.html": "x"}, "deep", site=nested)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "site" and "deeper than" in answer.json()["error"]
