@@ -61,6 +61,12 @@ class Settings:
     default_ttl_seconds: int = 0
     max_ttl_seconds: int = 365 * 24 * 3600
     expiry_interval: float = 5.0
+    # Site rules (_redirects, _headers, deploy.yaml/API `site`): at most this many per site, and
+    # these lengths (a rule file's line, a header value), in characters.
+    max_redirect_rules: int = 2000
+    max_header_rules: int = 100
+    max_rule_line: int = 2000
+    max_header_value: int = 1024
     # Retention: the newest N config versions of each slot keep their files (active and pinned always).
     keep_versions: int = 20
     gc_interval: float = 3600.0

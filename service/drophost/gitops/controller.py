@@ -50,6 +50,7 @@ class GitOps:
         self.poller = Poller(settings, pool, deployer, self.source, self.declared, self.intake, self._stop)
         # Tokens come from the deploy.yaml in force at each fetch, and the variables it names.
         self.source.tokens = lambda repo: token_for(self.declared.manifest, repo, environ)
+        self.worker.site_rules = lambda slot, branch: self.declared.manifest.site_rules(slot, branch)
         self._threads: list[threading.Thread] = []
 
     @property

@@ -6,7 +6,7 @@ import codecs
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from drophost.gitops.repourls import (
     source_pattern,
 )
 from drophost.names import RESERVED_SLOTS, is_valid_slot, parse_ttl, validate_slot
+from drophost.pipeline import siterules
+from drophost.pipeline.siterules import Access, RuleError, SiteOptions
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 12
@@ -30,13 +32,25 @@ MAX_SITES = 1000
 MAX_TTL = 10 * 365 * 24 * 3600
 BRANCH_FIELD = "{branch}"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-_SITE_KEYS = {"slot", "repo", "branch", "branches", "path", "ttl", "webhook_secret_env", "token_env", "build"}
+_RULE_KEYS = ("spa", "clean_urls", "redirects", "headers", "access")
+_SITE_KEYS = {
+    "slot",
+    "repo",
+    "branch",
+    "branches",
+    "path",
+    "ttl",
+    "webhook_secret_env",
+    "token_env",
+    "build",
+    *_RULE_KEYS,
+}
 _BUILD_KEYS = {"command", "output", "env", "secrets_env", "cache", "timeout", "network"}
 # A build's own variables are the platform's (build.py); deploy.yaml cannot override them.
 _BUILD_TEXT_MAX = 4096
 DEFAULT_BUILD_TIMEOUT = 600
 MAX_BUILD_TIMEOUT = 24 * 3600
-_TOP_KEYS = {"sites", "sources", "poll_interval"}
+_TOP_KEYS = {"sites", "sources", "poll_interval", "previews"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,8 @@ class SiteSpec:
     # The variable holding an access token for a private https repository (never the token itself).
     token_env: str | None = None
     build: BuildSpec | None = None
+    # spa, clean_urls, redirects, headers, access (see the README's "Site rules").
+    rules: SiteOptions = SiteOptions()
     line: int = 0
     index: int = 0
 
@@ -95,6 +111,18 @@ class Manifest:
     allow: tuple[str, ...] = ()
     poll_interval: int | None = None
     file: str = "deploy.yaml"
+    # `previews: {access: ...}`: every preview slot's access unless its site says otherwise.
+    preview_access: Access | None = None
+
+    def site_rules(self, slot: str, branch: str) -> SiteOptions | None:
+        """The rules deploy.yaml gives the slot a push of `branch` deploys to (None: not declared)."""
+        for site in self.sites:
+            if site.slot_for(branch) != slot or (site.is_preview and not site.wants(branch)):
+                continue
+            if site.is_preview and site.rules.access is None and self.preview_access is not None:
+                return replace(site.rules, access=self.preview_access)
+            return site.rules
+        return None
 
     def fixed_sites(self) -> dict[str, SiteSpec]:
         return {site.slot: site for site in self.sites if not site.is_preview}
@@ -298,7 +326,40 @@ class _Checker:
             allow=self.sources(top.get("sources")),
             poll_interval=self.poll_interval(top.get("poll_interval")),
             file=self.file,
+            preview_access=self.previews(top.get("previews")),
         )
+
+    def previews(self, item: _Item | None) -> Access | None:
+        if item is None:
+            return None
+        if not isinstance(item.value, dict):
+            raise self.fail(item, "previews", "must be a mapping with an `access` key")
+        self.no_unknown(item.value, {"access"}, "previews.")
+        access = item.value.get("access")
+        if access is None:
+            return None
+        return self.rules({"access": access}, "previews").access
+
+    def rules(self, fields: dict[str, _Item], where: str) -> SiteOptions:
+        """The site rule keys, each checked on its own so an error names its line."""
+        given = {key: fields[key] for key in _RULE_KEYS if key in fields}
+        for key, item in given.items():
+            entries = (
+                list(enumerate(item.value))
+                if key in ("redirects", "headers") and isinstance(item.value, list)
+                else [(None, item)]
+            )
+            for index, entry in entries:
+                data = {key: [_plain(entry)]} if index is not None else {key: _plain(entry)}
+                field = f"{where}.{key}" if index is None else f"{where}.{key}[{index}]"
+                try:
+                    siterules.parse_options(data, file=self.file)
+                except RuleError as exc:
+                    raise self.fail(entry, field, exc.reason) from None
+        try:
+            return siterules.parse_options({key: _plain(item) for key, item in given.items()}, file=self.file)
+        except RuleError as exc:
+            raise self.fail(None, where, exc.reason) from None
 
     def no_unknown(self, mapping: dict[str, _Item], known: set[str], prefix: str) -> None:
         for key, item in mapping.items():
@@ -343,6 +404,7 @@ class _Checker:
             webhook_secret_env=secret_env,
             token_env=token_env,
             build=self.build(fields.get("build"), f"{where}.build"),
+            rules=self.rules(fields, where),
             line=item.line,
             index=index,
         )
@@ -560,6 +622,15 @@ class _Checker:
         if item.value == 0:
             return 0
         return int(self.checked(item, "poll_interval", lambda v: parse_ttl(self.scalar(v), maximum=7 * 86400)))
+
+
+def _plain(item: _Item) -> Any:
+    """The value without line numbers."""
+    if isinstance(item.value, dict):
+        return {key: _plain(value) for key, value in item.value.items()}
+    if isinstance(item.value, list):
+        return [_plain(value) for value in item.value]
+    return item.value
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:

@@ -21,6 +21,7 @@ from drophost.pipeline import releases
 from drophost.pipeline.buildlog import BuildLog
 from drophost.pipeline.buildoutput import fingerprint
 from drophost.pipeline.deployer import Deployer
+from drophost.pipeline.siterules import SiteOptions
 from drophost.settings import Settings
 from drophost.store import deployments, gitjobs, slots
 
@@ -49,6 +50,8 @@ class Worker:
         self._stop = stop
         self.manifest = manifest
         self.builder = builder
+        # The site rules deploy.yaml gives a slot for a branch (set by GitOps to the manifest in force).
+        self.site_rules: Callable[[str, str], SiteOptions | None] = lambda slot, branch: None
 
     def requeue(self, interrupted: list[int]) -> None:
         """Queue again the git deploys a restart interrupted (before deploy.yaml is applied)."""
@@ -160,6 +163,7 @@ class Worker:
                 source="git",
                 deployment_id=job.deployment_id,
                 linked=copied == 0,
+                site=self.site_rules(job.slot, job.branch),
             )
         except DrophostError as exc:
             log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)
@@ -224,6 +228,7 @@ class Worker:
                 ttl_seconds=job.ttl_seconds,
                 source="git",
                 deployment_id=job.deployment_id,
+                site=self.site_rules(job.slot, job.branch),
             )
             build_log.line(f"DropHost: live at {self.settings.site_base_url}/d/{job.slot}/")
         except DrophostError as exc:

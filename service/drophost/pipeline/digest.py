@@ -9,10 +9,11 @@ from typing import Any
 from drophost.digests import is_digest
 from drophost.errors import ConflictError, InvalidArchiveError, NotFoundError, ValidationError
 from drophost.names import validate_slot
-from drophost.pipeline import releases
+from drophost.pipeline import releases, siterules
 from drophost.pipeline.archive import ArchiveLimits, PathSet, check_entry_name, is_published
 from drophost.pipeline.context import Context
 from drophost.pipeline.publish import publish_tree
+from drophost.pipeline.siterules import SiteOptions
 from drophost.store import deployments, uploads
 
 
@@ -48,7 +49,13 @@ class DigestUploads:
         self.artifacts = ctx.artifacts
 
     def create(
-        self, *, slot: str, ttl_seconds: int | None, files: object, source_name: str | None = None
+        self,
+        *,
+        slot: str,
+        ttl_seconds: int | None,
+        files: object,
+        source_name: str | None = None,
+        site: SiteOptions | None = None,
     ) -> dict[str, Any]:
         validate_slot(slot)
         if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
@@ -64,6 +71,7 @@ class DigestUploads:
                 ttl_seconds=ttl_seconds,
                 manifest=file_list,
                 source_name=source_name or None,
+                site=siterules.options_json(site) if site is not None else None,
             )
         return {
             "upload_id": upload_id,
@@ -144,6 +152,7 @@ class DigestUploads:
             trigger="upload",
             source_name=row["source_name"],
             linked=True,  # every file was linked from the artifact store above
+            site=siterules.parse_options(row["site"], file="site") if row.get("site") else None,
         )
         with self.ctx.pool.connection() as conn:
             uploads.set_upload_deployment(conn, upload_id, deployment["id"])

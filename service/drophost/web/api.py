@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,9 +18,11 @@ from drophost.errors import (
     UnsupportedMediaError,
     ValidationError,
 )
+from drophost.jsonbody import MAX_DEPTH, nests_deeper_than
 from drophost.names import parse_ttl, slot_from_filename, validate_slot
-from drophost.pipeline import releases, versiondiff
+from drophost.pipeline import releases, siterules, versiondiff
 from drophost.pipeline.buildlog import read_log
+from drophost.pipeline.siterules import RuleLimits, SiteOptions
 from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
 from drophost.text import show
@@ -54,12 +57,14 @@ async def create_deployment(request: Request) -> Response:
         raw_slot = _form_text(form, "slot")
         slot = validate_slot(raw_slot) if raw_slot else slot_from_filename(upload.filename or "")
         ttl = parse_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
+        site = site_field(form.get("site"), settings)
         row = await run_in_threadpool(
             deployer_of(request).deploy_archive,
             upload.file,
             slot=slot,
             source_name=(upload.filename or "")[:255] or None,
             ttl_seconds=ttl or settings.default_ttl_seconds or None,
+            site=site,
         )
     return JSONResponse(views.deployment(settings, row), status_code=201)
 
@@ -194,16 +199,26 @@ async def list_events(request: Request) -> Response:
 
 
 async def update_slot(request: Request) -> Response:
-    """Set a live slot's time to live from now: {"ttl": "2h"}; null or "" removes it."""
+    """Set a live slot's time to live from now: {"ttl": "2h"} (null or "" removes it), and/or its
+    rules: {"site": {...}}, a new config version over the same files."""
     slot = path_slot(request)
     body = await read_json(request)
-    if "ttl" not in body:
-        raise ValidationError('send {"ttl": "<duration>"} (or null to never expire)', field="ttl")
-    raw = body["ttl"]
-    if raw is not None and (not isinstance(raw, str | int) or isinstance(raw, bool)):
-        raise ValidationError("ttl must be a duration like 3600, 90m or 7d, or null", field="ttl")
-    ttl = parse_ttl(raw, maximum=settings_of(request).max_ttl_seconds)
-    result = await run_in_threadpool(deployer_of(request).set_ttl, slot, ttl)
+    if "ttl" not in body and "site" not in body:
+        raise ValidationError('send {"ttl": "<duration>"} (or null to never expire) or {"site": {...}}', field="ttl")
+    settings = settings_of(request)
+    # Both are checked before either changes anything.
+    options = siterules.parse_options(body.get("site"), file="site", limits=RuleLimits.from_settings(settings))
+    ttl: int | None = None
+    if "ttl" in body:
+        raw = body["ttl"]
+        if raw is not None and (not isinstance(raw, str | int) or isinstance(raw, bool)):
+            raise ValidationError("ttl must be a duration like 3600, 90m or 7d, or null", field="ttl")
+        ttl = parse_ttl(raw, maximum=settings.max_ttl_seconds)
+    result: dict[str, Any] = {"slot": slot}
+    if "site" in body:
+        result.update(await run_in_threadpool(deployer_of(request).update_site, slot, options))
+    if "ttl" in body:
+        result.update(await run_in_threadpool(deployer_of(request).set_ttl, slot, ttl))
     return JSONResponse(result)
 
 
@@ -222,6 +237,22 @@ def _form_text(form: FormData, name: str) -> str | None:
             f"{name} {show(value, 40)} carries whitespace or control characters; send the value alone", field=name
         )
     return value
+
+
+def site_field(raw: object, settings: Settings) -> SiteOptions | None:
+    """The `site` form field of an upload: the site's rules as JSON text."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ValidationError("site must be a text field holding JSON", field="site")
+    # As for every JSON body: json.loads recurses once per level (a RecursionError is a 500).
+    if nests_deeper_than(raw, MAX_DEPTH):
+        raise ValidationError(f"site nests JSON deeper than {MAX_DEPTH} levels", field="site")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValidationError("site must be JSON", field="site") from None
+    return siterules.parse_options(data, file="site", limits=RuleLimits.from_settings(settings))
 
 
 def _with_conn(pool: ConnectionPool[Any], query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -30,6 +30,21 @@ CHANGES: Schema = {
 }
 
 
+# A site's rules (README, "Site rules"): the same keys as deploy.yaml's.
+SITE: Schema = {
+    "type": "object",
+    "description": "spa, clean_urls, redirects [{from, to, status?, force?}], headers [{for, values, remove?}],"
+    " access {basic_auth_env?, allow?}",
+    "properties": {
+        "spa": {"type": "boolean"},
+        "clean_urls": {"type": "boolean"},
+        "redirects": {"type": "array", "items": {"type": "object"}},
+        "headers": {"type": "array", "items": {"type": "object"}},
+        "access": {"type": "object"},
+    },
+}
+
+
 def json_body(schema: Schema) -> dict[str, Schema]:
     return {"application/json": schema}
 
@@ -102,6 +117,7 @@ def _deployments(settings: Settings) -> list[Endpoint]:
             "file": {"type": "string", "format": "binary"},
             "slot": STRING,
             "ttl": {"type": "string", "description": TTL_TEXT},
+            "site": {"type": "string", "description": "the site's rules as JSON (see Site in PATCH /api/slots/{slot})"},
         },
     }
     return [
@@ -162,12 +178,12 @@ def _slots() -> list[Endpoint]:
     )
     ttl = {
         "type": "object",
-        "required": ["ttl"],
         "properties": {
             "ttl": {
                 "type": ["string", "integer", "null"],
                 "description": "seconds, or a number with s/m/h/d/w; null: never",
-            }
+            },
+            "site": SITE,
         },
     }
     return [
@@ -191,8 +207,17 @@ def _slots() -> list[Endpoint]:
             "PATCH",
             "/api/slots/{slot}",
             api.update_slot,
-            "Set a live slot's time to live, counted from now",
-            {200: ("New expiry", obj(slot=STRING, expires_at={"type": ["string", "null"], "format": "date-time"}))},
+            "Set a live slot's time to live (from now) and/or its rules (a new config version, same files)",
+            {
+                200: (
+                    "New expiry and/or version",
+                    obj(
+                        slot=STRING,
+                        expires_at={"type": ["string", "null"], "format": "date-time"},
+                        active=INTEGER,
+                    ),
+                )
+            },
             (400, 401, 404, 409, 422),
             body=json_body(ttl),
             max_body=JSON_MAX_BYTES,
@@ -275,6 +300,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             "slot": STRING,
             "ttl": {"type": ["string", "integer"]},
             "name": {"type": "string", "description": "shown as the source"},
+            "site": SITE,
             "files": {"type": "object", "additionalProperties": STRING},
         },
     }

@@ -8,15 +8,17 @@ from starlette.responses import JSONResponse, Response
 
 from drophost.errors import BadRequestError, NotFoundError, ValidationError
 from drophost.names import parse_ttl
+from drophost.pipeline import siterules
 from drophost.pipeline.blobbatch import BlobBatch
 from drophost.pipeline.digest import DigestUploads
+from drophost.pipeline.siterules import RuleLimits
 from drophost.store import versions
 from drophost.web import views
 from drophost.web.common import deployer_of, id_param, path_slot, pool_of, read_json, settings_of
 
 
 async def create_upload(request: Request) -> Response:
-    """Start a digest upload: {"slot", "ttl"?, "name"?, "files": {path: sha256}} -> the digests it lacks."""
+    """Start a digest upload: {"slot", "ttl"?, "name"?, "site"?, "files": {path: sha256}} -> the digests it lacks."""
     body = await read_json(request)
     slot = body.get("slot")
     if not isinstance(slot, str):
@@ -28,9 +30,10 @@ async def create_upload(request: Request) -> Response:
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise ValidationError("name must be text", field="name")
+    site = siterules.parse_options(body.get("site"), file="site", limits=RuleLimits.from_settings(settings_of(request)))
     uploads = DigestUploads(deployer_of(request))
     result = await run_in_threadpool(
-        uploads.create, slot=slot, ttl_seconds=ttl, files=body.get("files"), source_name=name
+        uploads.create, slot=slot, ttl_seconds=ttl, files=body.get("files"), source_name=name, site=site
     )
     return JSONResponse(result, status_code=201)
 
