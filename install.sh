@@ -12,6 +12,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresq
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)  # drophost tls init
 # git sources and hosted repositories; GitPython also asks for git when it is imported.
 command -v git >/dev/null 2>&1 || need_packages+=(git)
+# Builds from source (deploy.yaml build:) run in a bubblewrap sandbox.
+command -v bwrap >/dev/null 2>&1 || need_packages+=(bubblewrap)
 if [ "${1:-}" = "--dev" ]; then
   command -v zip >/dev/null 2>&1 || need_packages+=(zip)
   # The dashboard tests drive this browser (through Playwright, which never downloads its own).
@@ -25,6 +27,11 @@ if [ "${1:-}" = "--dev" ]; then
   # DropHost's own authority.
   command -v curl >/dev/null 2>&1 || need_packages+=(curl)
   command -v certutil >/dev/null 2>&1 || need_packages+=(libnss3-tools)
+  # The build tests build a Hugo site, an MkDocs site and a Node script inside the sandbox, which
+  # sees /usr only: Debian's packages, not this virtualenv's (its Python may live elsewhere).
+  command -v hugo >/dev/null 2>&1 || need_packages+=(hugo)
+  [ -x /usr/bin/mkdocs ] || need_packages+=(mkdocs)
+  command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

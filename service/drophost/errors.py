@@ -93,6 +93,12 @@ class ManifestError(ValidationError):
         super().__init__(text, file=file, line=line, field=field)
 
 
+class BuildError(DrophostError):
+    """A build failed, timed out, or could not be sandboxed; the message is for the deployment's error."""
+
+    status_code = 422
+
+
 class GitError(DrophostError):
     """Fetching or reading a repository failed; the message carries no server path, secret or raw stderr."""
 

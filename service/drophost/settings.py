@@ -61,6 +61,12 @@ class Settings:
     default_ttl_seconds: int = 0
     max_ttl_seconds: int = 365 * 24 * 3600
     expiry_interval: float = 5.0
+    # Site rules (_redirects, _headers, deploy.yaml/API `site`): at most this many per site, and
+    # these lengths (a rule file's line, a header value), in characters.
+    max_redirect_rules: int = 2000
+    max_header_rules: int = 100
+    max_rule_line: int = 2000
+    max_header_value: int = 1024
     # Retention: the newest N config versions of each slot keep their files (active and pinned always).
     keep_versions: int = 20
     gc_interval: float = 3600.0
@@ -95,6 +101,24 @@ class Settings:
     # Set together; then every port speaks only TLS and a plain-HTTP request is redirected.
     tls_cert: str = ""
     tls_key: str = ""
+    # Builds (deploy.yaml build:): "bwrap" runs each in a bubblewrap sandbox and refuses to build
+    # where one cannot be made; "none" runs them unconfined, trusting everyone who can push.
+    build_sandbox: str = "bwrap"
+    build_bwrap: str = "bwrap"
+    # Builds run as this user when DropHost runs as root (created when missing).
+    build_user: str = "drophost-build"
+    build_concurrency: int = 1
+    # A build's wall time: deploy.yaml's timeout (default 10 minutes), never more than this.
+    build_max_timeout: int = 3600
+    build_memory_bytes: int = 8192 * MiB
+    build_processes: int = 512
+    build_open_files: int = 4096
+    build_file_bytes: int = 1024 * MiB
+    # The log kept per deployment (its start and end when longer).
+    build_log_bytes: int = 1 * MiB
+    # Folders besides /usr bound read-only into the sandbox, their bin/ first on PATH
+    # (":"-separated; e.g. a virtualenv holding mkdocs).
+    build_tools: str = ""
 
     def __post_init__(self) -> None:
         # One canonical spelling: release paths are stored and compared as text, and the links in
@@ -121,6 +145,11 @@ class Settings:
     @property
     def nginx_dir(self) -> Path:
         return self.data_dir / "nginx"
+
+    @property
+    def builds_dir(self) -> Path:
+        """Each build's copy of its repository (work/), the slots' caches (cache/), the logs (logs/)."""
+        return self.data_dir / "builds"
 
     @property
     def git_dir(self) -> Path:

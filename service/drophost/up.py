@@ -19,6 +19,7 @@ from drophost import runner
 from drophost.accounts import DB_USER, ROOT, SERVICE_USER, WEB_USER, Accounts, apply_ownership, ensure_accounts
 from drophost.errors import CommandError, SettingsError
 from drophost.localdb import LocalPostgres, demote_to
+from drophost.pipeline import nginxprocess
 from drophost.pipeline.nginx import Nginx
 from drophost.processes import STATE_FILE, Supervisor, become_subreaper, die_with_parent, hold_lock, stop_leftover
 from drophost.settings import ENV_PREFIX, Settings
@@ -161,7 +162,7 @@ def start_watcher(settings: Settings) -> subprocess.Popen[bytes]:
         process = runner.start(["sh", str(script)], output=log, env=env, preexec_fn=die_with_parent(signal.SIGTERM))
     heartbeat = settings.nginx_dir / "control" / "heartbeat"
     deadline = time.monotonic() + 20
-    while not (heartbeat.exists() and _accepts(settings.host, settings.port)):
+    while not (heartbeat.exists() and nginxprocess.accepts(settings.host, settings.port)):
         if process.poll() is not None or time.monotonic() > deadline:
             raise SettingsError("nginx did not start; see nginx/nginx.stderr and nginx/error.log in the data directory")
         time.sleep(0.05)
@@ -196,15 +197,6 @@ def _accepts_unix(path: str) -> bool:
         except OSError:
             return False
         return True
-
-
-def _accepts(host: str, port: int) -> bool:
-    address = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

@@ -4,15 +4,16 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from drophost.client import commands
+from drophost.client import commands, digest
 from drophost.client.commands import ProgressBar
-from drophost.client.http import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
+from drophost.client.http import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, ApiClient
 from tests.harness.auth import TOKEN
 from tests.harness.ports import free_port
 from tests.harness.stacks import LiveStack
@@ -146,3 +147,97 @@ def test_the_progress_bar_without_a_terminal_prints_a_few_lines() -> None:
     lines = stream.getvalue().splitlines()
     assert [line.split("]")[1].split()[0] for line in lines] == ["0%", "25%", "50%", "75%", "100%"]
     assert lines[-1].endswith("976.6KiB/976.6KiB")
+
+
+def test_a_folder_goes_up_in_a_few_batches_under_one_bar_of_bytes_and_files(
+    live: LiveStack, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"pages/p{n}.html": f"<p>page {n}</p>" * 400 for n in range(40)}
+    folder = site(tmp_path, "batched", {**files, "index.html": "<h1>home</h1>"})
+    (folder / "big.bin").write_bytes(bytes(range(256)) * 3000)  # more than one piece of a batch
+    monkeypatch.setattr(digest, "BATCH_BYTES", 128 * 1024)
+    batches: list[int] = []
+    post_stream = ApiClient.post_stream
+
+    def counted(self: ApiClient, path: str, chunks: Iterable[bytes], size: int) -> Any:
+        assert path.endswith("/batch")
+        batches.append(size)
+        return post_stream(self, path, chunks, size)
+
+    def one_by_one(*args: object) -> None:
+        raise AssertionError("a file went up in a request of its own")
+
+    monkeypatch.setattr(ApiClient, "post_stream", counted)
+    monkeypatch.setattr(ApiClient, "put_file", one_by_one)
+    code, out, err = drophost(live, capsys, "deploy", str(folder), "--progress", "always")
+    assert code == 0, err
+    assert "(version 1, deployment 1, 42 files)" in out
+    # 42 files, 1 MB: a few batches (the large file alone), not 42 requests.
+    assert 3 <= len(batches) <= 9 and sum(batches) > 990_000
+    lines = err.splitlines()
+    assert lines[0].startswith("uploading [......") and lines[0].endswith(", 0/42 files")
+    assert lines[-1].startswith("uploading [######") and " 100% " in lines[-1] and lines[-1].endswith(", 42/42 files")
+    assert live.get("/d/batched/pages/p7.html").text == files["pages/p7.html"]
+    assert live.get("/d/batched/big.bin").content == bytes(range(256)) * 3000
+    # Nothing changed: nothing is sent.
+    batches.clear()
+    code, _, err = drophost(live, capsys, "deploy", str(folder), "--progress", "always")
+    assert code == 0 and batches == [] and err.splitlines()[-1].endswith("0B/0B, 0/0 files")
+
+
+def test_a_batch_broken_mid_way_is_resumed_with_only_the_files_still_missing(
+    live: LiveStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"f{n:02d}.txt": f"file {n}\n" * 4000 for n in range(24)}  # 32 to 36 kB each
+    folder = site(tmp_path, "resumed", files)
+    monkeypatch.setattr(digest, "BATCH_BYTES", 300 * 1024)
+    monkeypatch.setattr(digest, "PIECE", 64 * 1024)
+    monkeypatch.setattr(digest, "RETRY_PAUSE", 1.0)  # the service has stored what arrived whole
+    rounds: list[list[list[str]]] = []
+    broken: list[str] = []
+    send_batches, batch_body = digest.send_batches, digest.batch_body
+
+    def recorded(client: ApiClient, upload_id: str, batches: list[list[digest.Blob]], tracker: Any) -> Any:
+        rounds.append([[blob.digest for blob in batch] for batch in batches])
+        return send_batches(client, upload_id, batches, tracker)
+
+    def breaking(batch: list[digest.Blob], tracker: digest.Tracker) -> Iterator[bytes]:
+        for number, piece in enumerate(batch_body(batch, tracker)):
+            if number == 2 and not broken:
+                broken.extend(blob.digest for blob in batch)
+                raise ConnectionResetError("the network went away")
+            yield piece
+
+    monkeypatch.setattr(digest, "send_batches", recorded)
+    monkeypatch.setattr(digest, "batch_body", breaking)
+    seen: list[tuple[int, int, int, int]] = []
+    client = ApiClient(live.base_url, TOKEN)
+    result = digest.deploy_folder(client, folder, slot="resumed", file_progress=lambda *a: seen.append(a))
+    assert result["status"] == "live" and result["uploaded_files"] == 24
+    assert len(rounds) == 2 and sum(map(len, rounds[0])) == 24
+    # Only files of the broken batch went again, and not those it had delivered whole.
+    again = [name for batch in rounds[1] for name in batch]
+    assert 0 < len(again) < len(broken) and set(again) <= set(broken)
+    assert seen[-1] == (seen[-1][1], seen[-1][1], 24, 24)
+    for name, text in files.items():
+        assert live.get(f"/d/resumed/{name}").text == text
+
+
+def test_the_progress_bar_on_a_terminal_redraws_one_line_with_bytes_and_files() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    bar = ProgressBar(stream)
+    bar.update(0, 2048, 0, 3)
+    bar.update(1024, 2048, 1, 3)
+    bar.update(1024, 2048, 1, 3)  # the same figures: not drawn again
+    bar.update(2048, 2048, 3, 3)
+    bar.finish()
+    drawn = stream.getvalue()
+    assert drawn.endswith("\n") and drawn.count("\n") == 1 and drawn.count("\r") == 3
+    frames = [frame.rstrip() for frame in drawn.strip().split("\r") if frame]
+    assert frames[0] == "uploading [" + "." * 30 + "]   0% 0B/2.0KiB, 0/3 files"
+    assert frames[1] == "uploading [" + "#" * 15 + "." * 15 + "]  50% 1.0KiB/2.0KiB, 1/3 files"
+    assert frames[2] == "uploading [" + "#" * 30 + "] 100% 2.0KiB/2.0KiB, 3/3 files"

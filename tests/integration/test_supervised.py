@@ -15,7 +15,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.harness.git import HANDBOOK, git, push, work_repo
-from tests.integration.up_process import Up, alive, read_pid, running_up
+from tests.integration.up_process import Up, alive, children_of, read_pid, running_up
 from tests.zipcraft import std_zip
 
 NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
@@ -209,3 +209,28 @@ def test_a_deploy_running_when_the_service_died_fails_with_the_reason_and_is_not
             assert [d["id"] for d in listed["deployments"]] == [deployment]
             assert listed["deployments"][0]["status"] == "failed"
             up.stop()
+
+
+@pytest.mark.slow
+def test_drophost_up_runs_nginx_under_its_watcher_when_the_service_cannot_signal_it(
+    up_data_dir: Path, tmp_path: Path
+) -> None:
+    # How `drophost up` runs when its service drops root (it cannot signal a root nginx master):
+    # nginx/watcher.sh runs nginx and carries out the service's test and reload requests.
+    with (
+        running_up(up_data_dir, tmp_path / "up.log", environ={"DROPHOST_NGINX_CONTROL": "watcher"}) as up,
+        httpx.Client(timeout=30, trust_env=False, limits=NO_KEEPALIVE) as client,
+    ):
+        up.wait_healthy(client)
+        assert (up_data_dir / "nginx" / "control" / "heartbeat").exists()
+        for slot in ("first", "second"):  # each a new slot: a sites-map change, nginx -t and a reload
+            deploy_site(client, up, slot, f"<h1>{slot}</h1>".encode())
+            assert client.get(f"{up.sites_url}/d/{slot}/").content == f"<h1>{slot}</h1>".encode()
+        watcher = [
+            pid for pid in children_of(up.process.pid) if b"watcher.sh" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(watcher) == 1
+        nginx_master = read_pid(up_data_dir / "nginx" / "nginx.pid")
+        up.process.send_signal(signal.SIGTERM)
+        assert up.process.wait(timeout=60) == 128 + signal.SIGTERM, up.log()
+        assert wait_until(lambda: not alive(nginx_master) and not alive(watcher[0]), limit=30)

@@ -122,10 +122,12 @@ class Up:
 
 
 @contextmanager
-def running_up(data_dir: Path, log_path: Path, *args: str) -> Iterator[Up]:
-    """Start `drophost up` on free ports with a clean environment; kill its group if the test did not stop it."""
+def running_up(data_dir: Path, log_path: Path, *args: str, environ: dict[str, str] | None = None) -> Iterator[Up]:
+    """Start `drophost up` on free ports with a clean environment (plus `environ`); kill its group if
+    the test did not stop it."""
     port, sites_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPHOST_") and k != "DATABASE_URL"}
+    env.update(environ or {})
     argv = [sys.executable, "-m", "drophost", "up", "--data-dir", str(data_dir)]
     argv += ["--port", str(port), "--sites-port", str(sites_port), *args]
     with open(log_path, "wb") as log:

@@ -96,6 +96,8 @@ def test_every_route_declares_what_it_needs(tmp_path: Path) -> None:
     body_slot = {
         "/api/deployments",
         "/api/uploads",
+        "/api/uploads/{upload_id}",
+        "/api/uploads/{upload_id}/batch",
         "/api/uploads/{upload_id}/blobs/{digest}",
         "/api/uploads/{upload_id}/finalize",
     }

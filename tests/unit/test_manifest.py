@@ -71,3 +71,34 @@ def test_preview_slots_are_always_valid_slot_names(branch: str, slot: str | None
 def test_a_preview_of_a_branch_named_like_a_reserved_word_gets_a_valid_slot(branch: str) -> None:
     made = preview_slot("{branch}", branch)
     assert is_valid_slot(made) and made.startswith(branch.lower() + "-")
+
+
+def test_site_rules_and_preview_access_are_read() -> None:
+    text = b"""
+previews:
+  access: {basic_auth_env: PREVIEW_USERS}
+sites:
+  - slot: docs
+    repo: https://git.example.lan/team/docs.git
+    spa: true
+    clean_urls: false
+    redirects:
+      - {from: /old/*, to: /new/:splat, status: 308, force: true}
+    headers:
+      - for: /assets/*
+        values: {Cache-Control: "public, max-age=31536000, immutable"}
+    access: {allow: [10.0.0.0/8]}
+  - slot: docs-{branch}
+    repo: https://git.example.lan/team/docs.git
+    branches: ["feature/*"]
+"""
+    manifest = parse(text)
+    docs = manifest.site_rules("docs", "main")
+    assert docs is not None and docs.spa is True and docs.clean_urls is False
+    assert docs.redirects[0].status == 308 and docs.redirects[0].force
+    assert docs.headers[0].set == (("Cache-Control", "public, max-age=31536000, immutable"),)
+    assert docs.access is not None and docs.access.allow == ("10.0.0.0/8",)
+    preview = manifest.site_rules("docs-feature-x", "feature/x")
+    assert preview is not None and preview.access is not None
+    assert preview.access.basic_auth_env == "PREVIEW_USERS"
+    assert manifest.site_rules("other", "main") is None

@@ -67,7 +67,8 @@ def add_commands(commands: Any) -> None:
     diff.add_argument("a", type=int)
     diff.add_argument("b", type=int)
     logs = command("logs", "a slot's deployments, with their errors, and its switches")
-    logs.add_argument("slot")
+    logs.add_argument("slot", help="a slot, or a deployment's id for its build log")
+    logs.add_argument("--follow", action="store_true", help="with an id: stream the log until the deployment ends")
     gc = command("gc", "apply retention and remove files no version needs any more")
     gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     token = command("token", "API tokens: create (shown once), list, revoke")
@@ -142,7 +143,7 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
             except DrophostError as exc:
                 raise ClientError(exc.message, EXIT_USAGE) from None
             result = deploy_folder(
-                client, path, slot=slot, ttl=args.ttl, progress=bar.update if bar else None, force=args.force
+                client, path, slot=slot, ttl=args.ttl, file_progress=bar.update if bar else None, force=args.force
             )
         elif path.is_file():
             fields = {name: value for name, value in (("slot", args.slot), ("ttl", args.ttl)) if value}
@@ -223,6 +224,14 @@ def diff(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
 
 
 def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.slot.isdigit():
+        try:
+            return deployment_log(client, int(args.slot), args, out)
+        except ClientError as exc:
+            if exc.status != 404:
+                raise  # a slot may be named by digits alone: then it is that slot's history
+    elif args.follow:
+        raise ClientError("--follow needs a deployment's id", EXIT_USAGE)
     slot = _slot(args.slot)
     deployments = client.get("/api/deployments", slot=slot)["deployments"]
     events = client.get(f"/api/slots/{slot}/events")["events"]
@@ -240,6 +249,18 @@ def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
         version = f" version {e['version']}" if e["version"] is not None else ""
         print(f"{e['created_at']}  {e['action']}{version}", file=out)
     return EXIT_OK
+
+
+def deployment_log(client: ApiClient, deployment_id: int, args: argparse.Namespace, out: IO[str]) -> int:
+    """A deployment's build log; with --follow, as it is written until the deployment ends, then its outcome."""
+    deployment = client.get(f"/api/deployments/{deployment_id}")
+    suffix = "?follow=1" if args.follow else ""
+    for chunk in client.stream(f"/api/deployments/{deployment_id}/log{suffix}"):
+        out.write(chunk.decode("utf-8", "replace"))
+        out.flush()
+    if args.follow:
+        deployment = client.get(f"/api/deployments/{deployment_id}")
+    return EXIT_FAILED if deployment["status"] == "failed" else EXIT_OK
 
 
 def collect_garbage(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -352,28 +373,40 @@ _HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]],
 
 # -- output ----------------------------------------------------------------------------------------
 class ProgressBar:
-    """An upload progress bar on stderr: redrawn in place on a terminal, a few lines otherwise."""
+    """An upload progress bar on stderr: redrawn in place on a terminal, a few lines otherwise.
+
+    One bar for the whole upload: its bytes and, for a folder, its files.
+    """
 
     def __init__(self, stream: IO[str], width: int = 30) -> None:
         self.stream = stream
         self.width = width
-        self.shown = -1
+        self.shown: tuple[int, int] | None = None
         self.tty = stream.isatty()
+        self.drawn = 0
 
-    def update(self, sent: int, total: int) -> None:
+    def update(self, sent: int, total: int, files_sent: int | None = None, files_total: int | None = None) -> None:
         percent = 100 * sent // total if total else 100
-        step = percent if self.tty else percent // 25 * 25
+        # A terminal shows every percent and file; a log gets a line per quarter.
+        step = (percent, files_sent or 0) if self.tty else (percent // 25 * 25, int(files_sent == files_total))
         if step == self.shown:
             return
         self.shown = step
         filled = self.width * percent // 100
         bar = "#" * filled + "." * (self.width - filled)
         text = f"uploading [{bar}] {percent:3d}% {format_bytes(sent, '')}/{format_bytes(total, '')}"
-        self.stream.write(("\r" + text) if self.tty else text + "\n")
+        if files_total is not None:
+            text += f", {files_sent}/{files_total} files"
+        if self.tty:
+            # Padded to the longest line drawn, so a shorter one leaves no tail of the last.
+            self.drawn = max(self.drawn, len(text))
+            self.stream.write("\r" + text.ljust(self.drawn))
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
 
     def finish(self) -> None:
-        if self.tty and self.shown >= 0:
+        if self.tty and self.shown is not None:
             self.stream.write("\n")
             self.stream.flush()
 

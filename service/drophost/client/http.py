@@ -8,7 +8,7 @@ import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 Progress = Callable[[int, int], None]
@@ -100,6 +100,34 @@ class ApiClient:
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         return self._send(request)
+
+    def post_stream(self, path: str, chunks: Iterable[bytes], size: int) -> Any:
+        """POST a body of exactly `size` bytes, produced piece by piece (digest batches)."""
+        request = urllib.request.Request(
+            self.server + path,
+            data=chunks,
+            method="POST",
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        )
+        return self._send(request)
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        """A text answer's bytes as they come (a followed build log)."""
+        request = urllib.request.Request(self.server + path, method="GET")
+        request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only
+                while chunk := response.read1(64 * 1024):
+                    yield chunk
+        except urllib.error.HTTPError as exc:
+            answer = _decode(exc.read())
+            message = answer.get("error") if isinstance(answer, dict) else None
+            raise ClientError(
+                str(message or f"the server answered {exc.code}"), exit_code_for(exc.code), status=exc.code
+            ) from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(f"cannot reach {self.server}: {reason}", EXIT_UNREACHABLE) from None
 
     def _send(self, request: urllib.request.Request) -> Any:
         request.add_header("Authorization", f"Bearer {self.token}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from drophost.gitops.build import Builder
 from drophost.gitops.declared import Declared
 from drophost.gitops.hosted import HostedRepos
 from drophost.gitops.intake import Intake
@@ -39,10 +40,20 @@ class GitOps:
         self.intake = Intake(settings, pool, deployer, self.source, environ)
         self.declared = Declared(settings, pool, deployer, self.hosted, self.intake, environ)
         self._stop = threading.Event()
-        self.worker = Worker(settings, pool, deployer, self.trees, self.intake, self._stop)
+        self.worker = Worker(
+            settings,
+            pool,
+            deployer,
+            self.trees,
+            self.intake,
+            self._stop,
+            manifest=lambda: self.declared.manifest,
+            builder=Builder(settings, self.source, environ),
+        )
         self.poller = Poller(settings, pool, deployer, self.source, self.declared, self.intake, self._stop)
         # Tokens come from the deploy.yaml in force at each fetch, and the variables it names.
         self.source.tokens = lambda repo: token_for(self.declared.manifest, repo, environ)
+        self.worker.site_rules = lambda slot, branch: self.declared.manifest.site_rules(slot, branch)
         self._threads: list[threading.Thread] = []
 
     @property

@@ -262,6 +262,6 @@ class Intake:
         while True:
             with self.pool.connection() as conn:
                 rows = gitjobs.deployment_states(conn, deployment_ids)
-            if all(r["state"] in ("ready", "failed") for r in rows) or time.monotonic() > deadline:
+            if all(r["state"] in ("ready", "failed", "unchanged") for r in rows) or time.monotonic() > deadline:
                 return rows
             time.sleep(0.1)

@@ -6,7 +6,7 @@ import codecs
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from drophost.gitops.repourls import (
     source_pattern,
 )
 from drophost.names import RESERVED_SLOTS, is_valid_slot, parse_ttl, validate_slot
+from drophost.pipeline import siterules
+from drophost.pipeline.siterules import Access, RuleError, SiteOptions
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 12
@@ -30,8 +32,43 @@ MAX_SITES = 1000
 MAX_TTL = 10 * 365 * 24 * 3600
 BRANCH_FIELD = "{branch}"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-_SITE_KEYS = {"slot", "repo", "branch", "branches", "path", "ttl", "webhook_secret_env", "token_env"}
-_TOP_KEYS = {"sites", "sources", "poll_interval"}
+_RULE_KEYS = ("spa", "clean_urls", "redirects", "headers", "access")
+_SITE_KEYS = {
+    "slot",
+    "repo",
+    "branch",
+    "branches",
+    "path",
+    "ttl",
+    "webhook_secret_env",
+    "token_env",
+    "build",
+    *_RULE_KEYS,
+}
+_BUILD_KEYS = {"command", "output", "env", "secrets_env", "cache", "timeout", "network"}
+# A build's own variables are the platform's (build.py); deploy.yaml cannot override them.
+_BUILD_TEXT_MAX = 4096
+DEFAULT_BUILD_TIMEOUT = 600
+MAX_BUILD_TIMEOUT = 24 * 3600
+_TOP_KEYS = {"sites", "sources", "poll_interval", "previews"}
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """How a site is built before it is published: a command run in the sandbox (pipeline/sandbox.py).
+
+    `command` is an argument list; a string in deploy.yaml becomes ["/bin/sh", "-c", string].
+    `output`, `cache` are folders relative to the site's path; `secrets_env` names variables of
+    DropHost's own environment passed to the build (their values never appear in this file).
+    """
+
+    command: tuple[str, ...]
+    output: str
+    env: tuple[tuple[str, str], ...] = ()
+    secrets_env: tuple[str, ...] = ()
+    cache: tuple[str, ...] = ()
+    timeout: int = DEFAULT_BUILD_TIMEOUT
+    network: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +83,9 @@ class SiteSpec:
     webhook_secret_env: str | None = None
     # The variable holding an access token for a private https repository (never the token itself).
     token_env: str | None = None
+    build: BuildSpec | None = None
+    # spa, clean_urls, redirects, headers, access (see the README's "Site rules").
+    rules: SiteOptions = SiteOptions()
     line: int = 0
     index: int = 0
 
@@ -71,6 +111,18 @@ class Manifest:
     allow: tuple[str, ...] = ()
     poll_interval: int | None = None
     file: str = "deploy.yaml"
+    # `previews: {access: ...}`: every preview slot's access unless its site says otherwise.
+    preview_access: Access | None = None
+
+    def site_rules(self, slot: str, branch: str) -> SiteOptions | None:
+        """The rules deploy.yaml gives the slot a push of `branch` deploys to (None: not declared)."""
+        for site in self.sites:
+            if site.slot_for(branch) != slot or (site.is_preview and not site.wants(branch)):
+                continue
+            if site.is_preview and site.rules.access is None and self.preview_access is not None:
+                return replace(site.rules, access=self.preview_access)
+            return site.rules
+        return None
 
     def fixed_sites(self) -> dict[str, SiteSpec]:
         return {site.slot: site for site in self.sites if not site.is_preview}
@@ -274,7 +326,40 @@ class _Checker:
             allow=self.sources(top.get("sources")),
             poll_interval=self.poll_interval(top.get("poll_interval")),
             file=self.file,
+            preview_access=self.previews(top.get("previews")),
         )
+
+    def previews(self, item: _Item | None) -> Access | None:
+        if item is None:
+            return None
+        if not isinstance(item.value, dict):
+            raise self.fail(item, "previews", "must be a mapping with an `access` key")
+        self.no_unknown(item.value, {"access"}, "previews.")
+        access = item.value.get("access")
+        if access is None:
+            return None
+        return self.rules({"access": access}, "previews").access
+
+    def rules(self, fields: dict[str, _Item], where: str) -> SiteOptions:
+        """The site rule keys, each checked on its own so an error names its line."""
+        given = {key: fields[key] for key in _RULE_KEYS if key in fields}
+        for key, item in given.items():
+            entries = (
+                list(enumerate(item.value))
+                if key in ("redirects", "headers") and isinstance(item.value, list)
+                else [(None, item)]
+            )
+            for index, entry in entries:
+                data = {key: [_plain(entry)]} if index is not None else {key: _plain(entry)}
+                field = f"{where}.{key}" if index is None else f"{where}.{key}[{index}]"
+                try:
+                    siterules.parse_options(data, file=self.file)
+                except RuleError as exc:
+                    raise self.fail(entry, field, exc.reason) from None
+        try:
+            return siterules.parse_options({key: _plain(item) for key, item in given.items()}, file=self.file)
+        except RuleError as exc:
+            raise self.fail(None, where, exc.reason) from None
 
     def no_unknown(self, mapping: dict[str, _Item], known: set[str], prefix: str) -> None:
         for key, item in mapping.items():
@@ -318,9 +403,111 @@ class _Checker:
             ttl_seconds=ttl,
             webhook_secret_env=secret_env,
             token_env=token_env,
+            build=self.build(fields.get("build"), f"{where}.build"),
+            rules=self.rules(fields, where),
             line=item.line,
             index=index,
         )
+
+    def build(self, item: _Item | None, field: str) -> BuildSpec | None:
+        if item is None:
+            return None
+        if not isinstance(item.value, dict):
+            raise self.fail(item, field, "must be a mapping with command and output")
+        fields: dict[str, _Item] = item.value
+        self.no_unknown(fields, _BUILD_KEYS, f"{field}.")
+        for required in ("command", "output"):
+            if required not in fields:
+                raise self.fail(item, f"{field}.{required}", "is required")
+        output = self.checked(
+            fields["output"], f"{field}.output", lambda v: check_repo_path(self.text(v, "output"), field="output")
+        )
+        if not output:
+            raise self.fail(fields["output"], f"{field}.output", "must be a folder inside the site's path, not itself")
+        timeout = DEFAULT_BUILD_TIMEOUT
+        if "timeout" in fields:
+            timeout = int(
+                self.checked(
+                    fields["timeout"],
+                    f"{field}.timeout",
+                    lambda v: parse_ttl(self.scalar(v), maximum=MAX_BUILD_TIMEOUT),
+                )
+            )
+        network = fields.get("network")
+        if network is not None and not isinstance(network.value, bool):
+            raise self.fail(network, f"{field}.network", "must be true or false")
+        return BuildSpec(
+            command=self.command(fields["command"], f"{field}.command"),
+            output=output,
+            env=self.build_env(fields.get("env"), f"{field}.env"),
+            secrets_env=tuple(
+                name
+                for i, entry in enumerate(self.list_of(fields.get("secrets_env"), f"{field}.secrets_env"))
+                if (name := self.env_name(entry, f"{field}.secrets_env[{i}]"))
+            ),
+            cache=tuple(
+                self.relative_folder(entry, f"{field}.cache[{i}]")
+                for i, entry in enumerate(self.list_of(fields.get("cache"), f"{field}.cache"))
+            ),
+            timeout=timeout,
+            network=bool(network.value) if network is not None else False,
+        )
+
+    def list_of(self, item: _Item | None, field: str) -> list[_Item]:
+        if item is None:
+            return []
+        if not isinstance(item.value, list):
+            raise self.fail(item, field, "must be a list")
+        if len(item.value) > 64:
+            raise self.fail(item, field, "has more than 64 entries")
+        return item.value
+
+    def command_text(self, item: _Item, field: str) -> str:
+        if not isinstance(item.value, (str, int, float)) or isinstance(item.value, bool) or item.value == "":
+            raise self.fail(item, field, "must be a non-empty text")
+        text = str(item.value)
+        if len(text) > _BUILD_TEXT_MAX:
+            raise self.fail(item, field, f"is longer than {_BUILD_TEXT_MAX} characters")
+        if any(ch in text for ch in "\0\r\n"):
+            raise self.fail(item, field, "contains a NUL, CR or LF character")
+        return text
+
+    def command(self, item: _Item, field: str) -> tuple[str, ...]:
+        if isinstance(item.value, str):
+            return ("/bin/sh", "-c", self.command_text(item, field))
+        entries = self.list_of(item, field)
+        if not entries:
+            raise self.fail(item, field, "must be a text (run by /bin/sh -c) or a non-empty list of arguments")
+        return tuple(self.command_text(entry, f"{field}[{i}]") for i, entry in enumerate(entries))
+
+    def build_env(self, item: _Item | None, field: str) -> tuple[tuple[str, str], ...]:
+        if item is None:
+            return ()
+        if not isinstance(item.value, dict):
+            raise self.fail(item, field, "must be a mapping of variable names to values")
+        if len(item.value) > 64:
+            raise self.fail(item, field, "has more than 64 entries")
+        values = []
+        for name, value in item.value.items():
+            shown = name if len(name) <= 60 and name.isprintable() else repr(name[:60])
+            if not _ENV_NAME.fullmatch(name):
+                raise self.fail(value, f"{field}.{shown}", "is not a variable name (A-Z, 0-9 and _)")
+            if value.value is None:
+                raise self.fail(value, f"{field}.{shown}", "must be a text")
+            if isinstance(value.value, bool):
+                value = _Item("true" if value.value else "false", value.line)
+            values.append((name, self.command_text(value, f"{field}.{shown}")))
+        return tuple(values)
+
+    def relative_folder(self, item: _Item, field: str) -> str:
+        """A folder inside the site's path; dot folders are allowed (".cache/hugo"), escapes are not."""
+        text = self.command_text(item, field)
+        if text.startswith("/") or "\\" in text:
+            raise self.fail(item, field, "must be a folder relative to the site's path")
+        parts = text.rstrip("/").split("/")
+        if any(part in ("", ".", "..") for part in parts) or not all(part.isprintable() for part in parts):
+            raise self.fail(item, field, "escapes the site's path or is not a plain relative folder")
+        return "/".join(parts)
 
     def env_name(self, item: _Item | None, field: str) -> str | None:
         if item is None:
@@ -349,7 +536,7 @@ class _Checker:
             raise
         except DrophostError as exc:
             message = exc.message
-            for prefix in ("repo ", "branch ", "path ", "ttl "):
+            for prefix in ("repo ", "branch ", "path ", "ttl ", "output "):
                 message = message.removeprefix(prefix)
             raise self.fail(item, field, message) from None
         except ValueError:
@@ -435,6 +622,15 @@ class _Checker:
         if item.value == 0:
             return 0
         return int(self.checked(item, "poll_interval", lambda v: parse_ttl(self.scalar(v), maximum=7 * 86400)))
+
+
+def _plain(item: _Item) -> Any:
+    """The value without line numbers."""
+    if isinstance(item.value, dict):
+        return {key: _plain(value) for key, value in item.value.items()}
+    if isinstance(item.value, list):
+        return [_plain(value) for value in item.value]
+    return item.value
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:

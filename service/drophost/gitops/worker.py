@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from psycopg_pool import ConnectionPool
 
 from drophost.errors import DrophostError
+from drophost.gitops.build import Builder, Target
 from drophost.gitops.intake import Intake
+from drophost.gitops.manifest import Manifest, SiteSpec
 from drophost.gitops.offline import remove_preview
-from drophost.gitops.repourls import parse_repo_url, strip_credentials
+from drophost.gitops.repourls import parse_repo_url, repo_key, strip_credentials
 from drophost.gitops.tree import Trees
 from drophost.pipeline import releases
+from drophost.pipeline.buildlog import BuildLog
+from drophost.pipeline.buildoutput import fingerprint
 from drophost.pipeline.deployer import Deployer
+from drophost.pipeline.siterules import SiteOptions
 from drophost.settings import Settings
-from drophost.store import gitjobs
+from drophost.store import deployments, gitjobs, slots
 
 log = logging.getLogger(__name__)
 WORKERS = 2
@@ -32,6 +38,8 @@ class Worker:
         trees: Trees,
         intake: Intake,
         stop: threading.Event,
+        manifest: Callable[[], Manifest] = Manifest,
+        builder: Builder | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -40,6 +48,10 @@ class Worker:
         self.source = trees.source
         self.intake = intake
         self._stop = stop
+        self.manifest = manifest
+        self.builder = builder
+        # The site rules deploy.yaml gives a slot for a branch (set by GitOps to the manifest in force).
+        self.site_rules: Callable[[str, str], SiteOptions | None] = lambda slot, branch: None
 
     def requeue(self, interrupted: list[int]) -> None:
         """Queue again the git deploys a restart interrupted (before deploy.yaml is applied)."""
@@ -99,9 +111,23 @@ class Worker:
         self.run_job(job)
         return True
 
+    def site_of(self, job: gitjobs.GitJob) -> SiteSpec | None:
+        """The declared site a job deploys (its build: comes from the deploy.yaml in force now)."""
+        if job.trigger == "api" and job.template is None:
+            site = self.manifest().fixed_sites().get(job.slot)
+            return site if site is not None and repo_key(site.repo.text) == repo_key(job.repo) else None
+        for site in self.manifest().sites:
+            if (site.slot == job.template) if job.template else (site.slot == job.slot and not site.is_preview):
+                return site
+        return None
+
     def run_job(self, job: gitjobs.GitJob) -> None:
-        """Fetch, read the commit's tree like a ZIP, then hand it to the core pipeline."""
+        """Fetch, read the commit's tree like a ZIP (or build it), then hand it to the core pipeline."""
         incoming: Path | None = None
+        site = self.site_of(job)
+        if site is not None and site.build is not None and self.builder is not None:
+            self.run_build(job, site)
+            return
         try:
             repo = parse_repo_url(job.repo)
             commit = self.source.fetch(repo, job.branch)
@@ -137,6 +163,7 @@ class Worker:
                 source="git",
                 deployment_id=job.deployment_id,
                 linked=copied == 0,
+                site=self.site_rules(job.slot, job.branch),
             )
         except DrophostError as exc:
             log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)
@@ -144,6 +171,79 @@ class Worker:
             self.source.fold_packs(repo)
         except Exception:  # housekeeping; the next deploy tries again
             log.exception("repacking the mirror of %s failed", repo.shown)
+
+    def run_build(self, job: gitjobs.GitJob, site: SiteSpec) -> None:
+        """Fetch, build in the sandbox, then publish the output unless it is what the slot serves."""
+        assert site.build is not None and self.builder is not None
+        build_log = BuildLog(self.settings.builds_dir, job.deployment_id, self.settings.build_log_bytes)
+        incoming: Path | None = None
+        try:
+            repo = parse_repo_url(job.repo)
+            build_log.line(f"DropHost: fetching {job.branch} of {repo.shown}")
+            commit = self.source.fetch(repo, job.branch)
+            with self.pool.connection() as conn:
+                gitjobs.set_commit(conn, job.deployment_id, commit)
+            target = Target(
+                deployment_id=job.deployment_id,
+                slot=job.slot,
+                branch=job.branch,
+                commit=commit,
+                path=job.path,
+                preview=site.is_preview,
+            )
+            incoming = releases.incoming_dir(self.settings.releases_dir)
+            copied = self.builder.build(
+                site.build, target, self.source.mirror_path(repo), self.deployer.archive_limits(), incoming, build_log
+            )
+            if self._serves_already(job.slot, incoming):
+                releases.remove(incoming)
+                build_log.line("DropHost: the output is what the slot serves already: no new version")
+                build_log.close()
+                with self.pool.connection() as conn:
+                    deployments.mark_unchanged(conn, job.deployment_id)
+                return
+        except DrophostError as exc:
+            tail = build_log.tail_text()
+            build_log.close()
+            self._fail(job, f"{exc.message}\n{tail}" if tail else exc.message, incoming)
+            return
+        except Exception:  # recorded as failed; details go to the log only
+            build_log.line("DropHost: internal error while building")
+            build_log.close()
+            log.exception("build of deployment %s failed", job.deployment_id)
+            self._fail(job, "internal error while building", incoming)
+            return
+        with self.pool.connection() as conn:
+            managed = gitjobs.is_managed(conn, job.slot)
+        if not managed and job.trigger != "api":
+            build_log.close()
+            self._fail(job, "cancelled: the slot is no longer declared in deploy.yaml", incoming)
+            return
+        try:
+            self.deployer.publish_tree(
+                incoming,
+                slot=job.slot,
+                files=copied.files,
+                size=copied.size,
+                ttl_seconds=job.ttl_seconds,
+                source="git",
+                deployment_id=job.deployment_id,
+                site=self.site_rules(job.slot, job.branch),
+            )
+            build_log.line(f"DropHost: live at {self.settings.site_base_url}/d/{job.slot}/")
+        except DrophostError as exc:
+            build_log.line(f"DropHost: {exc.message}")
+            log.warning("build deployment %s failed: %s", job.deployment_id, exc.message)
+        finally:
+            build_log.close()
+
+    def _serves_already(self, slot: str, incoming: Path) -> bool:
+        with self.pool.connection() as conn:
+            row = slots.get_slot(conn, slot)
+        if row is None or row["status"] != "live" or row["deployment_id"] is None:
+            return False
+        live = releases.release_dir(self.settings.releases_dir, slot, int(row["deployment_id"]))
+        return live.is_dir() and fingerprint(live) == fingerprint(incoming)
 
     def _record_refused_head(self, job: gitjobs.GitJob) -> None:
         """A fetch stopped at the size cap got no commit: ask the remote which one it was, so polling

@@ -1,9 +1,10 @@
 """Activate: the only writer of what nginx serves (the sites map, the live/ links, the reload).
 
-A new version of a live slot whose sites map entry nginx already has (the usual deploy and
-rollback) only moves the slot's link (Nginx.point): nothing is re-rendered, nothing reloaded,
-and no other slot is touched, so it costs the same with 1 slot or 10,000. Anything that changes
-what nginx parses - a slot added or removed, a template change - goes through nginx -t first.
+A new version of a live slot whose sites map entry and own part (its compiled rules) nginx
+already has (the usual deploy and rollback) only moves the slot's link (Nginx.point): nothing is
+re-rendered, nothing reloaded, and no other slot is touched, so it costs the same with 1 slot or
+10,000. Anything that changes what nginx parses - a slot added or removed, its rules changed, a
+template change - goes through nginx -t first.
 
 The validate-swap-reload step is serialised across slots. Switches that arrive while another
 one holds the lock wait anyway, so the next holder applies all of them at once: one `nginx -t`
@@ -171,7 +172,7 @@ def _serve(nginx: Nginx, changes: Mapping[str, Serving], *, switch: bool = True,
     for _, release in changes.values():
         if release is not None:
             release_link_target(release)  # a stored path that is no release fails before anything changes
-    previous = {slot: nginx.entries.get(slot) for slot in changes} if switch else {}
+    previous = {slot: nginx.current_config(slot) for slot in changes} if switch else {}
     links = {slot: nginx.pointed(slot) for slot in changes} if switch else {}
     configs = {slot: text for slot, (text, _) in changes.items()}
     if every_slot:
@@ -185,7 +186,7 @@ def _serve(nginx: Nginx, changes: Mapping[str, Serving], *, switch: bool = True,
             old_workers = nginx.reload()
         except DrophostError:
             # nginx is not running: put everything back, so it starts with the recorded versions.
-            nginx.install_many(previous)  # entries are their own entry (site_entry)
+            nginx.install_many(previous)
             for slot, target in links.items():
                 nginx.restore_link(slot, target)
             raise

@@ -22,6 +22,7 @@ from drophost.pipeline.artifacts import ArtifactStore
 from drophost.pipeline.context import Context
 from drophost.pipeline.publish import publish_tree
 from drophost.pipeline.releases import WELL_KNOWN, is_published_path
+from drophost.pipeline.siterules import SiteOptions
 from drophost.settings import Settings
 from drophost.store import deployments
 from drophost.text import show
@@ -73,7 +74,13 @@ class ExtractionPlan:
 
 
 def deploy_archive(
-    ctx: Context, upload: IO[bytes], *, slot: str, source_name: str | None, ttl_seconds: int | None
+    ctx: Context,
+    upload: IO[bytes],
+    *,
+    slot: str,
+    source_name: str | None,
+    ttl_seconds: int | None,
+    site: SiteOptions | None = None,
 ) -> dict[str, Any]:
     """ZIP in, live site out. Bad input raises before anything is written or recorded."""
     validate_slot(slot)
@@ -101,6 +108,7 @@ def deploy_archive(
         source_name=source_name,
         trigger="upload",
         linked=True,  # extract() made every file a link into the artifact store
+        site=site,
     )
 
 

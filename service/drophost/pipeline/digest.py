@@ -3,17 +3,17 @@ store lacks, then deploys. (The uploads table calls the file list its manifest.)
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
 from drophost.digests import is_digest
 from drophost.errors import ConflictError, InvalidArchiveError, NotFoundError, ValidationError
 from drophost.names import validate_slot
-from drophost.pipeline import releases
+from drophost.pipeline import releases, siterules
 from drophost.pipeline.archive import ArchiveLimits, PathSet, check_entry_name, is_published
 from drophost.pipeline.context import Context
 from drophost.pipeline.publish import publish_tree
+from drophost.pipeline.siterules import SiteOptions
 from drophost.store import deployments, uploads
 
 
@@ -49,7 +49,13 @@ class DigestUploads:
         self.artifacts = ctx.artifacts
 
     def create(
-        self, *, slot: str, ttl_seconds: int | None, files: object, source_name: str | None = None
+        self,
+        *,
+        slot: str,
+        ttl_seconds: int | None,
+        files: object,
+        source_name: str | None = None,
+        site: SiteOptions | None = None,
     ) -> dict[str, Any]:
         validate_slot(slot)
         if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
@@ -65,6 +71,7 @@ class DigestUploads:
                 ttl_seconds=ttl_seconds,
                 manifest=file_list,
                 source_name=source_name or None,
+                site=siterules.options_json(site) if site is not None else None,
             )
         return {
             "upload_id": upload_id,
@@ -86,6 +93,21 @@ class DigestUploads:
             raise ConflictError(f"upload {upload_id} was already deployed", deployment_id=row["deployment_id"])
         return row
 
+    def wanted(self, upload_id: str) -> frozenset[str]:
+        """The digests an open upload's file list names: the blobs a batch may carry."""
+        return frozenset(self.open_upload(upload_id)["manifest"].values())
+
+    def status(self, upload_id: str) -> dict[str, Any]:
+        """An open upload and the digests still missing: what a client resumes with."""
+        row = self.open_upload(upload_id)
+        file_list: dict[str, str] = row["manifest"]
+        return {
+            "upload_id": upload_id,
+            "slot": row["slot"],
+            "files": len(file_list),
+            "missing": self.artifacts.missing(file_list.values()),
+        }
+
     def check_blob(self, upload_id: str, digest: str) -> None:
         row = self.open_upload(upload_id)
         if not is_digest(digest):
@@ -96,10 +118,10 @@ class DigestUploads:
     def finalize(self, upload_id: str) -> dict[str, Any]:
         row = self.open_upload(upload_id)
         file_list: dict[str, str] = row["manifest"]
-        missing = self.artifacts.missing(file_list.values())
+        sizes, missing = self.artifacts.sizes(file_list.values())
         if missing:
             raise ConflictError(f"{len(missing)} files have not been uploaded yet", missing=missing[:1000])
-        total = sum(self.artifacts.path(d).stat().st_size for d in file_list.values())
+        total = sum(sizes[digest] for digest in file_list.values())
         limit = self.ctx.settings.max_unpacked_bytes
         if total > limit:
             raise ValidationError(f"the deploy is larger than {limit} bytes", field="files")
@@ -107,10 +129,7 @@ class DigestUploads:
         try:
             with self.artifacts.using():
                 incoming.mkdir(mode=0o755)
-                for path in sorted(file_list):
-                    target = incoming / path
-                    os.makedirs(target.parent, mode=0o755, exist_ok=True)
-                    self.artifacts.link_into(file_list[path], target)
+                self.artifacts.link_tree(file_list, incoming)
         except FileNotFoundError:
             releases.remove(incoming)
             raise ConflictError("some files were removed from the store meanwhile; upload them again") from None
@@ -133,6 +152,7 @@ class DigestUploads:
             trigger="upload",
             source_name=row["source_name"],
             linked=True,  # every file was linked from the artifact store above
+            site=siterules.parse_options(row["site"], file="site") if row.get("site") else None,
         )
         with self.ctx.pool.connection() as conn:
             uploads.set_upload_deployment(conn, upload_id, deployment["id"])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -19,11 +21,14 @@ from drophost.names import is_valid_slot, validate_slot
 from drophost.pipeline import nginxprocess
 from drophost.pipeline.nginxconfig import (
     changed_entries,
+    changed_parts,
+    compose_config,
     compose_sites,
     release_link_target,
     render_main_config,
     safe_path,
     site_entry,
+    site_part,
     template_environment,
     worker_user_directive,
 )
@@ -47,6 +52,13 @@ class Nginx:
         self.staging_dir = self.root / "staging"
         # The sites map as nginx has it: slot -> site_entry of its active config.
         self.entries: dict[str, str] = {}
+        # A slot with rules also has its own location, slots/<slot>.conf (site_part of its config);
+        # the sites server reads them from root/, whose d/ leads to live/.
+        self.slots_dir = self.root / "slots"
+        self.parts: dict[str, str] = {}
+        self.site_root = self.root / "root"
+        # Password files of protected slots, named by their content, outside every release.
+        self.auth_dir = self.root / "auth"
         # live/<slot> links to the release nginx serves for the slot: moving a link switches files.
         self.live_dir = settings.data_dir / "live"
         self.pid_path = self.root / "nginx.pid"
@@ -57,12 +69,28 @@ class Nginx:
         self.control_dir = self.root / "control"
         self.worker_user = worker_user_directive(settings.nginx_worker_user) if os.geteuid() == 0 else ""
 
+    @property
+    def worker_group(self) -> int | None:
+        """The group nginx's workers run as when DropHost is root (they read the password files)."""
+        if not self.worker_user:
+            return None
+        return grp.getgrnam(self.worker_user.split()[1]).gr_gid
+
     # -- files -------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Create the directories and write the main config (idempotent, done at every start)."""
-        for folder in (self.staging_dir, self.root / "tmp", self.live_dir):
+        for folder in (self.staging_dir, self.root / "tmp", self.live_dir, self.slots_dir, self.site_root):
             folder.mkdir(parents=True, exist_ok=True)
+        # nginx's workers open the password files by name; nobody else can list them.
+        self.auth_dir.mkdir(exist_ok=True)
+        os.chmod(self.auth_dir, 0o711)
         os.chmod(self.live_dir, 0o755)  # nginx's workers follow the links
+        # root/d -> live: a slot's own location serves $document_root/d/<slot>/... from its link.
+        site_link = self.site_root / "d"
+        if not site_link.is_symlink() or os.readlink(site_link) != str(self.live_dir):
+            staged_link = self.site_root / f".d.{uuid.uuid4().hex}"
+            os.symlink(self.live_dir, staged_link)
+            os.replace(staged_link, site_link)
         if self.watcher:
             for folder in (self.control_dir / "requests", self.control_dir / "results"):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -92,11 +120,27 @@ class Nginx:
         candidate = changed_entries(self.entries, changes)
         staged = self.staging_dir / "sites.map"
         _write_atomically(staged, compose_sites(candidate))
+        # The slots' own parts: the live file of every unchanged slot, a staged one for each change.
+        staged_parts = self.staging_dir / "slots"
+        staged_parts.mkdir(exist_ok=True)
+        includes = []
+        for slot, part in sorted(changed_parts(self.parts, changes).items()):
+            if slot in changes:
+                _write_atomically(staged_parts / f"{slot}.conf", part)
+                includes.append(str(staged_parts / f"{slot}.conf"))
+            else:
+                includes.append(str(self.slots_dir / f"{slot}.conf"))
         test_conf = self.staging_dir / "test.nginx.conf"
         try:
             _write_atomically(
                 test_conf,
-                render_main_config(self.env, self.settings, sites_map=str(staged), worker_user=self.worker_user),
+                render_main_config(
+                    self.env,
+                    self.settings,
+                    sites_map=str(staged),
+                    worker_user=self.worker_user,
+                    slot_includes=includes,
+                ),
             )
             self.test(test_conf)
         finally:
@@ -104,16 +148,40 @@ class Nginx:
 
     def install_many(self, changes: Mapping[str, str | None]) -> bool:
         """Apply every change (a config text, or None to remove the slot) to the live entries with
-        one atomic rename; return whether the file changed."""
-        return self._install_entries(changed_entries(self.entries, changes))
+        one atomic rename (and each slot's own part with one rename); return whether a file changed."""
+        parts = self._install_parts(changed_parts(self.parts, changes), changes)
+        return self._install_entries(changed_entries(self.entries, changes)) or parts
 
     def install_all(self, configs: Mapping[str, str]) -> bool:
-        """Make exactly these slots' configs live; return whether the file changed."""
-        return self._install_entries(changed_entries({}, configs))
+        """Make exactly these slots' configs live; return whether a file changed."""
+        on_disk = {path.name.removesuffix(".conf") for path in self.slots_dir.glob("*.conf")}
+        slots = {*on_disk, *self.parts, *configs}
+        parts = self._install_parts(changed_parts({}, configs), slots)
+        return self._install_entries(changed_entries({}, configs)) or parts
 
     def has_entry(self, slot: str, text: str) -> bool:
-        """Does nginx already have exactly this config's entry for the slot (so only files differ)?"""
-        return self.entries.get(slot) == site_entry(text)
+        """Does nginx already have exactly this config's entry and part for the slot (so only files differ)?"""
+        return self.entries.get(slot) == site_entry(text) and self.parts.get(slot, "") == site_part(text)
+
+    def current_config(self, slot: str) -> str | None:
+        """What nginx has for the slot, as a config text (None: no entry), for putting it back."""
+        entry = self.entries.get(slot)
+        return None if entry is None else compose_config(entry, self.parts.get(slot, ""))
+
+    def _install_parts(self, parts: dict[str, str], slots: Iterable[str]) -> bool:
+        """Write (or remove) the part file of each slot named; nginx reads them at its next reload."""
+        changed = False
+        for slot in slots:
+            path = self.slots_dir / f"{validate_slot(slot)}.conf"
+            part = parts.get(slot, "")
+            if part and (not path.exists() or path.read_text() != part):
+                _write_atomically(path, part, tmp_suffix=".tmp")
+                changed = True
+            elif not part and path.exists():
+                path.unlink()
+                changed = True
+        self.parts = dict(parts)
+        return changed
 
     def _install_entries(self, entries: dict[str, str]) -> bool:
         self.entries = dict(entries)
@@ -125,12 +193,19 @@ class Nginx:
 
     def discard_staged(self) -> None:
         (self.staging_dir / "sites.map").unlink(missing_ok=True)
+        for staged in (self.staging_dir / "slots").glob("*.conf"):
+            staged.unlink(missing_ok=True)
 
     def sweep_leftovers(self) -> None:
         """Remove what a crash can leave half made: staged files, and links not yet moved into place
         (their names start with a dot, so they are no slot's; nor is anything else in live/ that is
         not named like a slot)."""
         for leftover in self.staging_dir.iterdir():
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        for leftover in self.slots_dir.glob("*.tmp"):
             leftover.unlink()
         for entry in list(os.scandir(self.live_dir)):
             if not is_valid_slot(entry.name):
@@ -355,8 +430,9 @@ def _copy_if_changed(text: str, path: Path) -> None:
         os.chmod(path, 0o644)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_atomically(path: Path, text: str, *, tmp_suffix: str = "") -> None:
+    # The temporary name never ends in .conf, so nginx's include of slots/*.conf never reads it.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{tmp_suffix}")
     with open(tmp, "w") as handle:
         handle.write(text)
         handle.flush()

@@ -6,7 +6,7 @@ import grp
 import hashlib
 import pwd
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,10 @@ _SAFE_ORIGIN = re.compile(r"^https?://(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::[0
 
 
 _RELEASE_PARTS = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[0-9]{1,18}$")
+
+
+# The line of a stored config after which the slot's own part of the sites server follows.
+PART_MARKER = "# nginx/slots/"
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,13 @@ def safe_path(path: Path | str) -> str:
 
 
 def render_site_config(
-    env: jinja2.Environment, *, slot: str, version: int, release_dir: Path, deployment_id: int
+    env: jinja2.Environment, *, slot: str, version: int, release_dir: Path, deployment_id: int, part: str = ""
 ) -> SiteConfig:
-    """The nginx config of one slot version; every value is allow-listed first."""
+    """The nginx config of one slot version; every value is allow-listed first.
+
+    `part`: the slot's own location compiled from its rules (siterules.render_part), empty for a
+    slot without rules (the generic location serves it).
+    """
     validate_slot(slot)
     if Path(safe_path(release_dir)).parent.name != slot:
         raise SettingsError(f"{str(release_dir)!r} is not a release directory of slot {slot!r}")
@@ -80,23 +88,45 @@ def render_site_config(
         release=release_link_target(release_dir).removeprefix("../"),
         release_dir=str(release_dir),  # for templates written before the links (already checked)
         deployment_id=int(deployment_id),
+        part=part,
     )
     return SiteConfig(slot=slot, version=int(version), text=text)
 
 
 def site_entry(text: str) -> str:
-    """The part of a slot's config that nginx parses (its sites map line), without the comments.
+    """The slot's sites map line(s) of a config, without the comments (pure).
 
-    Two versions of a slot whose entries are equal differ only in their files: switching between
-    them moves the slot's link and changes nothing nginx has loaded (pure).
+    Two versions of a slot whose entries and parts are equal differ only in their files: switching
+    between them moves the slot's link and changes nothing nginx has loaded.
     """
-    lines = (line.strip() for line in text.splitlines())
+    entry, _ = split_config(text)
+    lines = (line.strip() for line in entry.splitlines())
     return "".join(f"{line}\n" for line in lines if line and not line.startswith("#"))
 
 
 def expired_config(slot: str) -> str:
     """The sites map entry of an expired slot, which has no files: nginx answers 410, not 404 (pure)."""
     return f"{validate_slot(slot)} expired;\n"
+
+
+def site_part(text: str) -> str:
+    """The slot's own part of the sites server (nginx/slots/<slot>.conf); empty without rules."""
+    return split_config(text)[1]
+
+
+def split_config(text: str) -> tuple[str, str]:
+    """A stored config: the map entry (with its comments), and the slot's part after the marker."""
+    head, marker, rest = text.partition(f"\n{PART_MARKER}")
+    if not marker:
+        return text, ""
+    return head + "\n", rest.partition("\n")[2]
+
+
+def compose_config(entry: str, part: str) -> str:
+    """A config text that splits into this entry and part (what nginx has, for putting back)."""
+    if not part:
+        return entry
+    return f"{entry}{PART_MARKER} (restored)\n{part}"
 
 
 def release_link_target(release_dir: Path | str) -> str:
@@ -118,8 +148,10 @@ def render_main_config(
     *,
     sites_map: str,
     worker_user: str = "",
+    slot_includes: Sequence[str] | None = None,
 ) -> str:
-    """The whole nginx.conf; sites_map is the live entries file, or a candidate for nginx -t."""
+    """The whole nginx.conf; sites_map is the live entries file, or a candidate for nginx -t, and
+    slot_includes the slots' own parts (default: every file in nginx/slots/)."""
     listen = f"{settings.host}:{settings.port}"
     if not _SAFE_LISTEN.fullmatch(listen):
         raise SettingsError(f"{listen!r} is not an address nginx can listen on")
@@ -143,6 +175,12 @@ def render_main_config(
         sites_redirect=sites_redirect(settings),
         service_upstream=upstream,
         sites_map=safe_path(sites_map),
+        site_root=safe_path(settings.nginx_dir / "root"),
+        slot_includes=(
+            [safe_path(path) for path in slot_includes]
+            if slot_includes is not None
+            else [safe_path(settings.nginx_dir / "slots") + "/*.conf"]
+        ),
         live_dir=safe_path(settings.data_dir / "live"),
         symlink_check=bool(settings.nginx_symlink_check),
         tls_cert=safe_path(Path(settings.tls_cert).absolute()) if settings.tls else "",
@@ -196,4 +234,16 @@ def changed_entries(entries: dict[str, str], changes: Mapping[str, str | None]) 
             result.pop(validate_slot(slot), None)
         else:
             result[validate_slot(slot)] = site_entry(text)
+    return result
+
+
+def changed_parts(parts: dict[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """A copy of `parts` with each slot set to its config's part (None or no rules: none)."""
+    result = dict(parts)
+    for slot, text in changes.items():
+        part = site_part(text) if text is not None else ""
+        if part:
+            result[validate_slot(slot)] = part
+        else:
+            result.pop(validate_slot(slot), None)
     return result

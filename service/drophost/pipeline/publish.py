@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from drophost.errors import ConflictError, DrophostError
-from drophost.pipeline import record, releases, retention
+from drophost.pipeline import record, releases, retention, sitefiles
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import render_site_config
+from drophost.pipeline.siterules import SiteOptions
 from drophost.store import audit, deployments, versions
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def publish_tree(
     source: str,
     deployment_id: int | None = None,
     linked: bool = False,
+    site: SiteOptions | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """Turn a tree under releases/ into a live version of `slot` and return its deployment.
@@ -39,6 +41,7 @@ def publish_tree(
     `linked`: every file is already a hard link into a store (ZIP and digest deploys link into the
     artifact store as they build the tree, git into its blob cache), so the tree is not walked
     again; otherwise each distinct file is absorbed into the artifact store here.
+    `site`: the rules deploy.yaml or the API give; the tree's `_redirects` and `_headers` add theirs.
     """
     with ctx.slot_lock(slot):
         if deployment_id is None:
@@ -52,9 +55,11 @@ def publish_tree(
                 with ctx.artifacts.using():
                     ctx.artifacts.absorb_tree(incoming)
             releases.promote(incoming, final)
+            rule_files = sitefiles.take_rule_files(final)
+            part, compiled_from = sitefiles.compile_site(ctx, slot, site or SiteOptions(), rule_files)
             releases.seal(final)
             _refuse_if_locked(ctx, slot)
-            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds)
+            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, part, compiled_from)
         except DrophostError as exc:
             releases.remove(incoming)
             releases.remove(final)
@@ -85,12 +90,20 @@ def _refuse_if_locked(ctx: Context, slot: str) -> None:
 
 
 def _go_live(
-    ctx: Context, slot: str, deployment_id: int, final: Path, files: int, size: int, ttl_seconds: int | None
+    ctx: Context,
+    slot: str,
+    deployment_id: int,
+    final: Path,
+    files: int,
+    size: int,
+    ttl_seconds: int | None,
+    part: str,
+    compiled_from: dict[str, Any],
 ) -> None:
     with ctx.pool.connection() as conn:
         version = versions.next_version(conn, slot)
         config = render_site_config(
-            ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id
+            ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id, part=part
         )
         versions.insert_config_version(
             conn,
@@ -100,6 +113,7 @@ def _go_live(
             release_dir=str(final),
             config=config.text,
             sha256=config.sha256,
+            site=compiled_from,
         )
     try:
         ctx.activator.activate(slot, config.text, final)

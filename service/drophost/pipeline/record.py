@@ -41,6 +41,14 @@ def rolled_back(ctx: Context, *, slot: str, version: int, deployment_id: int) ->
         )
 
 
+def rules_changed(ctx: Context, *, slot: str, version: int, deployment_id: int, expires_at: datetime | None) -> None:
+    """nginx serves a new config version of the same release (PATCH of the slot's rules)."""
+    with _recording(ctx, slot) as conn:
+        slots.activate(
+            conn, slot=slot, version=version, deployment_id=deployment_id, action="deploy", expires_at=expires_at
+        )
+
+
 def taken_offline(ctx: Context, *, slot: str, status: str, action: str) -> None:
     with _recording(ctx, slot) as conn:
         slots.deactivate(conn, slot=slot, status=status, action=action)

@@ -8,9 +8,10 @@ from typing import Any
 
 from drophost.errors import ConflictError, DrophostError, NotFoundError, UnsafeReleaseError
 from drophost.names import validate_slot
-from drophost.pipeline import record, releases
+from drophost.pipeline import record, releases, sitefiles
 from drophost.pipeline.context import Context
-from drophost.pipeline.nginxconfig import expired_config
+from drophost.pipeline.nginxconfig import expired_config, render_site_config
+from drophost.pipeline.siterules import SiteOptions
 from drophost.store import audit, slots, versions
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,53 @@ def rollback(ctx: Context, slot: str, version: int | None) -> dict[str, Any]:
             raise ConflictError(f"config version {version} cannot be made live: {exc.message}") from None
         ctx.activator.activate(slot, target["config"], release)
         record.rolled_back(ctx, slot=slot, version=version, deployment_id=target["deployment_id"])
+    return {"slot": slot, "active": version}
+
+
+def update_site(ctx: Context, slot: str, options: SiteOptions) -> dict[str, Any]:
+    """New rules for a live slot: a new config version over the same release, compiled from these
+    deploy.yaml/API keys and the release's own rule files, switched like any version."""
+    validate_slot(slot)
+    with ctx.slot_lock(slot):
+        with ctx.pool.connection() as conn:
+            current = slots.get_slot(conn, slot)
+            if current is None:
+                raise NotFoundError(f'there is no slot "{slot}"')
+            if current["status"] != "live":
+                raise ConflictError(f'slot "{slot}" is {current["status"]}; roll back to a version first')
+            active = versions.get_version(conn, slot, current["active_version"])
+        assert active is not None
+        release = releases.locate(ctx.settings.releases_dir, active["release_dir"])
+        files = (active["site"] or {}).get("files", {})
+        part, compiled_from = sitefiles.compile_site(ctx, slot, options, files)
+        with ctx.pool.connection() as conn:
+            version = versions.next_version(conn, slot)
+            config = render_site_config(
+                ctx.nginx.env,
+                slot=slot,
+                version=version,
+                release_dir=release,
+                deployment_id=active["deployment_id"],
+                part=part,
+            )
+            versions.insert_config_version(
+                conn,
+                slot=slot,
+                version=version,
+                deployment_id=active["deployment_id"],
+                release_dir=active["release_dir"],
+                config=config.text,
+                sha256=config.sha256,
+                site=compiled_from,
+            )
+        try:
+            ctx.activator.activate(slot, config.text, release)
+        except DrophostError:
+            record.version_failed(ctx, slot, version)
+            raise
+        record.rules_changed(
+            ctx, slot=slot, version=version, deployment_id=active["deployment_id"], expires_at=current["expires_at"]
+        )
     return {"slot": slot, "active": version}
 
 

@@ -55,6 +55,14 @@ def mark_ready(conn: Conn, deployment_id: int, *, files: int, size: int) -> None
     )
 
 
+def mark_unchanged(conn: Conn, deployment_id: int) -> None:
+    """A build whose output is what the slot serves already: no version was made."""
+    conn.execute(
+        "UPDATE deployments SET state = 'unchanged', error = NULL, finished_at = now() WHERE id = %s",
+        (deployment_id,),
+    )
+
+
 def mark_failed(conn: Conn, deployment_id: int, error: str) -> None:
     """The one way a deployment of any source is marked failed."""
     conn.execute(

@@ -15,17 +15,18 @@ def create_upload(
     ttl_seconds: int | None,
     manifest: dict[str, str],
     source_name: str | None = None,
+    site: dict[str, object] | None = None,
 ) -> None:
     conn.execute(
-        "INSERT INTO uploads (id, slot, ttl_seconds, manifest, source_name) VALUES (%s, %s, %s, %s, %s)",
-        (upload_id, slot, ttl_seconds, Jsonb(manifest), source_name),
+        "INSERT INTO uploads (id, slot, ttl_seconds, manifest, source_name, site) VALUES (%s, %s, %s, %s, %s, %s)",
+        (upload_id, slot, ttl_seconds, Jsonb(manifest), source_name, Jsonb(site) if site is not None else None),
     )
 
 
 def get_upload(conn: Conn, upload_id: str) -> Row | None:
     return fetch_one(
         conn,
-        "SELECT id, slot, ttl_seconds, manifest, source_name, finalized_at, deployment_id, created_at"
+        "SELECT id, slot, ttl_seconds, manifest, source_name, site, finalized_at, deployment_id, created_at"
         " FROM uploads WHERE id = %s",
         (upload_id,),
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from drophost.store.rows import Conn, Row, fetch_all, fetch_one
 
 
@@ -14,12 +16,20 @@ def next_version(conn: Conn, slot: str) -> int:
 
 
 def insert_config_version(
-    conn: Conn, *, slot: str, version: int, deployment_id: int, release_dir: str, config: str, sha256: str
+    conn: Conn,
+    *,
+    slot: str,
+    version: int,
+    deployment_id: int,
+    release_dir: str,
+    config: str,
+    sha256: str,
+    site: dict[str, Any] | None = None,
 ) -> None:
     conn.execute(
-        "INSERT INTO config_versions (slot, version, deployment_id, release_dir, config, sha256, status)"
-        " VALUES (%s, %s, %s, %s, %s, %s, 'pending')",
-        (slot, version, deployment_id, release_dir, config, sha256),
+        "INSERT INTO config_versions (slot, version, deployment_id, release_dir, config, sha256, status, site)"
+        " VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s)",
+        (slot, version, deployment_id, release_dir, config, sha256, Jsonb(site) if site is not None else None),
     )
 
 
@@ -39,7 +49,7 @@ def list_versions(conn: Conn, slot: str) -> list[Row]:
 def get_version(conn: Conn, slot: str, version: int) -> Row | None:
     return fetch_one(
         conn,
-        "SELECT version, sha256, status, deployment_id, created_at, config, release_dir FROM config_versions"
+        "SELECT version, sha256, status, deployment_id, created_at, config, release_dir, site FROM config_versions"
         " WHERE slot = %s AND version = %s",
         (slot, version),
     )

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from drophost.errors import (
     NotFoundError,
     UnsupportedMediaError,
     ValidationError,
 )
+from drophost.jsonbody import MAX_DEPTH, nests_deeper_than
 from drophost.names import parse_ttl, slot_from_filename, validate_slot
-from drophost.pipeline import releases, versiondiff
+from drophost.pipeline import releases, siterules, versiondiff
+from drophost.pipeline.buildlog import read_log
+from drophost.pipeline.siterules import RuleLimits, SiteOptions
 from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
 from drophost.text import show
@@ -54,6 +59,7 @@ async def create_deployment(request: Request) -> Response:
         slot = validate_slot(raw_slot) if raw_slot else slot_from_filename(upload.filename or "")
         authorize_slot(request, slot)
         ttl = parse_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
+        site = site_field(form.get("site"), settings)
         force = (_form_text(form, "force") or "").lower() in ("1", "true", "yes")
         await run_in_threadpool(refuse_drift, request, slot, force)
         row = await run_in_threadpool(
@@ -62,6 +68,7 @@ async def create_deployment(request: Request) -> Response:
             slot=slot,
             source_name=(upload.filename or "")[:255] or None,
             ttl_seconds=ttl or settings.default_ttl_seconds or None,
+            site=site,
         )
     return JSONResponse(views.deployment(settings, row), status_code=201)
 
@@ -83,6 +90,35 @@ async def get_deployment(request: Request) -> Response:
     deployment_id = id_param(request, "id")
     row = await run_in_threadpool(deployer_of(request).deployment, deployment_id)
     return JSONResponse(views.deployment(settings_of(request), row))
+
+
+async def get_deployment_log(request: Request) -> Response:
+    """A deployment's build log as text; with ?follow=1, streamed until the deployment ends."""
+    deployment_id = id_param(request, "id")
+    deployer = deployer_of(request)
+    await run_in_threadpool(deployer.deployment, deployment_id)  # 404 for an unknown id
+    builds = settings_of(request).builds_dir
+    media = "text/plain; charset=utf-8"
+    if request.query_params.get("follow") not in ("1", "true"):
+        return Response(await run_in_threadpool(read_log, builds, deployment_id), media_type=media)
+
+    async def follow() -> AsyncIterator[bytes]:
+        offset = 0
+        while True:
+            row = await run_in_threadpool(deployer.deployment, deployment_id)
+            data = await run_in_threadpool(read_log, builds, deployment_id, offset)
+            if data:
+                offset += len(data)
+                yield data
+            if row["state"] not in ("queued", "building"):
+                # The last lines are written as the deployment ends: one more read after it has.
+                await asyncio.sleep(0.2)
+                if rest := await run_in_threadpool(read_log, builds, deployment_id, offset):
+                    yield rest
+                return
+            await asyncio.sleep(0.2)
+
+    return StreamingResponse(follow(), media_type=media)
 
 
 # -- slots and versions ----------------------------------------------------------------------
@@ -169,16 +205,26 @@ async def list_events(request: Request) -> Response:
 
 
 async def update_slot(request: Request) -> Response:
-    """Set a live slot's time to live from now: {"ttl": "2h"}; null or "" removes it."""
+    """Set a live slot's time to live from now: {"ttl": "2h"} (null or "" removes it), and/or its
+    rules: {"site": {...}}, a new config version over the same files."""
     slot = path_slot(request)
     body = await read_json(request)
-    if "ttl" not in body:
-        raise ValidationError('send {"ttl": "<duration>"} (or null to never expire)', field="ttl")
-    raw = body["ttl"]
-    if raw is not None and (not isinstance(raw, str | int) or isinstance(raw, bool)):
-        raise ValidationError("ttl must be a duration like 3600, 90m or 7d, or null", field="ttl")
-    ttl = parse_ttl(raw, maximum=settings_of(request).max_ttl_seconds)
-    result = await run_in_threadpool(deployer_of(request).set_ttl, slot, ttl)
+    if "ttl" not in body and "site" not in body:
+        raise ValidationError('send {"ttl": "<duration>"} (or null to never expire) or {"site": {...}}', field="ttl")
+    settings = settings_of(request)
+    # Both are checked before either changes anything.
+    options = siterules.parse_options(body.get("site"), file="site", limits=RuleLimits.from_settings(settings))
+    ttl: int | None = None
+    if "ttl" in body:
+        raw = body["ttl"]
+        if raw is not None and (not isinstance(raw, str | int) or isinstance(raw, bool)):
+            raise ValidationError("ttl must be a duration like 3600, 90m or 7d, or null", field="ttl")
+        ttl = parse_ttl(raw, maximum=settings.max_ttl_seconds)
+    result: dict[str, Any] = {"slot": slot}
+    if "site" in body:
+        result.update(await run_in_threadpool(deployer_of(request).update_site, slot, options))
+    if "ttl" in body:
+        result.update(await run_in_threadpool(deployer_of(request).set_ttl, slot, ttl))
     return JSONResponse(result)
 
 
@@ -190,11 +236,29 @@ def _form_text(form: FormData, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{name} must be a text field", field=name)
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
+    # Leading or trailing whitespace and control characters are what a trim would have hidden; a
+    # space inside ("Bad Name") is left to the field's own check, which explains what is allowed.
+    if value != value.strip() or any(not ch.isprintable() for ch in value):
         raise ValidationError(
             f"{name} {show(value, 40)} carries whitespace or control characters; send the value alone", field=name
         )
     return value
+
+
+def site_field(raw: object, settings: Settings) -> SiteOptions | None:
+    """The `site` form field of an upload: the site's rules as JSON text."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ValidationError("site must be a text field holding JSON", field="site")
+    # As for every JSON body: json.loads recurses once per level (a RecursionError is a 500).
+    if nests_deeper_than(raw, MAX_DEPTH):
+        raise ValidationError(f"site nests JSON deeper than {MAX_DEPTH} levels", field="site")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValidationError("site must be JSON", field="site") from None
+    return siterules.parse_options(data, file="site", limits=RuleLimits.from_settings(settings))
 
 
 def _with_conn(pool: ConnectionPool[Any], query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -51,7 +51,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         )
         await run_in_threadpool(pool.open, True, 30.0)
         nginx = Nginx(settings)
-        deployer = Deployer(settings, pool, nginx)
+        deployer = Deployer(settings, pool, nginx, os.environ if environ is None else environ)
         ingester = Ingester(pool, nginx.root / "access.log", retention_days=settings.access_log_retention_days)
         gitops = GitOps(settings, pool, deployer, os.environ if environ is None else environ)
         app.state.settings = settings

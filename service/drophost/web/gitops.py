@@ -113,6 +113,8 @@ async def git_hook(request: Request) -> Response:
         url = views.slot_url(settings, row["slot"])
         if row["state"] == "ready":
             messages.append(f"live at {url} (version {row['version']})")
+        elif row["state"] == "unchanged":
+            messages.append(f"DropHost: {row['slot']} unchanged: the build's output is what {url} serves already")
         elif row["state"] == "failed":
             messages.append(f"DropHost: deploy of {row['slot']} failed: {row['error']}")
         else:

@@ -180,6 +180,7 @@ SCHEMAS: dict[str, Schema] = {
                     "failed",
                     "offline",
                     "expired",
+                    "unchanged",
                 ],
             },
             "source": {"type": "string", "enum": ["zip", "git", "upload"]},

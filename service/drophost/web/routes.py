@@ -30,6 +30,21 @@ CHANGES: Schema = {
 }
 
 
+# A site's rules (README, "Site rules"): the same keys as deploy.yaml's.
+SITE: Schema = {
+    "type": "object",
+    "description": "spa, clean_urls, redirects [{from, to, status?, force?}], headers [{for, values, remove?}],"
+    " access {basic_auth_env?, allow?}",
+    "properties": {
+        "spa": {"type": "boolean"},
+        "clean_urls": {"type": "boolean"},
+        "redirects": {"type": "array", "items": {"type": "object"}},
+        "headers": {"type": "array", "items": {"type": "object"}},
+        "access": {"type": "object"},
+    },
+}
+
+
 def json_body(schema: Schema) -> dict[str, Schema]:
     return {"application/json": schema}
 
@@ -107,6 +122,7 @@ def _deployments(settings: Settings) -> list[Endpoint]:
             "file": {"type": "string", "format": "binary"},
             "slot": STRING,
             "ttl": {"type": "string", "description": TTL_TEXT},
+            "site": {"type": "string", "description": "the site's rules as JSON (see Site in PATCH /api/slots/{slot})"},
         },
     }
     return [
@@ -143,6 +159,16 @@ def _deployments(settings: Settings) -> list[Endpoint]:
             (401, 404),
             auth="read",
         ),
+        Endpoint(
+            "GET",
+            "/api/deployments/{id}/log",
+            api.get_deployment_log,
+            "A deployment's build log (text, a time per line); ?follow=1 streams it until the deployment ends",
+            {200: ("The log as text/plain (empty for a deployment without a build)", None)},
+            (401, 404),
+            auth="read",
+            query=(Query("follow", {"type": "string", "enum": ["0", "1", "true"]}),),
+        ),
     ]
 
 
@@ -161,12 +187,12 @@ def _slots() -> list[Endpoint]:
     )
     ttl = {
         "type": "object",
-        "required": ["ttl"],
         "properties": {
             "ttl": {
                 "type": ["string", "integer", "null"],
                 "description": "seconds, or a number with s/m/h/d/w; null: never",
-            }
+            },
+            "site": SITE,
         },
     }
     return [
@@ -192,8 +218,17 @@ def _slots() -> list[Endpoint]:
             "PATCH",
             "/api/slots/{slot}",
             api.update_slot,
-            "Set a live slot's time to live, counted from now",
-            {200: ("New expiry", obj(slot=STRING, expires_at={"type": ["string", "null"], "format": "date-time"}))},
+            "Set a live slot's time to live (from now) and/or its rules (a new config version, same files)",
+            {
+                200: (
+                    "New expiry and/or version",
+                    obj(
+                        slot=STRING,
+                        expires_at={"type": ["string", "null"], "format": "date-time"},
+                        active=INTEGER,
+                    ),
+                )
+            },
             (400, 401, 404, 409, 422),
             auth="deploy",
             body=json_body(ttl),
@@ -283,6 +318,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             "slot": STRING,
             "ttl": {"type": ["string", "integer"]},
             "name": {"type": "string", "description": "shown as the source"},
+            "site": SITE,
             "files": {"type": "object", "additionalProperties": STRING},
         },
     }
@@ -308,6 +344,28 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             auth="deploy",
             body={"application/octet-stream": {"type": "string", "format": "binary"}},
             max_body=settings.max_unpacked_bytes,
+        ),
+        Endpoint(
+            "GET",
+            "/api/uploads/{upload_id}",
+            uploads.get_upload,
+            "An open digest upload and the digests still missing (resume after a broken connection)",
+            {200: ("Upload", obj(upload_id=STRING, slot=STRING, files=INTEGER, missing=STRINGS))},
+            (401, 404, 409),
+            auth="deploy",
+        ),
+        Endpoint(
+            "POST",
+            "/api/uploads/{upload_id}/batch",
+            uploads.post_batch,
+            "Upload many files in one body: for each, a line '<sha256 hex> <size>' and a newline, then its"
+            " bytes. Each file is checked and stored as it arrives; a batch cut short keeps the files it"
+            " completed",
+            {200: ("Every file of the batch is in the store", obj(blobs=INTEGER, stored=INTEGER, bytes=INTEGER))},
+            (400, 401, 404, 409, 413, 422),
+            auth="deploy",
+            body={"application/octet-stream": {"type": "string", "format": "binary"}},
+            max_body=settings.max_upload_bytes,  # per batch; a client sends a large site in several
         ),
         Endpoint(
             "POST",

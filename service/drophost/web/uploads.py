@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from drophost.errors import NotFoundError, ValidationError
+from drophost.errors import BadRequestError, NotFoundError, ValidationError
 from drophost.names import parse_ttl, validate_slot
+from drophost.pipeline import siterules
+from drophost.pipeline.blobbatch import BlobBatch
 from drophost.pipeline.digest import DigestUploads
+from drophost.pipeline.siterules import RuleLimits
 from drophost.store import versions
 from drophost.web import views
 from drophost.web.auth import authorize_slot
@@ -17,7 +20,7 @@ from drophost.web.gitops import refuse_drift
 
 
 async def create_upload(request: Request) -> Response:
-    """Start a digest upload: {"slot", "ttl"?, "name"?, "files": {path: sha256}} -> the digests it lacks."""
+    """Start a digest upload: {"slot", "ttl"?, "name"?, "site"?, "files": {path: sha256}} -> the digests it lacks."""
     body = await read_json(request)
     slot = body.get("slot")
     if not isinstance(slot, str):
@@ -34,9 +37,10 @@ async def create_upload(request: Request) -> Response:
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise ValidationError("name must be text", field="name")
+    site = siterules.parse_options(body.get("site"), file="site", limits=RuleLimits.from_settings(settings_of(request)))
     uploads = DigestUploads(deployer_of(request))
     result = await run_in_threadpool(
-        uploads.create, slot=slot, ttl_seconds=ttl, files=body.get("files"), source_name=name
+        uploads.create, slot=slot, ttl_seconds=ttl, files=body.get("files"), source_name=name, site=site
     )
     return JSONResponse(result, status_code=201)
 
@@ -58,6 +62,35 @@ async def put_blob(request: Request) -> Response:
     finally:
         writer.close()
     return JSONResponse({"digest": digest, "stored": True}, status_code=201)
+
+
+async def get_upload(request: Request) -> Response:
+    """An open digest upload and the digests the store still lacks (to resume after a broken batch)."""
+    uploads = DigestUploads(deployer_of(request))
+    return JSONResponse(await run_in_threadpool(uploads.status, request.path_params["upload_id"]))
+
+
+async def post_batch(request: Request) -> Response:
+    """Upload many files in one body: for each, '<sha256> <size>\\n' then its bytes (pipeline/blobbatch.py)."""
+    deployer = deployer_of(request)
+    wanted = await run_in_threadpool(DigestUploads(deployer).wanted, request.path_params["upload_id"])
+    batch = BlobBatch(deployer.artifacts, wanted, max_blob_bytes=deployer.settings.max_unpacked_bytes)
+    try:
+        # Hashing and writing run in a worker thread, a piece at a time: the event loop keeps
+        # receiving the other batches in flight meanwhile.
+        async for chunk in request.stream():
+            if chunk:
+                await run_in_threadpool(batch.feed, chunk)
+        batch.end()
+    except ClientDisconnect:
+        # Expected now and then (a client resumes with what is still missing): no traceback.
+        raise BadRequestError(
+            f"the connection broke inside the batch; its {batch.complete} complete blobs were kept",
+            kept=batch.complete,
+        ) from None
+    finally:
+        batch.close()
+    return JSONResponse(batch.report())
 
 
 async def finalize_upload(request: Request) -> Response:

@@ -1,0 +1,250 @@
+"""Build a commit of a site with `build:` in deploy.yaml: its whole tree is written to a work folder,
+the command runs in the sandbox (pipeline/sandbox.py), and its output becomes the tree to publish.
+
+The work folder is <data>/builds/work/<deployment id>, removed afterwards; the slot's cache folders
+live in <data>/builds/cache/<slot>/ between builds; the log in <data>/builds/logs/<deployment id>.log.
+When DropHost runs as root, the build runs as its own user (DROPHOST_BUILD_USER).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from drophost.accounts import Account, ensure_user, own_tree
+from drophost.errors import BuildError, CommandError, GitError
+from drophost.gitops.manifest import BuildSpec
+from drophost.gitops.mirror import GitSource
+from drophost.pipeline import sandbox
+from drophost.pipeline.archive import ArchiveLimits
+from drophost.pipeline.buildlog import BuildLog
+from drophost.pipeline.buildoutput import Copied, copy_output
+from drophost.settings import Settings
+
+_READ = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is built: the platform's variables (as Netlify names them too) come from here."""
+
+    deployment_id: int
+    slot: str
+    branch: str
+    commit: str
+    path: str
+    preview: bool
+
+
+def platform_env(settings: Settings, target: Target) -> dict[str, str]:
+    """The variables every build gets (pure); deploy.yaml's env cannot override them."""
+    base_path = f"/d/{target.slot}/"
+    url = f"{settings.site_base_url}{base_path}"
+    context = "preview" if target.preview else "production"
+    return {
+        "DROPHOST_SLOT": target.slot,
+        "DROPHOST_URL": url,
+        "DROPHOST_BASE_PATH": base_path,
+        "DROPHOST_BRANCH": target.branch,
+        "DROPHOST_COMMIT": target.commit,
+        "DROPHOST_CONTEXT": context,
+        "URL": url,
+        "DEPLOY_URL": url,
+        "CONTEXT": context,
+        "BRANCH": target.branch,
+        "COMMIT_REF": target.commit,
+    }
+
+
+def build_env(settings: Settings, spec: BuildSpec, target: Target, environ: Mapping[str, str]) -> dict[str, str]:
+    env = dict(spec.env)
+    for name in spec.secrets_env:
+        value = environ.get(name)
+        if value is None:
+            raise BuildError(f"the variable {name} (build.secrets_env) is not set in DropHost's environment")
+        env[name] = value
+    env.update(platform_env(settings, target))
+    return env
+
+
+def cache_folder(builds_dir: Path, slot: str, relative: str) -> Path:
+    key = hashlib.sha256(relative.encode()).hexdigest()[:16]
+    return builds_dir / "cache" / slot / key
+
+
+class Builder:
+    def __init__(self, settings: Settings, source: GitSource, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.source = source
+        self.environ = environ
+        self._slots = threading.BoundedSemaphore(max(1, settings.build_concurrency))
+        self._probe_lock = threading.Lock()
+        self._sandbox_error: str | None = None
+        self._probed = False
+        self._system = sandbox.host_system()
+
+    def build(
+        self, spec: BuildSpec, target: Target, git_dir: Path, limits: ArchiveLimits, incoming: Path, log: BuildLog
+    ) -> Copied:
+        """Build the commit and copy its output into `incoming` (which must not exist yet)."""
+        builds = self.settings.builds_dir
+        work = builds / "work" / str(target.deployment_id)
+        log.line(f"DropHost: building {target.commit[:12]} of {target.branch} for {target.slot}")
+        try:
+            with self._slots:
+                run_as = self._run_as()
+                self._check_sandbox(run_as)
+                _prepare_folder(builds / "work", 0o711)
+                _remove(work)
+                work.mkdir(mode=0o755)
+                self._write_source(git_dir, target.commit, work, limits)
+                tree = work / target.path if target.path else work
+                if not tree.is_dir() or tree.is_symlink():
+                    raise BuildError(f'the path "{target.path}" is not a folder in the commit')
+                caches = self._caches(spec, target, tree, run_as)
+                if run_as is not None:
+                    own_tree(work, _account(run_as), skip=set())
+                job = sandbox.Job(
+                    command=spec.command,
+                    tree=work,
+                    workdir=target.path,
+                    caches=caches,
+                    env=tuple(build_env(self.settings, spec, target, self.environ).items()),
+                    network=spec.network,
+                    tools=tuple(Path(t) for t in self.settings.build_tools.split(":") if t),
+                )
+                timeout = min(spec.timeout, self.settings.build_max_timeout)
+                limits_ = sandbox.Limits(
+                    cpu_seconds=timeout,
+                    memory_bytes=self.settings.build_memory_bytes,
+                    processes=self.settings.build_processes,
+                    open_files=self.settings.build_open_files,
+                    file_bytes=self.settings.build_file_bytes,
+                )
+                log.line(f"DropHost: $ {' '.join(spec.command)}")
+                if self.settings.build_sandbox == "none":
+                    argv = sandbox.plan_unconfined(job, limits_)
+                    env = sandbox.environment(job)
+                    cwd = tree
+                else:
+                    argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits_, self._system)
+                    env = {"PATH": sandbox.PATH}
+                    cwd = Path("/")
+                sandbox.run(argv, cwd=cwd, env=env, timeout=timeout, run_as=run_as, on_line=log.line)
+                copied = copy_output(tree / spec.output, incoming, limits)
+                log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
+                return copied
+        except BuildError as exc:
+            log.line(f"DropHost: {exc.message}")
+            raise
+        finally:
+            _remove(work)
+
+    def _run_as(self) -> sandbox.RunAs | None:
+        if os.geteuid() != 0:
+            return None
+        account = ensure_user(self.settings.build_user, Path("/nonexistent"))
+        return sandbox.RunAs(uid=account.uid, gid=account.gid)
+
+    def _check_sandbox(self, run_as: sandbox.RunAs | None) -> None:
+        if self.settings.build_sandbox == "none":
+            return
+        if self.settings.build_sandbox != "bwrap":
+            raise BuildError('DROPHOST_BUILD_SANDBOX must be "bwrap" or "none"')
+        with self._probe_lock:
+            if not self._probed:
+                self._sandbox_error = sandbox.probe(self.settings.build_bwrap, run_as=run_as, system=self._system)
+                self._probed = True
+        if self._sandbox_error:
+            raise BuildError(
+                f"builds are refused: {self._sandbox_error}. Install bubblewrap and allow user namespaces,"
+                " or set DROPHOST_BUILD_SANDBOX=none to build without a sandbox (trusting everyone who can push)"
+            )
+
+    def _write_source(self, git_dir: Path, commit: str, work: Path, limits: ArchiveLimits) -> None:
+        """The whole commit (dotfiles too: it is source, not output), within the ZIP caps."""
+        entries = 0
+        total = 0
+        try:
+            with (
+                self.source.git_stream(git_dir, "archive", "--format=tar", "--end-of-options", commit) as out,
+                tarfile.open(fileobj=out, mode="r|") as tar,
+            ):
+                for member in tar:
+                    entries += 1
+                    total += max(member.size, 0)
+                    if entries > limits.max_entries:
+                        raise GitError(f"the tree has more than {limits.max_entries} entries")
+                    if total > limits.max_unpacked_bytes:
+                        raise GitError(f"the tree holds more than {limits.max_unpacked_bytes} bytes")
+                    try:
+                        tar.extract(member, work, filter="data")
+                    except tarfile.FilterError:
+                        continue  # a link pointing out of the tree: never followed, not written
+        except (tarfile.TarError, CommandError) as exc:
+            raise GitError("the commit could not be read from the repository") from exc
+
+    def _caches(
+        self, spec: BuildSpec, target: Target, tree: Path, run_as: sandbox.RunAs | None
+    ) -> tuple[tuple[Path, str], ...]:
+        caches = []
+        for relative in spec.cache:
+            folder = cache_folder(self.settings.builds_dir, target.slot, relative)
+            _prepare_folder(folder.parent.parent, 0o711)
+            _prepare_folder(folder.parent, 0o711)
+            folder.mkdir(mode=0o755, exist_ok=True)
+            if run_as is not None:
+                os.chown(folder, run_as.uid, run_as.gid)
+            _mount_point(tree, relative)
+            caches.append((folder, relative))
+        return tuple(caches)
+
+
+def _mount_point(tree: Path, relative: str) -> None:
+    """A plain empty folder at `relative` for a cache to be mounted on; what the commit had there goes
+    (a link there would point the mount elsewhere inside the sandbox)."""
+    current = tree
+    for part in relative.split("/"):
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            current.mkdir(mode=0o755)
+            continue
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            current.unlink()
+            current.mkdir(mode=0o755)
+    _remove(current)
+    current.mkdir(mode=0o755)
+
+
+def _prepare_folder(path: Path, mode: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, mode)
+
+
+def _remove(path: Path) -> None:
+    """Remove a tree a build wrote, even one it left without write permission on its folders."""
+
+    def allow(function: object, name: str, _: object) -> None:
+        parent = os.path.dirname(name)
+        os.chmod(parent, 0o700)
+        if os.path.isdir(name) and not os.path.islink(name):
+            os.chmod(name, 0o700)
+            shutil.rmtree(name, onerror=allow)
+        else:
+            os.unlink(name)
+
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=allow)
+
+
+def _account(run_as: sandbox.RunAs) -> Account:
+    return Account(name="build", uid=run_as.uid, gid=run_as.gid)

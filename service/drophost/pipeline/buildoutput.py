@@ -1,0 +1,116 @@
+"""A build's output becomes a tree to publish by the rules of a ZIP: names, sizes, counts, no links.
+
+The output was written by the build (untrusted; its processes are all gone by now): it is walked
+without following anything, every name goes through the archive's checks, dotfiles are left out as
+from a ZIP, and regular files are copied (never linked) into a fresh folder under releases/.incoming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from drophost.errors import BuildError, DrophostError
+from drophost.pipeline.archive import ArchiveLimits, check_entry_name
+from drophost.pipeline.releases import is_published_path
+from drophost.text import show
+
+_CHUNK = 1024 * 1024
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+@dataclass(frozen=True)
+class Copied:
+    files: int
+    size: int
+
+
+def copy_output(output: Path, destination: Path, limits: ArchiveLimits) -> Copied:
+    """Copy the publishable files of `output` into the fresh folder `destination`, or raise BuildError."""
+    try:
+        info = os.lstat(output)
+    except FileNotFoundError:
+        raise BuildError("the build did not write its output folder") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise BuildError("the build's output is not a folder (a link or a file)")
+    destination.mkdir(mode=0o755, exist_ok=False)
+    counter = _Counter(limits)
+    _copy_folder(output, destination, "", counter)
+    if counter.files == 0:
+        raise BuildError("the build's output folder holds no files to publish")
+    return Copied(files=counter.files, size=counter.size)
+
+
+class _Counter:
+    def __init__(self, limits: ArchiveLimits) -> None:
+        self.limits = limits
+        self.entries = 0
+        self.files = 0
+        self.size = 0
+
+    def count(self, name: str) -> list[str]:
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise BuildError(f"the build's output has more than {self.limits.max_entries} entries")
+        try:
+            return check_entry_name(name, self.limits)
+        except DrophostError as exc:
+            raise BuildError(exc.message.replace("the entry name", "the output file")) from None
+
+    def add(self, size: int) -> None:
+        self.files += 1
+        self.size += size
+        if self.size > self.limits.max_unpacked_bytes:
+            raise BuildError(f"the build's output holds more than {self.limits.max_unpacked_bytes} bytes")
+
+
+def _copy_folder(source: Path, target: Path, prefix: str, counter: _Counter) -> None:
+    with os.scandir(source) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            name = f"{prefix}{entry.name}"
+            parts = counter.count(name)
+            if entry.is_symlink():
+                raise BuildError(f"the build's output has a link: {show(name)}")
+            if not is_published_path(parts):
+                continue  # dotfiles are never published, as from a ZIP
+            if entry.is_dir(follow_symlinks=False):
+                os.mkdir(target / entry.name, 0o755)
+                _copy_folder(Path(entry.path), target / entry.name, f"{name}/", counter)
+            elif entry.is_file(follow_symlinks=False):
+                _copy_file(Path(entry.path), target / entry.name, name, counter)
+            else:
+                raise BuildError(f"the build's output has a special file: {show(name)}")
+
+
+def _copy_file(source: Path, target: Path, name: str, counter: _Counter) -> None:
+    fd = os.open(source, _READ_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BuildError(f"the build's output has a special file: {show(name)}")
+        counter.add(info.st_size)
+        with open(fd, "rb", closefd=False) as reader, os.fdopen(os.open(target, _WRITE_FLAGS, 0o644), "wb") as out:
+            left = info.st_size
+            while left > 0 and (chunk := reader.read(min(_CHUNK, left))):
+                out.write(chunk)
+                left -= len(chunk)
+    finally:
+        os.close(fd)
+
+
+def fingerprint(root: Path) -> str:
+    """One digest of a tree's names and contents (links and special files are never in a release)."""
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        relative = os.path.relpath(folder, root)
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            digest.update(f"{relative}/{name}\0".encode("utf-8", "surrogateescape"))
+            with open(path, "rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
