@@ -12,7 +12,7 @@ from drophost.names import validate_slot
 from drophost.pipeline import releases, siterules
 from drophost.pipeline.archive import ArchiveLimits, PathSet, check_entry_name, is_published
 from drophost.pipeline.context import Context
-from drophost.pipeline.publish import publish_tree
+from drophost.pipeline.publish import check_slot_name, publish_tree
 from drophost.pipeline.siterules import SiteOptions
 from drophost.store import deployments, uploads
 
@@ -58,6 +58,7 @@ class DigestUploads:
         site: SiteOptions | None = None,
     ) -> dict[str, Any]:
         validate_slot(slot)
+        check_slot_name(self.ctx, slot)
         if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
             raise ValidationError("name must be printable and at most 255 characters", field="name")
         file_list = check_file_list(files, ArchiveLimits.from_settings(self.ctx.settings))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from drophost.errors import DrophostError
+from drophost.names import validate_new_slot
 from drophost.pipeline import record, releases, retention, sitefiles
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import render_site_config
@@ -44,6 +45,13 @@ def publish_tree(
     `site`: the rules deploy.yaml or the API give; the tree's `_redirects` and `_headers` add theirs.
     """
     with ctx.slot_lock(slot):
+        try:
+            check_slot_name(ctx, slot)
+        except DrophostError as exc:
+            releases.remove(incoming)
+            if deployment_id is not None:
+                record.deploy_failed(ctx, deployment_id, exc.message)
+            raise
         if deployment_id is None:
             with ctx.pool.connection() as conn:
                 deployment_id = deployments.create_deployment(
@@ -75,6 +83,13 @@ def publish_tree(
         except Exception:  # the deploy is live; retention runs again next time
             log.exception("retention failed for slot %s", slot)
     return record.deployment(ctx, deployment_id)
+
+
+def check_slot_name(ctx: Context, slot: str) -> None:
+    """422 for a new slot whose name could be read as a deployment's host name (see names.py)."""
+    if "--" in slot:
+        with ctx.pool.connection() as conn:
+            validate_new_slot(slot, known=versions.slot_known(conn, slot))
 
 
 def _go_live(

@@ -15,6 +15,11 @@ def next_version(conn: Conn, slot: str) -> int:
     return int(row["v"])
 
 
+def slot_known(conn: Conn, slot: str) -> bool:
+    """Whether the slot has had a version (its name was accepted before the rules of today)."""
+    return fetch_one(conn, "SELECT 1 AS one FROM config_versions WHERE slot = %s LIMIT 1", (slot,)) is not None
+
+
 def insert_config_version(
     conn: Conn,
     *,
