@@ -116,7 +116,7 @@ class DigestUploads:
         if digest not in set(row["manifest"].values()):
             raise ValidationError("that digest is not part of this upload's file list", field="digest")
 
-    def finalize(self, upload_id: str) -> dict[str, Any]:
+    def finalize(self, upload_id: str, *, activate: bool = True) -> dict[str, Any]:
         row = self.open_upload(upload_id)
         file_list: dict[str, str] = row["manifest"]
         sizes, missing = self.artifacts.sizes(file_list.values())
@@ -154,6 +154,7 @@ class DigestUploads:
             source_name=row["source_name"],
             linked=True,  # every file was linked from the artifact store above
             site=siterules.parse_options(row["site"], file="site") if row.get("site") else None,
+            activate=activate,
         )
         with self.ctx.pool.connection() as conn:
             uploads.set_upload_deployment(conn, upload_id, deployment["id"])

@@ -34,6 +34,7 @@ def publish_tree(
     deployment_id: int | None = None,
     linked: bool = False,
     site: SiteOptions | None = None,
+    activate: bool = True,
     **fields: Any,
 ) -> dict[str, Any]:
     """Turn a tree under releases/ into a live version of `slot` and return its deployment.
@@ -43,6 +44,7 @@ def publish_tree(
     artifact store as they build the tree, git into its blob cache), so the tree is not walked
     again; otherwise each distinct file is absorbed into the artifact store here.
     `site`: the rules deploy.yaml or the API give; the tree's `_redirects` and `_headers` add theirs.
+    `activate`: False publishes a draft: release, config version and permalink, the live site unchanged.
     """
     with ctx.slot_lock(slot):
         try:
@@ -66,7 +68,10 @@ def publish_tree(
             rule_files = sitefiles.take_rule_files(final)
             part, compiled_from = sitefiles.compile_site(ctx, slot, site or SiteOptions(), rule_files)
             releases.seal(final)
-            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, part, compiled_from)
+            if activate:
+                _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, part, compiled_from)
+            else:
+                _keep_draft(ctx, slot, deployment_id, final, files, size, part, compiled_from)
         except DrophostError as exc:
             releases.remove(incoming)
             releases.remove(final)
@@ -90,6 +95,35 @@ def check_slot_name(ctx: Context, slot: str) -> None:
     if "--" in slot:
         with ctx.pool.connection() as conn:
             validate_new_slot(slot, known=versions.slot_known(conn, slot))
+
+
+def _keep_draft(
+    ctx: Context,
+    slot: str,
+    deployment_id: int,
+    final: Path,
+    files: int,
+    size: int,
+    part: str,
+    compiled_from: dict[str, Any],
+) -> None:
+    with ctx.pool.connection() as conn:
+        version = versions.next_version(conn, slot)
+    config = render_site_config(
+        ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id, part=part
+    )
+    record.drafted(
+        ctx,
+        deployment_id=deployment_id,
+        files=files,
+        size=size,
+        slot=slot,
+        version=version,
+        release_dir=str(final),
+        config=config.text,
+        sha256=config.sha256,
+        site=compiled_from,
+    )
 
 
 def _go_live(

@@ -18,6 +18,7 @@ _DEPLOYMENT_COLUMNS = """
     d.files, d.bytes, d.ttl_seconds, d.error, d.created_at, d.finished_at, d.state,
     CASE WHEN d.state <> 'ready' THEN d.state
          WHEN s.deployment_id = d.id THEN s.status
+         WHEN cv.status = 'draft' THEN 'draft'
          ELSE 'superseded' END AS status,
     cv.version AS config_version
 """

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from drophost.errors import DrophostError, InvalidSlotError, NotFoundError
+from drophost.errors import DrophostError, InvalidSlotError, NotFoundError, ValidationError
 from drophost.names import parse_ttl, validate_slot
 from drophost.store import deployments, slots, versions
 from drophost.text import format_bytes
@@ -25,7 +25,7 @@ from drophost.web.common import deployer_of, pool_of, settings_of
 from drophost.web.gitops import gitops_of
 
 Page = Callable[[Request], Awaitable[Response]]
-STATUSES = ("live", "failed", "expired", "offline", "superseded", "building")
+STATUSES = ("live", "draft", "failed", "expired", "offline", "superseded", "building")
 _STATIC = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
@@ -59,6 +59,7 @@ def routes() -> list[BaseRoute]:
         Route("/slots/{slot}", slot_page, methods=["GET"]),
         Route("/ui/slots/{slot}", slot_part, methods=["GET"]),
         Route("/slots/{slot}/rollback", rollback, methods=["POST"]),
+        Route("/slots/{slot}/promote", promote, methods=["POST"]),
         Route("/slots/{slot}/ttl", set_ttl, methods=["POST"]),
         Route("/slots/{slot}/offline", take_offline, methods=["POST"]),
         Route("/analytics", analytics_page, methods=["GET"]),
@@ -189,7 +190,12 @@ async def slot_page(request: Request) -> Response:
         context = await run_in_threadpool(_slot_context, request)
     except (NotFoundError, InvalidSlotError) as exc:
         return render(request, "error.html", exc.status_code, message=exc.message)
-    notice = {"rolled-back": "Rolled back.", "ttl": "Time to live set.", "offline": "Taken offline."}
+    notice = {
+        "rolled-back": "Rolled back.",
+        "promoted": "Promoted: it is live.",
+        "ttl": "Time to live set.",
+        "offline": "Taken offline.",
+    }
     context["notice"] = notice.get(request.query_params.get("done", ""), "")
     return render(request, "slot.html", **context)
 
@@ -243,6 +249,15 @@ async def rollback(request: Request) -> Response:
     raw = request.state.form.get("version", "")
     version = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**31 else None
     return await _act(request, slot, "rolled-back", deployer_of(request).rollback, slot, version)
+
+
+@signed_in
+async def promote(request: Request) -> Response:
+    slot = validate_slot(request.path_params["slot"])
+    raw = request.state.form.get("deployment_id", "")
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63):
+        return await _failed(request, slot, ValidationError("deployment_id must be a positive integer"))
+    return await _act(request, slot, "promoted", deployer_of(request).promote, slot, int(raw))
 
 
 @signed_in

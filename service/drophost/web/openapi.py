@@ -171,6 +171,7 @@ SCHEMAS: dict[str, Schema] = {
                     "offline",
                     "expired",
                     "unchanged",
+                    "draft",
                 ],
             },
             "source": {"type": "string", "enum": ["zip", "git", "upload"]},
