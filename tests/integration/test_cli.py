@@ -41,7 +41,11 @@ def test_deploy_a_folder_then_list_versions_diff_rollback_and_logs(
     code, out, err = drophost(live, capsys, "deploy", str(folder), "--progress", "always")
     assert code == 0, err
     host = f"http://my-site.localhost:{live.settings.sites_listen_port}/"
-    assert out.strip() == f"my-site is live at {host} (version 1, deployment 1, 2 files)"
+    permalink = f"http://1--my-site.localhost:{live.settings.sites_listen_port}/"
+    assert out.splitlines() == [
+        f"my-site is live at {host} (version 1, deployment 1, 2 files)",
+        f"permalink: {permalink}",
+    ]
     assert "uploading [" in err and "100%" in err
     assert live.get("/d/my-site/").text == "<h1>one</h1>"
     (folder / "index.html").write_text("<h1>two</h1>")

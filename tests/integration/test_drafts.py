@@ -91,7 +91,10 @@ def test_the_cli_deploys_a_folder_as_a_draft_and_promotes_it(
     folder = site(tmp_path / "two", "cli", {"index.html": "two"})
     code, out, err = drophost(live, capsys, "deploy", str(folder), "--draft")
     assert code == 0, err
-    assert out.strip() == "cli: draft deployment 2 (version 2, 1 files); make it live with: drophost promote cli 2"
+    assert out.splitlines() == [
+        "cli: draft deployment 2 (version 2, 1 files); make it live with: drophost promote cli 2",
+        f"permalink: http://2--cli.localhost:{live.settings.sites_listen_port}/",
+    ]
     assert live.get("/d/cli/").text == "one"
     code, out, err = drophost(live, capsys, "promote", "cli", "2")
     assert (code, out.strip()) == (0, "cli now serves deployment 2 (version 2)")

@@ -153,12 +153,14 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
             f"{result['files']} files); make it live with: drophost promote {result['slot']} {result['id']}",
             file=out,
         )
+        print(f"permalink: {result['permalink']}", file=out)
     else:
         print(
             f"{result['slot']} is live at {result['url']} (version {result['config_version']}, "
             f"deployment {result['id']}, {result['files']} files)",
             file=out,
         )
+        print(f"permalink: {result['permalink']}", file=out)
     return EXIT_OK
 
 

@@ -191,6 +191,7 @@ def render_main_config(
             else [safe_path(settings.nginx_dir / "slots") + "/*.conf"]
         ),
         live_dir=safe_path(settings.data_dir / "live"),
+        releases_dir=safe_path(settings.releases_dir),
         symlink_check=bool(settings.nginx_symlink_check),
         tls_cert=safe_path(Path(settings.tls_cert).absolute()) if settings.tls else "",
         tls_key=safe_path(Path(settings.tls_key).absolute()) if settings.tls else "",

@@ -177,6 +177,10 @@ SCHEMAS: dict[str, Schema] = {
             "source": {"type": "string", "enum": ["zip", "git", "upload"]},
             "url": {"type": "string", "description": "the slot at the root of its host name, <slot>.<sites domain>"},
             "path_url": {"type": "string", "description": "the slot under /d/<slot>/ on the sites origin"},
+            "permalink": {
+                "type": "string",
+                "description": "this deployment's files at <id>--<slot>.<sites domain>, live or not, while kept",
+            },
             "config_version": {"type": ["integer", "null"]},
             "files": {"type": ["integer", "null"]},
             "bytes": {"type": ["integer", "null"]},

@@ -43,7 +43,13 @@ def deployment(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
     shown = {name: _plain(row.get(name)) for name in _DEPLOYMENT_FIELDS}
     shown["url"] = slot_url(settings, row["slot"])
     shown["path_url"] = slot_path_url(settings, row["slot"])
+    shown["permalink"] = permalink(settings, row["slot"], row["id"])
     return shown
+
+
+def permalink(settings: Settings, slot: str, deployment_id: int) -> str:
+    """The deployment's own host name: its files for as long as retention keeps its release."""
+    return f"{settings.host_url(f'{int(deployment_id)}--{slot}')}/"
 
 
 def slot(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
