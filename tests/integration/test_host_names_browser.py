@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright import sync_api
 
-from tests.harness.stacks import Stack
-from tests.integration.test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM
+from tests.harness.stacks import LiveStack, Stack
+from tests.integration.test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM, sign_in, write_site
 
 STYLED = {
     "index.html": (
@@ -59,5 +60,53 @@ def test_a_site_linking_from_the_root_renders_styled_and_cannot_read_another_slo
         assert (background, heading) == ("rgb(0, 128, 0)", "rgb(255, 255, 255)")
         seen = json.loads(page.inner_text("#out"))
         assert seen["cookie"] == "mine=styled"  # its own cookie, never victim's
+    finally:
+        context.close()
+
+
+def test_the_dashboard_publishes_a_draft_shows_permalinks_and_promotes_it(
+    live: LiveStack, browser: Any, tmp_path: Path
+) -> None:
+    first = live.deploy({"index.html": "one"}, "shown").json()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    try:
+        page = context.new_page()
+        sign_in(page, live)
+        folder = tmp_path / "shown"
+        write_site(folder, {"index.html": "two"})
+        page.goto(f"{live.base_url}/deploy")
+        page.set_input_files("#folder-input", str(folder))
+        page.wait_for_selector("#upload:not([disabled])")
+        page.fill("#slot", "shown")
+        page.check("#draft")
+        page.click("#upload")
+        assert "draft deployment 2" in page.wait_for_selector("#draft-result").inner_text()
+        assert live.get("/d/shown/").text == "one"
+
+        # A failed deploy is the newest; the overview still describes what is live.
+        assert live.deploy({"index.html": "x", "_redirects": "/a\n"}, "shown").status_code == 422
+        page.goto(f"{live.base_url}/")
+        row = page.locator("tr[data-slot=shown]")
+        assert row.locator("time").get_attribute("datetime") == first["created_at"]
+
+        page.goto(f"{live.base_url}/slots/shown")
+        port = live.settings.sites_listen_port
+        states = page.locator("table.versions td.state").all_inner_texts()
+        assert states == ["draft", "live"]
+        links = page.locator("table.versions a.permalink").all_inner_texts()
+        assert links == [f"http://2--shown.localhost:{port}/", f"http://1--shown.localhost:{port}/"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "hosts-slot-with-draft.png"), full_page=True)
+        draft_page = context.new_page()
+        draft_page.goto(f"http://2--shown.localhost:{port}/")
+        assert draft_page.inner_text("body") == "two"
+        draft_page.close()
+
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click("button:has-text('Promote 2')")
+        page.wait_for_selector("text=Promoted: it is live.")
+        assert live.get("/d/shown/").text == "two"
+        assert page.locator("table.versions td.state").all_inner_texts() == ["live", "superseded"]
     finally:
         context.close()

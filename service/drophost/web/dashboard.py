@@ -25,6 +25,14 @@ from drophost.web.common import deployer_of, pool_of, settings_of
 from drophost.web.gitops import gitops_of
 
 Page = Callable[[Request], Awaitable[Response]]
+# How a version's stored status reads on the slot page.
+_VERSION_STATES = {
+    "active": "live",
+    "inactive": "superseded",
+    "draft": "draft",
+    "failed": "failed",
+    "pruned": "removed",
+}
 STATUSES = ("live", "draft", "failed", "expired", "offline", "superseded", "building")
 _STATIC = {
     "dashboard.js": "text/javascript",
@@ -149,6 +157,19 @@ def _overview(request: Request) -> dict[str, Any]:
     with pool_of(request).connection() as conn:
         live = {row["slot"]: views.slot(settings, row) for row in slots.list_slots(conn)}
         recent = [views.deployment(settings, row) for row in deployments.list_deployments(conn, limit=500)]
+        # Source and When describe what a live slot serves, not its newest deployment (which may
+        # have failed, be a draft, or have been rolled back from).
+        by_id = {d["id"]: d for d in recent}
+        serving: dict[str, dict[str, Any]] = {}
+        for name, slot_row in live.items():
+            if slot_row["status"] != "live" or slot_row["deployment_id"] is None:
+                continue
+            found = by_id.get(slot_row["deployment_id"])
+            if found is None:
+                row = deployments.get_deployment(conn, slot_row["deployment_id"])
+                found = views.deployment(settings, row) if row is not None else None
+            if found is not None:
+                serving[name] = found
     summary: dict[str, dict[str, Any]] = {}
     for d in recent:  # newest first: the first seen is the latest deployment of its slot
         entry = summary.setdefault(d["slot"], {"slot": d["slot"], "latest": d, "count": 0})
@@ -160,6 +181,7 @@ def _overview(request: Request) -> dict[str, Any]:
         entry["active_version"] = slot["active_version"] if slot else None
         entry["expires_at"] = slot["expires_at"] if slot else None
         entry["url"] = views.slot_url(settings, name)
+        entry["shown"] = serving.get(name, entry["latest"])
         rows.append(entry)
     if slot_filter:
         rows = [r for r in rows if slot_filter in r["slot"]]
@@ -216,6 +238,9 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
     with pool.connection() as conn:
         current = slots.get_slot(conn, slot)
         shown_versions = [views.version(row) for row in versions.list_versions(conn, slot)]
+        for shown_version in shown_versions:
+            shown_version["permalink"] = views.permalink(settings, slot, shown_version["deployment_id"])
+            shown_version["state"] = _VERSION_STATES.get(shown_version["status"], shown_version["status"])
         shown_deployments = [views.deployment(settings, row) for row in deployments.list_deployments(conn, slot=slot)]
         events = [views.event(row) for row in slots.list_activations(conn, slot, 50)]
     if current is None and not shown_deployments:

@@ -177,6 +177,13 @@
       if (answer.status === "draft") {
         text.id = "draft-result";
         text.append(answer.slot + ": draft deployment " + answer.id + " (version " + answer.config_version + "), not live; promote it on the slot's page.");
+        const permalink = document.createElement("a");
+        permalink.href = answer.permalink;
+        permalink.id = "draft-link";
+        permalink.target = "_blank";
+        permalink.rel = "noopener noreferrer";
+        permalink.textContent = answer.permalink;
+        text.append(" Its permalink: ", permalink);
         const slotPage = document.createElement("a");
         slotPage.href = "/slots/" + answer.slot;
         slotPage.textContent = "versions and promote";
