@@ -38,6 +38,18 @@ def validate_slot(name: str) -> str:
     return name
 
 
+def validate_new_slot(name: str, *, known: bool) -> str:
+    """A slot's name, refusing `--` in one not seen before: <id>--<slot> is a deployment's host name."""
+    validate_slot(name)
+    if "--" in name and not known:
+        raise InvalidSlotError(
+            f'"{name}" is not a valid name for a new slot: "--" separates a deployment from its slot in '
+            "host names (<id>--<slot>); use a single -",
+            field="slot",
+        )
+    return name
+
+
 def slot_from_filename(filename: str) -> str:
     """Make an upload's file name into a slot name ("My Site v2.zip" -> "my-site-v2")."""
     base = filename.replace("\\", "/").rsplit("/", 1)[-1]

@@ -32,6 +32,9 @@ class Settings:
     sites_port: int = 0
     sites_host: str = ""
     sites_url: str = ""
+    # Every slot also answers at <slot>.<sites_domain> on the sites port, at its own origin, and every
+    # deployment at <id>--<slot>.<sites_domain>; browsers resolve *.localhost to the loopback.
+    sites_domain: str = "localhost"
     # The service listens here behind nginx (a unix socket path, or empty for host/port).
     service_socket: str = ""
     nginx_binary: str = "nginx"
@@ -184,6 +187,19 @@ class Settings:
         port = self.sites_listen_port
         default_port = 443 if self.tls else 80
         return f"{self.scheme}://{host}" if port == default_port else f"{self.scheme}://{host}:{port}"
+
+    def host_url(self, label: str) -> str:
+        """Where browsers reach <label>.<sites_domain>: a slot's or a deployment's own origin."""
+        return f"{self.sites_scheme_and_port[0]}://{label}.{self.sites_domain}{self.sites_scheme_and_port[1]}"
+
+    @property
+    def sites_scheme_and_port(self) -> tuple[str, str]:
+        """The sites' scheme, and ":<port>" unless it is the scheme's default (from sites_url if set)."""
+        if self.sites_url:
+            base = urlsplit(self.sites_url)
+            return base.scheme, f":{base.port}" if base.port else ""
+        port = self.sites_listen_port
+        return self.scheme, "" if port == (443 if self.tls else 80) else f":{port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:

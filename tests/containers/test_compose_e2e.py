@@ -179,7 +179,7 @@ def test_compose_stack_deploys_rolls_back_and_keeps_everything_across_down_and_u
     _wait_healthy(compose)
     first = _deploy(compose, "<h1>one</h1>")
     assert first.status_code == 201, first.text
-    assert first.json()["url"] == f"{compose.sites}/d/e2e/"
+    assert first.json()["path_url"] == f"{compose.sites}/d/e2e/"
     assert httpx.get(f"{compose.sites}/d/e2e/").text == "<h1>one</h1>"
     second = _deploy(compose, "<h1>two</h1>")
     assert second.status_code == 201 and second.json()["config_version"] == 2

@@ -45,7 +45,8 @@ def test_a_deploy_answers_201_with_the_live_site(stack: Stack) -> None:
     body = response.json()
     assert body["slot"] == "demo" and body["status"] == "live" and body["source"] == "zip"
     assert body["config_version"] == 1 and isinstance(body["id"], int)
-    assert body["url"] == f"{stack.sites_base_url}/d/demo/"
+    assert body["path_url"] == f"{stack.sites_base_url}/d/demo/"
+    assert body["url"] == f"http://demo.localhost:{stack.settings.sites_listen_port}/"
     assert body["files"] == 3 and body["bytes"] == 13 + 14 + 3000
     assert body["error"] is None and body["created_at"]
     # The single top-level folder is served from inside; dotfiles and __MACOSX are not published.
@@ -85,12 +86,12 @@ def test_url_and_config_version_count_per_slot_from_one(stack: Stack) -> None:
     for n, slot in enumerate(plan):
         body = deploy_site(stack, {"index.html": f"{slot} {n}".encode()}, slot=slot)
         got.append((body["slot"], body["config_version"]))
-        assert body["url"] == f"{stack.sites_base_url}/d/{slot}/"
+        assert body["path_url"] == f"{stack.sites_base_url}/d/{slot}/"
         assert fetch(stack, f"/d/{slot}/").content == f"{slot} {n}".encode()
     assert got == [("alpha", 1), ("alpha", 2), ("beta", 1), ("alpha", 3), ("beta", 2)]
     slots = api(stack, "GET", "/api/slots").json()["slots"]
     assert [(s["slot"], s["active_version"], s["status"]) for s in slots] == [("alpha", 3, "live"), ("beta", 2, "live")]
-    assert all(s["url"] == f"{stack.sites_base_url}/d/{s['slot']}/" for s in slots)
+    assert all(s["path_url"] == f"{stack.sites_base_url}/d/{s['slot']}/" for s in slots)
 
 
 def test_deployments_are_listed_newest_first(stack: Stack) -> None:

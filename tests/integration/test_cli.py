@@ -40,7 +40,12 @@ def test_deploy_a_folder_then_list_versions_diff_rollback_and_logs(
     folder = site(tmp_path, "my-site", {"index.html": "<h1>one</h1>", "css/a.css": "a{}", ".env": "SECRET=1"})
     code, out, err = drophost(live, capsys, "deploy", str(folder), "--progress", "always")
     assert code == 0, err
-    assert out.strip() == f"my-site is live at {live.sites_base_url}/d/my-site/ (version 1, deployment 1, 2 files)"
+    host = f"http://my-site.localhost:{live.settings.sites_listen_port}/"
+    permalink = f"http://1--my-site.localhost:{live.settings.sites_listen_port}/"
+    assert out.splitlines() == [
+        f"my-site is live at {host} (version 1, deployment 1, 2 files)",
+        f"permalink: {permalink}",
+    ]
     assert "uploading [" in err and "100%" in err
     assert live.get("/d/my-site/").text == "<h1>one</h1>"
     (folder / "index.html").write_text("<h1>two</h1>")
@@ -55,7 +60,9 @@ def test_deploy_a_folder_then_list_versions_diff_rollback_and_logs(
     code, out, _ = drophost(live, capsys, "list")
     lines = out.splitlines()
     assert lines[0].split() == ["SLOT", "STATUS", "VERSION", "EXPIRES", "URL"]
-    assert lines[1].split()[:3] == ["demo", "live", "2"] and lines[1].endswith("/d/demo/")
+    assert lines[1].split()[:3] == ["demo", "live", "2"] and lines[1].endswith(
+        "http://demo.localhost:" + f"{live.settings.sites_listen_port}/"
+    )
     code, out, _ = drophost(live, capsys, "list", "--json")
     assert [s["slot"] for s in json.loads(out)["slots"]] == ["demo", "my-site"]
 
@@ -81,7 +88,7 @@ def test_deploy_a_folder_then_list_versions_diff_rollback_and_logs(
     assert "rollback version 1" in out and "deploy version 2" in out
 
     code, out, _ = drophost(live, capsys, "open", "demo", "--print")
-    assert (code, out.strip()) == (0, f"{live.sites_base_url}/d/demo/")
+    assert (code, out.strip()) == (0, f"http://demo.localhost:{live.settings.sites_listen_port}/")
 
 
 def test_errors_are_one_line_with_meaningful_exit_codes(
@@ -134,7 +141,7 @@ def test_the_installed_command_deploys_through_nginx(live: LiveStack, tmp_path: 
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress bar when stderr is not a terminal
-    url = json.loads(result.stdout)["url"]
+    url = json.loads(result.stdout)["path_url"]
     assert httpx.get(url, timeout=10).text == "from the shell"
 
 

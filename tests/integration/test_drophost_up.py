@@ -29,7 +29,7 @@ def serve_a_site(client: httpx.Client, up: Up) -> None:
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 201, response.text
-    assert response.json()["url"] == f"{up.sites_url}/d/hello/"
+    assert response.json()["path_url"] == f"{up.sites_url}/d/hello/"
     assert client.get(f"{up.sites_url}/d/hello/").content == files["site/index.html"]
     assert client.get(f"{up.sites_url}/d/hello/logo.png").content == files["site/logo.png"]
     # The main port sends old /d/ links to the sites origin.

@@ -20,9 +20,9 @@ from tests.harness.zips import make_zip
 def test_sites_are_served_on_their_own_port_and_the_api_points_there(stack: Stack) -> None:
     answer = stack.deploy({"index.html": "<h1>own origin</h1>", "a/b.txt": "b"}, "demo")
     assert answer.status_code == 201, answer.text
-    assert answer.json()["url"] == f"{stack.sites_base_url}/d/demo/"
+    assert answer.json()["path_url"] == f"{stack.sites_base_url}/d/demo/"
     slots = stack.client.get("/api/slots", headers=AUTH).json()["slots"]
-    assert slots[0]["url"] == f"{stack.sites_base_url}/d/demo/"
+    assert slots[0]["path_url"] == f"{stack.sites_base_url}/d/demo/"
     site = httpx.get(f"{stack.sites_base_url}/d/demo/", timeout=10)
     assert site.text == "<h1>own origin</h1>" and site.headers["x-drophost-slot"] == "demo"
 
@@ -58,7 +58,8 @@ def test_sites_on_a_host_name_share_the_port(stack_factory: Callable[..., object
             headers=AUTH,
         )
         assert answer.status_code == 201, answer.text
-        assert answer.json()["url"] == f"http://sites.drophost.test:{settings.port}/d/demo/"
+        assert answer.json()["path_url"] == f"http://sites.drophost.test:{settings.port}/d/demo/"
+        assert answer.json()["url"] == f"http://demo.localhost:{settings.port}/"
         base = f"http://127.0.0.1:{settings.port}"
         site = httpx.get(f"{base}/d/demo/", headers={"Host": f"sites.drophost.test:{settings.port}"}, timeout=10)
         assert site.text == "by name"

@@ -105,6 +105,9 @@ def test_every_route_for_every_role(stack: Stack, team: dict[str, dict[str, str]
                     assert "error" in answer.json()
                 checked += 1
     assert checked > 100
+    declared = {(e.method, e.path): e.auth for e in routes.endpoints(stack.settings)}
+    assert declared[("POST", "/api/slots/{slot}/promote")] == "deploy"
+    assert declared[("POST", "/api/slots/{slot}/rollback")] == "deploy"
 
 
 def test_a_deployer_token_deploys_only_its_slots(stack: Stack, team: dict[str, dict[str, str]]) -> None:
@@ -177,6 +180,47 @@ def test_the_audit_log_names_actor_address_target_and_result(stack: Stack, team:
     assert by_actor and all(e["actor"].startswith("ann") for e in by_actor)
     tokens = stack.client.get("/api/audit", params={"action": "create_token"}, headers=AUTH).json()["entries"]
     assert len(tokens) == 3 and all(e["actor"] == "bootstrap" for e in tokens)
+
+
+def test_a_deploy_to_a_locked_slot_is_a_draft_until_promoted_and_after_unlock_deploys_go_live(
+    stack: Stack, team: dict[str, dict[str, str]]
+) -> None:
+    deployer = team["deployer"]
+    live = stack.deploy({"index.html": "one"}, "docs-a").json()
+    locked = stack.client.post("/api/slots/docs-a/lock", json={"reason": "release freeze"}, headers=deployer)
+    assert locked.status_code == 200 and locked.json()["locked"] is True
+
+    kept = stack.deploy({"index.html": "two"}, "docs-a")
+    assert kept.status_code == 201, kept.text
+    draft = kept.json()
+    assert (draft["status"], draft["config_version"]) == ("draft", 2)
+    assert draft["error"].startswith("slot is locked (release freeze, by dee (token")
+    assert stack.get("/d/docs-a/").text == "one"
+    versions = stack.client.get("/api/slots/docs-a/versions", headers=AUTH).json()
+    assert versions["active"] == 1
+    assert [(v["version"], v["status"]) for v in versions["versions"]] == [(2, "draft"), (1, "active")]
+
+    # Only a deployer with rights on the slot gets past the lock, and it is audited.
+    body = {"deployment_id": draft["id"]}
+    assert stack.client.post("/api/slots/docs-a/promote", json=body, headers=team["viewer"]).status_code == 403
+    promoted = stack.client.post("/api/slots/docs-a/promote", json=body, headers=deployer)
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json() == {"slot": "docs-a", "active": 2, "deployment_id": draft["id"]}
+    assert stack.get("/d/docs-a/").text == "two"
+    entries = stack.client.get("/api/audit", params={"target": "docs-a"}, headers=AUTH).json()["entries"]
+    seen = [(e["actor"], e["action"], e["result"]) for e in entries]
+    deployer_id, viewer_id = deployer["X-Token-Id"], team["viewer"]["X-Token-Id"]
+    assert (f"dee (token {deployer_id})", "promote", "200") in seen
+    assert any(a == f"vic (token {viewer_id})" and act == "promote" and r.startswith("403 ") for a, act, r in seen)
+
+    # Still locked: the next deploy is a draft again; once unlocked, deploys go live directly.
+    assert stack.deploy({"index.html": "three"}, "docs-a").json()["status"] == "draft"
+    assert stack.get("/d/docs-a/").text == "two"
+    assert stack.client.post("/api/slots/docs-a/unlock", headers=deployer).json()["was_locked"] is True
+    after = stack.deploy({"index.html": "four"}, "docs-a").json()
+    assert (after["status"], after["error"]) == ("live", None)
+    assert stack.get("/d/docs-a/").text == "four"
+    assert live["status"] == "live"
 
 
 def test_the_audit_log_is_append_only(stack: Stack, team: dict[str, dict[str, str]]) -> None:

@@ -124,7 +124,8 @@ def test_https_serves_the_api_and_the_sites_with_the_generated_authority(tls_up:
             headers={"Authorization": f"Bearer {up.token}"},
         )
         assert response.status_code == 201, response.text
-        assert response.json()["url"] == f"https://127.0.0.1:{up.sites_port}/d/secure/"
+        assert response.json()["path_url"] == f"https://127.0.0.1:{up.sites_port}/d/secure/"
+        assert response.json()["url"] == f"https://secure.localhost:{up.sites_port}/"
         assert client.get(f"https://localhost:{up.sites_port}/d/secure/").content == files["site/index.html"]
         # Old /d/ links on the main port go to the sites origin, over https too.
         moved = client.get(f"https://localhost:{up.port}/d/secure/", follow_redirects=False)

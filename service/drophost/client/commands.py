@@ -26,7 +26,21 @@ from drophost.errors import DrophostError
 from drophost.names import is_valid_slot, slot_from_filename
 from drophost.text import format_bytes
 
-COMMANDS = ("deploy", "list", "versions", "rollback", "diff", "logs", "gc", "open", "token", "audit", "lock", "unlock")
+COMMANDS = (
+    "deploy",
+    "list",
+    "versions",
+    "rollback",
+    "promote",
+    "diff",
+    "logs",
+    "gc",
+    "open",
+    "token",
+    "audit",
+    "lock",
+    "unlock",
+)
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 EXIT_CODES_HELP = (
     "exit codes: 0 done, 1 the server could not do it, 2 bad arguments or input, 3 server unreachable, "
@@ -56,12 +70,16 @@ def add_commands(commands: Any) -> None:
     deploy.add_argument(
         "--force", action="store_true", help="upload to a slot deploy.yaml deploys from git (shown as drift)"
     )
+    deploy.add_argument("--draft", action="store_true", help="publish without going live (drophost promote later)")
     command("list", "every slot, its status, version and URL")
     versions = command("versions", "the config versions of a slot (* marks the live one)")
     versions.add_argument("slot")
     rollback = command("rollback", "make an earlier version live again")
     rollback.add_argument("slot")
     rollback.add_argument("--to", type=int, metavar="N", help="the version (default: the one before)")
+    promote = command("promote", "make a deployment of a slot live (a draft, or an earlier one)")
+    promote.add_argument("slot")
+    promote.add_argument("deployment", type=int, metavar="N", help="the deployment's id")
     diff = command("diff", "what changed between two versions of a slot: files and nginx config")
     diff.add_argument("slot")
     diff.add_argument("a", type=int)
@@ -143,12 +161,20 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
             except DrophostError as exc:
                 raise ClientError(exc.message, EXIT_USAGE) from None
             result = deploy_folder(
-                client, path, slot=slot, ttl=args.ttl, file_progress=bar.update if bar else None, force=args.force
+                client,
+                path,
+                slot=slot,
+                ttl=args.ttl,
+                file_progress=bar.update if bar else None,
+                force=args.force,
+                activate=not args.draft,
             )
         elif path.is_file():
             fields = {name: value for name, value in (("slot", args.slot), ("ttl", args.ttl)) if value}
             if args.force:
                 fields["force"] = "true"
+            if args.draft:
+                fields["activate"] = "false"
             with open(path, "rb") as archive:
                 result = client.upload(archive, path.name, fields, bar.update if bar else None)
         else:
@@ -158,12 +184,23 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
             bar.finish()
     if args.json:
         print(json.dumps(result), file=out)
+    elif args.draft or result.get("status") == "draft":
+        # A deploy to a locked slot is kept as a draft too; its deployment says why.
+        if not args.draft and result.get("error"):
+            print(f"drophost: {result['error']}", file=err)
+        print(
+            f"{result['slot']}: draft deployment {result['id']} (version {result['config_version']}, "
+            f"{result['files']} files); make it live with: drophost promote {result['slot']} {result['id']}",
+            file=out,
+        )
+        print(f"permalink: {result['permalink']}", file=out)
     else:
         print(
             f"{result['slot']} is live at {result['url']} (version {result['config_version']}, "
             f"deployment {result['id']}, {result['files']} files)",
             file=out,
         )
+        print(f"permalink: {result['permalink']}", file=out)
     return EXIT_OK
 
 
@@ -203,6 +240,15 @@ def rollback(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[
         print(json.dumps(answer), file=out)
     else:
         print(f"{answer['slot']} now serves version {answer['active']}", file=out)
+    return EXIT_OK
+
+
+def promote(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/promote", {"deployment_id": args.deployment})
+    if args.json:
+        print(json.dumps(answer), file=out)
+    else:
+        print(f"{answer['slot']} now serves deployment {args.deployment} (version {answer['active']})", file=out)
     return EXIT_OK
 
 
@@ -361,6 +407,7 @@ _HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]],
     "list": list_slots,
     "versions": versions,
     "rollback": rollback,
+    "promote": promote,
     "diff": diff,
     "logs": logs,
     "open": open_site,

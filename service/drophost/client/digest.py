@@ -143,6 +143,7 @@ def deploy_folder(
     progress: Progress | None = None,
     file_progress: FileProgress | None = None,
     force: bool = False,
+    activate: bool = True,
 ) -> dict[str, Any]:
     """Deploy a folder by digest: only files the server lacks are sent. Returns the deployment."""
     files = scan_folder(folder)
@@ -166,7 +167,8 @@ def deploy_folder(
     tracker = Tracker(missing, progress, file_progress)
     tracker.add(0, 0)
     send_blobs(client, upload_id, missing, tracker)
-    result: dict[str, Any] = client.request("POST", f"/api/uploads/{upload_id}/finalize", {})
+    finalize = {} if activate else {"activate": False}
+    result: dict[str, Any] = client.request("POST", f"/api/uploads/{upload_id}/finalize", finalize)
     result["uploaded_files"] = len(missing)
     result["uploaded_bytes"] = tracker.total
     return result

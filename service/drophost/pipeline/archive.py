@@ -81,8 +81,9 @@ def deploy_archive(
     source_name: str | None,
     ttl_seconds: int | None,
     site: SiteOptions | None = None,
+    activate: bool = True,
 ) -> dict[str, Any]:
-    """ZIP in, live site out. Bad input raises before anything is written or recorded."""
+    """ZIP in, live site (or a draft) out. Bad input raises before anything is written or recorded."""
     validate_slot(slot)
     incoming = releases.incoming_dir(ctx.settings.releases_dir)
     try:
@@ -109,6 +110,7 @@ def deploy_archive(
         trigger="upload",
         linked=True,  # extract() made every file a link into the artifact store
         site=site,
+        activate=activate,
     )
 
 

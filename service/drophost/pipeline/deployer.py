@@ -27,9 +27,10 @@ class Deployer(Context):
         source_name: str | None,
         ttl_seconds: int | None,
         site: SiteOptions | None = None,
+        activate: bool = True,
     ) -> dict[str, Any]:
         return archive.deploy_archive(
-            self, upload, slot=slot, source_name=source_name, ttl_seconds=ttl_seconds, site=site
+            self, upload, slot=slot, source_name=source_name, ttl_seconds=ttl_seconds, site=site, activate=activate
         )
 
     def publish_tree(
@@ -44,6 +45,7 @@ class Deployer(Context):
         deployment_id: int | None = None,
         linked: bool = False,
         site: SiteOptions | None = None,
+        activate: bool = True,
         **fields: Any,
     ) -> dict[str, Any]:
         return publish.publish_tree(
@@ -57,11 +59,15 @@ class Deployer(Context):
             deployment_id=deployment_id,
             linked=linked,
             site=site,
+            activate=activate,
             **fields,
         )
 
     def rollback(self, slot: str, version: int | None) -> dict[str, Any]:
         return slotops.rollback(self, slot, version)
+
+    def promote(self, slot: str, deployment_id: int) -> dict[str, Any]:
+        return slotops.promote(self, slot, deployment_id)
 
     def take_offline(self, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
         return slotops.take_offline(self, slot, status=status, action=action)

@@ -12,7 +12,7 @@ from drophost.names import validate_slot
 from drophost.pipeline import releases, siterules
 from drophost.pipeline.archive import ArchiveLimits, PathSet, check_entry_name, is_published
 from drophost.pipeline.context import Context
-from drophost.pipeline.publish import publish_tree
+from drophost.pipeline.publish import check_slot_name, publish_tree
 from drophost.pipeline.siterules import SiteOptions
 from drophost.store import deployments, uploads
 
@@ -58,6 +58,7 @@ class DigestUploads:
         site: SiteOptions | None = None,
     ) -> dict[str, Any]:
         validate_slot(slot)
+        check_slot_name(self.ctx, slot)
         if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
             raise ValidationError("name must be printable and at most 255 characters", field="name")
         file_list = check_file_list(files, ArchiveLimits.from_settings(self.ctx.settings))
@@ -115,7 +116,7 @@ class DigestUploads:
         if digest not in set(row["manifest"].values()):
             raise ValidationError("that digest is not part of this upload's file list", field="digest")
 
-    def finalize(self, upload_id: str) -> dict[str, Any]:
+    def finalize(self, upload_id: str, *, activate: bool = True) -> dict[str, Any]:
         row = self.open_upload(upload_id)
         file_list: dict[str, str] = row["manifest"]
         sizes, missing = self.artifacts.sizes(file_list.values())
@@ -153,6 +154,7 @@ class DigestUploads:
             source_name=row["source_name"],
             linked=True,  # every file was linked from the artifact store above
             site=siterules.parse_options(row["site"], file="site") if row.get("site") else None,
+            activate=activate,
         )
         with self.ctx.pool.connection() as conn:
             uploads.set_upload_deployment(conn, upload_id, deployment["id"])

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from drophost.errors import ConflictError, DrophostError
+from drophost.errors import DrophostError
+from drophost.names import validate_new_slot
 from drophost.pipeline import record, releases, retention, sitefiles
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import render_site_config
@@ -33,6 +34,7 @@ def publish_tree(
     deployment_id: int | None = None,
     linked: bool = False,
     site: SiteOptions | None = None,
+    activate: bool = True,
     **fields: Any,
 ) -> dict[str, Any]:
     """Turn a tree under releases/ into a live version of `slot` and return its deployment.
@@ -42,8 +44,16 @@ def publish_tree(
     artifact store as they build the tree, git into its blob cache), so the tree is not walked
     again; otherwise each distinct file is absorbed into the artifact store here.
     `site`: the rules deploy.yaml or the API give; the tree's `_redirects` and `_headers` add theirs.
+    `activate`: False publishes a draft: release, config version and permalink, the live site unchanged.
     """
     with ctx.slot_lock(slot):
+        try:
+            check_slot_name(ctx, slot)
+        except DrophostError as exc:
+            releases.remove(incoming)
+            if deployment_id is not None:
+                record.deploy_failed(ctx, deployment_id, exc.message)
+            raise
         if deployment_id is None:
             with ctx.pool.connection() as conn:
                 deployment_id = deployments.create_deployment(
@@ -58,8 +68,11 @@ def publish_tree(
             rule_files = sitefiles.take_rule_files(final)
             part, compiled_from = sitefiles.compile_site(ctx, slot, site or SiteOptions(), rule_files)
             releases.seal(final)
-            _refuse_if_locked(ctx, slot)
-            _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, part, compiled_from)
+            held = _lock_reason(ctx, slot) if activate else None
+            if activate and held is None:
+                _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, part, compiled_from)
+            else:
+                _keep_draft(ctx, slot, deployment_id, final, files, size, part, compiled_from, note=held)
         except DrophostError as exc:
             releases.remove(incoming)
             releases.remove(final)
@@ -78,15 +91,56 @@ def publish_tree(
     return record.deployment(ctx, deployment_id)
 
 
-def _refuse_if_locked(ctx: Context, slot: str) -> None:
-    """A locked slot builds what it is given but makes nothing live (the deploy fails with the reason)."""
+def _lock_reason(ctx: Context, slot: str) -> str | None:
+    """Why a deploy to a locked slot is kept as a draft (issue 16: nothing goes live until a promote
+    or an unlock), or None when the slot is not locked."""
     with ctx.pool.connection() as conn:
         lock = audit.slot_lock(conn, slot)
-    if lock is not None:
-        raise ConflictError(
-            f"slot is locked ({lock['reason']}, by {lock['locked_by']}): built but not made live; unlock it to deploy",
-            locked=True,
-        )
+    if lock is None:
+        return None
+    return (
+        f"slot is locked ({lock['reason']}, by {lock['locked_by']}): kept as a draft, not made live;"
+        " promote it, or unlock the slot to deploy"
+    )
+
+
+def check_slot_name(ctx: Context, slot: str) -> None:
+    """422 for a new slot whose name could be read as a deployment's host name (see names.py)."""
+    if "--" in slot:
+        with ctx.pool.connection() as conn:
+            validate_new_slot(slot, known=versions.slot_known(conn, slot))
+
+
+def _keep_draft(
+    ctx: Context,
+    slot: str,
+    deployment_id: int,
+    final: Path,
+    files: int,
+    size: int,
+    part: str,
+    compiled_from: dict[str, Any],
+    *,
+    note: str | None,
+) -> None:
+    with ctx.pool.connection() as conn:
+        version = versions.next_version(conn, slot)
+    config = render_site_config(
+        ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id, part=part
+    )
+    record.drafted(
+        ctx,
+        deployment_id=deployment_id,
+        files=files,
+        size=size,
+        slot=slot,
+        version=version,
+        release_dir=str(final),
+        config=config.text,
+        sha256=config.sha256,
+        site=compiled_from,
+        note=note,
+    )
 
 
 def _go_live(

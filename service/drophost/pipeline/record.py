@@ -34,11 +34,20 @@ def deployed(
         deployments.mark_ready(conn, deployment_id, files=files, size=size)
 
 
-def rolled_back(ctx: Context, *, slot: str, version: int, deployment_id: int) -> None:
+def rolled_back(ctx: Context, *, slot: str, version: int, deployment_id: int, action: str = "rollback") -> None:
+    """nginx serves a stored version again (a rollback, or the promote of a draft)."""
     with _recording(ctx, slot) as conn:
-        slots.activate(
-            conn, slot=slot, version=version, deployment_id=deployment_id, action="rollback", expires_at=None
-        )
+        slots.activate(conn, slot=slot, version=version, deployment_id=deployment_id, action=action, expires_at=None)
+
+
+def drafted(
+    ctx: Context, *, deployment_id: int, files: int, size: int, note: str | None = None, **version: Any
+) -> None:
+    """A deployment published without going live: its version waits as a draft, nginx unchanged.
+    `note`: why it was not made live when it was asked to be (a locked slot), kept on the deployment."""
+    with ctx.pool.connection() as conn, conn.transaction():
+        versions.insert_config_version(conn, deployment_id=deployment_id, status="draft", **version)
+        deployments.mark_ready(conn, deployment_id, files=files, size=size, note=note)
 
 
 def rules_changed(ctx: Context, *, slot: str, version: int, deployment_id: int, expires_at: datetime | None) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from drophost.names import validate_slot
 from drophost.pipeline import siterules
 from drophost.pipeline.context import Context
 from drophost.pipeline.siterules import Access, HeaderRule, Redirect, RuleError, RuleLimits, SiteOptions
@@ -45,11 +46,21 @@ def compile_site(ctx: Context, slot: str, options: SiteOptions, files: Mapping[s
     redirects, headers = parse_rule_files(files, limits)
     rules = siterules.combine(options, redirects, headers, limits=limits)
     auth_file = ""
+    if rules.access is not None:
+        mark_protected(ctx.settings.nginx_dir / "protected", slot)
     if rules.access is not None and rules.access.basic_auth_env:
         lines = password_lines(rules.access, ctx.environ)
         auth_file = write_password_file(ctx.nginx.auth_dir, slot, lines, group=ctx.nginx.worker_group)
     source = {"site": siterules.options_json(options), "files": dict(files)}
     return siterules.render_part(slot, rules, auth_file=auth_file), source
+
+
+def mark_protected(folder: Path, slot: str) -> None:
+    """A slot that ever had access rules serves no deployment permalinks (nginx.conf.j2 checks
+    for this file): they would serve its files without the password or address check. Never
+    removed, so no older protected release becomes reachable either."""
+    folder.mkdir(mode=0o755, exist_ok=True)
+    (folder / validate_slot(slot)).touch(mode=0o644)
 
 
 def _take(path: Path) -> str:

@@ -421,6 +421,9 @@ def render_part(slot: str, rules: SiteRules, *, auth_file: str = "") -> str:
     first = files if rules.clean_urls else fallback
     access = _access_lines(slot, rules.access, auth_file)
     sets, adds = _header_lines(prefix, rules.headers)
+    # Where a redirect target starts (/d/<slot>, or the root on the slot's host name), read before
+    # any rule's regex: working it out runs a regex of its own, which would replace their $1, $2...
+    sets.insert(0, "set $drophost_site_base $drophost_base;")
     # A location's own add_header lines replace the server's, so each one repeats the sites origin's
     # Cache-Control (a header rule for it sets $drophost_cache_control, see _header_lines).
     slot_header = [
@@ -431,14 +434,14 @@ def render_part(slot: str, rules: SiteRules, *, auth_file: str = "") -> str:
     unforced = [line for rule in rules.redirects if not rule.force for line in _rule_lines(prefix, rule)]
     clean = []
     if rules.clean_urls:
-        # Matched against the request as sent, so nginx's own internal redirect to index.html
-        # (a folder was asked for) does not redirect again.
+        # Matched against the request as sent (as if to /d/<slot>/ on the slot's host name), so
+        # nginx's own internal redirect to index.html (a folder was asked for) does not redirect again.
         clean = [
-            f'if ($request_uri ~ "^{prefix}/((?:[^?]*/)?)index\\.html(?:\\?|$)") {{',
-            f'    return 301 "{prefix}/$1$is_args$args";',
+            f'if ($drophost_request_uri ~ "^{prefix}/((?:[^?]*/)?)index\\.html(?:\\?|$)") {{',
+            '    return 301 "$drophost_site_base/$1$is_args$args";',
             "}",
-            f'if ($request_uri ~ "^{prefix}/([^?]*[^/?])\\.html(?:\\?|$)") {{',
-            f'    return 301 "{prefix}/$1$is_args$args";',
+            f'if ($drophost_request_uri ~ "^{prefix}/([^?]*[^/?])\\.html(?:\\?|$)") {{',
+            '    return 301 "$drophost_site_base/$1$is_args$args";',
             "}",
         ]
     out = [f"location ^~ {prefix}/ {{"]
@@ -517,7 +520,8 @@ def _rule_lines(prefix: str, rule: Redirect) -> list[str]:
         ]
     target = _substitute(rule.target, groups)
     if not rule.target.startswith(("http://", "https://")):
-        target = f"{prefix}{target}"
+        # /d/<slot> on the sites origin, nothing on the slot's own host name (see nginx.conf.j2).
+        target = f"$drophost_site_base{target}"
     if "?" not in rule.target and "#" not in rule.target:
         target += "$is_args$args"  # the query string is passed on, as on Netlify
     return [f'if ($uri ~ "{regex}") {{', f'    return {rule.status} "{target}";', "}"]

@@ -12,7 +12,7 @@ from drophost.pipeline import record, releases, sitefiles
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import expired_config, render_site_config
 from drophost.pipeline.siterules import SiteOptions
-from drophost.store import audit, slots, versions
+from drophost.store import audit, deployments, slots, versions
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,43 @@ def rollback(ctx: Context, slot: str, version: int | None) -> dict[str, Any]:
             raise ConflictError(f"the files of config version {version} were removed by retention")
         if target["status"] not in ("active", "inactive"):
             raise ConflictError(f"config version {version} never went live and cannot be made live")
-        if active == version:
-            return {"slot": slot, "active": version}
-        release = releases.locate(ctx.settings.releases_dir, target["release_dir"])
-        if not release.is_dir():
-            raise ConflictError(f"the files of config version {version} are no longer on disk")
-        try:
-            releases.seal_if_needed(release)
-        except UnsafeReleaseError as exc:
-            raise ConflictError(f"config version {version} cannot be made live: {exc.message}") from None
-        ctx.activator.activate(slot, target["config"], release)
-        record.rolled_back(ctx, slot=slot, version=version, deployment_id=target["deployment_id"])
+        if active != version:
+            _switch_to(ctx, slot, target, action="rollback")
     return {"slot": slot, "active": version}
+
+
+def promote(ctx: Context, slot: str, deployment_id: int) -> dict[str, Any]:
+    """Make a deployment live (a draft, or an earlier one) through the same switch as a rollback."""
+    validate_slot(slot)
+    with ctx.slot_lock(slot):
+        with ctx.pool.connection() as conn:
+            deployment = deployments.get_deployment(conn, deployment_id)
+            target = versions.version_of_deployment(conn, slot, deployment_id)
+            current = slots.get_slot(conn, slot)
+        if deployment is None or deployment["slot"] != slot:
+            raise NotFoundError(f'slot "{slot}" has no deployment {deployment_id}')
+        if target is None or target["status"] in ("pending", "failed"):
+            raise ConflictError(f"deployment {deployment_id} was never published and cannot be made live")
+        if target["status"] == "pruned":
+            raise ConflictError(f"the files of deployment {deployment_id} were removed by retention")
+        live = current is not None and current["status"] == "live" and current["active_version"] == target["version"]
+        if not live:
+            _switch_to(ctx, slot, target, action="promote")
+    return {"slot": slot, "active": target["version"], "deployment_id": deployment_id}
+
+
+def _switch_to(ctx: Context, slot: str, target: dict[str, Any], *, action: str) -> None:
+    """nginx serves a stored version (its config and release): a link move unless its rules differ."""
+    version = target["version"]
+    release = releases.locate(ctx.settings.releases_dir, target["release_dir"])
+    if not release.is_dir():
+        raise ConflictError(f"the files of config version {version} are no longer on disk")
+    try:
+        releases.seal_if_needed(release)
+    except UnsafeReleaseError as exc:
+        raise ConflictError(f"config version {version} cannot be made live: {exc.message}") from None
+    ctx.activator.activate(slot, target["config"], release)
+    record.rolled_back(ctx, slot=slot, version=version, deployment_id=target["deployment_id"], action=action)
 
 
 def update_site(ctx: Context, slot: str, options: SiteOptions) -> dict[str, Any]:

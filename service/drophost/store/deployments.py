@@ -18,6 +18,7 @@ _DEPLOYMENT_COLUMNS = """
     d.files, d.bytes, d.ttl_seconds, d.error, d.created_at, d.finished_at, d.state,
     CASE WHEN d.state <> 'ready' THEN d.state
          WHEN s.deployment_id = d.id THEN s.status
+         WHEN cv.status = 'draft' THEN 'draft'
          ELSE 'superseded' END AS status,
     cv.version AS config_version
 """
@@ -47,11 +48,11 @@ def create_deployment(conn: Conn, *, slot: str, source: str, state: str = "build
     return int(row["id"])
 
 
-def mark_ready(conn: Conn, deployment_id: int, *, files: int, size: int) -> None:
+def mark_ready(conn: Conn, deployment_id: int, *, files: int, size: int, note: str | None = None) -> None:
+    """`note` goes in `error`: the one message a deployment shows (a draft kept by a locked slot says why)."""
     conn.execute(
-        "UPDATE deployments SET state = 'ready', files = %s, bytes = %s, error = NULL, finished_at = now()"
-        " WHERE id = %s",
-        (files, size, deployment_id),
+        "UPDATE deployments SET state = 'ready', files = %s, bytes = %s, error = %s, finished_at = now() WHERE id = %s",
+        (files, size, note, deployment_id),
     )
 
 

@@ -15,6 +15,11 @@ def next_version(conn: Conn, slot: str) -> int:
     return int(row["v"])
 
 
+def slot_known(conn: Conn, slot: str) -> bool:
+    """Whether the slot has had a version (its name was accepted before the rules of today)."""
+    return fetch_one(conn, "SELECT 1 AS one FROM config_versions WHERE slot = %s LIMIT 1", (slot,)) is not None
+
+
 def insert_config_version(
     conn: Conn,
     *,
@@ -25,11 +30,12 @@ def insert_config_version(
     config: str,
     sha256: str,
     site: dict[str, Any] | None = None,
+    status: str = "pending",
 ) -> None:
     conn.execute(
         "INSERT INTO config_versions (slot, version, deployment_id, release_dir, config, sha256, status, site)"
-        " VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s)",
-        (slot, version, deployment_id, release_dir, config, sha256, Jsonb(site) if site is not None else None),
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (slot, version, deployment_id, release_dir, config, sha256, status, Jsonb(site) if site is not None else None),
     )
 
 
@@ -43,6 +49,15 @@ def list_versions(conn: Conn, slot: str) -> list[Row]:
         "SELECT version, sha256, status, deployment_id, created_at FROM config_versions"
         " WHERE slot = %s ORDER BY version DESC",
         (slot,),
+    )
+
+
+def version_of_deployment(conn: Conn, slot: str, deployment_id: int) -> Row | None:
+    return fetch_one(
+        conn,
+        "SELECT version, sha256, status, deployment_id, created_at, config, release_dir, site FROM config_versions"
+        " WHERE slot = %s AND deployment_id = %s ORDER BY version LIMIT 1",
+        (slot, deployment_id),
     )
 
 
@@ -67,7 +82,7 @@ def active_configs(conn: Conn) -> dict[str, dict[str, Any]]:
 
 def kept_release_dirs(conn: Conn) -> set[str]:
     """Release directories some stored config can still make live (so must stay on disk)."""
-    rows = fetch_all(conn, "SELECT release_dir FROM config_versions WHERE status IN ('active', 'inactive')")
+    rows = fetch_all(conn, "SELECT release_dir FROM config_versions WHERE status IN ('active', 'inactive', 'draft')")
     return {r["release_dir"] for r in rows}
 
 
@@ -76,7 +91,7 @@ def retention_candidates(conn: Conn, slot: str | None = None) -> list[Row]:
     return fetch_all(
         conn,
         "SELECT slot, version, status, pinned, release_dir FROM config_versions"
-        " WHERE status IN ('active', 'inactive') AND (%(slot)s::text IS NULL OR slot = %(slot)s)"
+        " WHERE status IN ('active', 'inactive', 'draft') AND (%(slot)s::text IS NULL OR slot = %(slot)s)"
         " ORDER BY slot, version DESC",
         {"slot": slot},
     )
@@ -84,7 +99,8 @@ def retention_candidates(conn: Conn, slot: str | None = None) -> list[Row]:
 
 def mark_pruned(conn: Conn, slot: str, versions: list[int]) -> None:
     conn.execute(
-        "UPDATE config_versions SET status = 'pruned' WHERE slot = %s AND version = ANY(%s) AND status = 'inactive'",
+        "UPDATE config_versions SET status = 'pruned' WHERE slot = %s AND version = ANY(%s)"
+        " AND status IN ('inactive', 'draft')",
         (slot, versions),
     )
 

@@ -60,6 +60,8 @@ async def create_deployment(request: Request) -> Response:
         authorize_slot(request, slot)
         ttl = parse_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
         site = site_field(form.get("site"), settings)
+        activate = _form_flag(form, "activate")
+        # A draft is still an upload to the slot: a git-managed one refuses it unless forced.
         force = (_form_text(form, "force") or "").lower() in ("1", "true", "yes")
         await run_in_threadpool(refuse_drift, request, slot, force)
         row = await run_in_threadpool(
@@ -69,6 +71,7 @@ async def create_deployment(request: Request) -> Response:
             source_name=(upload.filename or "")[:255] or None,
             ttl_seconds=ttl or settings.default_ttl_seconds or None,
             site=site,
+            activate=activate,
         )
     return JSONResponse(views.deployment(settings, row), status_code=201)
 
@@ -160,6 +163,17 @@ async def rollback(request: Request) -> Response:
     return JSONResponse({**result, "locked": locked} if locked else result)
 
 
+async def promote(request: Request) -> Response:
+    """Make a deployment of the slot live (a draft, or an earlier one): the same switch as a rollback."""
+    slot = path_slot(request)
+    body = await read_json(request)
+    deployment_id = body.get("deployment_id")
+    if not isinstance(deployment_id, int) or isinstance(deployment_id, bool) or deployment_id < 1:
+        raise ValidationError("deployment_id must be a positive integer", field="deployment_id")
+    result = await run_in_threadpool(deployer_of(request).promote, slot, deployment_id)
+    return JSONResponse(result)
+
+
 async def delete_slot(request: Request) -> Response:
     """Take a slot offline; its history stays."""
     slot = path_slot(request)
@@ -229,6 +243,16 @@ async def update_slot(request: Request) -> Response:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _form_flag(form: FormData, name: str) -> bool:
+    """A true/false form field; absent means true (a deploy goes live unless told otherwise)."""
+    value = _form_text(form, name)
+    if value is None or value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise ValidationError(f"{name} must be true or false", field=name)
+
+
 def _form_text(form: FormData, name: str) -> str | None:
     """A text field exactly as sent: never trimmed, so whitespace or a control character in it is refused."""
     value = form.get(name)

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from drophost import access
-from drophost.errors import DrophostError, InvalidSlotError, NotFoundError, TooManyRequestsError
+from drophost.errors import DrophostError, InvalidSlotError, NotFoundError, TooManyRequestsError, ValidationError
 from drophost.names import parse_ttl, validate_slot
 from drophost.store import audit, deployments, slots, users, versions
 from drophost.text import format_bytes
@@ -25,7 +25,15 @@ from drophost.web.common import deployer_of, pool_of, settings_of
 from drophost.web.gitops import gitops_of
 
 Page = Callable[[Request], Awaitable[Response]]
-STATUSES = ("live", "failed", "expired", "offline", "superseded", "building")
+# How a version's stored status reads on the slot page.
+_VERSION_STATES = {
+    "active": "live",
+    "inactive": "superseded",
+    "draft": "draft",
+    "failed": "failed",
+    "pruned": "removed",
+}
+STATUSES = ("live", "draft", "failed", "expired", "offline", "superseded", "building")
 _STATIC = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
@@ -59,6 +67,7 @@ def routes() -> list[BaseRoute]:
         Route("/slots/{slot}", slot_page, methods=["GET"]),
         Route("/ui/slots/{slot}", slot_part, methods=["GET"]),
         Route("/slots/{slot}/rollback", rollback, methods=["POST"]),
+        Route("/slots/{slot}/promote", promote, methods=["POST"]),
         Route("/slots/{slot}/ttl", set_ttl, methods=["POST"]),
         Route("/slots/{slot}/offline", take_offline, methods=["POST"]),
         Route("/analytics", analytics_page, methods=["GET"]),
@@ -172,6 +181,19 @@ def _overview(request: Request) -> dict[str, Any]:
         live = {row["slot"]: views.slot(settings, row) for row in slots.list_slots(conn)}
         locks = audit.slot_locks(conn)
         recent = [views.deployment(settings, row) for row in deployments.list_deployments(conn, limit=500)]
+        # Source and When describe what a live slot serves, not its newest deployment (which may
+        # have failed, be a draft, or have been rolled back from).
+        by_id = {d["id"]: d for d in recent}
+        serving: dict[str, dict[str, Any]] = {}
+        for name, slot_row in live.items():
+            if slot_row["status"] != "live" or slot_row["deployment_id"] is None:
+                continue
+            found = by_id.get(slot_row["deployment_id"])
+            if found is None:
+                row = deployments.get_deployment(conn, slot_row["deployment_id"])
+                found = views.deployment(settings, row) if row is not None else None
+            if found is not None:
+                serving[name] = found
     summary: dict[str, dict[str, Any]] = {}
     for d in recent:  # newest first: the first seen is the latest deployment of its slot
         entry = summary.setdefault(d["slot"], {"slot": d["slot"], "latest": d, "count": 0})
@@ -184,6 +206,7 @@ def _overview(request: Request) -> dict[str, Any]:
         entry["expires_at"] = slot["expires_at"] if slot else None
         entry["url"] = views.slot_url(settings, name)
         entry["lock"] = locks.get(name)
+        entry["shown"] = serving.get(name, entry["latest"])
         rows.append(entry)
     if slot_filter:
         rows = [r for r in rows if slot_filter in r["slot"]]
@@ -214,7 +237,12 @@ async def slot_page(request: Request) -> Response:
         context = await run_in_threadpool(_slot_context, request)
     except (NotFoundError, InvalidSlotError) as exc:
         return render(request, "error.html", exc.status_code, message=exc.message)
-    notice = {"rolled-back": "Rolled back.", "ttl": "Time to live set.", "offline": "Taken offline."}
+    notice = {
+        "rolled-back": "Rolled back.",
+        "promoted": "Promoted: it is live.",
+        "ttl": "Time to live set.",
+        "offline": "Taken offline.",
+    }
     context["notice"] = notice.get(request.query_params.get("done", ""), "")
     return render(request, "slot.html", **context)
 
@@ -235,6 +263,9 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
     with pool.connection() as conn:
         current = slots.get_slot(conn, slot)
         shown_versions = [views.version(row) for row in versions.list_versions(conn, slot)]
+        for shown_version in shown_versions:
+            shown_version["permalink"] = views.permalink(settings, slot, shown_version["deployment_id"])
+            shown_version["state"] = _VERSION_STATES.get(shown_version["status"], shown_version["status"])
         shown_deployments = [views.deployment(settings, row) for row in deployments.list_deployments(conn, slot=slot)]
         events = [views.event(row) for row in slots.list_activations(conn, slot, 50)]
         lock = audit.slot_lock(conn, slot)
@@ -281,6 +312,15 @@ def _lock_if_git_managed(request: Request, slot: str, actor: str) -> None:
         current = slots.get_slot(conn, slot)
     if current is not None and current["active_version"] is not None:
         gitops_of(request).lock_after_rollback(slot, current["active_version"], actor)
+
+
+@signed_in
+async def promote(request: Request) -> Response:
+    slot = validate_slot(request.path_params["slot"])
+    raw = request.state.form.get("deployment_id", "")
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63):
+        return await _failed(request, slot, ValidationError("deployment_id must be a positive integer"))
+    return await _act(request, slot, "promoted", deployer_of(request).promote, slot, int(raw))
 
 
 @signed_in

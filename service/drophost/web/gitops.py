@@ -110,7 +110,8 @@ async def git_hook(request: Request) -> Response:
     rows = await run_in_threadpool(gitops.wait_for, queued, settings.git_timeout)
     messages = []
     for row in rows:
-        url = views.slot_url(settings, row["slot"])
+        # The path form: a push often comes from a machine whose resolver knows no *.localhost name.
+        url = views.slot_path_url(settings, row["slot"])
         if row["state"] == "ready":
             messages.append(f"live at {url} (version {row['version']})")
         elif row["state"] == "unchanged":

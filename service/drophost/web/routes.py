@@ -123,6 +123,11 @@ def _deployments(settings: Settings) -> list[Endpoint]:
             "slot": STRING,
             "ttl": {"type": "string", "description": TTL_TEXT},
             "site": {"type": "string", "description": "the site's rules as JSON (see Site in PATCH /api/slots/{slot})"},
+            "activate": {
+                "type": "string",
+                "enum": ["true", "false"],
+                "description": "false: publish a draft (its permalink), the live site unchanged",
+            },
         },
     }
     return [
@@ -175,7 +180,7 @@ def _deployments(settings: Settings) -> list[Endpoint]:
 def _slots() -> list[Endpoint]:
     event = obj(
         version={"type": ["integer", "null"]},
-        action={"type": "string", "enum": ["deploy", "rollback", "delete", "expire"]},
+        action={"type": "string", "enum": ["deploy", "rollback", "delete", "expire", "promote"]},
         created_at={"type": "string", "format": "date-time"},
     )
     files = obj(
@@ -238,7 +243,7 @@ def _slots() -> list[Endpoint]:
             "GET",
             "/api/slots/{slot}/events",
             api.list_events,
-            "A slot's switches (deploy, rollback, delete, expire), newest first",
+            "A slot's switches (deploy, rollback, delete, expire, promote), newest first",
             {200: ("Events", obj(slot=STRING, events=array(event)))},
             (401, 422),
             auth="read",
@@ -293,6 +298,17 @@ def _slots() -> list[Endpoint]:
             auth="deploy",
             body=json_body(obj(version={"type": "integer", "minimum": 1})),
             body_required=False,
+            max_body=JSON_MAX_BYTES,
+        ),
+        Endpoint(
+            "POST",
+            "/api/slots/{slot}/promote",
+            api.promote,
+            "Make a deployment of the slot live (a draft, or an earlier one), through the same switch as a rollback",
+            {200: ("Promoted", obj(slot=STRING, active=INTEGER, deployment_id=INTEGER))},
+            (400, 401, 404, 409, 422, 500),
+            auth="deploy",
+            body=json_body(obj(deployment_id={"type": "integer", "minimum": 1})),
             max_body=JSON_MAX_BYTES,
         ),
         Endpoint(
@@ -371,11 +387,13 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             "POST",
             "/api/uploads/{upload_id}/finalize",
             uploads.finalize_upload,
-            "Deploy a digest upload",
-            {201: ("Live", DEPLOYMENT)},
-            (401, 404, 409, 422, 500),
+            'Deploy a digest upload ({"activate": false}: as a draft, the live site unchanged)',
+            {201: ("Live, or a draft", DEPLOYMENT)},
+            (400, 401, 404, 409, 422, 500),
             auth="deploy",
-            max_body=JSON_MAX_BYTES,  # it reads no body
+            body=json_body(obj(activate={"type": "boolean", "default": True})),
+            body_required=False,
+            max_body=JSON_MAX_BYTES,
         ),
         Endpoint(
             "POST",

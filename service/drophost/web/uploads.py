@@ -95,10 +95,14 @@ async def post_batch(request: Request) -> Response:
 
 async def finalize_upload(request: Request) -> Response:
     """Deploy a digest upload once every file is in the store."""
+    body = await read_json(request)
+    activate = body.get("activate", True)
+    if not isinstance(activate, bool):
+        raise ValidationError("activate must be true or false", field="activate")
     uploads = DigestUploads(deployer_of(request))
     upload = await run_in_threadpool(uploads.open_upload, request.path_params["upload_id"])
     authorize_slot(request, upload["slot"])
-    row = await run_in_threadpool(uploads.finalize, request.path_params["upload_id"])
+    row = await run_in_threadpool(uploads.finalize, request.path_params["upload_id"], activate=activate)
     return JSONResponse(views.deployment(settings_of(request), row), status_code=201)
 
 

@@ -29,13 +29,27 @@ _DEPLOYMENT_FIELDS = (
 
 
 def slot_url(settings: Settings, slot: str) -> str:
+    """The slot at the root of its own host name; a slot named before `--` was refused keeps its path."""
+    if "--" in slot:
+        return slot_path_url(settings, slot)
+    return f"{settings.host_url(slot)}/"
+
+
+def slot_path_url(settings: Settings, slot: str) -> str:
     return f"{settings.site_base_url}/d/{slot}/"
 
 
 def deployment(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
     shown = {name: _plain(row.get(name)) for name in _DEPLOYMENT_FIELDS}
     shown["url"] = slot_url(settings, row["slot"])
+    shown["path_url"] = slot_path_url(settings, row["slot"])
+    shown["permalink"] = permalink(settings, row["slot"], row["id"])
     return shown
+
+
+def permalink(settings: Settings, slot: str, deployment_id: int) -> str:
+    """The deployment's own host name: its files for as long as retention keeps its release."""
+    return f"{settings.host_url(f'{int(deployment_id)}--{slot}')}/"
 
 
 def slot(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +59,7 @@ def slot(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
         "active_version": row["active_version"],
         "deployment_id": row["deployment_id"],
         "url": slot_url(settings, row["slot"]),
+        "path_url": slot_path_url(settings, row["slot"]),
         "expires_at": _plain(row["expires_at"]),
         "updated_at": _plain(row["updated_at"]),
     }

@@ -10,6 +10,7 @@ from tests.harness.stacks import GitopsFactory, Stack
 from tests.harness.waiting import wait_for_deployment, wait_until
 from tests.harness.webhooks import ENV, hex_hmac, site_yaml
 from tests.harness.zips import make_zip
+from tests.integration.test_host_names import by_host
 
 
 def audit(stack: Stack, **filters: str) -> list[dict[str, str]]:
@@ -66,15 +67,20 @@ def test_a_locked_slot_builds_pushes_but_serves_nothing_new(
     assert page.status_code == 200
     repo.commit({"index.html": "second"})
     [queued] = push_webhook(stack, git_server)
-    refused = wait_for_deployment(stack, queued)
-    assert refused["status"] == "failed" and refused["error"].startswith("slot is locked (release freeze")
+    kept = wait_for_deployment(stack, queued)
+    assert kept["status"] == "draft" and kept["error"].startswith("slot is locked (release freeze")
     assert stack.get("/d/site/").text == "first"
+    assert by_host(stack, f"{kept['id']}--site.localhost").text == "second"
+    promoted = stack.client.post("/api/slots/site/promote", json={"deployment_id": kept["id"]}, headers=AUTH)
+    assert promoted.status_code == 200 and promoted.json()["deployment_id"] == kept["id"]
+    assert stack.get("/d/site/").text == "second"
     assert stack.client.post("/api/slots/site/unlock", headers=AUTH).json()["was_locked"] is True
+    repo.commit({"index.html": "third"})
     [queued] = push_webhook(stack, git_server)
     assert wait_for_deployment(stack, queued)["status"] == "live"
-    assert stack.get("/d/site/").text == "second"
+    assert stack.get("/d/site/").text == "third"
     actions = [(e["action"], e["result"]) for e in audit(stack, target="site")]
-    assert ("lock_slot", "200") in actions and ("unlock_slot", "200") in actions
+    assert ("lock_slot", "200") in actions and ("unlock_slot", "200") in actions and ("promote", "200") in actions
 
 
 def test_a_rollback_of_a_git_slot_locks_it_and_says_why(git_server: GitHttpServer, gitops_stack: GitopsFactory) -> None:
@@ -89,7 +95,7 @@ def test_a_rollback_of_a_git_slot_locks_it_and_says_why(git_server: GitHttpServe
     assert rolled.status_code == 200 and rolled.json() == {"slot": "site", "active": 1, "locked": True}
     repo.commit({"index.html": "three"})
     [queued] = push_webhook(stack, git_server)
-    assert wait_for_deployment(stack, queued)["status"] == "failed"
+    assert wait_for_deployment(stack, queued)["status"] == "draft"
     assert stack.get("/d/site/").text == "one"
     # The dashboard shows the lock and its reason.
     stack.client.post("/signin", data={"token": AUTH["Authorization"][7:]}, follow_redirects=False)

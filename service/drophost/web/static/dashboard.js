@@ -141,6 +141,7 @@
       const ttl = document.getElementById("ttl").value.trim();
       if (slot) form.append("slot", slot);
       if (ttl) form.append("ttl", ttl);
+      if (document.getElementById("draft").checked) form.append("activate", "false");
       const request = new XMLHttpRequest();
       request.open("POST", "/api/deployments");
       request.setRequestHeader("X-CSRF-Token", csrf);
@@ -173,6 +174,24 @@
       result.replaceChildren();
       result.className = "notice";
       const text = document.createElement("p");
+      if (answer.status === "draft") {
+        text.id = "draft-result";
+        text.append(answer.slot + ": draft deployment " + answer.id + " (version " + answer.config_version + "), not live; promote it on the slot's page.");
+        const permalink = document.createElement("a");
+        permalink.href = answer.permalink;
+        permalink.id = "draft-link";
+        permalink.target = "_blank";
+        permalink.rel = "noopener noreferrer";
+        permalink.textContent = answer.permalink;
+        text.append(" Its permalink: ", permalink);
+        const slotPage = document.createElement("a");
+        slotPage.href = "/slots/" + answer.slot;
+        slotPage.textContent = "versions and promote";
+        const next = document.createElement("p");
+        next.append(slotPage);
+        result.append(text, next);
+        return;
+      }
       text.append(answer.slot + " is live (version " + answer.config_version + ") at ");
       const link = document.createElement("a");
       link.href = answer.url;
