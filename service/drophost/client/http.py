@@ -93,20 +93,17 @@ class ApiClient:
 
     def put_file(self, path: str, handle: IO[bytes], size: int) -> Any:
         """PUT raw bytes streamed from an open file (digest uploads)."""
-        request = urllib.request.Request(
-            self.server + path,
-            data=handle,
-            method="PUT",
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-        )
-        return self._send(request)
+        return self._send_bytes("PUT", path, handle, size)
 
     def post_stream(self, path: str, chunks: Iterable[bytes], size: int) -> Any:
         """POST a body of exactly `size` bytes, produced piece by piece (digest batches)."""
+        return self._send_bytes("POST", path, chunks, size)
+
+    def _send_bytes(self, method: str, path: str, body: IO[bytes] | Iterable[bytes], size: int) -> Any:
         request = urllib.request.Request(
             self.server + path,
-            data=chunks,
-            method="POST",
+            data=body,
+            method=method,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         return self._send(request)
