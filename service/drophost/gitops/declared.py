@@ -17,10 +17,10 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
-from drophost.errors import ManifestError
+from drophost.errors import DrophostError, ManifestError
 from drophost.gitops.hosted import HostedRepos
 from drophost.gitops.intake import Intake
-from drophost.gitops.manifest import Manifest, parse, read_file, secret_problems
+from drophost.gitops.manifest import Manifest, SiteSpec, parse, read_file, secret_problems
 from drophost.gitops.offline import take_offline
 from drophost.gitops.plan import ADD, CHANGE, DEPLOY, REMOVE, Plan, plan
 from drophost.pipeline.deployer import Deployer
@@ -123,10 +123,37 @@ class Declared:
                     )
                 if site.repo.is_hosted and not self.hosted.has_branch(site.repo, site.branch):
                     continue  # deployed by the first push
+                if change.action == DEPLOY and self._failed_at_head(site):
+                    continue
                 queued.append(self.intake.enqueue(site, site.branch, trigger="config", pusher=None))
             if raw is not None:
                 self._keep(manifest.file, raw)
         return {"changes": result.to_json(), "queued": queued, "errors": self.problems}
+
+    def _failed_at_head(self, site: SiteSpec) -> bool:
+        """Whether the slot's newest git deploy failed at the commit the branch still points at.
+
+        A failed commit is not tried again (polling's rule too): a repository refused at its caps
+        would otherwise be fetched again at every start and reload. A new commit, or a deploy asked
+        for through the API, deploys it."""
+        with self.pool.connection() as conn:
+            newest = gitjobs.newest_git_deployment(conn, site.slot)
+        if newest is None or newest["state"] != "failed" or not newest["commit_sha"]:
+            return False
+        try:
+            head = self.intake.source.remote_head(site.repo, site.branch)
+        except DrophostError:
+            return False
+        if head is None or head != newest["commit_sha"]:
+            return False
+        reason = str(newest["error"] or "no reason recorded").splitlines()[0][:200]
+        log.info(
+            "deploy.yaml: slot %s is not deployed again: its last deploy of %s failed (%s)",
+            site.slot,
+            head[:12],
+            reason,
+        )
+        return True
 
     def reload(self) -> dict[str, Any]:
         """Read deploy.yaml again and apply it; an invalid file changes nothing (ManifestError, kept for /health)."""

@@ -68,6 +68,16 @@ def last_commit(conn: Conn, slot: str) -> str | None:
     return None if row is None else row["commit_sha"]
 
 
+def newest_git_deployment(conn: Conn, slot: str) -> Row | None:
+    """The newest git deployment of a slot: its state, commit and error."""
+    return fetch_one(
+        conn,
+        "SELECT id, state, commit_sha, error FROM deployments WHERE slot = %s AND source = 'git'"
+        " ORDER BY id DESC LIMIT 1",
+        (slot,),
+    )
+
+
 # -- the queue -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Queued:

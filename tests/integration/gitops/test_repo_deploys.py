@@ -241,3 +241,28 @@ def test_a_wrong_token_fails_with_a_sentence_that_does_not_show_it(
     assert row["status"] == "failed"
     assert "wrong-token" not in row["error"] and "Authorization" not in row["error"]
     assert stack.get("/d/docs/").status_code == 404
+
+
+def test_a_refused_commit_is_not_deployed_again_by_a_reload_only_by_a_new_one(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    repo = git_server.repo("site")
+    repo.commit({f"page{i}.html": f"page {i}" for i in range(8)})  # over the entry cap set below
+    stack = gitops_stack(declared(git_server), max_entries=5)
+    row = wait_for_deployment(stack, 1)
+    assert row["status"] == "failed" and "more than 5 entries" in row["error"]
+    # Applying deploy.yaml again (as every start and reload does) does not fetch the same commit again.
+    requests = git_server.requests
+    answer = stack.client.post("/api/reload", headers=AUTH)
+    assert answer.status_code == 200 and answer.json()["queued"] == [], answer.text
+    listed = stack.client.get("/api/deployments?slot=docs", headers=AUTH).json()["deployments"]
+    assert [d["id"] for d in listed] == [1]
+    assert git_server.requests <= requests + 2  # the head was asked for (ls-remote), nothing fetched
+    # A new commit is deployed by the next apply.
+    for i in range(8):
+        (repo.work / f"page{i}.html").unlink()
+    repo.commit({"index.html": "fixed"})
+    answer = stack.client.post("/api/reload", headers=AUTH)
+    assert answer.status_code == 200 and len(answer.json()["queued"]) == 1, answer.text
+    assert wait_for_deployment(stack, answer.json()["queued"][0])["status"] == "live"
+    assert stack.get("/d/docs/").text == "fixed"
