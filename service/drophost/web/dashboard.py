@@ -83,6 +83,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     text = templates.get_template(name).render(
         csrf=session.csrf if session else "",
         signed_in=session is not None,
+        admin=getattr(request.state, "admin", False),
         path=request.url.path,
         sites_url=settings_of(request).site_base_url,
         **context,
@@ -106,6 +107,8 @@ def signed_in(page: Page) -> Page:
             if not isinstance(given, str) or not sessions.csrf_ok(request, session, given):
                 return render(request, "error.html", 403, message="The form expired or came from another site.")
             request.state.form = fields
+        principal = await run_in_threadpool(auth.principal_for_session, pool_of(request), session)
+        request.state.admin = principal is not None and "admin" in principal.scopes  # the Users link
         return await page(request)
 
     guarded.__name__ = page.__name__
