@@ -18,7 +18,7 @@ from drophost.gitops.hosted import HostedRepos
 from drophost.gitops.intake import Intake
 from drophost.gitops.manifest import Manifest, token_for
 from drophost.gitops.mirror import GitSource
-from drophost.gitops.plan import Plan
+from drophost.gitops.plan import DRIFT, Plan
 from drophost.gitops.poller import Poller
 from drophost.gitops.repourls import strip_credentials
 from drophost.gitops.tree import Trees
@@ -92,6 +92,13 @@ class GitOps:
 
     def current_plan(self, manifest: Manifest) -> Plan:
         return self.declared.current_plan(manifest)
+
+    def drift(self) -> dict[str, str]:
+        """Slots deploy.yaml manages from git that serve something else (a forced upload): slot -> why.
+
+        The same fact `drophost plan` shows as drift, from the deploy.yaml in force.
+        """
+        return {change.slot: change.detail for change in self.current_plan(self.manifest).of(DRIFT)}
 
     def config_status(self) -> dict[str, Any]:
         return self.declared.status()

@@ -180,6 +180,7 @@ def _overview(request: Request) -> dict[str, Any]:
     status_filter = request.query_params.get("status", "")
     if status_filter not in STATUSES:
         status_filter = ""
+    drift = gitops_of(request).drift()
     with pool_of(request).connection() as conn:
         live = {row["slot"]: views.slot(settings, row) for row in slots.list_slots(conn)}
         locks = audit.slot_locks(conn)
@@ -209,6 +210,7 @@ def _overview(request: Request) -> dict[str, Any]:
         entry["expires_at"] = slot["expires_at"] if slot else None
         entry["url"] = views.slot_url(settings, name)
         entry["lock"] = locks.get(name)
+        entry["drift"] = drift.get(name)
         entry["shown"] = serving.get(name, entry["latest"])
         rows.append(entry)
     if slot_filter:
@@ -292,6 +294,7 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
         "events": events,
         "diff": diff,
         "lock": lock,
+        "drift": gitops_of(request).drift().get(slot),
         "a": a if a in numbers else (numbers[1] if len(numbers) > 1 else None),
         "b": b if b in numbers else (numbers[0] if numbers else None),
         "error": "",

@@ -122,3 +122,12 @@ def test_an_upload_to_a_git_slot_is_refused_unless_forced_and_then_shows_as_drif
     assert "! site" in plan["text"] and "forced upload" in plan["text"] and "Drift: 1 slot(s)" in plan["text"]
     # Another slot takes uploads as before.
     assert upload(stack, "other", "free")[0] == 201
+    # The dashboard marks the same drift, on the overview and the slot page, and only there.
+    stack.client.post("/signin", data={"token": AUTH["Authorization"][7:]}, follow_redirects=False)
+    overview = stack.client.get("/ui/overview").text
+    assert overview.count(">drift</span>") == 1
+    site_row = overview[overview.index('data-slot="site"') :]
+    assert ">drift</span>" in site_row[: site_row.index("</tr>")]
+    page = stack.client.get("/slots/site").text
+    assert 'id="slot-drift"' in page and "serves a forced upload" in page
+    assert 'id="slot-drift"' not in stack.client.get("/slots/other").text
