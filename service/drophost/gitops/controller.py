@@ -106,8 +106,8 @@ class GitOps:
     def webhook(self, provider: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         return self.intake.webhook(self.declared.manifest, provider, headers, body)
 
-    def deploy_from_api(self, body: Mapping[str, Any]) -> int:
-        return self.intake.deploy_from_api(self.declared.manifest, body)
+    def deploy_from_api(self, body: Mapping[str, Any], actor: str | None = None) -> int:
+        return self.intake.deploy_from_api(self.declared.manifest, body, actor)
 
     def hosted_push(self, name: str, updates: list[tuple[str, str, str]], pusher: str | None) -> list[int]:
         return self.intake.hosted_push(self.declared.manifest, name, updates, pusher)

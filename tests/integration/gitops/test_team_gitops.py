@@ -52,6 +52,35 @@ def test_git_deploys_are_audited_with_their_actor(git_server: GitHttpServer, git
     assert actors[-1] == "deploy.yaml"
     assert "webhook:generic" in actors and "poll" in actors
     assert all(e["result"].startswith(("queued deployment", "joined")) for e in audit(stack, action="git_deploy"))
+    # How each ended is a second row, named after the same actor.
+    ended = {e["detail"].split(" of ")[0]: e for e in audit(stack, target="site", action="git_deploy_result")}
+    assert ended["deployment 1"]["actor"] == "deploy.yaml" and ended["deployment 1"]["result"] == "live"
+    assert ended[f"deployment {queued}"]["actor"] == "webhook:generic"
+    assert ended[f"deployment {queued}"]["result"] in ("live", "superseded")
+    assert "poll" in [e["actor"] for e in ended.values()]
+
+
+def test_an_api_repo_deploy_audits_its_outcome_with_the_caller(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "0"})
+    stack = gitops_stack(site_yaml(git_server, "site", "main"), ENV)
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    body = {"repo": git_server.url("site"), "branch": "main", "slot": "copy"}
+    answer = stack.client.post("/api/deployments", json=body, headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    assert wait_for_deployment(stack, answer.json()["id"])["status"] == "live"
+    missing = {"repo": git_server.url("site"), "branch": "nope", "slot": "broken"}
+    failed = stack.client.post("/api/deployments", json=missing, headers=AUTH)
+    assert failed.status_code == 202  # a branch the remote lacks fails in the worker, not at the door
+    assert wait_for_deployment(stack, failed.json()["id"])["status"] == "failed"
+    [row] = audit(stack, target="broken", action="git_deploy_result")
+    assert row["result"] == "failed" and row["actor"] == "bootstrap" and 'branch "nope"' in row["detail"]
+    [queued] = audit(stack, target="copy", action="git_deploy")
+    [ended] = audit(stack, target="copy", action="git_deploy_result")
+    assert ended["actor"] == queued["actor"] == "bootstrap" and ended["result"] == "live"
+    assert ended["detail"].startswith(f"deployment {answer.json()['id']} of {git_server.url('site')} main commit ")
 
 
 def test_a_locked_slot_builds_pushes_but_serves_nothing_new(
