@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan = subcommands.add_parser("plan", help="show what applying a deploy.yaml would change against what is live")
     plan.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
     plan.add_argument("--data-dir", help="where `drophost up` keeps its state (for the API token)")
+    plan.add_argument(
+        "--server", help="ask this DropHost over HTTP (env DROPHOST_URL); default: the local `drophost up`"
+    )
+    plan.add_argument("--token", help="the API token for --server (env DROPHOST_API_TOKEN)")
+    plan.add_argument("--config", help="client config file (default ~/.config/drophost/cli.ini)")
 
     user = subcommands.add_parser(
         "user", help="manage users on this server (through PostgreSQL: works before anyone can sign in)"
@@ -106,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from drophost.gitops.check import show_plan
 
             settings = Settings.from_env(os.environ, data_dir=args.data_dir)
+            if commands.wants_remote_plan(args, os.environ):
+                return commands.plan_remote(config_file(args.file, settings), args, os.environ, sys.stdout, sys.stderr)
             return show_plan(config_file(args.file, settings), settings)
         if args.command == "user":
             from drophost.useradmin import manage_users

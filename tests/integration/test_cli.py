@@ -11,6 +11,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from drophost.cli import main
 from drophost.client import commands, digest
 from drophost.client.commands import ProgressBar
 from drophost.client.http import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, ApiClient
@@ -248,3 +249,29 @@ def test_the_progress_bar_on_a_terminal_redraws_one_line_with_bytes_and_files() 
     assert frames[0] == "uploading [" + "." * 30 + "]   0% 0B/2.0KiB, 0/3 files"
     assert frames[1] == "uploading [" + "#" * 15 + "." * 15 + "]  50% 1.0KiB/2.0KiB, 1/3 files"
     assert frames[2] == "uploading [" + "#" * 30 + "] 100% 2.0KiB/2.0KiB, 3/3 files"
+
+
+def test_plan_with_a_server_posts_the_local_deploy_yaml_to_it(
+    live: LiveStack, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declared = tmp_path / "deploy.yaml"
+    declared.write_text("sites:\n  - slot: blog\n    repo: hosted:blog\n")
+    monkeypatch.delenv("DROPHOST_URL", raising=False)
+    monkeypatch.setenv("DROPHOST_API_TOKEN", TOKEN)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["plan", str(declared), "--server", live.base_url]) == 0
+    expected = ["+ blog  deploy hosted:blog main", "Plan: 1 to deploy, 0 to change, 0 to take offline."]
+    assert capsys.readouterr().out.splitlines() == expected
+    # DROPHOST_URL names the server too, and the token may come from cli.ini like every client command.
+    monkeypatch.setenv("DROPHOST_URL", live.base_url)
+    monkeypatch.delenv("DROPHOST_API_TOKEN")
+    ini = tmp_path / ".config" / "drophost" / "cli.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text(f"[drophost]\ntoken = {TOKEN}\n")
+    assert main(["plan", str(declared)]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+    assert main(["plan", str(declared), "--token", "wrong"]) == EXIT_AUTH
+    assert "not valid" in capsys.readouterr().err
+    declared.write_text("sites:\n  - slot: Blog!\n")
+    assert main(["plan", str(declared), "--server", live.base_url]) == EXIT_REJECTED
+    assert "deploy.yaml" in capsys.readouterr().err

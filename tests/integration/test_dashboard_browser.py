@@ -247,3 +247,22 @@ def test_a_tenant_site_cannot_read_the_session_or_act_as_the_signed_in_user(page
     page.goto(f"{live.base_url}/slots/victim")
     assert page.inner_text("#active-version") == "2"
     assert httpx.get(f"{live.base_url}/api/slots", headers=AUTH, timeout=10).status_code == 200
+
+
+def test_an_admin_adds_and_removes_a_user_on_the_users_page(page: Any, live: LiveStack) -> None:
+    sign_in(page, live)
+    page.click("nav a:has-text('Users')")
+    page.wait_for_selector("h1:has-text('Users')")
+    page.fill("#user-name", "dee")
+    page.select_option("#user-role", "deployer")
+    page.fill("#user-slots", "docs-*")
+    page.fill("#user-password", "a long password")
+    page.click("form[action='/users'] button[type=submit]")
+    page.wait_for_selector("text=Added deployer dee.")
+    assert "docs-*" in page.inner_text("tr[data-user='dee']")
+    shot(page, "10-users")
+    assert [u["name"] for u in live.api("GET", "/api/users").json()["users"]] == ["dee"]
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("tr[data-user='dee'] button:has-text('Remove')")
+    page.wait_for_selector("text=Removed dee and their tokens.")
+    assert live.api("GET", "/api/users").json()["users"] == []

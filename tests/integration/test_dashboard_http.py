@@ -107,3 +107,39 @@ def test_a_session_cookie_is_signed_and_expires() -> None:
     payload, _, signature = value.partition(".")
     assert sessions.decode(key, payload + "x." + signature, now=1_000) is None
     assert sessions.decode(key, "garbage", now=1_000) is None
+
+
+def test_an_admin_adds_and_removes_users_and_others_get_403(stack: Stack) -> None:
+    csrf = sign_in(stack.client)
+    assert '<a href="/users"' in stack.client.get("/").text
+    assert stack.client.post("/users", data={"name": "ann", "role": "viewer", "password": "p" * 12}).status_code == 403
+    added = stack.client.post(
+        "/users", data={"csrf": csrf, "name": "dee", "role": "deployer", "slots": "docs-*, blog", "password": "p" * 12}
+    )
+    assert added.status_code == 200 and "Added deployer dee." in added.text
+    assert 'data-user="dee"' in added.text and "docs-* blog" in added.text
+    listed = stack.client.get("/api/users", headers=AUTH).json()["users"]
+    assert [(u["name"], u["role"], u["slots"]) for u in listed] == [("dee", "deployer", ["docs-*", "blog"])]
+    bad = stack.client.post(
+        "/users", data={"csrf": csrf, "name": "vic", "role": "viewer", "slots": "x", "password": "p"}
+    )
+    assert bad.status_code == 422 and "only a deployer has slot patterns" in bad.text
+    twice = stack.client.post("/users", data={"csrf": csrf, "name": "dee", "role": "viewer", "password": "p" * 12})
+    assert twice.status_code == 409
+    stack.client.post("/users", data={"csrf": csrf, "name": "vic", "role": "viewer", "password": "p" * 12})
+
+    viewer = TestClient(stack.client.app, base_url=ORIGIN)
+    signed = viewer.post("/signin", data={"name": "vic", "password": "p" * 12, "next": "/"}, follow_redirects=False)
+    assert signed.status_code == 303
+    home = viewer.get("/")
+    assert '<a href="/users"' not in home.text
+    assert viewer.get("/users").status_code == 403
+    viewer_csrf = re.search(r'name="csrf" value="([^"]+)"', home.text)
+    assert viewer_csrf is not None
+    assert viewer.post("/users/dee/remove", data={"csrf": viewer_csrf.group(1)}).status_code == 403
+
+    removed = stack.client.post("/users/dee/remove", data={"csrf": csrf})
+    assert removed.status_code == 200 and "Removed dee" in removed.text and 'data-user="dee"' not in removed.text
+    assert stack.client.post("/users/dee/remove", data={"csrf": csrf}).status_code == 404
+    actions = [e["action"] for e in stack.client.get("/api/audit", headers=AUTH).json()["entries"]]
+    assert {"dashboard_create_user", "dashboard_remove_user"} <= set(actions)

@@ -1,4 +1,4 @@
-"""The client side of the `drophost` command: deploy, list, versions, rollback, diff, logs, open."""
+"""The client side of the `drophost` command: deploy, list, versions, rollback, diff, logs, open, a remote plan."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import configparser
 import json
 import sys
+import urllib.parse
 import webbrowser
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -146,6 +147,29 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err:
             print(json.dumps({"error": exc.message, "status": exc.status}), file=out)
         print(f"drophost: {exc.message}", file=err)
         return exc.exit_code
+
+
+def wants_remote_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> bool:
+    """`drophost plan` asks a server over HTTP when one is named; else the local `drophost up`."""
+    return bool(getattr(args, "server", None) or environ.get("DROPHOST_URL"))
+
+
+def plan_remote(file: str, args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    """POST the local deploy.yaml to the server's /api/plan and print its answer, as a local plan does."""
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as exc:
+        print(f"drophost: cannot read {file}: {exc.strerror or exc}", file=err)
+        return EXIT_USAGE
+    try:
+        client = connect(args, environ)
+        query = urllib.parse.urlencode({"file": Path(file).name})
+        answer = client.post_bytes(f"/api/plan?{query}", raw, "application/yaml")
+    except ClientError as exc:
+        print(f"drophost: {exc.message}", file=err)
+        return exc.exit_code
+    print(answer["text"], file=out)
+    return EXIT_OK
 
 
 # -- the commands --------------------------------------------------------------------------------

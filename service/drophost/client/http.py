@@ -57,6 +57,10 @@ class ApiClient:
         headers = {"Content-Type": "application/json"} if data is not None else {}
         return self._send(urllib.request.Request(self.server + path, data=data, method=method, headers=headers))
 
+    def post_bytes(self, path: str, data: bytes, content_type: str) -> Any:
+        headers = {"Content-Type": content_type}
+        return self._send(urllib.request.Request(self.server + path, data=data, method="POST", headers=headers))
+
     def upload(self, archive: IO[bytes], filename: str, fields: dict[str, str], progress: Progress | None) -> Any:
         """POST /api/deployments as multipart/form-data, streamed from `archive`."""
         boundary = "drophost-" + secrets.token_hex(16)

@@ -18,7 +18,7 @@ from drophost.gitops.hosted import HostedRepos
 from drophost.gitops.intake import Intake
 from drophost.gitops.manifest import Manifest, token_for
 from drophost.gitops.mirror import GitSource
-from drophost.gitops.plan import Plan
+from drophost.gitops.plan import DRIFT, Plan
 from drophost.gitops.poller import Poller
 from drophost.gitops.repourls import strip_credentials
 from drophost.gitops.tree import Trees
@@ -93,14 +93,21 @@ class GitOps:
     def current_plan(self, manifest: Manifest) -> Plan:
         return self.declared.current_plan(manifest)
 
+    def drift(self) -> dict[str, str]:
+        """Slots deploy.yaml manages from git that serve something else (a forced upload): slot -> why.
+
+        The same fact `drophost plan` shows as drift, from the deploy.yaml in force.
+        """
+        return {change.slot: change.detail for change in self.current_plan(self.manifest).of(DRIFT)}
+
     def config_status(self) -> dict[str, Any]:
         return self.declared.status()
 
     def webhook(self, provider: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         return self.intake.webhook(self.declared.manifest, provider, headers, body)
 
-    def deploy_from_api(self, body: Mapping[str, Any]) -> int:
-        return self.intake.deploy_from_api(self.declared.manifest, body)
+    def deploy_from_api(self, body: Mapping[str, Any], actor: str | None = None) -> int:
+        return self.intake.deploy_from_api(self.declared.manifest, body, actor)
 
     def hosted_push(self, name: str, updates: list[tuple[str, str, str]], pusher: str | None) -> list[int]:
         return self.intake.hosted_push(self.declared.manifest, name, updates, pusher)

@@ -33,7 +33,8 @@ from drophost.store.rows import Conn
 SETTLE_SECONDS = 0.5
 MAX_SETTLE_SECONDS = 10.0
 # Who the audit log names for a queued git deploy, by trigger; a push names its pusher (the token's
-# user), and the API's own guard records API deploys.
+# user), and an API deploy its caller (the API's guard records the request itself too). The worker
+# names the same actor when the deploy ends (worker.record_outcome).
 ACTORS: dict[str, str | None] = {"poll": "poll", "config": "deploy.yaml", "api": None}
 
 
@@ -68,9 +69,11 @@ class Intake:
         self._removals_lock = threading.Lock()
 
     # -- queueing ----------------------------------------------------------------------------------
-    def enqueue(self, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None) -> int:
+    def enqueue(
+        self, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None, actor: str | None = None
+    ) -> int:
         with self.pool.connection() as conn, conn.transaction():
-            actor = ACTORS[trigger] if trigger in ACTORS else pusher or trigger
+            actor = actor or (ACTORS[trigger] if trigger in ACTORS else pusher or trigger)
             queued = self._queue(conn, site, branch, trigger=trigger, pusher=pusher, actor=actor)
         if queued.new:
             self.wake.set()
@@ -79,7 +82,7 @@ class Intake:
     def _queue(
         self, conn: Conn, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None, actor: str | None
     ) -> gitjobs.Queued:
-        """Queue one deploy; `actor` (None: the API's guard records it) goes to the audit log."""
+        """Queue one deploy; `actor` (None: nobody to name, the API's guard records the request) is audited."""
         slot = site.slot_for(branch)
         template = site.slot if site.is_preview else None
         if template:
@@ -111,7 +114,7 @@ class Intake:
         with self._removals_lock:
             return self._removals.pop(0) if self._removals else None
 
-    def deploy_from_api(self, manifest: Manifest, body: Mapping[str, Any]) -> int:
+    def deploy_from_api(self, manifest: Manifest, body: Mapping[str, Any], actor: str | None = None) -> int:
         """POST /api/deployments with JSON: a declared or allowed repository, one branch, into one slot."""
         unknown = set(body) - {"repo", "branch", "path", "slot", "ttl"}
         if unknown:
@@ -140,7 +143,7 @@ class Intake:
         ttl = parse_ttl(raw_ttl, maximum=self.settings.max_ttl_seconds)
         self.source.check_ref(branch)
         site = SiteSpec(slot=slot, repo=repo, branches=(branch,), path=path, ttl_seconds=ttl)
-        return self.enqueue(site, branch, trigger="api", pusher=None)
+        return self.enqueue(site, branch, trigger="api", pusher=None, actor=actor)
 
     # -- webhooks ----------------------------------------------------------------------------------
     def webhook(

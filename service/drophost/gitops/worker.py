@@ -23,7 +23,7 @@ from drophost.pipeline.buildoutput import fingerprint
 from drophost.pipeline.deployer import Deployer
 from drophost.pipeline.siterules import SiteOptions
 from drophost.settings import Settings
-from drophost.store import deployments, gitjobs, slots
+from drophost.store import audit, deployments, gitjobs, slots
 
 log = logging.getLogger(__name__)
 WORKERS = 2
@@ -108,7 +108,10 @@ class Worker:
             job = gitjobs.claim_next(conn)
         if job is None:
             return False
-        self.run_job(job)
+        try:
+            self.run_job(job)
+        finally:
+            self.record_outcome(job)
         return True
 
     def site_of(self, job: gitjobs.GitJob) -> SiteSpec | None:
@@ -236,6 +239,24 @@ class Worker:
             log.warning("build deployment %s failed: %s", job.deployment_id, exc.message)
         finally:
             build_log.close()
+
+    def record_outcome(self, job: gitjobs.GitJob) -> None:
+        """The audit log's second row of a git deploy: how it ended, named after whoever queued it."""
+        try:
+            with self.pool.connection() as conn:
+                row = deployments.get_deployment(conn, job.deployment_id)
+                if row is None:
+                    return
+                actor = audit.queued_by(conn, job.slot, job.deployment_id) or job.pusher or job.trigger or "git"
+                commit = f" commit {row['commit_sha'][:12]}" if row["commit_sha"] else ""
+                detail = f"deployment {job.deployment_id} of {strip_credentials(job.repo)} {job.branch}{commit}"
+                if row["error"]:
+                    detail += f": {row['error']}"
+                audit.record(
+                    conn, actor=actor, action="git_deploy_result", target=job.slot, result=row["status"], detail=detail
+                )
+        except Exception:  # the deploy itself is recorded; a missing audit row must not stop the worker
+            log.exception("could not write the audit log entry for deployment %s", job.deployment_id)
 
     def _serves_already(self, slot: str, incoming: Path) -> bool:
         with self.pool.connection() as conn:

@@ -23,6 +23,17 @@ def record(
     )
 
 
+def queued_by(conn: Conn, slot: str, deployment_id: int) -> str | None:
+    """Who queued a git deployment: the actor of its first "queued deployment N of ..." row."""
+    row = fetch_one(
+        conn,
+        "SELECT actor FROM audit_log WHERE action = 'git_deploy' AND target = %s AND result LIKE %s"
+        " ORDER BY id LIMIT 1",
+        (slot, f"queued deployment {deployment_id} of %"),
+    )
+    return str(row["actor"]) if row is not None else None
+
+
 def list_entries(
     conn: Conn,
     *,

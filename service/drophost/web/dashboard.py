@@ -83,6 +83,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     text = templates.get_template(name).render(
         csrf=session.csrf if session else "",
         signed_in=session is not None,
+        admin=getattr(request.state, "admin", False),
         path=request.url.path,
         sites_url=settings_of(request).site_base_url,
         **context,
@@ -106,6 +107,8 @@ def signed_in(page: Page) -> Page:
             if not isinstance(given, str) or not sessions.csrf_ok(request, session, given):
                 return render(request, "error.html", 403, message="The form expired or came from another site.")
             request.state.form = fields
+        principal = await run_in_threadpool(auth.principal_for_session, pool_of(request), session)
+        request.state.admin = principal is not None and "admin" in principal.scopes  # the Users link
         return await page(request)
 
     guarded.__name__ = page.__name__
@@ -177,6 +180,7 @@ def _overview(request: Request) -> dict[str, Any]:
     status_filter = request.query_params.get("status", "")
     if status_filter not in STATUSES:
         status_filter = ""
+    drift = gitops_of(request).drift()
     with pool_of(request).connection() as conn:
         live = {row["slot"]: views.slot(settings, row) for row in slots.list_slots(conn)}
         locks = audit.slot_locks(conn)
@@ -206,6 +210,7 @@ def _overview(request: Request) -> dict[str, Any]:
         entry["expires_at"] = slot["expires_at"] if slot else None
         entry["url"] = views.slot_url(settings, name)
         entry["lock"] = locks.get(name)
+        entry["drift"] = drift.get(name)
         entry["shown"] = serving.get(name, entry["latest"])
         rows.append(entry)
     if slot_filter:
@@ -289,6 +294,7 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
         "events": events,
         "diff": diff,
         "lock": lock,
+        "drift": gitops_of(request).drift().get(slot),
         "a": a if a in numbers else (numbers[1] if len(numbers) > 1 else None),
         "b": b if b in numbers else (numbers[0] if numbers else None),
         "error": "",

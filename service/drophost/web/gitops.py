@@ -22,7 +22,14 @@ from drophost.gitops.hosted import SERVICES, SMART_PATHS
 from drophost.gitops.manifest import BRANCH_FIELD, SiteSpec
 from drophost.names import validate_slot
 from drophost.web import views
-from drophost.web.auth import authorize_slot, limit_signin, principal_for_token, record, signin_failed
+from drophost.web.auth import (
+    authorize_slot,
+    limit_signin,
+    principal_for_token,
+    principal_of,
+    record,
+    signin_failed,
+)
 from drophost.web.bodylimit import JSON_MAX_BYTES, lower_body_limit
 from drophost.web.common import deployer_of, pool_of, read_json, settings_of
 
@@ -89,7 +96,7 @@ async def create_git_deployment(request: Request) -> Response:
     if isinstance(body.get("slot"), str):
         authorize_slot(request, validate_slot(body["slot"]))
     gitops = gitops_of(request)
-    deployment_id = await run_in_threadpool(gitops.deploy_from_api, body)
+    deployment_id = await run_in_threadpool(gitops.deploy_from_api, body, principal_of(request).actor)
     row = await run_in_threadpool(deployer_of(request).deployment, deployment_id)
     return JSONResponse(views.deployment(settings_of(request), row), status_code=202)
 

@@ -23,28 +23,25 @@ from drophost.web.common import id_param, int_param, path_slot, pool_of, read_js
 async def create_user(request: Request) -> Response:
     """{"name", "role", "slots": [patterns], "password"} -> 201 the user (never the password)."""
     body = await read_json(request)
+    request.state.audit_target = f"user {access.check_user_name(body.get('name'))}"
+    return JSONResponse(user_view(await run_in_threadpool(add_user, pool_of(request), body)), status_code=201)
+
+
+def add_user(pool: ConnectionPool[Any], body: dict[str, Any]) -> Row:
+    """Check and store a new user (the API's and the dashboard's form); scrypt runs here, in a thread."""
     name = access.check_user_name(body.get("name"))
-    request.state.audit_target = f"user {name}"
     role = access.check_role(body.get("role"))
     patterns = check_patterns(body.get("slots", []), role)
     password = body.get("password")
     if not isinstance(password, str):
         raise ValidationError("password is required", field="password")
-    hashed = await run_in_threadpool(access.hash_password, password)
-
-    def add() -> Row:
-        with pool_of(request).connection() as conn:
-            return users.add_user(conn, name=name, role=role, slots=patterns, password_hash=hashed)
-
-    return JSONResponse(user_view(await run_in_threadpool(add)), status_code=201)
+    hashed = access.hash_password(password)
+    with pool.connection() as conn:
+        return users.add_user(conn, name=name, role=role, slots=patterns, password_hash=hashed)
 
 
 async def list_users(request: Request) -> Response:
-    def load() -> list[Row]:
-        with pool_of(request).connection() as conn:
-            return users.list_users(conn)
-
-    return JSONResponse({"users": [user_view(r) for r in await run_in_threadpool(load)]})
+    return JSONResponse({"users": [user_view(r) for r in await run_in_threadpool(all_users, pool_of(request))]})
 
 
 async def delete_user(request: Request) -> Response:
@@ -52,13 +49,19 @@ async def delete_user(request: Request) -> Response:
     name = access.check_user_name(request.path_params["name"])
     request.state.audit_target = f"user {name}"
 
-    def remove() -> bool:
-        with pool_of(request).connection() as conn:
-            return users.delete_user(conn, name)
-
-    if not await run_in_threadpool(remove):
+    if not await run_in_threadpool(remove_user, pool_of(request), name):
         raise NotFoundError(f'there is no user "{name}"')
     return JSONResponse({"name": name, "deleted": True})
+
+
+def remove_user(pool: ConnectionPool[Any], name: str) -> bool:
+    with pool.connection() as conn:
+        return users.delete_user(conn, name)
+
+
+def all_users(pool: ConnectionPool[Any]) -> list[Row]:
+    with pool.connection() as conn:
+        return users.list_users(conn)
 
 
 def check_patterns(raw: object, role: str) -> list[str]:

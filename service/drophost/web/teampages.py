@@ -1,4 +1,4 @@
-"""The dashboard's Tokens and Audit pages (the rest of the dashboard is dashboard.py)."""
+"""The dashboard's Users, Tokens and Audit pages (the rest of the dashboard is dashboard.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from drophost import access
 from drophost.access import Principal
 from drophost.errors import DrophostError, UnauthorizedError
 from drophost.store import audit
@@ -23,6 +24,9 @@ def routes() -> list[BaseRoute]:
         Route("/tokens", create_token, methods=["POST"]),
         Route("/tokens/{id}/revoke", revoke_token, methods=["POST"]),
         Route("/audit", audit_page, methods=["GET"]),
+        Route("/users", users_page, methods=["GET"]),
+        Route("/users", create_user, methods=["POST"]),
+        Route("/users/{name}/remove", remove_user, methods=["POST"]),
     ]
 
 
@@ -92,6 +96,78 @@ async def audit_page(request: Request) -> Response:
 
     params = {k: request.query_params.get(k, "") for k in ("actor", "action", "target", "since")}
     return render(request, "audit.html", entries=await run_in_threadpool(load), params=params, error="")
+
+
+@signed_in
+async def users_page(request: Request) -> Response:
+    return await _users(request)
+
+
+@signed_in
+async def create_user(request: Request) -> Response:
+    """The form: a name, a role, slot patterns separated by spaces or commas (deployers), a password."""
+    form = request.state.form
+    body: dict[str, Any] = {
+        "name": form.get("name", "").strip(),
+        "role": form.get("role", ""),
+        "slots": form.get("slots", "").replace(",", " ").split(),
+        "password": form.get("password", ""),
+    }
+    refused = await _refuse_non_admin(request, "dashboard_create_user", f"user {body['name']}")
+    if refused is not None:
+        return refused
+    try:
+        row = await run_in_threadpool(team.add_user, pool_of(request), body)
+    except DrophostError as exc:
+        await run_in_threadpool(auth.record, request, "dashboard_create_user", f"{exc.status_code} {exc.message}")
+        return await _users(request, error=exc.message, status_code=exc.status_code)
+    await run_in_threadpool(auth.record, request, "dashboard_create_user", "201")
+    return await _users(request, notice=f"Added {row['role']} {row['name']}.")
+
+
+@signed_in
+async def remove_user(request: Request) -> Response:
+    name = request.path_params["name"]
+    refused = await _refuse_non_admin(request, "dashboard_remove_user", f"user {name}")
+    if refused is not None:
+        return refused
+    try:
+        name = access.check_user_name(name)
+    except DrophostError as exc:
+        return await _users(request, error=exc.message, status_code=exc.status_code)
+    removed = await run_in_threadpool(team.remove_user, pool_of(request), name)
+    await run_in_threadpool(auth.record, request, "dashboard_remove_user", "200" if removed else "404")
+    if not removed:
+        return await _users(request, error=f'There is no user "{name}".', status_code=404)
+    return await _users(request, notice=f"Removed {name} and their tokens.")
+
+
+async def _refuse_non_admin(request: Request, action: str, target: str) -> Response | None:
+    """Users are an admin's business: anyone else gets 403, and the attempt is audited."""
+    principal = await _principal(request)
+    request.state.principal = principal
+    request.state.audit_target = target
+    if "admin" in principal.scopes:
+        return None
+    if request.method != "GET":
+        await run_in_threadpool(auth.record, request, action, "403 not an admin")
+    return render(request, "error.html", 403, message="Only an admin manages users.")
+
+
+async def _users(request: Request, *, notice: str = "", error: str = "", status_code: int = 200) -> Response:
+    refused = await _refuse_non_admin(request, "", "users")
+    if refused is not None:
+        return refused
+    rows = await run_in_threadpool(team.all_users, pool_of(request))
+    return render(
+        request,
+        "users.html",
+        status_code,
+        users=[team.user_view(r) for r in rows],
+        roles=access.ROLES,
+        notice=notice,
+        error=error,
+    )
 
 
 async def _principal(request: Request) -> Principal:

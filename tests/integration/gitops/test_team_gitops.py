@@ -52,6 +52,35 @@ def test_git_deploys_are_audited_with_their_actor(git_server: GitHttpServer, git
     assert actors[-1] == "deploy.yaml"
     assert "webhook:generic" in actors and "poll" in actors
     assert all(e["result"].startswith(("queued deployment", "joined")) for e in audit(stack, action="git_deploy"))
+    # How each ended is a second row, named after the same actor.
+    ended = {e["detail"].split(" of ")[0]: e for e in audit(stack, target="site", action="git_deploy_result")}
+    assert ended["deployment 1"]["actor"] == "deploy.yaml" and ended["deployment 1"]["result"] == "live"
+    assert ended[f"deployment {queued}"]["actor"] == "webhook:generic"
+    assert ended[f"deployment {queued}"]["result"] in ("live", "superseded")
+    assert "poll" in [e["actor"] for e in ended.values()]
+
+
+def test_an_api_repo_deploy_audits_its_outcome_with_the_caller(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"index.html": "0"})
+    stack = gitops_stack(site_yaml(git_server, "site", "main"), ENV)
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    body = {"repo": git_server.url("site"), "branch": "main", "slot": "copy"}
+    answer = stack.client.post("/api/deployments", json=body, headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    assert wait_for_deployment(stack, answer.json()["id"])["status"] == "live"
+    missing = {"repo": git_server.url("site"), "branch": "nope", "slot": "broken"}
+    failed = stack.client.post("/api/deployments", json=missing, headers=AUTH)
+    assert failed.status_code == 202  # a branch the remote lacks fails in the worker, not at the door
+    assert wait_for_deployment(stack, failed.json()["id"])["status"] == "failed"
+    [row] = audit(stack, target="broken", action="git_deploy_result")
+    assert row["result"] == "failed" and row["actor"] == "bootstrap" and 'branch "nope"' in row["detail"]
+    [queued] = audit(stack, target="copy", action="git_deploy")
+    [ended] = audit(stack, target="copy", action="git_deploy_result")
+    assert ended["actor"] == queued["actor"] == "bootstrap" and ended["result"] == "live"
+    assert ended["detail"].startswith(f"deployment {answer.json()['id']} of {git_server.url('site')} main commit ")
 
 
 def test_a_locked_slot_builds_pushes_but_serves_nothing_new(
@@ -122,3 +151,12 @@ def test_an_upload_to_a_git_slot_is_refused_unless_forced_and_then_shows_as_drif
     assert "! site" in plan["text"] and "forced upload" in plan["text"] and "Drift: 1 slot(s)" in plan["text"]
     # Another slot takes uploads as before.
     assert upload(stack, "other", "free")[0] == 201
+    # The dashboard marks the same drift, on the overview and the slot page, and only there.
+    stack.client.post("/signin", data={"token": AUTH["Authorization"][7:]}, follow_redirects=False)
+    overview = stack.client.get("/ui/overview").text
+    assert overview.count(">drift</span>") == 1
+    site_row = overview[overview.index('data-slot="site"') :]
+    assert ">drift</span>" in site_row[: site_row.index("</tr>")]
+    page = stack.client.get("/slots/site").text
+    assert 'id="slot-drift"' in page and "serves a forced upload" in page
+    assert 'id="slot-drift"' not in stack.client.get("/slots/other").text
