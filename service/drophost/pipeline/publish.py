@@ -123,24 +123,27 @@ def _keep_draft(
     *,
     note: str | None,
 ) -> None:
+    version = _next_version(ctx, slot, deployment_id, final, part, compiled_from)
+    record.drafted(ctx, deployment_id=deployment_id, files=files, size=size, note=note, **version)
+
+
+def _next_version(
+    ctx: Context, slot: str, deployment_id: int, final: Path, part: str, compiled_from: dict[str, Any]
+) -> dict[str, Any]:
+    """The next config version of the slot for this release, rendered: the fields of its row."""
     with ctx.pool.connection() as conn:
-        version = versions.next_version(conn, slot)
+        number = versions.next_version(conn, slot)
     config = render_site_config(
-        ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id, part=part
+        ctx.nginx.env, slot=slot, version=number, release_dir=final, deployment_id=deployment_id, part=part
     )
-    record.drafted(
-        ctx,
-        deployment_id=deployment_id,
-        files=files,
-        size=size,
-        slot=slot,
-        version=version,
-        release_dir=str(final),
-        config=config.text,
-        sha256=config.sha256,
-        site=compiled_from,
-        note=note,
-    )
+    return {
+        "slot": slot,
+        "version": number,
+        "release_dir": str(final),
+        "config": config.text,
+        "sha256": config.sha256,
+        "site": compiled_from,
+    }
 
 
 def _go_live(
@@ -154,23 +157,12 @@ def _go_live(
     part: str,
     compiled_from: dict[str, Any],
 ) -> None:
+    fields = _next_version(ctx, slot, deployment_id, final, part, compiled_from)
+    version = int(fields["version"])
     with ctx.pool.connection() as conn:
-        version = versions.next_version(conn, slot)
-        config = render_site_config(
-            ctx.nginx.env, slot=slot, version=version, release_dir=final, deployment_id=deployment_id, part=part
-        )
-        versions.insert_config_version(
-            conn,
-            slot=slot,
-            version=version,
-            deployment_id=deployment_id,
-            release_dir=str(final),
-            config=config.text,
-            sha256=config.sha256,
-            site=compiled_from,
-        )
+        versions.insert_config_version(conn, deployment_id=deployment_id, **fields)
     try:
-        ctx.activator.activate(slot, config.text, final)
+        ctx.activator.activate(slot, fields["config"], final)
     except DrophostError:
         record.version_failed(ctx, slot, version)
         raise
