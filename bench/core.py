@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Any
 from tests.harness.scratch import scratch_dir
 
 from bench import client
-from bench.report import Row, machine_summary, median, percentile, render_table, seconds
+from bench.report import Row, exit_on_sigterm, median, percentile, print_report, seconds
 from bench.site import SiteFile, generate_site, write_incompressible_zip, write_zip
 from bench.stack import DropHostStack, PlainNginx, memory_kib, reset_peak_rss
 from drophost import runner
@@ -46,21 +45,14 @@ class Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    # A SIGTERM (e.g. from `timeout`) must still run the clean-up below, as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    exit_on_sigterm()
     started = time.perf_counter()
     with scratch_dir("dh-bench-") as work:
         progress(f"starting drophost up and a baseline nginx in {work}")
         with DropHostStack(work) as stack, PlainNginx(work) as plain:
             rows = run(options, work, stack, plain)
-    print(render_table(rows))
-    print()
-    print(f"Machine: {machine_summary()}. Whole run: {time.perf_counter() - started:.0f} s.")
+    print_report(rows, started)
     return 0
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:

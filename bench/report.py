@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,3 +108,19 @@ def _version(argv: list[str]) -> str:
         return ""
     text: str = (result.stdout or result.stderr).decode(errors="replace").strip()
     return text.split(":", 1)[-1].strip().replace("/", " ")
+
+
+def exit_on_sigterm() -> None:
+    """A SIGTERM (e.g. from `timeout`) runs the benchmark's clean-up, as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def print_report(rows: Sequence[Row], started: float) -> None:
+    """The table, then the machine and how long the whole run took."""
+    print(render_table(rows))
+    print()
+    print(f"Machine: {machine_summary()}. Whole run: {time.perf_counter() - started:.0f} s.")
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)

@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from tests.harness.scratch import scratch_dir
 
 from bench import client, rulegen
 from bench.core import write_small_zip
-from bench.report import Row, machine_summary, median, render_table, seconds
+from bench.report import Row, exit_on_sigterm, median, print_report, seconds
 from bench.scale import cpu_seconds, nginx_workers, pin, retag, serving_cpus, wait_for_ok, write_folder, wrk
 from bench.site import generate_site
 from bench.stack import DropHostStack, PlainNginx
@@ -62,20 +61,14 @@ class Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    exit_on_sigterm()
     started = time.perf_counter()
     with scratch_dir("dh-rules-") as work:
         progress(f"starting drophost up and a baseline nginx in {work}")
         with DropHostStack(work) as stack, PlainNginx(work) as plain:
             rows = run(options, work, stack, plain)
-    print(render_table(rows))
-    print()
-    print(f"Machine: {machine_summary()}. Whole run: {time.perf_counter() - started:.0f} s.")
+    print_report(rows, started)
     return 0
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:

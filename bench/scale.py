@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from tests.harness.scratch import scratch_dir
 
 from bench import client, gitbench
 from bench.core import small_site, write_small_zip
-from bench.report import Row, machine_summary, median, render_table, seconds
+from bench.report import Row, exit_on_sigterm, median, print_report, seconds
 from bench.site import SiteFile, generate_site, write_zip
 from bench.stack import DropHostStack, PlainNginx, process_tree
 from drophost import runner
@@ -66,7 +65,7 @@ class Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    exit_on_sigterm()
     started = time.perf_counter()
     with scratch_dir("dh-scale-") as work:
         progress(f"starting drophost up, a git server and a baseline nginx in {work}")
@@ -78,14 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             with DropHostStack(work, env=env) as stack, PlainNginx(work) as plain:
                 rows = run(options, work, stack, plain, git)
-    print(render_table(rows))
-    print()
-    print(f"Machine: {machine_summary()}. Whole run: {time.perf_counter() - started:.0f} s.")
+    print_report(rows, started)
     return 0
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
