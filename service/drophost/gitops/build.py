@@ -74,6 +74,14 @@ def build_env(settings: Settings, spec: BuildSpec, target: Target, environ: Mapp
     return env
 
 
+def mask(text: str, secrets: list[str]) -> str:
+    """A build's output line with the values of its secrets_env replaced: never logged, so never shown
+    (the log, its follow stream, a push's remote: lines, a failed deployment's error)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def cache_folder(builds_dir: Path, slot: str, relative: str) -> Path:
     key = hashlib.sha256(relative.encode()).hexdigest()[:16]
     return builds_dir / "cache" / slot / key
@@ -93,59 +101,77 @@ class Builder:
     def build(
         self, spec: BuildSpec, target: Target, git_dir: Path, limits: ArchiveLimits, incoming: Path, log: BuildLog
     ) -> Copied:
-        """Build the commit and copy its output into `incoming` (which must not exist yet)."""
+        """Build the commit and copy its output into `incoming` (which must not exist yet).
+
+        The caller holds a build slot (reserve()): builds past DROPHOST_BUILD_CONCURRENCY wait queued.
+        """
         builds = self.settings.builds_dir
         work = builds / "work" / str(target.deployment_id)
         log.line(f"DropHost: building {target.commit[:12]} of {target.branch} for {target.slot}")
         try:
-            with self._slots:
-                run_as = self._run_as()
-                self._check_sandbox(run_as)
-                _prepare_folder(builds / "work", 0o711)
-                _remove(work)
-                work.mkdir(mode=0o755)
-                self._write_source(git_dir, target.commit, work, limits)
-                tree = work / target.path if target.path else work
-                if not tree.is_dir() or tree.is_symlink():
-                    raise BuildError(f'the path "{target.path}" is not a folder in the commit')
-                caches = self._caches(spec, target, tree, run_as)
-                if run_as is not None:
-                    own_tree(work, _account(run_as), skip=set())
-                job = sandbox.Job(
-                    command=spec.command,
-                    tree=work,
-                    workdir=target.path,
-                    caches=caches,
-                    env=tuple(build_env(self.settings, spec, target, self.environ).items()),
-                    network=spec.network,
-                    tools=tuple(Path(t) for t in self.settings.build_tools.split(":") if t),
-                )
-                timeout = min(spec.timeout, self.settings.build_max_timeout)
-                limits_ = sandbox.Limits(
-                    cpu_seconds=timeout,
-                    memory_bytes=self.settings.build_memory_bytes,
-                    processes=self.settings.build_processes,
-                    open_files=self.settings.build_open_files,
-                    file_bytes=self.settings.build_file_bytes,
-                )
-                log.line(f"DropHost: $ {' '.join(spec.command)}")
-                if self.settings.build_sandbox == "none":
-                    argv = sandbox.plan_unconfined(job, limits_)
-                    env = sandbox.environment(job)
-                    cwd = tree
-                else:
-                    argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits_, self._system)
-                    env = {"PATH": sandbox.PATH}
-                    cwd = Path("/")
-                sandbox.run(argv, cwd=cwd, env=env, timeout=timeout, run_as=run_as, on_line=log.line)
-                copied = copy_output(tree / spec.output, incoming, limits)
-                log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
-                return copied
+            run_as = self._run_as()
+            self._check_sandbox(run_as)
+            _prepare_folder(builds / "work", 0o711)
+            _remove(work)
+            work.mkdir(mode=0o755)
+            self._write_source(git_dir, target.commit, work, limits)
+            tree = work / target.path if target.path else work
+            if not tree.is_dir() or tree.is_symlink():
+                raise BuildError(f'the path "{target.path}" is not a folder in the commit')
+            caches = self._caches(spec, target, tree, run_as)
+            if run_as is not None:
+                own_tree(work, _account(run_as), skip=set())
+            job = sandbox.Job(
+                command=spec.command,
+                tree=work,
+                workdir=target.path,
+                caches=caches,
+                env=tuple(build_env(self.settings, spec, target, self.environ).items()),
+                network=spec.network,
+                tools=tuple(Path(t) for t in self.settings.build_tools.split(":") if t),
+            )
+            timeout = min(spec.timeout, self.settings.build_max_timeout)
+            limits_ = sandbox.Limits(
+                cpu_seconds=timeout,
+                memory_bytes=self.settings.build_memory_bytes,
+                processes=self.settings.build_processes,
+                open_files=self.settings.build_open_files,
+                file_bytes=self.settings.build_file_bytes,
+            )
+            log.line(f"DropHost: $ {' '.join(spec.command)}")
+            if self.settings.build_sandbox == "none":
+                argv = sandbox.plan_unconfined(job, limits_)
+                env = sandbox.environment(job)
+                cwd = tree
+            else:
+                argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits_, self._system)
+                env = {"PATH": sandbox.PATH}
+                cwd = Path("/")
+            secrets = [environ_value for name in spec.secrets_env if (environ_value := self.environ.get(name))]
+            sandbox.run(
+                argv,
+                cwd=cwd,
+                env=env,
+                timeout=timeout,
+                run_as=run_as,
+                on_line=lambda text: log.line(mask(text, secrets)),
+            )
+            copied = copy_output(tree / spec.output, incoming, limits)
+            log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
+            return copied
         except BuildError as exc:
             log.line(f"DropHost: {exc.message}")
             raise
         finally:
             _remove(work)
+
+    def reserve(self, *, blocking: bool = False) -> bool:
+        """Take one of the DROPHOST_BUILD_CONCURRENCY build slots if one is free, or wait for one
+        (release() gives it back)."""
+        return self._slots.acquire(blocking=blocking)
+
+    def release(self) -> None:
+        self._slots.release()
 
     def _run_as(self) -> sandbox.RunAs | None:
         if os.geteuid() != 0:

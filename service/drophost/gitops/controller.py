@@ -112,6 +112,18 @@ class GitOps:
     def hosted_push(self, name: str, updates: list[tuple[str, str, str]], pusher: str | None) -> list[int]:
         return self.intake.hosted_push(self.declared.manifest, name, updates, pusher)
 
+    def hosted_pre_receive(
+        self, name: str, updates: list[tuple[str, str, str]], pusher: str | None, quarantine: object
+    ) -> list[int]:
+        objects = self.hosted.quarantine(name, quarantine)
+        return self.intake.hosted_pre_receive(self.declared.manifest, name, updates, pusher, objects)
+
+    def hosted_deletions(self, name: str, updates: list[tuple[str, str, str]], pusher: str | None) -> None:
+        self.intake.hosted_deletions(self.declared.manifest, name, updates, pusher)
+
+    def settle_push(self, deployment_ids: list[int]) -> list[dict[str, Any]]:
+        return self.intake.settle_push(deployment_ids)
+
     def managing_repo(self, slot: str) -> str | None:
         """The repository deploy.yaml deploys `slot` from (a fixed site or a live preview), if any."""
         site = self.manifest.fixed_sites().get(slot)

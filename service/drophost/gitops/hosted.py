@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from drophost import runner
-from drophost.errors import DrophostError
+from drophost.errors import DrophostError, ValidationError
 from drophost.gitops.mirror import GitSource
 from drophost.gitops.repourls import RepoUrl
 from drophost.settings import Settings
@@ -21,8 +21,11 @@ from drophost.settings import Settings
 # What the smart HTTP protocol asks for; anything else under /git/NAME.git/ is refused.
 SMART_PATHS = {("GET", "info/refs"), ("POST", "git-upload-pack"), ("POST", "git-receive-pack")}
 SERVICES = {"git-upload-pack", "git-receive-pack"}
-# pre-receive refuses a push past the tree caps before any ref moves; post-receive deploys it.
+# pre-receive refuses a push past the tree caps, then deploys it, before any ref moves: a failed
+# deploy refuses the push. post-receive takes the previews of deleted branches offline.
 HOOKS = ("pre-receive", "post-receive")
+# Where receive-pack keeps a push's objects until pre-receive accepts it (git's tmp_objdir).
+QUARANTINE_PREFIX = "tmp_objdir-incoming-"
 _CHUNK = 64 * 1024
 
 
@@ -65,6 +68,15 @@ class HostedRepos:
                 timeout=30,
             )
         return path
+
+    def quarantine(self, name: str, raw: object) -> Path:
+        """The quarantine folder a pre-receive hook names: only one inside this repository's objects."""
+        objects = (self.path(name) / "objects").resolve()
+        if isinstance(raw, str) and raw.startswith("/") and "\0" not in raw:
+            folder = Path(raw).resolve()
+            if folder.parent == objects and folder.name.startswith(QUARANTINE_PREFIX) and folder.is_dir():
+                return folder
+        raise ValidationError("the hook must name the quarantine folder of this repository's push")
 
     def has_branch(self, repo: RepoUrl, branch: str) -> bool:
         try:
@@ -113,10 +125,10 @@ class HostedRepos:
             env["GIT_PROTOCOL"] = headers["git-protocol"]
         return env
 
-    def run_backend(self, env: Mapping[str, str], body: IO[bytes]) -> CgiResponse:
-        """Run `git http-backend` as CGI; its output streams back, killed after the git timeout."""
+    def run_backend(self, env: Mapping[str, str], body: IO[bytes], timeout: float) -> CgiResponse:
+        """Run `git http-backend` as CGI; its output streams back, killed after `timeout` seconds."""
         process = runner.spawn([self.settings.git_binary, "http-backend"], env=env, stdin=body)
-        timer = threading.Timer(self.settings.git_timeout, process.kill)
+        timer = threading.Timer(timeout, process.kill)
         timer.daemon = True
         timer.start()
         assert process.stdout is not None

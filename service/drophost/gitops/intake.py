@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -17,7 +18,7 @@ from psycopg_pool import ConnectionPool
 from drophost.errors import ConflictError, ForbiddenError, UnauthorizedError, ValidationError
 from drophost.gitops import webhooks
 from drophost.gitops.manifest import Manifest, SiteSpec
-from drophost.gitops.mirror import GitSource
+from drophost.gitops.mirror import SHA, GitSource
 from drophost.gitops.offline import remove_preview
 from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_url, repo_key, strip_credentials
 from drophost.names import parse_ttl, validate_slot
@@ -36,6 +37,22 @@ MAX_SETTLE_SECONDS = 10.0
 # user), and an API deploy its caller (the API's guard records the request itself too). The worker
 # names the same actor when the deploy ends (worker.record_outcome).
 ACTORS: dict[str, str | None] = {"poll": "poll", "config": "deploy.yaml", "api": None}
+FINAL_STATES = ("ready", "failed", "unchanged")
+
+
+def push_timeouts(settings: Settings) -> tuple[float, float]:
+    """How long a hosted push's deploy may wait for a worker (behind one whole build), and how long
+    the pre-receive hook waits for its outcome in all (queued, then a fetch-free deploy or a build)."""
+    queued = settings.build_max_timeout + 2 * settings.git_timeout
+    return queued, queued + settings.build_max_timeout + 2 * settings.git_timeout + 60
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A pushed commit a pre-receive hook deploys, its objects still in git's quarantine folder."""
+
+    commit: str
+    objects: Path
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,15 @@ class Intake:
         return queued.deployment_id
 
     def _queue(
-        self, conn: Conn, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None, actor: str | None
+        self,
+        conn: Conn,
+        site: SiteSpec,
+        branch: str,
+        *,
+        trigger: str,
+        pusher: str | None,
+        actor: str | None,
+        pinned: Pinned | None = None,
     ) -> gitjobs.Queued:
         """Queue one deploy; `actor` (None: nobody to name, the API's guard records the request) is audited."""
         slot = site.slot_for(branch)
@@ -89,7 +114,42 @@ class Intake:
             gitjobs.upsert_managed(
                 conn, slot=slot, repo=site.repo.text, branch=branch, path=site.path, template=template
             )
-        queued = gitjobs.queue_deploy(
+        if pinned is not None:
+            queued = gitjobs.Queued(
+                gitjobs.queue_pinned(
+                    conn,
+                    slot=slot,
+                    repo=site.repo.text,
+                    branch=branch,
+                    path=site.path,
+                    template=template,
+                    pusher=pusher,
+                    ttl_seconds=site.ttl_seconds,
+                    commit=pinned.commit,
+                    objects=str(pinned.objects),
+                ),
+                new=True,
+            )
+        else:
+            queued = self._queue_head(conn, site, branch, slot, template, trigger=trigger, pusher=pusher)
+        if actor is not None:
+            verb = "queued" if queued.new else "joined the queued"
+            result = f"{verb} deployment {queued.deployment_id} of {strip_credentials(site.repo.text)} {branch}"
+            audit.record(conn, actor=actor, action="git_deploy", target=slot, result=result)
+        return queued
+
+    def _queue_head(
+        self,
+        conn: Conn,
+        site: SiteSpec,
+        branch: str,
+        slot: str,
+        template: str | None,
+        *,
+        trigger: str,
+        pusher: str | None,
+    ) -> gitjobs.Queued:
+        return gitjobs.queue_deploy(
             conn,
             slot=slot,
             repo=site.repo.text,
@@ -103,11 +163,6 @@ class Intake:
             settle=SETTLE_SECONDS,
             max_settle=MAX_SETTLE_SECONDS,
         )
-        if actor is not None:
-            verb = "queued" if queued.new else "joined the queued"
-            result = f"{verb} deployment {queued.deployment_id} of {strip_credentials(site.repo.text)} {branch}"
-            audit.record(conn, actor=actor, action="git_deploy", target=slot, result=result)
-        return queued
 
     def next_removal(self) -> str | None:
         """A preview slot whose branch a webhook reported deleted, for a worker to take offline."""
@@ -259,6 +314,58 @@ class Intake:
                     continue
                 queued.append(self.enqueue(site, branch, trigger="push", pusher=pusher))
         return queued
+
+    def hosted_pre_receive(
+        self, manifest: Manifest, name: str, updates: list[tuple[str, str, str]], pusher: str | None, objects: Path
+    ) -> list[int]:
+        """The pre-receive hook's refs: queue a deploy of each pushed commit a declared site follows,
+        read from git's quarantine folder, before any branch moves (settle_push waits for them)."""
+        sites = [site for site in manifest.sites if site.repo.hosted_name == name]
+        queued = []
+        for _old, new, ref in updates:
+            if not ref.startswith("refs/heads/") or new == webhooks.ZERO_SHA or not SHA.fullmatch(new):
+                continue  # a deleted branch: post-receive takes its preview offline once it is gone
+            branch = self.source.check_ref(ref[len("refs/heads/") :])
+            for site in sites:
+                if site.wants(branch):
+                    with self.pool.connection() as conn, conn.transaction():
+                        pinned = Pinned(commit=new, objects=objects)
+                        actor = pusher or "push"
+                        job = self._queue(conn, site, branch, trigger="push", pusher=pusher, actor=actor, pinned=pinned)
+                    queued.append(job.deployment_id)
+        if queued:
+            self.wake.set()
+        return queued
+
+    def hosted_deletions(
+        self, manifest: Manifest, name: str, updates: list[tuple[str, str, str]], pusher: str | None
+    ) -> None:
+        """The post-receive hook's deleted branches: their preview slots go offline."""
+        sites = [site for site in manifest.sites if site.repo.hosted_name == name]
+        for _old, new, ref in updates:
+            if not ref.startswith("refs/heads/") or new != webhooks.ZERO_SHA:
+                continue
+            branch = ref[len("refs/heads/") :]
+            for site in sites:
+                if site.wants(branch) and site.is_preview:
+                    remove_preview(self.pool, self.deployer, site.slot_for(branch), pusher or "push")
+
+    def settle_push(self, deployment_ids: list[int]) -> list[dict[str, Any]]:
+        """Wait for a pre-receive hook's deploys to end. One still queued past the queue timeout is
+        cancelled (failed), so the push is refused rather than deployed after its hook gave up."""
+        queue_timeout, timeout = push_timeouts(self.settings)
+        started = time.monotonic()
+        while True:
+            with self.pool.connection() as conn:
+                rows = gitjobs.deployment_states(conn, deployment_ids)
+                waited = time.monotonic() - started
+                if waited > queue_timeout:
+                    reason = f"the push waited more than {queue_timeout:g} seconds for a free worker; push again"
+                    if any([gitjobs.cancel_if_queued(conn, r["id"], reason) for r in rows if r["state"] == "queued"]):
+                        continue
+            if all(r["state"] in FINAL_STATES for r in rows) or waited > timeout:
+                return rows
+            time.sleep(0.1)
 
     def wait_for(self, deployment_ids: list[int], timeout: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

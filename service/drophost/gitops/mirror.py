@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO
 
@@ -61,6 +62,10 @@ _SAFE_CONFIG = (
     "maintenance.auto=false",
     "transfer.fsckObjects=true",
 )
+# The objects of a hosted push whose pre-receive hook is deploying it: git keeps them in a quarantine
+# folder until the hook accepts the push, so the deploy's git calls read that folder as an alternate.
+# Set per thread (the worker's, for one job), never for the whole service.
+_incoming: ContextVar[Path | None] = ContextVar("drophost_incoming_objects", default=None)
 
 
 class GitSource:
@@ -103,7 +108,17 @@ class GitSource:
             "GIT_SSH_COMMAND": self.ssh_command,
             "GIT_SSH_VARIANT": "ssh",
             "GIT_LFS_SKIP_SMUDGE": "1",
+            **({"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(incoming)} if (incoming := _incoming.get()) else {}),
         }
+
+    @contextmanager
+    def reading_incoming(self, objects: Path | None) -> Iterator[None]:
+        """Within this block, this thread's git calls also read a push's quarantined objects."""
+        token = _incoming.set(objects)
+        try:
+            yield
+        finally:
+            _incoming.reset(token)
 
     def git(
         self,
@@ -202,6 +217,16 @@ class GitSource:
             self._valid_refs.clear()
         self._valid_refs.add(branch)
         return branch
+
+    def tree_id(self, git_dir: Path, commit: str, path: str) -> str | None:
+        """The id of what a commit holds at `path` (None: nothing there, or the commit is not in our copy)."""
+        spec = f"{commit}:{path}" if path else f"{commit}^{{tree}}"
+        try:
+            out = self.git(git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", spec, timeout=30)
+        except CommandError:
+            return None
+        oid = out.decode("ascii", "replace").strip()
+        return oid if SHA.fullmatch(oid) else None
 
     def mirror_path(self, repo: RepoUrl) -> Path:
         if repo.hosted_name:

@@ -82,7 +82,9 @@ class Poller:
     def _poll_site(self, site: SiteSpec, heads: dict[str, str]) -> list[int]:
         branches = [b for b in heads if site.wants(b)] if site.is_preview else [site.branch]
         queued = []
-        for branch in branches:
+        # A hosted repository deploys each push in its pre-receive hook, before the branch moves:
+        # there is nothing for polling to catch up on, and a head it read mid-push would be stale.
+        for branch in [] if site.repo.is_hosted else branches:
             head = heads.get(branch)
             if head is None:
                 continue

@@ -15,7 +15,7 @@ from drophost.gitops.build import Builder, Target
 from drophost.gitops.intake import Intake
 from drophost.gitops.manifest import Manifest, SiteSpec
 from drophost.gitops.offline import remove_preview
-from drophost.gitops.repourls import parse_repo_url, repo_key, strip_credentials
+from drophost.gitops.repourls import RepoUrl, parse_repo_url, repo_key, strip_credentials
 from drophost.gitops.tree import Trees
 from drophost.pipeline import releases
 from drophost.pipeline.buildlog import BuildLog
@@ -27,6 +27,10 @@ from drophost.store import audit, deployments, gitjobs, slots
 
 log = logging.getLogger(__name__)
 WORKERS = 2
+# A push that changes nothing under the site's path is not deployed again (the tree at `path` is
+# the live commit's): pushes, webhooks and polling. A deploy.yaml or API deploy always runs, since
+# it may be what changes the site's rules or build.
+SKIP_UNCHANGED_TRIGGERS = ("push", "webhook", "poll")
 
 
 class Worker:
@@ -57,6 +61,8 @@ class Worker:
         """Queue again the git deploys a restart interrupted (before deploy.yaml is applied)."""
         with self.pool.connection() as conn:
             for job in gitjobs.jobs_of(conn, interrupted):
+                if job["commit_sha"] is not None:
+                    continue  # a hosted push's own deploy: that push was refused when its hook died
                 gitjobs.queue_deploy(
                     conn,
                     slot=job["slot"],
@@ -72,7 +78,8 @@ class Worker:
 
     def start(self) -> list[threading.Thread]:
         threads = []
-        for number in range(WORKERS):
+        # One more worker than build slots: a deploy that needs no build never waits for builds.
+        for number in range(max(WORKERS, self.settings.build_concurrency + 1)):
             thread = threading.Thread(target=self._work_forever, name=f"drophost-git-{number}", daemon=True)
             thread.start()
             threads.append(thread)
@@ -104,15 +111,45 @@ class Worker:
         if removal is not None:
             remove_preview(self.pool, self.deployer, removal, "webhook")
             return True
-        with self.pool.connection() as conn:
-            job = gitjobs.claim_next(conn)
+        reserved = self.builder is not None and self.builder.reserve()
+        try:
+            with self.pool.connection() as conn:
+                # Every build slot taken: builds stay queued (newer pushes coalesce into them) and
+                # this worker takes the next deploy that needs none.
+                job = gitjobs.claim_next(conn, None if reserved else self._build_targets())
+        except BaseException:
+            self._release(reserved)
+            raise
+        if job is None or not self._builds(job):
+            self._release(reserved)
+            reserved = False
         if job is None:
             return False
+        if not reserved and self._builds(job) and self.builder is not None:
+            # deploy.yaml gave its site a build: since the claim: wait for a build slot after all
+            reserved = self.builder.reserve(blocking=True)
         try:
             self.run_job(job)
         finally:
+            self._release(reserved)
             self.record_outcome(job)
         return True
+
+    def _release(self, reserved: bool) -> None:
+        if reserved and self.builder is not None:
+            self.builder.release()
+            self.intake.wake.set()  # a build left queued may start now
+
+    def _build_targets(self) -> gitjobs.Builds:
+        sites = [site for site in self.manifest().sites if site.build is not None]
+        return gitjobs.Builds(
+            slots=tuple(site.slot for site in sites if not site.is_preview),
+            templates=tuple(site.slot for site in sites if site.is_preview),
+        )
+
+    def _builds(self, job: gitjobs.GitJob) -> bool:
+        site = self.site_of(job)
+        return site is not None and site.build is not None and self.builder is not None
 
     def site_of(self, job: gitjobs.GitJob) -> SiteSpec | None:
         """The declared site a job deploys (its build: comes from the deploy.yaml in force now)."""
@@ -126,16 +163,21 @@ class Worker:
 
     def run_job(self, job: gitjobs.GitJob) -> None:
         """Fetch, read the commit's tree like a ZIP (or build it), then hand it to the core pipeline."""
+        # A hosted push deployed from its pre-receive hook: its objects are still in quarantine.
+        with self.source.reading_incoming(Path(job.objects) if job.objects else None):
+            site = self.site_of(job)
+            if site is not None and site.build is not None and self.builder is not None:
+                self.run_build(job, site)
+            else:
+                self._run_files(job)
+
+    def _run_files(self, job: gitjobs.GitJob) -> None:
         incoming: Path | None = None
-        site = self.site_of(job)
-        if site is not None and site.build is not None and self.builder is not None:
-            self.run_build(job, site)
-            return
         try:
             repo = parse_repo_url(job.repo)
-            commit = self.source.fetch(repo, job.branch)
-            with self.pool.connection() as conn:
-                gitjobs.set_commit(conn, job.deployment_id, commit)
+            commit = self._commit(job, repo)
+            if self._unchanged(job, repo, commit):
+                return
             git_dir = self.source.mirror_path(repo)
             listing = self.trees.list_tree(git_dir, commit, job.path, self.deployer.archive_limits())
             incoming = releases.incoming_dir(self.settings.releases_dir)
@@ -182,10 +224,13 @@ class Worker:
         incoming: Path | None = None
         try:
             repo = parse_repo_url(job.repo)
-            build_log.line(f"DropHost: fetching {job.branch} of {repo.shown}")
-            commit = self.source.fetch(repo, job.branch)
-            with self.pool.connection() as conn:
-                gitjobs.set_commit(conn, job.deployment_id, commit)
+            if job.commit is None:
+                build_log.line(f"DropHost: fetching {job.branch} of {repo.shown}")
+            commit = self._commit(job, repo)
+            if self._unchanged(job, repo, commit):
+                build_log.line(f'DropHost: nothing under "{job.path or "/"}" changed since the live version: no build')
+                build_log.close()
+                return
             target = Target(
                 deployment_id=job.deployment_id,
                 slot=job.slot,
@@ -239,6 +284,35 @@ class Worker:
             log.warning("build deployment %s failed: %s", job.deployment_id, exc.message)
         finally:
             build_log.close()
+
+    def _commit(self, job: gitjobs.GitJob, repo: RepoUrl) -> str:
+        """The commit to deploy (a pushed one, or the branch head fetched now), recorded on the deployment."""
+        commit = job.commit if job.commit is not None else self.source.fetch(repo, job.branch)
+        with self.pool.connection() as conn:
+            gitjobs.set_commit(conn, job.deployment_id, commit)
+        return commit
+
+    def _unchanged(self, job: gitjobs.GitJob, repo: RepoUrl, commit: str) -> bool:
+        """A push touching nothing under the site's path: recorded 'unchanged', nothing fetched or built.
+
+        Compared by tree id (git already knows it: one rev-parse), with the commit the slot serves,
+        when that came from the same repository and path and is still in our copy of it.
+        """
+        if job.trigger not in SKIP_UNCHANGED_TRIGGERS:
+            return False
+        with self.pool.connection() as conn:
+            live = gitjobs.live_git_source(conn, job.slot)
+        if live is None or repo_key(live["repo"]) != repo_key(job.repo) or live["path"] != job.path:
+            return False
+        if live["commit_sha"] != commit:
+            git_dir = self.source.mirror_path(repo)
+            pushed = self.source.tree_id(git_dir, commit, job.path)
+            if pushed is None or pushed != self.source.tree_id(git_dir, live["commit_sha"], job.path):
+                return False
+        with self.pool.connection() as conn:
+            deployments.mark_unchanged(conn, job.deployment_id)
+        log.info("git deployment %s of slot %s: nothing under its path changed", job.deployment_id, job.slot)
+        return True
 
     def record_outcome(self, job: gitjobs.GitJob) -> None:
         """The audit log's second row of a git deploy: how it ended, named after whoever queued it."""

@@ -23,6 +23,10 @@ class GitJob:
     trigger: str | None
     pusher: str | None
     ttl_seconds: int | None
+    # A hosted push deployed before its branch moves: the pushed commit and git's quarantine folder
+    # holding its objects (None: deploy the branch head, fetched or read when the job runs).
+    commit: str | None = None
+    objects: str | None = None
 
 
 # -- managed slots -----------------------------------------------------------------------------
@@ -115,7 +119,7 @@ def queue_deploy(
             "SELECT d.id, d.created_at, j.not_before > now() AS settling,"
             " EXISTS (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building') AS running"
             " FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
-            " WHERE d.slot = %s AND d.state = 'queued' ORDER BY d.id LIMIT 1 FOR UPDATE OF d",
+            " WHERE d.slot = %s AND d.state = 'queued' AND j.commit_sha IS NULL ORDER BY d.id LIMIT 1 FOR UPDATE OF d",
             (slot,),
         )
         values = {
@@ -159,6 +163,69 @@ def queue_deploy(
         return Queued(int(row["deployment_id"]), new=True)
 
 
+def queue_pinned(
+    conn: Conn,
+    *,
+    slot: str,
+    repo: str,
+    branch: str,
+    path: str,
+    template: str | None,
+    pusher: str | None,
+    ttl_seconds: int | None,
+    commit: str,
+    objects: str,
+) -> int:
+    """Queue a deploy of one pushed commit (a hosted push waiting in pre-receive for its outcome).
+
+    Never coalesced: the push that waits must learn the outcome of its own commit. It still waits
+    behind a running deploy of its slot, like every job.
+    """
+    row = fetch_one(
+        conn,
+        "WITH d AS (INSERT INTO deployments (slot, source, state, trigger, repo, branch, pusher, ttl_seconds)"
+        " VALUES (%(slot)s, 'git', 'queued', 'push', %(repo)s, %(branch)s, %(pusher)s, %(ttl)s) RETURNING id)"
+        " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, commit_sha, objects)"
+        " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(commit)s, %(objects)s FROM d"
+        " RETURNING deployment_id",
+        {
+            "slot": slot,
+            "repo": repo,
+            "branch": branch,
+            "path": path,
+            "template": template,
+            "pusher": pusher,
+            "ttl": ttl_seconds,
+            "commit": commit,
+            "objects": objects,
+        },
+    )
+    assert row is not None
+    return int(row["deployment_id"])
+
+
+def cancel_if_queued(conn: Conn, deployment_id: int, reason: str) -> bool:
+    """Fail a deploy no worker has claimed yet; False if one has (it then runs to its end)."""
+    row = fetch_one(
+        conn,
+        "UPDATE deployments SET state = 'failed', error = %s, finished_at = now()"
+        " WHERE id = %s AND state = 'queued' RETURNING id",
+        (reason, deployment_id),
+    )
+    return row is not None
+
+
+def live_git_source(conn: Conn, slot: str) -> Row | None:
+    """What a live slot's deployment was made from, if it came from git: commit, repo and path."""
+    return fetch_one(
+        conn,
+        "SELECT d.id, d.commit_sha, j.repo, j.path FROM slots s JOIN deployments d ON d.id = s.deployment_id"
+        " JOIN git_jobs j ON j.deployment_id = d.id"
+        " WHERE s.slot = %s AND s.status = 'live' AND d.source = 'git' AND d.commit_sha IS NOT NULL",
+        (slot,),
+    )
+
+
 def _transaction(conn: Conn) -> AbstractContextManager[object]:
     # Inside the caller's transaction (the group commit of webhook deliveries) no savepoint is
     # needed: an error there fails the whole transaction, and no delivery of it is acknowledged.
@@ -167,21 +234,35 @@ def _transaction(conn: Conn) -> AbstractContextManager[object]:
     return conn.transaction()
 
 
-def claim_next(conn: Conn) -> GitJob | None:
+@dataclass(frozen=True)
+class Builds:
+    """Which jobs build (deploy.yaml's build: sites): fixed slots, and the templates of previews."""
+
+    slots: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
+
+
+def claim_next(conn: Conn, skip: Builds | None = None) -> GitJob | None:
     """Mark the oldest queued deploy of a slot with nothing building as building, and return it.
 
-    One statement (one round trip): the UPDATE claims the row, the join reads its job.
+    With `skip` (every build slot is taken), builds are left queued, where later pushes to their
+    slot still coalesce into them, and the next other deploy is claimed. One statement (one round
+    trip): the UPDATE claims the row, the join reads its job.
     """
+    skip = skip or Builds()
     row = fetch_one(
         conn,
         "WITH claimed AS (UPDATE deployments SET state = 'building' WHERE id = ("
         " SELECT d.id FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
         " WHERE d.state = 'queued' AND j.not_before <= now() AND NOT EXISTS"
         " (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')"
+        " AND NOT (COALESCE(j.template = ANY(%(templates)s::text[]), false)"
+        " OR (j.template IS NULL AND j.slot = ANY(%(slots)s::text[])))"
         " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
         " RETURNING id, trigger, pusher, ttl_seconds)"
-        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template"
-        " FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
+        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template,"
+        " j.commit_sha, j.objects FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
+        {"slots": list(skip.slots), "templates": list(skip.templates)},
     )
     if row is None:
         return None
@@ -195,6 +276,8 @@ def claim_next(conn: Conn) -> GitJob | None:
         trigger=row["trigger"],
         pusher=row["pusher"],
         ttl_seconds=row["ttl_seconds"],
+        commit=row["commit_sha"],
+        objects=row["objects"],
     )
 
 

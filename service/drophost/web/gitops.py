@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import tempfile
-from typing import IO
+from typing import IO, Any
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -19,8 +19,10 @@ from drophost.gitops import manifest
 from drophost.gitops.controller import GitOps
 from drophost.gitops.declared import config_lines
 from drophost.gitops.hosted import SERVICES, SMART_PATHS
+from drophost.gitops.intake import push_timeouts
 from drophost.gitops.manifest import BRANCH_FIELD, SiteSpec
 from drophost.names import validate_slot
+from drophost.settings import Settings
 from drophost.web import views
 from drophost.web.auth import (
     authorize_slot,
@@ -103,18 +105,48 @@ async def create_git_deployment(request: Request) -> Response:
 
 # -- git push ----------------------------------------------------------------------------------
 async def git_hook(request: Request) -> Response:
-    """Called by the post-receive hook: queue the pushed branches, wait, report each deploy."""
+    """Called by a hosted repository's hooks. pre-receive: queue a deploy of each pushed commit (the
+    hook then follows their logs); result: wait for them, report each, accept or refuse the push;
+    post-receive: take the previews of deleted branches offline. Without a stage (a hook installed
+    before pre-receive deployed): queue the pushed branches, wait, report."""
     body = await read_json(request)
     name = body.get("repository")
     updates = body.get("updates")
     pusher = body.get("pusher")
+    stage = body.get("stage")
+    gitops = gitops_of(request)
+    settings = settings_of(request)
+    if stage == "result":
+        ids = body.get("deployments")
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ValidationError("the hook must send the deployments of its push")
+        rows = await run_in_threadpool(gitops.settle_push, ids[:100])
+        accepted = all(row["state"] in ("ready", "unchanged") for row in rows)
+        messages = _outcome_lines(settings, rows)
+        if not ids:
+            messages.append("DropHost: no site in deploy.yaml deploys the pushed branch(es)")
+        elif not accepted:
+            messages.append("DropHost: the push was refused, so its branch did not move; what was live stays live")
+        return JSONResponse({"messages": messages, "accepted": accepted})
     if not isinstance(name, str) or not isinstance(updates, list):
         raise ValidationError("the hook must send repository and updates")
     refs = [tuple(u) for u in updates if isinstance(u, list) and len(u) == 3 and all(isinstance(x, str) for x in u)]
-    gitops = gitops_of(request)
-    settings = settings_of(request)
-    queued = await run_in_threadpool(gitops.hosted_push, name, refs, pusher[:100] if isinstance(pusher, str) else None)
+    who = pusher[:100] if isinstance(pusher, str) else None
+    if stage == "pre-receive":
+        queued = await run_in_threadpool(gitops.hosted_pre_receive, name, refs, who, body.get("quarantine"))
+        return JSONResponse({"deployments": queued})
+    if stage == "post-receive":
+        await run_in_threadpool(gitops.hosted_deletions, name, refs, who)
+        return JSONResponse({"messages": []})
+    queued = await run_in_threadpool(gitops.hosted_push, name, refs, who)
     rows = await run_in_threadpool(gitops.wait_for, queued, settings.git_timeout)
+    messages = _outcome_lines(settings, rows)
+    if not queued:
+        messages.append("DropHost: no site in deploy.yaml deploys the pushed branch(es)")
+    return JSONResponse({"messages": messages, "deployments": queued})
+
+
+def _outcome_lines(settings: Settings, rows: list[dict[str, Any]]) -> list[str]:
     messages = []
     for row in rows:
         # The path form: a push often comes from a machine whose resolver knows no *.localhost name.
@@ -122,14 +154,12 @@ async def git_hook(request: Request) -> Response:
         if row["state"] == "ready":
             messages.append(f"live at {url} (version {row['version']})")
         elif row["state"] == "unchanged":
-            messages.append(f"DropHost: {row['slot']} unchanged: the build's output is what {url} serves already")
+            messages.append(f"DropHost: {row['slot']} unchanged: {url} serves this already (no new version)")
         elif row["state"] == "failed":
             messages.append(f"DropHost: deploy of {row['slot']} failed: {row['error']}")
         else:
             messages.append(f"DropHost: deploy of {row['slot']} is still {row['state']} (deployment {row['id']})")
-    if not queued:
-        messages.append("DropHost: no site in deploy.yaml deploys the pushed branch(es)")
-    return JSONResponse({"messages": messages, "deployments": queued})
+    return messages
 
 
 async def git_http(request: Request) -> Response:
@@ -166,7 +196,9 @@ async def git_http(request: Request) -> Response:
         return PlainTextResponse(f"DropHost: {principal.user} may not use this repository: it needs {wanted}\n", 403)
     spool = await _spool_body(request)
     token = settings.api_token
-    hook_env = {"DROPHOST_HOOK_TOKEN": token, "DROPHOST_HOOK_TIMEOUT": str(settings.git_timeout + 30)}
+    _, push_wait = push_timeouts(settings)
+    # pre-receive waits for the push's deploy (a build can take minutes): so do the hook and git.
+    hook_env = {"DROPHOST_HOOK_TOKEN": token, "DROPHOST_HOOK_TIMEOUT": str(push_wait + 30)}
     if settings.service_socket.startswith("/"):
         hook_env["DROPHOST_HOOK_SOCKET"] = settings.service_socket
     else:
@@ -180,7 +212,8 @@ async def git_http(request: Request) -> Response:
         user=principal.user,  # the pusher recorded: the token's owner, not what was typed into the URL
         hook_env=hook_env,
     )
-    result = await run_in_threadpool(gitops.hosted.run_backend, env, spool)
+    timeout = settings.git_timeout + (push_wait + 60 if pushing else 0)
+    result = await run_in_threadpool(gitops.hosted.run_backend, env, spool, timeout)
     return StreamingResponse(
         iterate_in_threadpool(result.body),
         status_code=result.status,

@@ -33,13 +33,17 @@ def test_git_push_deploys_and_prints_the_result(served_stack: Callable[..., Serv
     assert (clone / "index.html").read_text() == "second"
 
 
-def test_a_push_that_fails_to_deploy_says_why(served_stack: Callable[..., Served], tmp_path: Path) -> None:
+def test_a_push_that_fails_to_deploy_is_refused_and_says_why(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
     served = served_stack(HANDBOOK)
     work = work_repo(tmp_path, {".hidden": "only a dotfile"})
     code, output = push(work, served.push_url("handbook"), "main")
-    assert code == 0, output
+    assert code != 0, output
     assert "remote: DropHost: deploy of handbook failed: the tree contains no files to publish" in output
+    assert "main -> main (pre-receive hook declined)" in output
     assert httpx.get(served.sites_url + "/d/handbook/").status_code == 404
+    assert git("ls-remote", served.push_url("handbook"), cwd=work).strip() == ""
 
 
 def test_pushes_to_undeclared_names_and_without_the_token_are_refused(
