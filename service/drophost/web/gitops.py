@@ -122,7 +122,8 @@ async def git_hook(request: Request) -> Response:
             raise ValidationError("the hook must send the deployments of its push")
         rows = await run_in_threadpool(gitops.settle_push, ids[:100])
         accepted = all(row["state"] in ("ready", "unchanged") for row in rows)
-        messages = _outcome_lines(settings, rows)
+        # The hook has printed each build's log already: an error's log tail is not repeated.
+        messages = _outcome_lines(settings, [{**row, "error": (row["error"] or "").split("\n")[0]} for row in rows])
         if not ids:
             messages.append("DropHost: no site in deploy.yaml deploys the pushed branch(es)")
         elif not accepted:

@@ -60,10 +60,10 @@ def served_stack(settings: Settings, data_dir: Path) -> Iterator[Callable[..., S
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
     processes: list[subprocess.Popen[bytes]] = []
 
-    def make(deploy_yaml: str, environ: dict[str, str] | None = None) -> Served:
+    def make(deploy_yaml: str, environ: dict[str, str] | None = None, **overrides: Any) -> Served:
         config = data_dir / "deploy.yaml"
         config.write_text(deploy_yaml)
-        chosen = replace(settings, config=str(config), poll_interval=0)
+        chosen = replace(settings, config=str(config), poll_interval=0, **overrides)
         _, process = start_nginx(chosen)
         processes.append(process)
         server, thread = serve_in_thread(chosen, create_app(chosen, environ or {}))

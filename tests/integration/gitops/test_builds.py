@@ -129,7 +129,11 @@ def test_a_failing_build_keeps_the_previous_version_and_says_why(
     work = work_repo(tmp_path, {"README": "x"})
     code, output = push(work, served.push_url("handbook"), "main")
     assert "(version 1)" in output
-    output = commit_and_push(served, work, {"fail": "1"})
+    (work / "fail").write_text("1")
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", "fail", cwd=work)
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code != 0, output  # refused: the branch stays where it was (test_push_deploys.py)
     assert "remote: DropHost: deploy of handbook failed: the build command exited with status 3" in output
     failed = deployments(served)[0]
     assert failed["status"] == "failed"
