@@ -112,6 +112,9 @@ class GitOps:
     def hosted_push(self, name: str, updates: list[tuple[str, str, str]], pusher: str | None) -> list[int]:
         return self.intake.hosted_push(self.declared.manifest, name, updates, pusher)
 
+    def hosted_paths(self, name: str, updates: list[tuple[str, str, str]]) -> dict[str, list[str]]:
+        return self.intake.hosted_paths(self.declared.manifest, name, updates)
+
     def hosted_pre_receive(
         self, name: str, updates: list[tuple[str, str, str]], pusher: str | None, quarantine: object
     ) -> list[int]:

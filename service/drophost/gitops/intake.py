@@ -315,6 +315,18 @@ class Intake:
                 queued.append(self.enqueue(site, branch, trigger="push", pusher=pusher))
         return queued
 
+    def hosted_paths(self, manifest: Manifest, name: str, updates: list[tuple[str, str, str]]) -> dict[str, list[str]]:
+        """Which folder of each pushed branch pre-receive checks against the caps: the path of each
+        site that follows it (a build site's whole commit: it is all written out), else the whole tree."""
+        sites = [site for site in manifest.sites if site.repo.hosted_name == name]
+        paths: dict[str, list[str]] = {}
+        for _old, _new, ref in updates:
+            if ref.startswith("refs/heads/"):
+                branch = ref[len("refs/heads/") :]
+                wanted = {"" if site.build is not None else site.path for site in sites if site.wants(branch)}
+                paths[ref] = sorted(wanted) or [""]
+        return paths
+
     def hosted_pre_receive(
         self, manifest: Manifest, name: str, updates: list[tuple[str, str, str]], pusher: str | None, objects: Path
     ) -> list[int]:

@@ -105,8 +105,9 @@ async def create_git_deployment(request: Request) -> Response:
 
 # -- git push ----------------------------------------------------------------------------------
 async def git_hook(request: Request) -> Response:
-    """Called by a hosted repository's hooks. pre-receive: queue a deploy of each pushed commit (the
-    hook then follows their logs); result: wait for them, report each, accept or refuse the push;
+    """Called by a hosted repository's hooks. paths: the folder of each pushed branch the tree caps
+    apply to; pre-receive: queue a deploy of each pushed commit (the hook then follows their logs);
+    result: wait for them, report each, accept or refuse the push;
     post-receive: take the previews of deleted branches offline. Without a stage (a hook installed
     before pre-receive deployed): queue the pushed branches, wait, report."""
     body = await read_json(request)
@@ -133,6 +134,8 @@ async def git_hook(request: Request) -> Response:
         raise ValidationError("the hook must send repository and updates")
     refs = [tuple(u) for u in updates if isinstance(u, list) and len(u) == 3 and all(isinstance(x, str) for x in u)]
     who = pusher[:100] if isinstance(pusher, str) else None
+    if stage == "paths":
+        return JSONResponse({"paths": await run_in_threadpool(gitops.hosted_paths, name, refs)})
     if stage == "pre-receive":
         queued = await run_in_threadpool(gitops.hosted_pre_receive, name, refs, who, body.get("quarantine"))
         return JSONResponse({"deployments": queued})
@@ -152,7 +155,9 @@ def _outcome_lines(settings: Settings, rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         # The path form: a push often comes from a machine whose resolver knows no *.localhost name.
         url = views.slot_path_url(settings, row["slot"])
-        if row["state"] == "ready":
+        if row["state"] == "ready" and row["error"]:
+            messages.append(f"DropHost: {row['slot']} was not made live: {row['error']}")  # a locked slot's draft
+        elif row["state"] == "ready":
             messages.append(f"live at {url} (version {row['version']})")
         elif row["state"] == "unchanged":
             messages.append(f"DropHost: {row['slot']} unchanged: {url} serves this already (no new version)")

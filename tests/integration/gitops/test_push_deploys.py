@@ -205,3 +205,44 @@ def test_with_concurrency_1_builds_queue_and_a_waiting_slot_builds_only_its_newe
     assert stack.get("/d/b/").text == "b3"
     slot_b = stack.client.get("/api/deployments?slot=b", headers=AUTH).json()["deployments"]
     assert len(slot_b) == 2
+
+
+def test_the_tree_caps_apply_to_the_sites_path_not_the_whole_pushed_tree(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(
+        "sites:\n  - slot: handbook\n    repo: hosted:handbook\n    branch: main\n    path: site\n", max_entries=20
+    )
+    vendored = {f"vendor/{number}.js": "x" for number in range(30)}
+    work = work_repo(tmp_path, {"site/index.html": "<h1>one</h1>", **vendored})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "(version 1)" in output, output
+    first = git("rev-parse", "HEAD", cwd=work)
+
+    commit(work, {f"site/{number}.html": "x" for number in range(30)})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code != 0, output
+    assert "remote: DropHost: the push of main was refused: the tree has more than 20 entries" in output
+    assert remote_head(served, work) == first
+    assert [row["status"] for row in deployments(served)] == ["live"]
+
+
+def test_a_webhook_push_touching_only_files_outside_path_deploys_nothing(
+    git_server: GitHttpServer, gitops_stack: GitopsFactory
+) -> None:
+    repo = git_server.repo("site")
+    repo.commit({"site/index.html": "one", "README": "one"})
+    yaml = f"sites:\n  - slot: docs\n    repo: {git_server.url('site')}\n    path: site\n"
+    stack = gitops_stack(yaml + "    webhook_secret_env: HOOK_SECRET\n", ENV)
+    assert wait_for_deployment(stack, 1)["status"] == "live"
+    outside = repo.commit({"README": "two"})
+    body = json.dumps({"repo": git_server.url("site"), "branch": "main", "pusher": "ann"}).encode()
+    answer = stack.client.post(
+        "/api/webhooks/generic", content=body, headers={"X-Signature": "sha256=" + hex_hmac(body)}
+    )
+    (queued,) = answer.json()["queued"]
+    row = wait_for_deployment(stack, queued)
+    assert (row["status"], row["commit_sha"]) == ("unchanged", outside)
+    versions = stack.client.get("/api/slots/docs/versions", headers=AUTH).json()["versions"]
+    assert [v["version"] for v in versions] == [1]
+    assert stack.get("/d/docs/").text == "one"
