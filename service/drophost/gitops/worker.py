@@ -100,7 +100,7 @@ class Worker:
         # Until a settling deploy may start, or a second (the wake event cuts either short).
         try:
             with self.pool.connection() as conn:
-                due = gitjobs.seconds_to_next_job(conn)
+                due = gitjobs.seconds_to_next_job(conn, self._skipped_builds())
         except Exception:  # the worker must survive a database hiccup
             log.exception("git worker failed")
             return 1.0
@@ -116,7 +116,7 @@ class Worker:
             with self.pool.connection() as conn:
                 # Every build slot taken: builds stay queued (newer pushes coalesce into them) and
                 # this worker takes the next deploy that needs none.
-                job = gitjobs.claim_next(conn, None if reserved else self._build_targets())
+                job = gitjobs.claim_next(conn, None if reserved or self.builder is None else self._build_targets())
         except BaseException:
             self._release(reserved)
             raise
@@ -126,7 +126,7 @@ class Worker:
         if job is None:
             return False
         if not reserved and self._builds(job) and self.builder is not None:
-            # deploy.yaml gave its site a build: since the claim: wait for a build slot after all
+            # deploy.yaml gave the site a build: after the claim; it waits for a build slot here
             reserved = self.builder.reserve(blocking=True)
         try:
             self.run_job(job)
@@ -139,6 +139,16 @@ class Worker:
         if reserved and self.builder is not None:
             self.builder.release()
             self.intake.wake.set()  # a build left queued may start now
+
+    def _skipped_builds(self) -> gitjobs.Builds | None:
+        """The builds a worker would leave queued now (every build slot taken), else None. While a
+        build runs, a build due behind it is not work to poll for: the slot's release wakes workers."""
+        if self.builder is None:
+            return None
+        if self.builder.reserve():
+            self.builder.release()
+            return None
+        return self._build_targets()
 
     def _build_targets(self) -> gitjobs.Builds:
         sites = [site for site in self.manifest().sites if site.build is not None]
@@ -293,7 +303,7 @@ class Worker:
         return commit
 
     def _unchanged(self, job: gitjobs.GitJob, repo: RepoUrl, commit: str) -> bool:
-        """A push touching nothing under the site's path: recorded 'unchanged', nothing fetched or built.
+        """A push touching nothing under the site's path: recorded 'unchanged', nothing listed, written or built.
 
         Compared by tree id (git already knows it: one rev-parse), with the commit the slot serves,
         when that came from the same repository and path and is still in our copy of it.

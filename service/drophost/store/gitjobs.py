@@ -234,6 +234,13 @@ def _transaction(conn: Conn) -> AbstractContextManager[object]:
     return conn.transaction()
 
 
+# A job of neither a skipped preview template nor a skipped fixed slot (parameters slots, templates).
+_NOT_SKIPPED = (
+    " AND NOT (COALESCE(j.template = ANY(%(templates)s::text[]), false)"
+    " OR (j.template IS NULL AND j.slot = ANY(%(slots)s::text[])))"
+)
+
+
 @dataclass(frozen=True)
 class Builds:
     """Which jobs build (deploy.yaml's build: sites): fixed slots, and the templates of previews."""
@@ -256,9 +263,8 @@ def claim_next(conn: Conn, skip: Builds | None = None) -> GitJob | None:
         " SELECT d.id FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
         " WHERE d.state = 'queued' AND j.not_before <= now() AND NOT EXISTS"
         " (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')"
-        " AND NOT (COALESCE(j.template = ANY(%(templates)s::text[]), false)"
-        " OR (j.template IS NULL AND j.slot = ANY(%(slots)s::text[])))"
-        " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
+        + _NOT_SKIPPED
+        + " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
         " RETURNING id, trigger, pusher, ttl_seconds)"
         " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template,"
         " j.commit_sha, j.objects FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
@@ -281,14 +287,17 @@ def claim_next(conn: Conn, skip: Builds | None = None) -> GitJob | None:
     )
 
 
-def seconds_to_next_job(conn: Conn) -> float | None:
+def seconds_to_next_job(conn: Conn, skip: Builds | None = None) -> float | None:
     """Seconds until a settling deploy may start, None if none waits (one behind a running deploy
-    of its slot is claimed by the worker that finishes that deploy)."""
+    of its slot is claimed by the worker that finishes that deploy; `skip`: builds waiting for a
+    build slot, claimed once one is released)."""
+    skip = skip or Builds()
     row = fetch_one(
         conn,
         "SELECT EXTRACT(EPOCH FROM min(j.not_before) - clock_timestamp())::float8 AS wait"
         " FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id WHERE d.state = 'queued'"
-        " AND NOT EXISTS (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')",
+        " AND NOT EXISTS (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')" + _NOT_SKIPPED,
+        {"slots": list(skip.slots), "templates": list(skip.templates)},
     )
     return None if row is None or row["wait"] is None else max(float(row["wait"]), 0.0)
 

@@ -463,8 +463,14 @@ def _gitops(settings: Settings) -> list[Endpoint]:
             "POST",
             "/api/git/hook",
             gitops.git_hook,
-            "Called by the post-receive hook of a hosted repository: deploy the pushed branches, report",
-            {200: ("One line per deploy, printed by git push", obj(messages=STRINGS, deployments=INTEGERS))},
+            "Called by the hooks of a hosted repository (stage: paths, pre-receive, result, post-receive):"
+            " deploy the pushed commits before the branches move, report, accept or refuse the push",
+            {
+                200: (
+                    "One line per deploy, printed by git push",
+                    obj(messages=STRINGS, deployments=INTEGERS, accepted=BOOLEAN, paths={"type": "object"}),
+                )
+            },
             (400, 401, 422),
             auth="admin",
             max_body=1024 * 1024,
