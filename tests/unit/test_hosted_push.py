@@ -1,0 +1,68 @@
+"""The pieces of a hosted push deployed in pre-receive that need no git server: the quarantine folder a
+hook may name, secrets masked in build lines, and how long a push waits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drophost.errors import ValidationError
+from drophost.gitops.build import mask
+from drophost.gitops.hosted import HostedRepos
+from drophost.gitops.intake import push_timeouts
+from drophost.gitops.mirror import GitSource
+from drophost.settings import Settings
+
+
+@pytest.fixture
+def hosted(tmp_path: Path) -> HostedRepos:
+    settings = Settings(data_dir=tmp_path)
+    hosted = HostedRepos(settings, GitSource(settings))
+    for name in ("handbook", "other"):
+        (hosted.path(name) / "objects" / "tmp_objdir-incoming-AbC123").mkdir(parents=True)
+    (hosted.path("handbook") / "objects" / "pack").mkdir()
+    return hosted
+
+
+def test_the_quarantine_of_the_repositorys_own_push_is_accepted(hosted: HostedRepos) -> None:
+    folder = hosted.path("handbook") / "objects" / "tmp_objdir-incoming-AbC123"
+    assert hosted.quarantine("handbook", str(folder)) == folder.resolve()
+    # git names it through the repository folder's "./": the same folder
+    dotted = f"{hosted.path('handbook')}/./objects/tmp_objdir-incoming-AbC123"
+    assert hosted.quarantine("handbook", dotted) == folder.resolve()
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        "{other}/objects/tmp_objdir-incoming-AbC123",  # another repository's push
+        "{handbook}/objects/pack",  # not a quarantine
+        "{handbook}/objects/tmp_objdir-incoming-missing",
+        "{handbook}/objects/tmp_objdir-incoming-AbC123/../../../other/objects/tmp_objdir-incoming-AbC123",
+        "objects/tmp_objdir-incoming-AbC123",  # relative
+        "",
+    ],
+)
+def test_any_other_folder_is_refused(hosted: HostedRepos, named: str) -> None:
+    raw = named.format(handbook=hosted.path("handbook"), other=hosted.path("other"))
+    with pytest.raises(ValidationError, match="quarantine folder"):
+        hosted.quarantine("handbook", raw)
+
+
+def test_a_quarantine_that_is_not_text_is_refused(hosted: HostedRepos) -> None:
+    with pytest.raises(ValidationError):
+        hosted.quarantine("handbook", ["/"])
+
+
+def test_secret_values_are_masked_in_build_lines_longest_first() -> None:
+    assert mask("token=abc123 and abc123 again", ["abc123"]) == "token=*** and *** again"
+    assert mask("abc123456", ["abc", "abc123456"]) == "***"
+    assert mask("nothing here", []) == "nothing here"
+
+
+def test_a_push_waits_for_a_worker_then_for_a_whole_build(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, build_max_timeout=600, git_timeout=300)
+    queued, total = push_timeouts(settings)
+    assert queued == 600 + 2 * 300
+    assert total == queued + 600 + 2 * 300 + 60
