@@ -68,6 +68,7 @@ class Worker:
                     trigger=job["trigger"] or "config",
                     pusher=job["pusher"],
                     ttl_seconds=job["ttl_seconds"],
+                    ref=job["ref"],
                 )
 
     def start(self) -> list[threading.Thread]:
@@ -133,7 +134,7 @@ class Worker:
             return
         try:
             repo = parse_repo_url(job.repo)
-            commit = self.source.fetch(repo, job.branch)
+            commit = self.source.fetch(repo, job.branch, ref=job.ref)
             with self.pool.connection() as conn:
                 gitjobs.set_commit(conn, job.deployment_id, commit)
             git_dir = self.source.mirror_path(repo)
@@ -183,7 +184,7 @@ class Worker:
         try:
             repo = parse_repo_url(job.repo)
             build_log.line(f"DropHost: fetching {job.branch} of {repo.shown}")
-            commit = self.source.fetch(repo, job.branch)
+            commit = self.source.fetch(repo, job.branch, ref=job.ref)
             with self.pool.connection() as conn:
                 gitjobs.set_commit(conn, job.deployment_id, commit)
             target = Target(
@@ -192,7 +193,7 @@ class Worker:
                 branch=job.branch,
                 commit=commit,
                 path=job.path,
-                preview=site.is_preview,
+                preview=site.is_preview or site.is_pull_request,
             )
             incoming = releases.incoming_dir(self.settings.releases_dir)
             copied = self.builder.build(
@@ -270,7 +271,7 @@ class Worker:
         """A fetch stopped at the size cap got no commit: ask the remote which one it was, so polling
         does not fetch the same oversized commit again (a failed commit is not retried)."""
         try:
-            head = self.source.remote_head(parse_repo_url(job.repo), job.branch)
+            head = self.source.remote_head(parse_repo_url(job.repo), job.branch, ref=job.ref)
         except DrophostError:
             return
         if head is not None:
