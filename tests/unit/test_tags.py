@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from drophost.gitops import targets
+from drophost.gitops.check import check
 from drophost.gitops.manifest import parse
+from drophost.gitops.plan import plan
 from drophost.gitops.refs import matching_tags, newest, sorted_tags
 from drophost.gitops.webhooks import PROVIDERS, Event, RefUpdate, parse_event
 
@@ -137,3 +139,29 @@ def test_branches_and_tags_do_not_mix() -> None:
     assert [t.slot for t in decision.deploys] == ["main"]
     decision = targets.for_push(push(RefUpdate("main", False, tag=True)), SITES, lambda s: [])
     assert decision.deploys == () and not decision.matched
+
+
+def test_check_and_plan_show_tag_and_pull_request_sites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "deploy.yaml"
+    file.write_text(
+        'sites:\n  - slot: "docs-pr-{pr}"\n    repo: https://git.example.lan/a/b\n'
+        '  - slot: releases\n    repo: https://git.example.lan/a/b\n    tags: "v*"\n'
+    )
+    assert check(str(file), {}) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "deploy.yaml:2 pull requests docs-pr-{pr}: https://git.example.lan/a/b pull requests",
+        "deploy.yaml:4 slot releases: https://git.example.lan/a/b tags v* (the newest by version)",
+        "deploy.yaml: OK, 2 site(s)",
+    ]
+    manifest = parse(file.read_bytes())
+    managed = [
+        {"slot": "releases", "repo": "https://git.example.lan/a/b", "branch": "main", "path": "", "template": None},
+        {"slot": "docs-pr-3", "repo": "https://git.example.lan/a/b", "branch": "refs/pull/3/head", "path": "",
+         "template": "docs-pr-{pr}"},
+    ]  # fmt: skip
+    assert plan(manifest, managed, {}).render().splitlines() == [
+        "~ releases      branch main -> tags v*",
+        "= docs-pr-{pr}  previews https://git.example.lan/a/b pull requests: one slot per open pull request",
+        "= docs-pr-3     preview of pull request refs/pull/3/head",
+        "Plan: 0 to deploy, 1 to change, 0 to take offline.",
+    ]

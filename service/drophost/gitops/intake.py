@@ -238,12 +238,15 @@ class Intake:
             if any(q.new for q in outcome):
                 self.wake.set()
             queued = [q.deployment_id for q in outcome]
-        if decision.removed:
-            log.info("pull request #%s closed: taking %s offline", pull.number, ", ".join(decision.removed))
+        # Only previews that exist: closing a refused fork's pull request has nothing to take offline.
+        with self.pool.connection() as conn:
+            removed = [slot for slot in decision.removed if gitjobs.is_managed(conn, slot)]
+        if removed:
+            log.info("pull request #%s closed: taking %s offline", pull.number, ", ".join(removed))
             with self._removals_lock:
-                self._removals.extend(decision.removed)
+                self._removals.extend(removed)
             self.wake.set()
-        answer: dict[str, Any] = {"queued": queued, "removed": list(decision.removed)}
+        answer: dict[str, Any] = {"queued": queued, "removed": removed}
         if decision.refused:
             answer["refused"] = list(decision.refused)
         return 202, answer

@@ -155,6 +155,9 @@ def test_a_pull_request_from_a_fork_is_refused(
     assert deployments(stack) == []
     assert stack.get("/d/docs-pr-2/").status_code == 404
     assert f"webhook gitea: refused: {reason}" in caplog.text
+    # Closing it has no preview to take offline.
+    body["action"] = "closed"
+    assert deliver(stack, "gitea", "pull_request", body) == {"queued": [], "removed": []}
 
 
 def test_a_fork_is_previewed_from_the_base_repository_when_allowed(
