@@ -11,7 +11,7 @@ from tests.harness.auth import AUTH
 from tests.harness.git import GitHttpServer
 from tests.harness.stacks import GitopsFactory, Stack
 from tests.harness.waiting import wait_for_deployment, wait_until
-from tests.harness.webhooks import ENV, SECRET, hex_hmac
+from tests.harness.webhooks import ENV, SECRET, hex_hmac, only_queued
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
 
@@ -43,13 +43,6 @@ def deliver(stack: Stack, provider: str, event: str, body: dict[str, object]) ->
     return result
 
 
-def only(answer: dict[str, object]) -> int:
-    """The one deployment a delivery queued."""
-    queued = answer["queued"]
-    assert isinstance(queued, list) and len(queued) == 1, answer
-    return int(queued[0])
-
-
 def deployments(stack: Stack) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = stack.client.get("/api/deployments", headers=AUTH).json()["deployments"]
     return rows
@@ -72,7 +65,7 @@ def test_a_github_pull_request_is_previewed_redeployed_and_taken_offline(
                    "Hello-World")  # fmt: skip
 
     answer = deliver(stack, "github", "pull_request", body)
-    first = only(answer)
+    first = only_queued(answer)
     row = wait_for_deployment(stack, first)
     assert row["status"] == "live", row
     assert (row["slot"], row["branch"], row["commit_sha"]) == ("docs-pr-2", "refs/pull/2/head", head)
@@ -82,7 +75,7 @@ def test_a_github_pull_request_is_previewed_redeployed_and_taken_offline(
     head = repo.commit({"index.html": "pull request, second push"}, branch="changes")
     repo.push_ref("changes", "refs/pull/2/head")
     body["action"] = "synchronize"
-    second = only(deliver(stack, "github", "pull_request", body))
+    second = only_queued(deliver(stack, "github", "pull_request", body))
     row = wait_for_deployment(stack, second)
     assert (row["status"], row["commit_sha"]) == ("live", head), row
     assert stack.get("/d/docs-pr-2/").text == "pull request, second push"
@@ -105,7 +98,7 @@ def test_a_gitlab_merge_request_is_previewed_until_merged(
     stack = gitops_stack("sites:\n" + pr_site(git_server, "gitlab-test", "mr-{pr}"), ENV)
     body = payload(git_server, "gitlab_merge_request_hook.json", "http://example.com/gitlabhq/gitlab-test",
                    "gitlab-test")  # fmt: skip
-    queued = only(deliver(stack, "gitlab", "Merge Request Hook", body))
+    queued = only_queued(deliver(stack, "gitlab", "Merge Request Hook", body))
     row = wait_for_deployment(stack, queued)
     assert (row["status"], row["slot"], row["branch"]) == ("live", "mr-1", "refs/merge-requests/1/head"), row
     assert stack.get("/d/mr-1/").text == "merge request"
@@ -125,7 +118,7 @@ def test_a_bitbucket_pull_request_deploys_its_source_branch(
     stack = gitops_stack("sites:\n" + pr_site(git_server, "bitbucket"), ENV)
     body = payload(git_server, "fixture_go-playground_bitbucket_cloud_pull-request-created.json",
                    "https://api.bitbucket.org/bitbucket/bitbucket", "bitbucket")  # fmt: skip
-    queued = only(deliver(stack, "bitbucket", "pullrequest:created", body))
+    queued = only_queued(deliver(stack, "bitbucket", "pullrequest:created", body))
     row = wait_for_deployment(stack, queued)
     assert (row["status"], row["slot"], row["branch"]) == ("live", "docs-pr-1", "branch2"), row
     assert deliver(stack, "bitbucket", "pullrequest:rejected", body)["removed"] == ["docs-pr-1"]
@@ -171,7 +164,7 @@ def test_a_fork_is_previewed_from_the_base_repository_when_allowed(
     body = payload(git_server, "fixture_go-playground_gitea_pull-request-event.json",
                    "http://localhost:3000/example/example", "example")  # fmt: skip
     requests = git_server.requests
-    queued = only(deliver(stack, "gitea", "pull_request", body))
+    queued = only_queued(deliver(stack, "gitea", "pull_request", body))
     row = wait_for_deployment(stack, queued)
     # The head came from the base repository's refs/pull/2/head; the payload's fork URL
     # (http://localhost:3000/example2/example, unreachable here) was never used.
@@ -190,7 +183,7 @@ def test_plan_lists_pull_request_sites_and_their_previews(
     stack = gitops_stack(yaml_text, ENV)
     body = payload(git_server, "github_pull_request_opened.json", "https://github.com/Codertocat/Hello-World",
                    "Hello-World")  # fmt: skip
-    queued = only(deliver(stack, "github", "pull_request", body))
+    queued = only_queued(deliver(stack, "github", "pull_request", body))
     assert wait_for_deployment(stack, queued)["status"] == "live"
     plan = stack.client.post("/api/plan", content=yaml_text, headers=AUTH).json()
     url = git_server.url("Hello-World")

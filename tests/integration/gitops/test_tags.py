@@ -13,7 +13,7 @@ from tests.harness.auth import AUTH
 from tests.harness.git import GitHttpServer, git, push, work_repo
 from tests.harness.stacks import GitopsFactory, Served, Stack
 from tests.harness.waiting import wait_for_deployment, wait_until
-from tests.harness.webhooks import ENV, SECRET
+from tests.harness.webhooks import ENV, SECRET, only_queued
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
 ZERO = "0" * 40
@@ -39,13 +39,6 @@ def gitlab_tag_push(stack: Stack, server: GitHttpServer, tag: str, after: str) -
     return result
 
 
-def only(answer: dict[str, object]) -> int:
-    """The one deployment a delivery queued."""
-    queued = answer["queued"]
-    assert isinstance(queued, list) and len(queued) == 1, answer
-    return int(queued[0])
-
-
 def releases(stack: Stack) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = stack.client.get("/api/deployments?slot=releases", headers=AUTH).json()[
         "deployments"
@@ -68,7 +61,7 @@ def test_tag_pushes_deploy_the_newest_tag_and_never_roll_back(
     assert stack.get("/d/releases/").text == "v1.10"
 
     rc = repo.tag("v2.0-rc1", {"index.html": "v2.0-rc1"})
-    queued = only(gitlab_tag_push(stack, git_server, "v2.0-rc1", rc))
+    queued = only_queued(gitlab_tag_push(stack, git_server, "v2.0-rc1", rc))
     assert wait_for_deployment(stack, queued)["status"] == "live"
     assert stack.get("/d/releases/").text == "v2.0-rc1"
 
@@ -79,7 +72,7 @@ def test_tag_pushes_deploy_the_newest_tag_and_never_roll_back(
     }
 
     final = repo.tag("v2.0", {"index.html": "v2.0"})
-    queued = only(gitlab_tag_push(stack, git_server, "v2.0", final))
+    queued = only_queued(gitlab_tag_push(stack, git_server, "v2.0", final))
     assert wait_for_deployment(stack, queued)["commit_sha"] == final
     assert stack.get("/d/releases/").text == "v2.0"
 
