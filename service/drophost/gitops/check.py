@@ -25,7 +25,7 @@ def check(file: str, environ: Mapping[str, str]) -> int:
         print(exc.message, file=sys.stderr)
         return 1
     for site in manifest.sites:
-        kind = "previews" if site.is_preview else "slot"
+        kind = "previews" if site.is_preview else "pull requests" if site.is_pull_request else "slot"
         print(f"{manifest.file}:{site.line} {kind} {site.slot}: {source_of(site)}")
     problems = secret_problems(manifest, environ)
     for problem in problems:

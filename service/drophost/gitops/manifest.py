@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from drophost.errors import DrophostError, GitError, ManifestError
+from drophost.gitops.refs import MAX_PR_NUMBER, PR_FIELD, glob
 from drophost.gitops.repourls import (
     RepoUrl,
     check_branch,
@@ -43,6 +44,8 @@ _SITE_KEYS = {
     "webhook_secret_env",
     "token_env",
     "build",
+    "tags",
+    "previews",
     *_RULE_KEYS,
 }
 _BUILD_KEYS = {"command", "output", "env", "secrets_env", "cache", "timeout", "network"}
@@ -73,7 +76,8 @@ class BuildSpec:
 
 @dataclass(frozen=True)
 class SiteSpec:
-    """One declared site: a fixed slot, or a slot template with {branch} (one preview slot per branch)."""
+    """One declared site: a fixed slot (following a branch, or the newest of its `tags`), a slot
+    template with {branch} (one preview slot per branch), or one with {pr} (one per pull request)."""
 
     slot: str
     repo: RepoUrl
@@ -88,18 +92,49 @@ class SiteSpec:
     rules: SiteOptions = SiteOptions()
     line: int = 0
     index: int = 0
+    # `tags: "v*"`: the slot follows the newest matching tag (gitops/refs.py's version order), no branch.
+    tags: str | None = None
+    # `previews: {forks: true}` of a {pr} site: pull requests from forks are previewed too.
+    forks: bool = False
 
     @property
     def is_preview(self) -> bool:
         return BRANCH_FIELD in self.slot
 
     @property
+    def is_pull_request(self) -> bool:
+        return PR_FIELD in self.slot
+
+    @property
     def branch(self) -> str:
-        """The one branch of a fixed slot."""
-        return self.branches[0]
+        """The one branch of a fixed slot ("" for a site following tags or pull requests)."""
+        return self.branches[0] if self.branches else ""
+
+    @property
+    def tracked(self) -> str:
+        """What managed_slots records the slot follows: the branch, or refs/tags/<pattern>."""
+        return f"refs/tags/{self.tags}" if self.tags is not None else self.branch
+
+    @property
+    def follows(self) -> str:
+        """What the site follows, for messages: "branch main", "tags v*", "pull requests"."""
+        if self.tags is not None:
+            return f"tags {self.tags}"
+        if self.is_pull_request:
+            return "pull requests" + (" (forks too)" if self.forks else "")
+        return f"branch {self.branch}"
 
     def wants(self, branch: str) -> bool:
-        return any(_pattern(p).fullmatch(branch) for p in self.branches)
+        return any(glob(p).fullmatch(branch) for p in self.branches)
+
+    def wants_tag(self, tag: str) -> bool:
+        return self.tags is not None and glob(self.tags).fullmatch(tag) is not None
+
+    def owns(self, slot: str) -> bool:
+        """Whether a {pr} site's template makes this slot."""
+        before, _, after = self.slot.partition(PR_FIELD)
+        number = slot[len(before) : len(slot) - len(after)] if slot.startswith(before) else ""
+        return self.is_pull_request and slot.endswith(after) and number.isdigit() and not number.startswith("0")
 
     def slot_for(self, branch: str) -> str:
         return preview_slot(self.slot, branch) if self.is_preview else self.slot
@@ -117,15 +152,22 @@ class Manifest:
     def site_rules(self, slot: str, branch: str) -> SiteOptions | None:
         """The rules deploy.yaml gives the slot a push of `branch` deploys to (None: not declared)."""
         for site in self.sites:
-            if site.slot_for(branch) != slot or (site.is_preview and not site.wants(branch)):
+            if site.is_pull_request:
+                if not site.owns(slot):
+                    continue
+            elif site.slot_for(branch) != slot or (site.is_preview and not site.wants(branch)):
                 continue
-            if site.is_preview and site.rules.access is None and self.preview_access is not None:
+            if (
+                (site.is_preview or site.is_pull_request)
+                and site.rules.access is None
+                and self.preview_access is not None
+            ):
                 return replace(site.rules, access=self.preview_access)
             return site.rules
         return None
 
     def fixed_sites(self) -> dict[str, SiteSpec]:
-        return {site.slot: site for site in self.sites if not site.is_preview}
+        return {site.slot: site for site in self.sites if not site.is_preview and not site.is_pull_request}
 
     def sites_for_repo(self, url: str) -> list[SiteSpec]:
         key = repo_key(url)
@@ -384,7 +426,23 @@ class _Checker:
                 raise self.fail(item, f"{where}.{required}", "is required")
         slot = self.slot(fields["slot"], f"{where}.slot")
         repo = self.checked(fields["repo"], f"{where}.repo", lambda v: parse_repo_url(self.text(v, "repo")))
-        branches = self.branches(fields, where, preview=BRANCH_FIELD in slot)
+        tags = self.tags(fields, where, slot)
+        forks = self.site_previews(fields.get("previews"), f"{where}.previews", slot)
+        if PR_FIELD in slot:
+            for key in ("branch", "branches"):
+                if key in fields:
+                    raise self.fail(
+                        fields[key],
+                        f"{where}.{key}",
+                        'does not apply to a "{pr}" site: it previews every pull request of the repository',
+                    )
+            if repo.is_hosted:
+                raise self.fail(
+                    fields["repo"], f"{where}.repo", 'hosted repositories have no pull requests: "{pr}" needs a forge'
+                )
+        branches = (
+            () if tags is not None or PR_FIELD in slot else self.branches(fields, where, preview=BRANCH_FIELD in slot)
+        )
         path = self.checked(fields.get("path"), f"{where}.path", lambda v: check_repo_path(self.text(v, "path")))
         ttl = self.checked(fields.get("ttl"), f"{where}.ttl", lambda v: parse_ttl(self.scalar(v), maximum=MAX_TTL))
         secret_env = self.env_name(fields.get("webhook_secret_env"), f"{where}.webhook_secret_env")
@@ -407,7 +465,47 @@ class _Checker:
             rules=self.rules(fields, where),
             line=item.line,
             index=index,
+            tags=tags,
+            forks=forks,
         )
+
+    def tags(self, fields: dict[str, _Item], where: str, slot: str) -> str | None:
+        item = fields.get("tags")
+        if item is None:
+            return None
+        field = f"{where}.tags"
+        for key in ("branch", "branches"):
+            if key in fields:
+                raise self.fail(item, field, f"use either {key} or tags, not both")
+        if BRANCH_FIELD in slot or PR_FIELD in slot:
+            raise self.fail(item, field, 'needs a fixed slot (no "{branch}" or "{pr}"): it deploys the newest tag')
+        if not isinstance(item.value, str) or not item.value:
+            raise self.fail(item, field, 'must be a tag pattern like "v*"')
+        text = item.value
+        probe = text.replace("**", "x").replace("*", "x").replace("?", "x")
+        try:
+            check_branch(probe, field="tags")
+        except DrophostError:
+            shown = text[:80] if text[:80].isprintable() else repr(text[:80])
+            raise self.fail(
+                item, field, f'"{shown}" is not a valid tag pattern: use letters, digits, ".", "_", "-", "/" and "*"'
+            ) from None
+        return text
+
+    def site_previews(self, item: _Item | None, field: str, slot: str) -> bool:
+        if item is None:
+            return False
+        if PR_FIELD not in slot:
+            raise self.fail(item, field, 'is for a pull-request site, whose slot has "{pr}" in it')
+        if not isinstance(item.value, dict):
+            raise self.fail(item, field, "must be a mapping with a `forks` key")
+        self.no_unknown(item.value, {"forks"}, f"{field}.")
+        forks = item.value.get("forks")
+        if forks is None:
+            return False
+        if not isinstance(forks.value, bool):
+            raise self.fail(forks, f"{field}.forks", "must be true or false")
+        return forks.value
 
     def build(self, item: _Item | None, field: str) -> BuildSpec | None:
         if item is None:
@@ -546,15 +644,27 @@ class _Checker:
         value = item.value if isinstance(item.value, str) else str(item.value)
         shown = value[:80] if value[:80].isprintable() else repr(value[:80])
         template = value.count(BRANCH_FIELD) == 1
+        pull = value.count(PR_FIELD) == 1
+        if template and pull:
+            raise self.fail(item, field, f'"{shown}" has both "{{branch}}" and "{{pr}}": use one of them')
         probe = value.replace(BRANCH_FIELD, "x") if template else value
+        # The number a pull request gets is at most 10 digits long: the slot must have room for it.
+        probe = probe.replace(PR_FIELD, str(MAX_PR_NUMBER)) if pull else probe
         if probe in RESERVED_SLOTS:
             self.checked(item, field, lambda _: validate_slot(probe))
+        if pull and "{" not in probe and "}" not in probe and not is_valid_slot(probe):
+            raise self.fail(
+                item,
+                field,
+                f'"{shown}" is not a valid slot template: with a pull-request number of up to 10 digits in place '
+                'of "{pr}" it must be 1 to 63 lowercase letters, digits and "-"',
+            )
         if not isinstance(item.value, str) or "{" in probe or "}" in probe or not is_valid_slot(probe):
             raise self.fail(
                 item,
                 field,
                 f'"{shown}" is not a valid slot name: use 1 to 63 lowercase letters, digits and "-"'
-                + (', with at most one "{branch}"' if "{" in value else ""),
+                + (', with at most one "{branch}" or "{pr}"' if "{" in value else ""),
             )
         return value
 
@@ -631,11 +741,3 @@ def _plain(item: _Item) -> Any:
     if isinstance(item.value, list):
         return [_plain(value) for value in item.value]
     return item.value
-
-
-def _pattern(pattern: str) -> re.Pattern[str]:
-    """Branch patterns: "*" matches within one path component, "**" across them, "?" one character."""
-    out = []
-    for token in re.split(r"(\*\*|\*|\?)", pattern):
-        out.append({"**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token)))
-    return re.compile("".join(out))

@@ -74,6 +74,7 @@ class Worker:
                     trigger=job["trigger"] or "config",
                     pusher=job["pusher"],
                     ttl_seconds=job["ttl_seconds"],
+                    ref=job["ref"],
                 )
 
     def start(self) -> list[threading.Thread]:
@@ -247,7 +248,7 @@ class Worker:
                 branch=job.branch,
                 commit=commit,
                 path=job.path,
-                preview=site.is_preview,
+                preview=site.is_preview or site.is_pull_request,
             )
             incoming = releases.incoming_dir(self.settings.releases_dir)
             copied = self.builder.build(
@@ -296,8 +297,12 @@ class Worker:
             build_log.close()
 
     def _commit(self, job: gitjobs.GitJob, repo: RepoUrl) -> str:
-        """The commit to deploy (a pushed one, or the branch head fetched now), recorded on the deployment."""
-        commit = job.commit if job.commit is not None else self.source.fetch(repo, job.branch)
+        """The commit to deploy (a pushed one, an annotated tag peeled, or the ref's head fetched now),
+        recorded on the deployment."""
+        if job.commit is not None:
+            commit = self.source.peel(self.source.mirror_path(repo), job.commit)
+        else:
+            commit = self.source.fetch(repo, job.branch, ref=job.ref)
         with self.pool.connection() as conn:
             gitjobs.set_commit(conn, job.deployment_id, commit)
         return commit
@@ -354,7 +359,7 @@ class Worker:
         """A fetch stopped at the size cap got no commit: ask the remote which one it was, so polling
         does not fetch the same oversized commit again (a failed commit is not retried)."""
         try:
-            head = self.source.remote_head(parse_repo_url(job.repo), job.branch)
+            head = self.source.remote_head(parse_repo_url(job.repo), job.branch, ref=job.ref)
         except DrophostError:
             return
         if head is not None:

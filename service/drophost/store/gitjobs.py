@@ -23,8 +23,10 @@ class GitJob:
     trigger: str | None
     pusher: str | None
     ttl_seconds: int | None
-    # A hosted push deployed before its branch moves: the pushed commit and git's quarantine folder
-    # holding its objects (None: deploy the branch head, fetched or read when the job runs).
+    # The ref fetched when it is not refs/heads/<branch>: a tag or a pull request's head (db/0015).
+    ref: str | None = None
+    # A hosted push deployed before its ref moves: the pushed object and git's quarantine folder
+    # holding it (None: deploy the ref's head, fetched or read when the job runs).
     commit: str | None = None
     objects: str | None = None
 
@@ -72,6 +74,19 @@ def last_commit(conn: Conn, slot: str) -> str | None:
     return None if row is None else row["commit_sha"]
 
 
+def tag_refs(conn: Conn, slot: str) -> list[str]:
+    """Every tag ref a git job of this slot was given (queued, deployed or failed): what the slot's
+    newest tag is measured against."""
+    # Not a hosted push's refused tag: that push was undone, the tag never existed.
+    rows = fetch_all(
+        conn,
+        "SELECT DISTINCT j.ref FROM git_jobs j JOIN deployments d ON d.id = j.deployment_id"
+        " WHERE j.slot = %s AND j.ref LIKE 'refs/tags/%%' AND NOT (j.commit_sha IS NOT NULL AND d.state = 'failed')",
+        (slot,),
+    )
+    return [r["ref"] for r in rows]
+
+
 def newest_git_deployment(conn: Conn, slot: str) -> Row | None:
     """The newest git deployment of a slot: its state, commit and error."""
     return fetch_one(
@@ -103,6 +118,7 @@ def queue_deploy(
     ttl_seconds: int | None,
     settle: float = 0.0,
     max_settle: float = 0.0,
+    ref: str | None = None,
 ) -> Queued:
     """Queue a deploy of the branch head; a deploy already waiting for this slot absorbs it (coalescing).
 
@@ -134,12 +150,13 @@ def queue_deploy(
             "ttl": ttl_seconds,
             "settle": settle,
             "max": max_settle,
+            "ref": ref,
         }
         if waiting is not None:
             hold = waiting["running"] or waiting["settling"]
             conn.execute(
                 "WITH job AS (UPDATE git_jobs SET repo = %(repo)s, branch = %(branch)s, path = %(path)s,"
-                " template = %(template)s, not_before = CASE WHEN %(hold)s"
+                " template = %(template)s, ref = %(ref)s, not_before = CASE WHEN %(hold)s"
                 " THEN LEAST(%(created)s + make_interval(secs => %(max)s), now() + make_interval(secs => %(settle)s))"
                 " ELSE not_before END WHERE deployment_id = %(id)s RETURNING deployment_id)"
                 " UPDATE deployments SET repo = %(shown)s, branch = %(branch)s, pusher = COALESCE(%(pusher)s, pusher),"
@@ -153,8 +170,8 @@ def queue_deploy(
             " VALUES (%(slot)s, 'git', 'queued', %(trigger)s, %(shown)s, %(branch)s, %(pusher)s, %(ttl)s)"
             " RETURNING id, EXISTS (SELECT 1 FROM deployments b WHERE b.slot = %(slot)s AND b.state = 'building')"
             " AS running)"
-            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, not_before)"
-            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s,"
+            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, not_before)"
+            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s,"
             " now() + CASE WHEN d.running THEN make_interval(secs => %(settle)s) ELSE interval '0' END FROM d"
             " RETURNING deployment_id",
             values,
@@ -175,6 +192,7 @@ def queue_pinned(
     ttl_seconds: int | None,
     commit: str,
     objects: str,
+    ref: str | None = None,
 ) -> int:
     """Queue a deploy of one pushed commit (a hosted push waiting in pre-receive for its outcome).
 
@@ -185,8 +203,9 @@ def queue_pinned(
         conn,
         "WITH d AS (INSERT INTO deployments (slot, source, state, trigger, repo, branch, pusher, ttl_seconds)"
         " VALUES (%(slot)s, 'git', 'queued', 'push', %(repo)s, %(branch)s, %(pusher)s, %(ttl)s) RETURNING id)"
-        " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, commit_sha, objects)"
-        " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(commit)s, %(objects)s FROM d"
+        " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, commit_sha, objects)"
+        " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s, %(commit)s, %(objects)s"
+        " FROM d"
         " RETURNING deployment_id",
         {
             "slot": slot,
@@ -198,6 +217,7 @@ def queue_pinned(
             "ttl": ttl_seconds,
             "commit": commit,
             "objects": objects,
+            "ref": ref,
         },
     )
     assert row is not None
@@ -266,7 +286,7 @@ def claim_next(conn: Conn, skip: Builds | None = None) -> GitJob | None:
         + _NOT_SKIPPED
         + " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
         " RETURNING id, trigger, pusher, ttl_seconds)"
-        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template,"
+        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template, j.ref,"
         " j.commit_sha, j.objects FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
         {"slots": list(skip.slots), "templates": list(skip.templates)},
     )
@@ -282,6 +302,7 @@ def claim_next(conn: Conn, skip: Builds | None = None) -> GitJob | None:
         trigger=row["trigger"],
         pusher=row["pusher"],
         ttl_seconds=row["ttl_seconds"],
+        ref=row["ref"],
         commit=row["commit_sha"],
         objects=row["objects"],
     )

@@ -412,7 +412,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
 
 def _gitops(settings: Settings) -> list[Endpoint]:
     """Webhooks, deploy.yaml reload and plan, the post-receive hook, and git's smart HTTP."""
-    queued = obj(queued=INTEGERS, removed=STRINGS, ignored=STRING)
+    queued = obj(queued=INTEGERS, removed=STRINGS, ignored=STRING, refused=STRINGS)
     git_summary = (
         "git's smart HTTP protocol for `repo: hosted:NAME` sites (basic auth, password = API token);"
         " only info/refs, git-upload-pack and git-receive-pack"
@@ -427,11 +427,16 @@ def _gitops(settings: Settings) -> list[Endpoint]:
             "POST",
             "/api/webhooks/{provider}",
             gitops.webhook,
-            "A push webhook, verified over the raw body (GitHub X-Hub-Signature-256, Gitea X-Gitea-Signature,"
-            " Bitbucket X-Hub-Signature, GitLab X-Gitlab-Token, generic X-Signature: sha256=<hex>)",
+            "A push (branches, tags) or pull-request webhook, verified over the raw body (GitHub"
+            " X-Hub-Signature-256, Gitea X-Gitea-Signature, Bitbucket X-Hub-Signature, GitLab X-Gitlab-Token,"
+            " generic X-Signature: sha256=<hex>)",
             {
                 200: ("Ping or test event", OBJECT),
-                202: ("Queued deployments, removed preview slots, or why the push was ignored", queued),
+                202: (
+                    "Queued deployments, removed preview slots, why the delivery was ignored, or why a pull"
+                    " request was refused (a fork)",
+                    queued,
+                ),
             },
             (400, 401, 403, 404, 409, 413),
             auth="webhook",  # each webhook is verified by its signature instead
