@@ -410,8 +410,11 @@ class Intake:
         for _old, new, ref in updates:
             if not ref.startswith("refs/heads/") or new == webhooks.ZERO_SHA or not SHA.fullmatch(new):
                 continue  # a deleted branch: post-receive takes its preview offline once it is gone
-            branch = self.source.check_ref(ref[len("refs/heads/") :])
-            wanted += [(targets.branch_target(site, branch), new) for site in sites if site.wants(branch)]
+            branch = ref[len("refs/heads/") :]
+            followers = [site for site in sites if site.wants(branch)]
+            if followers:  # a branch no site follows is stored as git accepts it
+                self.source.check_ref(branch)
+            wanted += [(targets.branch_target(site, branch), new) for site in followers]
         queued = []
         for target, new in wanted:
             with self.pool.connection() as conn, conn.transaction():
