@@ -106,6 +106,8 @@ class Declared:
         with self._apply_lock:
             result = self.current_plan(manifest)
             self.manifest = manifest
+            # Outbox rows are planned inside the pipeline's transactions from this (never from API input).
+            self.deployer.feedback = manifest.feedback()
             self.problems = secret_problems(manifest, self.environ)
             for problem in self.problems:
                 log.error("deploy.yaml: %s (the site cannot take webhooks or fetch without it)", problem)

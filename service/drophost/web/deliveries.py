@@ -1,0 +1,61 @@
+"""GET /api/outbox: what the outbox sent, what it will try again, what failed and why (never a token)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from drophost.errors import ValidationError
+from drophost.names import validate_slot
+from drophost.pipeline.feedback import host_of
+from drophost.store import outbox
+from drophost.store.rows import Row
+from drophost.web.common import int_param, pool_of
+
+STATES = ("pending", "sent", "failed")
+
+
+async def list_outbox(request: Request) -> Response:
+    """Deliveries, newest first: ?state=pending|sent|failed ?slot= ?limit="""
+    state = request.query_params.get("state") or None
+    if state is not None and state not in STATES:
+        raise ValidationError(f"state must be one of {', '.join(STATES)}", field="state")
+    raw_slot = request.query_params.get("slot")
+    slot = validate_slot(raw_slot) if raw_slot else None
+    limit = int_param(request, "limit", default=100, low=1, high=1000)
+
+    def load() -> list[Row]:
+        with pool_of(request).connection() as conn:
+            return outbox.list_deliveries(conn, state=state, slot=slot, limit=limit)
+
+    return JSONResponse({"deliveries": [delivery_view(row) for row in await run_in_threadpool(load)]})
+
+
+def delivery_view(row: Row) -> dict[str, Any]:
+    """A row as the API shows it: the destination's host only (a webhook URL's path is often its
+    secret), no body, no variable names: nothing a token could hide in."""
+    return {
+        "id": row["id"],
+        "idempotency_key": row["idempotency_key"],
+        "kind": row["kind"],
+        "target": row["target"],
+        "host": host_of(row["url"]),
+        "event": row["event"],
+        "slot": row["slot"],
+        "deployment_id": row["deployment_id"],
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+        "response_status": row["response_status"],
+        "next_attempt_at": _iso(row["next_attempt_at"]) if row["state"] == "pending" else None,
+        "created_at": _iso(row["created_at"]),
+        "sent_at": _iso(row["sent_at"]),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
