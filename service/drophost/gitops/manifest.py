@@ -686,13 +686,13 @@ class _Checker:
         api_url = self.url(api_item, f"{field}.api_url", query=False) if api_item is not None else None
         token_env = self.env_name(fields["token_env"], f"{field}.token_env")
         assert token_env is not None
-        project = forge_project(repo)
-        if project is None:
+        if repo.is_hosted:
             raise self.fail(item, field, "needs a repository on a forge (a hosted repository has no commit statuses)")
-        if provider != "gitlab" and project.count("/") != 1:
-            raise self.fail(
-                item, field, f'{provider} statuses need a repository URL ending in owner/repo, not "{project[:80]}"'
-            )
+        project = forge_project(repo)
+        if project is None or (provider != "gitlab" and project.count("/") != 1):
+            shown = repo.shown[:80] if project is None else project[:80]
+            wanted = f'{provider} statuses need a repository URL ending in owner/repo, not "{shown}"'
+            raise self.fail(item, field, wanted)
         return StatusSpec(
             provider=provider,
             api_url=api_url or feedback.DEFAULT_API_URLS[provider],
