@@ -29,6 +29,10 @@ class Receiver:
         self.status = 201
         self.answer = b'{"ok": true}'
         self.requests: list[Received] = []
+        # Cleared: requests wait (arrived, not yet recorded or answered) until it is set again.
+        self.gate = threading.Event()
+        self.gate.set()
+        self.arrived = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -36,15 +40,21 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
+                with receiver._lock:
+                    receiver.arrived += 1
+                receiver.gate.wait(timeout=60)
                 status = receiver.status
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 with receiver._lock:
                     receiver.requests.append(Received("POST", self.path, headers, body, status))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(receiver.answer)))
-                self.end_headers()
-                self.wfile.write(receiver.answer)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(receiver.answer)))
+                    self.end_headers()
+                    self.wfile.write(receiver.answer)
+                except OSError:  # the sender is gone (killed while waiting for this answer)
+                    pass
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

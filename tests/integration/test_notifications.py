@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 from drophost.gitops import webhooks
 from drophost.settings import Settings
 from drophost.web.app import create_app
-from tests.harness.auth import AUTH
+from tests.harness.auth import AUTH, TOKEN
 from tests.harness.ports import free_port
 from tests.harness.processes import start_nginx, stop_process
 from tests.harness.receiver import Received, Receiver
@@ -170,6 +170,13 @@ def test_a_destination_that_is_down_is_retried_with_backoff_then_failed_and_the_
     # The deploy was never held up: live, and the next one too.
     assert deploy_site(stack, site("two"))["status"] == "live"
     assert stack.client.get("/api/outbox?state=failed", headers=AUTH).json()["deliveries"][0]["id"] == delivery["id"]
+    # The dashboard's Deliveries page shows the same, the reason included, the path left out.
+    assert stack.client.get("/deliveries", follow_redirects=False).status_code == 303
+    assert stack.client.post("/signin", data={"token": TOKEN, "next": "/"}, follow_redirects=False).status_code == 303
+    page = stack.client.get("/deliveries?state=failed")
+    assert page.status_code == 200 and 'class="delivery-failed"' in page.text
+    assert "connection refused" in page.text and down.split("/")[2] in page.text and "secret-path" not in page.text
+    assert stack.client.get("/deliveries?state=lost").status_code == 422
 
 
 def test_notifications_are_declared_only_in_deploy_yaml_and_checked(notified: Any, receiver: Receiver) -> None:

@@ -85,3 +85,43 @@ def test_a_restart_after_sigkill_delivers_each_key_exactly_once(
         service.kill()
         stop_process(nginx_process)
         receiver.close()
+
+
+@pytest.mark.slow
+def test_a_call_cut_by_sigkill_is_sent_again_after_the_restart_under_the_same_key(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # At least once: the receiver processed the call but the service died before recording the
+    # answer, so the restart sends it again, and the repeated key is what lets a receiver drop it.
+    receiver = Receiver()
+    receiver.status = 200
+    receiver.gate.clear()  # the call arrives and waits for its answer
+    config = tmp_path / "deploy.yaml"
+    config.write_text(
+        f"sites: []\nnotifications:\n  - url: {receiver.url('/hook')}\n    format: json\n    events: [live]\n"
+    )
+    chosen = replace(settings, config=str(config), poll_interval=0, outbox_backoff=0.2)
+    _, nginx_process = start_nginx(chosen)
+    service = ServiceProcess(chosen, tmp_path / "service.log")
+    call = api(chosen)
+    try:
+        service.start()
+        answer = call("POST", "/api/deployments", files={"file": ("s.zip", std_zip(site("one")))}, data={"slot": "s"})
+        assert answer.status_code == 201, answer.text
+        assert wait_until(lambda: receiver.arrived == 1)
+        service.kill()
+        # The claim died with the service's transaction: pending, no attempt recorded.
+        ((key, state, attempts),) = outbox_rows(chosen)
+        assert (state, attempts) == ("pending", 0)
+        receiver.gate.set()
+        service.start()
+        assert wait_until(lambda: [s for _, s, _ in outbox_rows(chosen)] == ["sent"])
+        assert receiver.accepted() == {key: 2}
+        first, second = receiver.received()
+        assert first.body == second.body and first.headers["x-delivery-id"] == second.headers["idempotency-key"] == key
+        assert outbox_rows(chosen) == [(key, "sent", 1)]
+    finally:
+        receiver.gate.set()
+        service.kill()
+        stop_process(nginx_process)
+        receiver.close()

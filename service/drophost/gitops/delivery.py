@@ -84,7 +84,8 @@ class Delivery:
         except Exception:  # the worker must survive a database hiccup
             log.exception("outbox delivery failed")
             return 1.0
-        return 0.5 if due is None else min(0.5, max(due, 0.02))
+        # At least 0.1 s: a due row another worker holds (its call in flight) must not make this one spin.
+        return 0.5 if due is None else min(0.5, max(due, 0.1))
 
     def deliver_once(self) -> bool:
         """Send one due row; False when none is due."""

@@ -7,9 +7,11 @@ notifications: feedback.py plans them from the deploy.yaml in force), so they ar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from drophost.errors import NotFoundError
@@ -19,6 +21,8 @@ from drophost.pipeline.feedback import FAILURE, PENDING, SUCCESS
 from drophost.pipeline.nginxconfig import expired_config
 from drophost.store import deployments, outbox, slots, versions
 from drophost.store.rows import Conn
+
+log = logging.getLogger(__name__)
 
 
 def deployed(
@@ -47,10 +51,12 @@ def rolled_back(ctx: Context, *, slot: str, version: int, deployment_id: int, ac
             conn, slot=slot, version=version, deployment_id=deployment_id, action=action, expires_at=None
         )
         row = deployments.get_deployment(conn, deployment_id)
-        planned = feedback.slot_messages(
-            ctx.feedback, ctx.settings, event=action, slot=slot, subject=str(activation), row=row, version=version
+        _add(
+            conn,
+            lambda: feedback.slot_messages(
+                ctx.feedback, ctx.settings, event=action, slot=slot, subject=str(activation), row=row, version=version
+            ),
         )
-        outbox.add(conn, planned)
 
 
 def drafted(
@@ -78,10 +84,12 @@ def taken_offline(ctx: Context, *, slot: str, status: str, action: str) -> None:
         activation = slots.deactivate(conn, slot=slot, status=status, action=action)
         last = before["deployment_id"] if before is not None else None
         row = deployments.get_deployment(conn, last) if last is not None else None
-        planned = feedback.slot_messages(
-            ctx.feedback, ctx.settings, event=status, slot=slot, subject=str(activation), row=row
+        _add(
+            conn,
+            lambda: feedback.slot_messages(
+                ctx.feedback, ctx.settings, event=status, slot=slot, subject=str(activation), row=row
+            ),
         )
-        outbox.add(conn, planned)
 
 
 def deploy_failed(ctx: Context, deployment_id: int, error: str) -> None:
@@ -112,9 +120,10 @@ def expiring(ctx: Context, within_seconds: float) -> int:
         for slot in due:
             row = slot if slot["id"] is not None else None
             subject = f"{slot['slot']}-{int(slot['expires_at'].timestamp())}"
-            outbox.add(
+            _add(
                 conn,
-                feedback.slot_messages(
+                partial(
+                    feedback.slot_messages,
                     ctx.feedback,
                     ctx.settings,
                     event="expiring",
@@ -166,9 +175,23 @@ def _plan_deployment(ctx: Context, conn: Conn, deployment_id: int, state: str, *
     if row is None:
         return
     served = not (ctx.settings.nginx_dir / "protected" / str(row["slot"])).exists()
-    outbox.add(
-        conn, feedback.deployment_messages(ctx.feedback, ctx.settings, row, state, permalink_served=served, draft=draft)
+    _add(
+        conn,
+        lambda: feedback.deployment_messages(
+            ctx.feedback, ctx.settings, row, state, permalink_served=served, draft=draft
+        ),
     )
+
+
+def _add(conn: Conn, plan: Callable[[], list[feedback.Message]]) -> None:
+    """Write the rows `plan` makes. A mistake in planning loses those messages (logged), never the
+    change they report: a deploy must not fail because its notification could not be rendered."""
+    try:
+        planned = plan()
+    except Exception:
+        log.exception("the outbox rows of a change could not be planned; the change is recorded without them")
+        return
+    outbox.add(conn, planned)
 
 
 @contextmanager

@@ -96,10 +96,13 @@ def mark_failed(conn: Conn, row_id: int, error: str, status: int | None) -> None
 
 
 def seconds_to_next(conn: Conn) -> float | None:
+    """Seconds until a row may be claimed: only the first pending row of each stream counts (the rows
+    behind one that backs off wait for it, so they must not make the workers poll at once)."""
     row = fetch_one(
         conn,
-        "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - clock_timestamp())::float8 AS wait"
-        " FROM outbox WHERE state = 'pending'",
+        "SELECT EXTRACT(EPOCH FROM min(o.next_attempt_at) - clock_timestamp())::float8 AS wait"
+        " FROM outbox o WHERE o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p"
+        " WHERE p.stream = o.stream AND p.state = 'pending' AND p.id < o.id)",
     )
     return None if row is None or row["wait"] is None else max(float(row["wait"]), 0.0)
 

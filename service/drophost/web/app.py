@@ -28,7 +28,7 @@ from drophost.pipeline.nginx import Nginx
 from drophost.processes import take_death
 from drophost.settings import Settings
 from drophost.store.migrate import migrate
-from drophost.web import dashboard, openapi, routes, teampages
+from drophost.web import dashboard, deliveries, openapi, routes, teampages
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
         *dashboard.routes(),
         *teampages.routes(),
+        *deliveries.routes(),
         *(routes.starlette_route(endpoint) for endpoint in routes.endpoints(settings)),
     ]
 

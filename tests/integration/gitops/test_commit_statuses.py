@@ -118,6 +118,8 @@ def test_a_git_deploy_posts_pending_then_success_with_the_permalink(
     assert link(provider, first) == deployment["url"]
     # Once each: the worker marked both sent.
     assert forge.accepted() == {pending.headers["idempotency-key"]: 1, success.headers["idempotency-key"]: 1}
+    # Marked sent once the answer came (the row's transaction commits just after it).
+    assert wait_until(lambda: [d["state"] for d in outbox(stack)] == ["sent", "sent"])
     shown = outbox(stack)
     assert [(d["kind"], d["target"], d["state"], d["attempts"]) for d in shown] == [
         ("status", provider, "sent", 1),
