@@ -253,3 +253,33 @@ def test_deploy_yaml_declares_statuses_and_notifications() -> None:
 def test_backoff_doubles_up_to_an_hour() -> None:
     assert [backoff(5.0, n) for n in (1, 2, 3, 4)] == [5.0, 10.0, 20.0, 40.0]
     assert backoff(5.0, 40) == 3600.0
+
+
+DOCUMENTED = json.loads(
+    (Path(__file__).resolve().parents[1] / "fixtures" / "feedback" / "status_requests.json").read_text()
+)
+
+
+@pytest.mark.parametrize("provider", feedback.PROVIDERS)
+def test_status_requests_stay_inside_what_each_forge_documents(provider: str) -> None:
+    documented = DOCUMENTED[provider]
+    # The documented example itself uses only the documented fields and states (the fixture is sane).
+    assert set(documented["example"]) <= set(documented["fields"])
+    assert documented["example"]["state"] in documented["states"]
+    for state in (feedback.PENDING, feedback.SUCCESS, feedback.FAILURE):
+        url, body = messages.status_request(
+            provider, "https://forge.lan/api", "acme/docs", SHA, state, target_url="u", description="d", context="c"
+        )
+        assert set(body) <= set(documented["fields"]) and body["state"] in documented["states"]
+        template = documented["path"]
+        for name, value in (
+            ("{owner}", "acme"), ("{workspace}", "acme"), ("{repo}", "docs"), ("{repo_slug}", "docs"),
+            (":id", "acme%2Fdocs"), ("{sha}", SHA), (":sha", SHA), ("{commit}", SHA),
+        ):  # fmt: skip
+            template = template.replace(name, value)
+        assert url == "https://forge.lan/api" + template
+    name, value = documented["header"].split(": ", 1)
+    shown = {
+        k: v for k, v in messages.auth_headers(provider, "TOKEN").items() if k in ("Authorization", "PRIVATE-TOKEN")
+    }
+    assert shown == {name: value.split(" <")[0] + " TOKEN" if " " in value else "TOKEN"}
