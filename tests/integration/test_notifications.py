@@ -36,6 +36,7 @@ from tests.harness.receiver import Received, Receiver
 from tests.harness.stacks import Stack
 from tests.harness.waiting import wait_until
 from tests.integration.support import deploy_site, site, upload
+from tests.zipcraft import std_zip
 
 SECRET = "notification-signing-secret-0123456789"
 ENV = {"NOTIFY_SECRET": SECRET}
@@ -92,6 +93,12 @@ def test_each_format_gets_the_events_it_asked_for_in_its_documented_shape(notifi
     first = deploy_site(stack, site("one"))
     deploy_site(stack, site("two"))
     assert stack.client.post("/api/slots/site/rollback", json={"version": 1}, headers=AUTH).status_code == 200
+    # A draft is not live (no event); promoting it is.
+    form = {"slot": "site", "activate": "false"}
+    zipped = {"file": ("d.zip", std_zip(site("draft")), "application/zip")}
+    draft = stack.client.post("/api/deployments", files=zipped, data=form, headers=AUTH).json()
+    promoted = stack.client.post("/api/slots/site/promote", json={"deployment_id": draft["id"]}, headers=AUTH)
+    assert promoted.status_code == 200, promoted.text
     docs = deploy_site(stack, site("docs"), slot="docs-main")
     # A time to live inside the hour: `expiring` now, `expired` when it runs out.
     answer = stack.client.patch("/api/slots/docs-main", json={"ttl": "2s"}, headers=AUTH)
@@ -100,11 +107,20 @@ def test_each_format_gets_the_events_it_asked_for_in_its_documented_shape(notifi
     refused = upload(stack, b"not a zip", slot="site")
     assert refused.status_code == 422  # refused before anything is recorded: no deployment, no event
 
-    assert wait_until(lambda: len(of(receiver, "/json")) >= 7, limit=30)
+    # Each destination is its own stream: wait for all of them.
+    expected = {"/json": 8, "/slack/": 3, "/matrix/": 8, "/teams": 1}
+    assert wait_until(lambda: all(len(of(receiver, p)) >= n for p, n in expected.items()), limit=30)
     signed = of(receiver, "/json")
     events = [r.json()["event"] for r in signed]
     # In the order of the changes (the expiry loop plans `expiring` whenever it next runs).
-    assert [e for e in events if not e.startswith("expir")] == ["live", "live", "rollback", "live", "offline"]
+    assert [e for e in events if not e.startswith("expir")] == [
+        "live",
+        "live",
+        "rollback",
+        "promote",
+        "live",
+        "offline",
+    ]
     assert [e for e in events if e.startswith("expir")] == ["expiring", "expired"]
     by_event = {r.json()["event"]: r.json() for r in signed}
     for request in signed:
@@ -119,6 +135,7 @@ def test_each_format_gets_the_events_it_asked_for_in_its_documented_shape(notifi
     assert live["url"] == first["url"] and live["permalink"] == first["permalink"]
     assert live["text"].startswith(f"DropHost: site is live at {first['url']}")
     assert by_event["rollback"]["version"] == 1
+    assert by_event["promote"]["deployment_id"] == draft["id"] and by_event["promote"]["version"] == 3
     assert by_event["expiring"]["expires_at"] and by_event["expiring"]["slot"] == "docs-main"
     assert by_event["expired"]["slot"] == "docs-main" and by_event["offline"]["slot"] == "site"
 
@@ -128,7 +145,7 @@ def test_each_format_gets_the_events_it_asked_for_in_its_documented_shape(notifi
     assert slack[0]["text"].startswith("DropHost: site is live at ")
     # matrix (hookshot): text, html, username.
     matrix = [r.json() for r in of(receiver, "/matrix/")]
-    assert len(matrix) == 7 and all(set(b) == {"text", "html", "username"} for b in matrix)
+    assert len(matrix) == 8 and all(set(b) == {"text", "html", "username"} for b in matrix)
     assert f'<a href="{first["permalink"]}">open</a>' in matrix[0]["html"]
     # teams: only docs-* slots, an Adaptive Card with a link to the deployment.
     (teams,) = [r.json() for r in of(receiver, "/teams")]

@@ -19,7 +19,7 @@ from drophost.pipeline import feedback, releases
 from drophost.pipeline.context import Context
 from drophost.pipeline.feedback import FAILURE, PENDING, SUCCESS
 from drophost.pipeline.nginxconfig import expired_config
-from drophost.store import deployments, outbox, slots, versions
+from drophost.store import deployments, gitjobs, outbox, slots, versions
 from drophost.store.rows import Conn
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def deploy_failed(ctx: Context, deployment_id: int, error: str) -> None:
 def commit_known(ctx: Context, deployment_id: int, commit_sha: str) -> None:
     """A git deploy fetched its branch: the commit it deploys is recorded, and its `pending` status planned."""
     with ctx.pool.connection() as conn, conn.transaction():
-        conn.execute("UPDATE deployments SET commit_sha = %s WHERE id = %s", (commit_sha, deployment_id))
+        gitjobs.set_commit(conn, deployment_id, commit_sha)
         _plan_deployment(ctx, conn, deployment_id, PENDING)
 
 
