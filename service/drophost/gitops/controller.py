@@ -73,6 +73,9 @@ class GitOps:
     def apply(self, manifest: Manifest) -> dict[str, Any]:
         return self.declared.apply(manifest)
 
+    def prime_feedback(self) -> None:
+        self.declared.prime_feedback()
+
     def apply_at_start(self) -> dict[str, Any]:
         """deploy.yaml, or the last good one when it is invalid (never an error: serving goes on)."""
         return self.declared.start()

@@ -144,9 +144,13 @@ def version_failed(ctx: Context, slot: str, version: int) -> None:
 
 
 def interrupted(ctx: Context, reason: str) -> list[int]:
-    """At start: what a crash left half done failed (git deploys still queued stay queued)."""
+    """At start: what a crash left half done failed (git deploys still queued stay queued), each
+    with its `failure` status, so a commit does not stay `pending` on its forge."""
     with ctx.pool.connection() as conn, conn.transaction():
-        return deployments.fail_unfinished(conn, reason)
+        failed = deployments.fail_unfinished(conn, reason)
+        for deployment_id in failed:
+            _plan_deployment(ctx, conn, deployment_id, FAILURE)
+        return failed
 
 
 def deployment(ctx: Context, deployment_id: int) -> dict[str, Any]:

@@ -19,10 +19,12 @@ forge and every request is checked against that provider's documentation:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,11 +32,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from drophost.settings import Settings
 from tests.harness.auth import AUTH
 from tests.harness.git import GitHttpServer
+from tests.harness.processes import start_nginx, stop_process
 from tests.harness.receiver import Receiver
 from tests.harness.stacks import GitopsFactory, Stack
 from tests.harness.waiting import wait_for_deployment, wait_until
+from tests.integration.service_process import ServiceProcess
 
 TOKEN = "forge-token-that-must-never-show-0123456789"
 ENV = {"FORGE_TOKEN": TOKEN}
@@ -204,3 +209,41 @@ def outbox(stack: Stack) -> list[dict[str, Any]]:
     assert answer.status_code == 200, answer.text
     deliveries: list[dict[str, Any]] = answer.json()["deliveries"]
     return list(reversed(deliveries))
+
+
+@pytest.mark.slow
+def test_a_deploy_cut_short_by_sigkill_posts_failure_then_the_requeued_deploy_posts_success(
+    git_server: GitHttpServer, forge: Receiver, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = git_server.repo(REPO).commit({"index.html": "x"})
+    mark = tmp_path / "built-once"
+    # The first build hangs (and is killed with the service); the one queued again after the restart builds.
+    command = f"if [ -e {mark} ]; then :; else touch {mark}; sleep 20; fi; mkdir -p dist && echo ok > dist/index.html"
+    build = f"    build:\n      command: {json.dumps(command)}\n      output: dist\n"
+    config = tmp_path / "deploy.yaml"
+    config.write_text(status_yaml(git_server, forge, "github", build))
+    monkeypatch.setenv("FORGE_TOKEN", TOKEN)
+    chosen = replace(settings, config=str(config), poll_interval=0, build_sandbox="none")
+    _, nginx_process = start_nginx(chosen)
+    service = ServiceProcess(chosen, tmp_path / "service.log")
+    try:
+        service.start()
+        (pending,) = forge.wait_for(1)
+        assert check_request("github", pending, head)["state"] == "pending"
+        # Killed once the pending status is recorded as sent (before that, it would be sent again).
+        assert wait_until(lambda: sent_states(chosen) == ["sent"])
+        service.kill()
+        service.start()
+        statuses = forge.wait_for(4)
+        states = [check_request("github", r, head)["state"] for r in statuses]
+        assert states == ["pending", "failure", "pending", "success"]
+        assert "interrupted" in statuses[1].json()["description"]
+        assert len({r.headers["idempotency-key"] for r in statuses}) == 4
+    finally:
+        service.kill()
+        stop_process(nginx_process)
+
+
+def sent_states(settings: Settings) -> list[str]:
+    with psycopg.connect(settings.database_url) as conn:
+        return [str(row[0]) for row in conn.execute("SELECT state FROM outbox ORDER BY id").fetchall()]
