@@ -138,7 +138,8 @@ class Manifest:
             site = self.site_for(slot, branch)
             return site.status if site is not None else None
 
-        return FeedbackConfig(notifiers=self.notifications, status_for=status_for)
+        has_statuses = any(site.status is not None for site in self.sites)
+        return FeedbackConfig(notifiers=self.notifications, status_for=status_for, has_statuses=has_statuses)
 
     def site_rules(self, slot: str, branch: str) -> SiteOptions | None:
         """The rules deploy.yaml gives the slot a push of `branch` deploys to (None: not declared)."""

@@ -72,6 +72,12 @@ class FeedbackConfig:
     notifiers: tuple[Notifier, ...] = ()
     # (slot, branch) of a git deployment -> the status: of the site that deploys it.
     status_for: Callable[[str, str], StatusSpec | None] = field(default=_no_status)
+    # Whether any site declares a status: (without one, and without notifiers, nothing is planned at all).
+    has_statuses: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.notifiers and not self.has_statuses
 
 
 @dataclass(frozen=True)

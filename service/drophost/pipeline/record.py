@@ -50,7 +50,7 @@ def rolled_back(ctx: Context, *, slot: str, version: int, deployment_id: int, ac
         activation = slots.activate(
             conn, slot=slot, version=version, deployment_id=deployment_id, action=action, expires_at=None
         )
-        row = deployments.get_deployment(conn, deployment_id)
+        row = None if ctx.feedback.empty else deployments.get_deployment(conn, deployment_id)
         _add(
             conn,
             lambda: feedback.slot_messages(
@@ -80,7 +80,7 @@ def rules_changed(ctx: Context, *, slot: str, version: int, deployment_id: int, 
 
 def taken_offline(ctx: Context, *, slot: str, status: str, action: str) -> None:
     with _recording(ctx, slot) as conn:
-        before = slots.get_slot(conn, slot)
+        before = None if ctx.feedback.empty else slots.get_slot(conn, slot)
         activation = slots.deactivate(conn, slot=slot, status=status, action=action)
         last = before["deployment_id"] if before is not None else None
         row = deployments.get_deployment(conn, last) if last is not None else None
@@ -175,6 +175,8 @@ def restore_slot(ctx: Context, slot: str) -> None:
 
 
 def _plan_deployment(ctx: Context, conn: Conn, deployment_id: int, state: str, *, draft: bool = False) -> None:
+    if ctx.feedback.empty:  # nothing declared: not even a query more per deploy
+        return
     row = deployments.get_deployment(conn, deployment_id)
     if row is None:
         return
