@@ -283,3 +283,15 @@ def test_status_requests_stay_inside_what_each_forge_documents(provider: str) ->
         k: v for k, v in messages.auth_headers(provider, "TOKEN").items() if k in ("Authorization", "PRIVATE-TOKEN")
     }
     assert shown == {name: value.split(" <")[0] + " TOKEN" if " " in value else "TOKEN"}
+
+
+def test_without_status_or_notifications_nothing_is_planned() -> None:
+    assert FeedbackConfig().empty
+    assert feedback.deployment_messages(FeedbackConfig(), SETTINGS, ROW, "success", permalink_served=True) == []
+    manifest = parse(b"sites:\n  - slot: docs\n    repo: https://github.com/acme/docs.git\n")
+    assert manifest.feedback().empty
+    declared = parse(
+        b"sites:\n  - slot: docs\n    repo: https://github.com/acme/docs.git\n"
+        b"    status: {provider: github, token_env: GH}\n"
+    )
+    assert not declared.feedback().empty and declared.feedback().has_statuses
