@@ -6,7 +6,8 @@ CREATE TABLE outbox (
     -- Sent with every attempt (Idempotency-Key header, and in json bodies), so a receiver can drop
     -- a repeat: delivery is at least once (see gitops/delivery.py).
     idempotency_key text        NOT NULL UNIQUE,
-    kind            text        NOT NULL CHECK (kind IN ('status', 'notification')),
+    -- 'comment': a pull request's preview comment (issue 17, item 2) goes through the same outbox.
+    kind            text        NOT NULL CHECK (kind IN ('status', 'notification', 'comment')),
     -- The forge (github, gitlab, gitea, bitbucket) or the notification format (json, slack, matrix, teams).
     target          text        NOT NULL,
     event           text        NOT NULL,
