@@ -17,7 +17,7 @@ from drophost.gitops.manifest import Manifest, SiteSpec
 from drophost.gitops.offline import remove_preview
 from drophost.gitops.repourls import parse_repo_url, repo_key, strip_credentials
 from drophost.gitops.tree import Trees
-from drophost.pipeline import releases
+from drophost.pipeline import record, releases
 from drophost.pipeline.buildlog import BuildLog
 from drophost.pipeline.buildoutput import fingerprint
 from drophost.pipeline.deployer import Deployer
@@ -135,8 +135,7 @@ class Worker:
         try:
             repo = parse_repo_url(job.repo)
             commit = self.source.fetch(repo, job.branch, ref=job.ref)
-            with self.pool.connection() as conn:
-                gitjobs.set_commit(conn, job.deployment_id, commit)
+            record.commit_known(self.deployer, job.deployment_id, commit)
             git_dir = self.source.mirror_path(repo)
             listing = self.trees.list_tree(git_dir, commit, job.path, self.deployer.archive_limits())
             incoming = releases.incoming_dir(self.settings.releases_dir)
@@ -185,8 +184,7 @@ class Worker:
             repo = parse_repo_url(job.repo)
             build_log.line(f"DropHost: fetching {job.branch} of {repo.shown}")
             commit = self.source.fetch(repo, job.branch, ref=job.ref)
-            with self.pool.connection() as conn:
-                gitjobs.set_commit(conn, job.deployment_id, commit)
+            record.commit_known(self.deployer, job.deployment_id, commit)
             target = Target(
                 deployment_id=job.deployment_id,
                 slot=job.slot,
@@ -203,8 +201,7 @@ class Worker:
                 releases.remove(incoming)
                 build_log.line("DropHost: the output is what the slot serves already: no new version")
                 build_log.close()
-                with self.pool.connection() as conn:
-                    deployments.mark_unchanged(conn, job.deployment_id)
+                record.unchanged(self.deployer, job.deployment_id)
                 return
         except DrophostError as exc:
             tail = build_log.tail_text()
@@ -281,6 +278,5 @@ class Worker:
     def _fail(self, job: gitjobs.GitJob, message: str, incoming: Path | None) -> None:
         if incoming is not None:
             releases.remove(incoming)
-        with self.pool.connection() as conn:
-            gitjobs.fail_job(conn, job.deployment_id, message)
+        record.deploy_failed(self.deployer, job.deployment_id, message)
         log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, message)
