@@ -1,0 +1,77 @@
+"""The dashboard's overview, lists and analytics as HTML (no browser): what the server renders without JavaScript."""
+
+from __future__ import annotations
+
+import re
+
+from tests.harness.auth import AUTH
+from tests.harness.stacks import Stack
+from tests.integration.test_dashboard_http import sign_in
+
+
+def row_of(html: str, slot: str) -> str:
+    found = re.search(rf'<tr data-slot="{slot}">(.*?)</tr>', html, re.S)
+    assert found is not None, f"no row for {slot}"
+    return found.group(1)
+
+
+def test_the_overview_describes_the_live_version_and_flags_a_failed_latest_deploy(stack: Stack) -> None:
+    stack.deploy({"index.html": "one"}, "handbook")
+    stack.deploy({"index.html": "two"}, "handbook")
+    # A deploy that fails after it was recorded (its site rules do not compile).
+    bad = stack.deploy({"index.html": "three", "_redirects": "/a /b 399\n"}, "handbook")
+    assert bad.status_code == 422, bad.text
+    sign_in(stack.client)
+    row = row_of(stack.client.get("/").text, "handbook")
+    assert "badge live" in row and "last deploy failed" in row
+    link = re.search(r'class="last-failed" href="/slots/handbook#deployment-(\d+)"', row)
+    assert link is not None and int(link.group(1)) == bad.json()["deployment_id"]
+    slot_page = stack.client.get("/slots/handbook").text
+    assert f'id="deployment-{link.group(1)}"' in slot_page
+
+    assert stack.client.post("/api/slots/handbook/rollback", json={"version": 1}, headers=AUTH).status_code == 200
+    row = row_of(stack.client.get("/").text, "handbook")
+    assert re.search(r'<td>1</td>', row), row  # the active version
+    # A time is UTC on the server, in the reader's zone once the page's script has run.
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ" title="[^"]+ UTC" data-relative>', row)
+
+
+def test_the_overview_sorts_counts_searches_and_pages_its_slots(stack: Stack) -> None:
+    for i in range(57):
+        assert stack.deploy({"index.html": str(i)}, f"site-{i:02d}").status_code == 201
+    sign_in(stack.client)
+    first = stack.client.get("/").text
+    assert first.count("data-slot=") == 25
+    assert "1–25 of 57 slots" in first
+    assert 'aria-label="Slot pages"' in first and 'rel="next"' in first
+    last = stack.client.get("/?page=3").text
+    assert last.count("data-slot=") == 7 and "51–57 of 57 slots" in last
+    by_name = stack.client.get("/?sort=slot&order=asc").text
+    assert by_name.index('data-slot="site-00"') < by_name.index('data-slot="site-01"')
+    assert 'aria-sort="ascending"' in by_name
+    backwards = stack.client.get("/?sort=slot&order=desc").text
+    assert 'data-slot="site-56"' in backwards and 'data-slot="site-00"' not in backwards
+    found = stack.client.get("/?slot=site-1").text
+    assert found.count("data-slot=") == 10
+    # The poller keeps the same page, order and search.
+    assert 'data-poll="/ui/overview?sort=slot&amp;order=desc"' in backwards
+    assert stack.client.get("/ui/overview?sort=slot&order=desc&page=3").text.count("data-slot=") == 7
+    deployments = stack.client.get("/?dpage=2").text
+    assert "51–57 of 57 deployments" in deployments
+
+
+def test_tokens_users_and_audit_have_counts_and_search(stack: Stack) -> None:
+    sign_in(stack.client)
+    stack.client.get("/")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', stack.client.get("/users").text)
+    assert csrf is not None
+    for name in ("ann", "bob"):
+        data = {"name": name, "role": "viewer", "password": "p" * 12, "csrf": csrf.group(1)}
+        assert stack.client.post("/users", data=data).status_code == 200
+    users = stack.client.get("/users?q=bo").text
+    assert 'data-user="bob"' in users and 'data-user="ann"' not in users
+    assert "1–1 of 1 users matching “bo” (2 in all)" in users
+    assert 'id="token-count"' in stack.client.get("/tokens").text
+    audit = stack.client.get("/audit?q=dashboard_create_user").text
+    assert "of 2 entries" in audit
+
