@@ -31,7 +31,7 @@ def test_the_overview_describes_the_live_version_and_flags_a_failed_latest_deplo
 
     assert stack.client.post("/api/slots/handbook/rollback", json={"version": 1}, headers=AUTH).status_code == 200
     row = row_of(stack.client.get("/").text, "handbook")
-    assert re.search(r'<td>1</td>', row), row  # the active version
+    assert re.search(r"<td>1</td>", row), row  # the active version
     # A time is UTC on the server, in the reader's zone once the page's script has run.
     assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ" title="[^"]+ UTC" data-relative>', row)
 
@@ -75,3 +75,13 @@ def test_tokens_users_and_audit_have_counts_and_search(stack: Stack) -> None:
     audit = stack.client.get("/audit?q=dashboard_create_user").text
     assert "of 2 entries" in audit
 
+
+def test_analytics_says_no_such_slot_and_splits_404s(stack: Stack) -> None:
+    stack.deploy({"index.html": "hello"}, "docs")
+    sign_in(stack.client)
+    missing = stack.client.get("/analytics?slot=doc")
+    assert missing.status_code == 404 and "There is no slot &#34;doc&#34;." in missing.text
+    page = stack.client.get("/analytics?slot=docs")
+    assert page.status_code == 200
+    assert 'id="top-404s"' in page.text or "No path answered 404" in page.text
+    assert "Visitors per day" in page.text

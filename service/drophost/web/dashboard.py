@@ -479,12 +479,16 @@ async def _failed(request: Request, slot: str, exc: DrophostError) -> Response:
 async def analytics_page(request: Request) -> Response:
     params = {k: request.query_params[k] for k in ("slot", "from", "to") if request.query_params.get(k)}
     try:
-        report = await run_in_threadpool(analytics.build_report, request, params)
+        report = await run_in_threadpool(analytics.build_page_report, request, params)
     except DrophostError as exc:
-        if exc.status_code != 422:
+        if exc.status_code not in (404, 422):
             raise
-        return render(request, "analytics.html", 422, error=exc.message, report=None, params=params, charts=None)
+        message = exc.message[0].upper() + exc.message[1:] + "."
+        return render(
+            request, "analytics.html", exc.status_code, error=message, report=None, params=params, charts=None
+        )
     drawn = {
+        "visitors": charts.daily_lines(report, "visitors_per_day", "visitors"),
         "requests": charts.daily_bars(report, "requests"),
         "bytes": charts.daily_bars(report, "bytes"),
         "errors": charts.daily_errors(report),
