@@ -261,6 +261,7 @@ def _overview(request: Request) -> dict[str, Any]:
         default_sort="when",
         default_descending=True,
         per_page=SLOTS_PER_PAGE,
+        path="/",
     )
     deployment_list = lists.list_page(
         recent,
@@ -271,6 +272,7 @@ def _overview(request: Request) -> dict[str, Any]:
         default_descending=True,
         per_page=DEPLOYMENTS_PER_PAGE,
         prefix="d",
+        path="/",
     )
     return {
         "config": gitops_of(request).config_status(),
@@ -358,6 +360,7 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
         default_descending=True,
         per_page=DEPLOYMENTS_PER_PAGE,
         prefix="v",
+        path=f"/slots/{slot}",
     )
     deployment_list = lists.list_page(
         shown_deployments,
@@ -368,6 +371,7 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
         default_descending=True,
         per_page=DEPLOYMENTS_PER_PAGE,
         prefix="d",
+        path=f"/slots/{slot}",
     )
     event_list = lists.list_page(
         events,
@@ -378,6 +382,7 @@ def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
         default_descending=True,
         per_page=DEPLOYMENTS_PER_PAGE,
         prefix="e",
+        path=f"/slots/{slot}",
     )
     return {
         "slot": slot,

@@ -34,6 +34,7 @@ class Listing:
     search: str
     prefix: str
     params: dict[str, str]  # the page's other query parameters, kept in every link
+    path: str  # the page's own address (a form's answer may have been rendered under another)
 
     def href(self, **changes: str | int) -> str:
         """This page's address with this list's parameters changed (the page goes back to 1 unless given)."""
@@ -46,7 +47,7 @@ class Listing:
             del values[self.prefix + "page"]
         if not values.get(self.prefix + "q"):
             values.pop(self.prefix + "q", None)
-        return "?" + urlencode(values)
+        return self.path + "?" + urlencode(values)
 
     def sort_href(self, column: str) -> str:
         """A column header's link: sorts by it, or turns the order round when it already sorts."""
@@ -77,6 +78,7 @@ def list_page(
     default_descending: bool = False,
     per_page: int = 25,
     prefix: str = "",
+    path: str,
 ) -> Listing:
     """Search (case-insensitive, in the text `searched` gives), sort and cut one page out of `rows`."""
     by_name = {c.name: c for c in columns}
@@ -110,6 +112,7 @@ def list_page(
         search=search,
         prefix=prefix,
         params={k: v for k, v in query.items() if k not in own},
+        path=path,
     )
 
 

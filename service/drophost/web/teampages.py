@@ -102,6 +102,7 @@ async def _tokens(request: Request, *, new_token: str = "", error: str = "", sta
         default_sort="id",
         default_descending=True,
         per_page=PER_PAGE,
+        path="/tokens",
     )
     return render(
         request,
@@ -127,6 +128,7 @@ async def audit_page(request: Request) -> Response:
             default_sort="id",
             default_descending=True,
             per_page=PER_PAGE,
+            path="/audit",
         )
 
     try:
@@ -229,6 +231,7 @@ async def _users(request: Request, *, notice: str = "", error: str = "", status_
         searched=lambda r: " ".join([r["name"], r["role"], *r["slots"]]),
         default_sort="name",
         per_page=PER_PAGE,
+        path="/users",
     )
     return render(
         request,

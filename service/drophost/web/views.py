@@ -83,8 +83,9 @@ def event(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def iso(value: str | datetime) -> str:
-    """A moment as an ISO 8601 UTC time for <time datetime=...> (the browser shows it in its own zone)."""
-    return _utc(value).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """A moment as an ISO 8601 UTC time for <time datetime=...> (the browser shows it in its own zone);
+    the same text as the API's times."""
+    return _utc(value).isoformat()
 
 
 def utc_label(value: str | datetime) -> str:
