@@ -1,14 +1,74 @@
 "use strict";
-// The dashboard's small amount of JavaScript: confirmations, live updates by polling, and the
-// Deploy tab (drag and drop, zipping a folder, upload with progress). No framework, no build step.
+// The dashboard's small amount of JavaScript: confirmations and busy buttons, times in the reader's
+// zone, live updates by polling, and the Deploy tab (drag and drop, zipping a folder, checks before
+// the upload, asking before a live site is replaced, upload with progress). No framework, no build step.
 (function () {
   const main = document.querySelector("main");
   const csrf = main ? main.dataset.csrf : "";
 
   document.addEventListener("submit", function (event) {
     const form = event.target;
-    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+      return;
+    }
+    // A rollback, promote or TTL change takes a moment (nginx reloads): say so, and do not send it twice.
+    const button = event.submitter || form.querySelector("button[data-busy]");
+    if (button && button.dataset.busy) {
+      if (form.dataset.sent) {
+        event.preventDefault();
+        return;
+      }
+      form.dataset.sent = "1";
+      button.setAttribute("aria-busy", "true");
+      button.textContent = button.dataset.busy;
+      window.setTimeout(function () { button.disabled = true; }, 0);
+    }
   });
+
+  // Times come from the server in UTC (<time datetime=... data-relative>); here they read "3 min ago",
+  // with the exact time in the reader's own zone on hover. Without JavaScript the UTC label stays.
+  const zone = (Intl.DateTimeFormat().resolvedOptions().timeZone || "").replace(/_/g, " ");
+  const exactFormat = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    timeZoneName: "short",
+  });
+
+  function relative(moment) {
+    const seconds = Math.round((moment.getTime() - Date.now()) / 1000);
+    const past = seconds <= 0;
+    const abs = Math.abs(seconds);
+    let text;
+    if (abs < 45) return past ? "just now" : "in a moment";
+    if (abs < 90 * 60) text = Math.max(1, Math.round(abs / 60)) + " min";
+    else if (abs < 36 * 3600) text = Math.round(abs / 3600) + " h";
+    else if (abs < 45 * 86400) text = Math.round(abs / 86400) + " days";
+    else return exactFormat.format(moment);
+    return past ? text + " ago" : "in " + text;
+  }
+
+  function showTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (element) {
+      const moment = new Date(element.getAttribute("datetime"));
+      if (Number.isNaN(moment.getTime())) return;
+      const exact = exactFormat.format(moment);
+      element.title = exact;
+      element.textContent = element.hasAttribute("data-relative") ? relative(moment) : exact;
+    });
+  }
+
+  function markOverflow(root) {
+    root.querySelectorAll(".scroll").forEach(function (box) {
+      box.classList.toggle("overflows", box.scrollWidth > box.clientWidth + 1);
+    });
+  }
+
+  const footer = document.getElementById("zone");
+  if (footer && zone) footer.textContent = "Times are in your zone, " + zone + "; hover one for the exact time.";
+  showTimes(document);
+  markOverflow(document);
+  window.setInterval(function () { showTimes(document); }, 30000);
+  window.addEventListener("resize", function () { markOverflow(document); });
 
   // Live updates: parts of a page marked data-poll are fetched again every 2 seconds.
   document.querySelectorAll("[data-poll]").forEach(function (element) {
@@ -23,6 +83,8 @@
           if (html !== last) {
             element.innerHTML = html;
             last = html;
+            showTimes(element);
+            markOverflow(element);
           }
         }
       } catch (error) {
