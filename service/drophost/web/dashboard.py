@@ -11,12 +11,12 @@ from urllib.parse import quote
 import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from drophost import access
 from drophost.errors import DrophostError, InvalidSlotError, NotFoundError, TooManyRequestsError, ValidationError
-from drophost.names import parse_ttl, validate_slot
+from drophost.names import parse_ttl, slot_from_filename, validate_slot
 from drophost.store import audit, deployments, slots, users, versions
 from drophost.text import format_bytes
 from drophost.web import analytics, auth, charts, lists, sessions, views
@@ -91,6 +91,7 @@ def routes() -> list[BaseRoute]:
         Route("/", overview, methods=["GET"]),
         Route("/ui/overview", overview_part, methods=["GET"]),
         Route("/deploy", deploy_page, methods=["GET"]),
+        Route("/ui/deploy-target", deploy_target, methods=["GET"]),
         Route("/slots/{slot}", slot_page, methods=["GET"]),
         Route("/ui/slots/{slot}", slot_part, methods=["GET"]),
         Route("/slots/{slot}/rollback", rollback, methods=["POST"]),
@@ -298,6 +299,41 @@ def _source_text(d: dict[str, Any]) -> str:
 async def deploy_page(request: Request) -> Response:
     settings = settings_of(request)
     return render(request, "deploy.html", max_upload_bytes=settings.max_upload_bytes)
+
+
+@signed_in
+async def deploy_target(request: Request) -> Response:
+    """Before an upload starts: the slot it would go to (checked, as the API will), its TTL checked,
+    and what is live there now, so the page can ask before replacing it."""
+    settings = settings_of(request)
+    raw = request.query_params.get("slot", "").strip()
+    try:
+        slot = validate_slot(raw) if raw else slot_from_filename(request.query_params.get("name", ""))
+        parse_ttl(request.query_params.get("ttl", "").strip(), maximum=settings.max_ttl_seconds)
+    except DrophostError as exc:
+        return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=_SECURITY_HEADERS)
+    return JSONResponse(
+        {"slot": slot, "live": await run_in_threadpool(_live_there, request, slot)}, headers=_SECURITY_HEADERS
+    )
+
+
+def _live_there(request: Request, slot: str) -> dict[str, Any] | None:
+    settings = settings_of(request)
+    with pool_of(request).connection() as conn:
+        current = slots.get_slot(conn, slot)
+        if current is None or current["status"] != "live" or current["deployment_id"] is None:
+            return None
+        row = deployments.get_deployment(conn, current["deployment_id"])
+    if row is None:
+        return None
+    shown = views.deployment(settings, row)
+    return {
+        "version": current["active_version"],
+        "deployment": shown["id"],
+        "source": _source_text(shown) or shown["source"],
+        "created_at": views.iso(shown["created_at"]),
+        "url": views.slot_url(settings, slot),
+    }
 
 
 @signed_in
