@@ -46,6 +46,15 @@ def test_chart_colours_never_repeat() -> None:
         assert len(set(colours.values())) == count
 
 
+def test_a_chart_axis_labels_each_value_once() -> None:
+    report = {
+        "from": "2026-12-01T00:00:00+00:00",
+        "to": "2026-12-02T00:00:00+00:00",
+        "per_day": [{"day": "2026-12-01", "slot": "a", "requests": 1, "bytes": 1}],
+    }
+    assert [t["text"] for t in charts.daily_bars(report, "requests")["ticks"]] == ["0", "1"]
+
+
 def test_times_are_utc_for_the_page_and_its_script() -> None:
     assert views.iso("2026-12-07T08:11:03.123456-05:00") == "2026-12-07T13:11:03.123456+00:00"
     assert views.utc_label("2026-12-07T08:11:03-05:00") == "2026-12-07 13:11 UTC"

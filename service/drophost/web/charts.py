@@ -125,7 +125,10 @@ def _draw(
         for i, day in enumerate(days)
         if i % every == 0
     ]
-    ticks = [{"y": round(TOP + plot_h - plot_h * f, 1), "text": fmt(top * f)} for f in (0, 0.5, 1)] if top else []
+    ticks: list[dict[str, Any]] = []
+    for f in (0, 0.5, 1) if top else ():
+        if fmt(top * f) not in [t["text"] for t in ticks]:  # a top of 1 would label 0.5 as 0 again
+            ticks.append({"y": round(TOP + plot_h - plot_h * f, 1), "text": fmt(top * f)})
     return {
         "metric": metric,
         "width": WIDTH,
