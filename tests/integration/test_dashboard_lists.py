@@ -1,4 +1,4 @@
-"""The dashboard's overview, lists and analytics as HTML (no browser): what the server renders without JavaScript."""
+"""The dashboard's overview, lists, analytics and Deploy check over HTTP (no browser): what the server answers."""
 
 from __future__ import annotations
 
@@ -86,3 +86,18 @@ def test_analytics_says_no_such_slot_and_splits_404s(stack: Stack) -> None:
     assert page.status_code == 200
     assert 'id="top-404s"' in page.text or "No path answered 404" in page.text
     assert "Visitors per day" in page.text
+
+
+def test_the_deploy_check_names_the_slot_checks_the_ttl_and_says_what_is_live(stack: Stack) -> None:
+    assert stack.client.get("/ui/deploy-target?name=a.zip").status_code == 401
+    stack.deploy({"index.html": "one"}, "acme-handbook")
+    sign_in(stack.client)
+    live = stack.client.get("/ui/deploy-target", params={"name": "ACME Handbook.zip"}).json()
+    assert live["slot"] == "acme-handbook" and live["live"]["version"] == 1
+    assert live["live"]["source"] == "acme-handbook.zip"
+    new = stack.client.get("/ui/deploy-target", params={"name": "x.zip", "slot": "team-doc", "ttl": "2h"}).json()
+    assert new == {"slot": "team-doc", "live": None}
+    bad_slot = stack.client.get("/ui/deploy-target", params={"name": "x.zip", "slot": "Team Doc"})
+    assert bad_slot.status_code == 422 and bad_slot.json()["field"] == "slot"
+    bad_ttl = stack.client.get("/ui/deploy-target", params={"name": "x.zip", "ttl": "2 weeks"})
+    assert bad_ttl.status_code == 422 and "not a duration" in bad_ttl.json()["error"]

@@ -154,6 +154,7 @@
       const query = new URLSearchParams({ name: chosen.name, slot: slotField.value.trim(), ttl: ttl });
       try {
         const response = await fetch("/ui/deploy-target?" + query.toString(), { credentials: "same-origin" });
+        if (response.status === 401) return { error: "Your session has ended; sign in again (reload the page)." };
         const answer = await response.json();
         if (!response.ok) return { error: answer.error || "DropHost refused this deploy (" + response.status + ").", field: answer.field };
         return answer;
