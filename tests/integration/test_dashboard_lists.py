@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from drophost.web import dashboard
 from tests.harness.auth import AUTH
 from tests.harness.stacks import Stack
 from tests.integration.test_dashboard_http import sign_in
@@ -101,3 +104,14 @@ def test_the_deploy_check_names_the_slot_checks_the_ttl_and_says_what_is_live(st
     assert bad_slot.status_code == 422 and bad_slot.json()["field"] == "slot"
     bad_ttl = stack.client.get("/ui/deploy-target", params={"name": "x.zip", "ttl": "2 weeks"})
     assert bad_ttl.status_code == 422 and "not a duration" in bad_ttl.json()["error"]
+
+
+def test_the_deployments_table_says_when_it_is_cut(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "RECENT", 3)  # the overview reads the newest 500; 3 here
+    for i in range(4):
+        stack.deploy({"index.html": str(i)}, "often")
+    sign_in(stack.client)
+    page = stack.client.get("/").text
+    assert page.count("data-deployment=") == 3
+    assert "Only the newest 3 of 4 deployments are listed here" in page
+    assert "Only the newest" in stack.client.get("/slots/often").text
