@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from drophost.web import dashboard
+from drophost.web import pagedata
 from tests.harness.auth import AUTH
 from tests.harness.stacks import Stack
 from tests.integration.test_dashboard_http import sign_in
@@ -107,7 +107,7 @@ def test_the_deploy_check_names_the_slot_checks_the_ttl_and_says_what_is_live(st
 
 
 def test_the_deployments_table_says_when_it_is_cut(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dashboard, "RECENT", 3)  # the overview reads the newest 500; 3 here
+    monkeypatch.setattr(pagedata, "RECENT", 3)  # the overview reads the newest 500; 3 here
     for i in range(4):
         stack.deploy({"index.html": str(i)}, "often")
     sign_in(stack.client)
