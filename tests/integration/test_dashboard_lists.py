@@ -115,3 +115,5 @@ def test_the_deployments_table_says_when_it_is_cut(stack: Stack, monkeypatch: py
     assert page.count("data-deployment=") == 3
     assert "Only the newest 3 of 4 deployments are listed here" in page
     assert "Only the newest" in stack.client.get("/slots/often").text
+    assert "1–3 of 3 switches" in stack.client.get("/slots/often?eq=deploy").text  # the newest 3, too
+    assert "No switches match “rollback”." in stack.client.get("/slots/often?eq=rollback").text
