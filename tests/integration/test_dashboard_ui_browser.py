@@ -131,6 +131,7 @@ def test_every_page_passes_axe_and_fits_the_window(page: Any, look: str, live: L
         ("/tokens", "tokens"),
         ("/audit", "audit"),
         ("/users", "users"),
+        ("/deliveries", "deliveries"),
         ("/slots/nothing-here", "error"),
     ):
         page.goto(f"{live.base_url}{path}")
