@@ -122,6 +122,9 @@ class Settings:
     # Folders besides /usr bound read-only into the sandbox, their bin/ first on PATH
     # (":"-separated; e.g. a virtualenv holding mkdocs).
     build_tools: str = ""
+    # Where builds run when not here: `drophost builder`'s URL (Docker Compose: http://builder:8090),
+    # which must see the builds folder at the same path. Empty: builds run in this process's sandbox.
+    builder_url: str = ""
 
     def __post_init__(self) -> None:
         # One canonical spelling: release paths are stored and compared as text, and the links in

@@ -22,7 +22,7 @@ from drophost.accounts import Account, ensure_user, own_tree
 from drophost.errors import BuildError, CommandError, GitError
 from drophost.gitops.manifest import BuildSpec
 from drophost.gitops.mirror import GitSource
-from drophost.pipeline import sandbox
+from drophost.pipeline import remotebuild, sandbox
 from drophost.pipeline.archive import ArchiveLimits
 from drophost.pipeline.buildlog import BuildLog
 from drophost.pipeline.buildoutput import Copied, copy_output
@@ -99,8 +99,9 @@ class Builder:
         log.line(f"DropHost: building {target.commit[:12]} of {target.branch} for {target.slot}")
         try:
             with self._slots:
-                run_as = self._run_as()
-                self._check_sandbox(run_as)
+                run_as = None if self.settings.builder_url else self._run_as()
+                if not self.settings.builder_url:
+                    self._check_sandbox(run_as)
                 _prepare_folder(builds / "work", 0o711)
                 _remove(work)
                 work.mkdir(mode=0o755)
@@ -129,15 +130,7 @@ class Builder:
                     file_bytes=self.settings.build_file_bytes,
                 )
                 log.line(f"DropHost: $ {' '.join(spec.command)}")
-                if self.settings.build_sandbox == "none":
-                    argv = sandbox.plan_unconfined(job, limits_)
-                    env = sandbox.environment(job)
-                    cwd = tree
-                else:
-                    argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits_, self._system)
-                    env = {"PATH": sandbox.PATH}
-                    cwd = Path("/")
-                sandbox.run(argv, cwd=cwd, env=env, timeout=timeout, run_as=run_as, on_line=log.line)
+                self._run(job, limits_, timeout, run_as, log)
                 copied = copy_output(tree / spec.output, incoming, limits)
                 log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
                 return copied
@@ -146,6 +139,21 @@ class Builder:
             raise
         finally:
             _remove(work)
+
+    def _run(
+        self, job: sandbox.Job, limits: sandbox.Limits, timeout: int, run_as: sandbox.RunAs | None, log: BuildLog
+    ) -> None:
+        if self.settings.builder_url:
+            remotebuild.run_remote(self.settings.builder_url, job, limits, timeout, on_line=log.line)
+        elif self.settings.build_sandbox == "none":
+            argv = sandbox.plan_unconfined(job, limits)
+            cwd = job.tree / job.workdir if job.workdir else job.tree
+            env = sandbox.environment(job)
+            sandbox.run(argv, cwd=cwd, env=env, timeout=timeout, run_as=run_as, on_line=log.line)
+        else:
+            argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits, self._system)
+            env = {"PATH": sandbox.PATH}
+            sandbox.run(argv, cwd=Path("/"), env=env, timeout=timeout, run_as=run_as, on_line=log.line)
 
     def _run_as(self) -> sandbox.RunAs | None:
         if os.geteuid() != 0:
@@ -184,10 +192,7 @@ class Builder:
                         raise GitError(f"the tree has more than {limits.max_entries} entries")
                     if total > limits.max_unpacked_bytes:
                         raise GitError(f"the tree holds more than {limits.max_unpacked_bytes} bytes")
-                    try:
-                        tar.extract(member, work, filter="data")
-                    except tarfile.FilterError:
-                        continue  # a link pointing out of the tree: never followed, not written
+                    _extract(tar, member, work)
         except (tarfile.TarError, CommandError) as exc:
             raise GitError("the commit could not be read from the repository") from exc
 
@@ -205,6 +210,33 @@ class Builder:
             _mount_point(tree, relative)
             caches.append((folder, relative))
         return tuple(caches)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, work: Path) -> None:
+    """Write one entry of the commit; a link pointing out of the tree is never followed, not written."""
+    if hasattr(tarfile, "data_filter"):
+        try:
+            tar.extract(member, work, filter="data")
+        except tarfile.FilterError:
+            pass
+        return
+    # Python before 3.11.4 (Debian 12's 3.11.2, as in the Compose test's local images) has no filters:
+    # the same rules by hand for what git archive writes (folders, files, symbolic links).
+    if not inside_tree(member.name, "") or not (member.isdir() or member.isreg() or member.issym()):
+        return
+    if member.issym() and not inside_tree(member.linkname, os.path.dirname(member.name)):
+        return
+    tar.extract(member, work, set_attrs=False)
+    if member.isreg() and member.mode & 0o111:
+        os.chmod(work / member.name, 0o755)
+
+
+def inside_tree(name: str, folder: str) -> bool:
+    """Whether `name`, taken relative to `folder`, stays inside the tree (pure)."""
+    if name.startswith("/") or "\0" in name:
+        return False
+    joined = os.path.normpath(os.path.join(folder, name))
+    return joined != ".." and not joined.startswith("../") and not os.path.isabs(joined)
 
 
 def _mount_point(tree: Path, relative: str) -> None:
