@@ -1,8 +1,9 @@
 """Build a commit of a site with `build:` in deploy.yaml: its whole tree is written to a work folder,
 the command runs in the sandbox (pipeline/sandbox.py), and its output becomes the tree to publish.
 
-The work folder is <data>/builds/work/<deployment id>, removed afterwards; the slot's cache folders
-live in <data>/builds/cache/<slot>/ between builds; the log in <data>/builds/logs/<deployment id>.log.
+The work folder is <data>/builds/work/<deployment id>, removed afterwards (moved to builds/trash,
+emptied in the background); the slot's cache folders live in <data>/builds/cache/<slot>/ between
+builds; the log in <data>/builds/logs/<deployment id>.log.
 When DropHost runs as root, the build runs as its own user (DROPHOST_BUILD_USER).
 """
 
@@ -14,6 +15,7 @@ import shutil
 import stat
 import tarfile
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +140,7 @@ class Builder:
             log.line(f"DropHost: {exc.message}")
             raise
         finally:
-            _remove(work)
+            _discard(work, builds / "trash")
 
     def _run(
         self, job: sandbox.Job, limits: sandbox.Limits, timeout: int, run_as: sandbox.RunAs | None, log: BuildLog
@@ -255,6 +257,30 @@ def _mount_point(tree: Path, relative: str) -> None:
             current.mkdir(mode=0o755)
     _remove(current)
     current.mkdir(mode=0o755)
+
+
+def _discard(work: Path, trash: Path) -> None:
+    """Move a finished build's tree aside and remove it in the background: thousands of files take
+    seconds to unlink on a busy disk, and the deploy need not wait for that. What a stopped
+    process left in trash/ goes with the next build's."""
+    try:
+        trash.mkdir(mode=0o700, exist_ok=True)
+        os.rename(work, trash / f"{work.name}-{uuid.uuid4().hex}")
+    except FileNotFoundError:
+        return
+    except OSError:
+        _remove(work)
+        return
+    threading.Thread(target=_empty, args=(trash,), name="build-trash", daemon=True).start()
+
+
+_emptying = threading.Lock()
+
+
+def _empty(trash: Path) -> None:
+    with _emptying:
+        for entry in os.scandir(trash):
+            _remove(Path(entry.path))
 
 
 def _prepare_folder(path: Path, mode: int) -> None:
