@@ -133,7 +133,9 @@ class Builder:
                 )
                 log.line(f"DropHost: $ {' '.join(spec.command)}")
                 self._run(job, limits_, timeout, run_as, log)
-                copied = copy_output(tree / spec.output, incoming, limits)
+                # Unconfined builds may leave processes behind that could still write: those copy.
+                move = self.settings.build_sandbox != "none" or bool(self.settings.builder_url)
+                copied = copy_output(tree / spec.output, incoming, limits, move=move)
                 log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
                 return copied
         except BuildError as exc:
