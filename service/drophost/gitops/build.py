@@ -16,7 +16,7 @@ import stat
 import tarfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +132,7 @@ class Builder:
                     file_bytes=self.settings.build_file_bytes,
                 )
                 log.line(f"DropHost: $ {' '.join(spec.command)}")
-                self._run(job, limits_, timeout, run_as, log)
+                self._run(job, limits_, timeout, run_as, on_line=log.line)
                 # Unconfined builds may leave processes behind that could still write: those copy.
                 move = self.settings.build_sandbox != "none" or bool(self.settings.builder_url)
                 copied = copy_output(tree / spec.output, incoming, limits, move=move)
@@ -145,19 +145,25 @@ class Builder:
             _discard(work, builds / "trash")
 
     def _run(
-        self, job: sandbox.Job, limits: sandbox.Limits, timeout: int, run_as: sandbox.RunAs | None, log: BuildLog
+        self,
+        job: sandbox.Job,
+        limits: sandbox.Limits,
+        timeout: int,
+        run_as: sandbox.RunAs | None,
+        on_line: Callable[[str], None],
     ) -> None:
+        """Run the build here (bubblewrap, or unconfined) or in the builder (DROPHOST_BUILDER_URL)."""
         if self.settings.builder_url:
-            remotebuild.run_remote(self.settings.builder_url, job, limits, timeout, on_line=log.line)
+            remotebuild.run_remote(self.settings.builder_url, job, limits, timeout, on_line=on_line)
         elif self.settings.build_sandbox == "none":
             argv = sandbox.plan_unconfined(job, limits)
             cwd = job.tree / job.workdir if job.workdir else job.tree
             env = sandbox.environment(job)
-            sandbox.run(argv, cwd=cwd, env=env, timeout=timeout, run_as=run_as, on_line=log.line)
+            sandbox.run(argv, cwd=cwd, env=env, timeout=timeout, run_as=run_as, on_line=on_line)
         else:
             argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits, self._system)
             env = {"PATH": sandbox.PATH}
-            sandbox.run(argv, cwd=Path("/"), env=env, timeout=timeout, run_as=run_as, on_line=log.line)
+            sandbox.run(argv, cwd=Path("/"), env=env, timeout=timeout, run_as=run_as, on_line=on_line)
 
     def _run_as(self) -> sandbox.RunAs | None:
         if os.geteuid() != 0:

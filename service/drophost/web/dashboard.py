@@ -265,35 +265,6 @@ async def slot_part(request: Request) -> Response:
     return render(request, "_slot_status.html", **context)
 
 
-@signed_in
-async def deployment_page(request: Request) -> Response:
-    """One deployment and its build log, followed live (static/buildlog.js) while it is queued or building."""
-    raw = request.path_params["id"]
-    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63):
-        return render(request, "error.html", 404, message="there is nothing at this address")
-    settings = settings_of(request)
-    try:
-        row = await run_in_threadpool(deployer_of(request).deployment, int(raw))
-    except NotFoundError as exc:
-        return render(request, "error.html", exc.status_code, message=exc.message)
-    running = row["state"] in ("queued", "building")
-    # While it runs the script streams the log from its start, so the page holds none of it yet.
-    log = b"" if running else await run_in_threadpool(read_log, settings.builds_dir, int(raw))
-    return render(
-        request,
-        "deployment.html",
-        d=views.deployment(settings, row),
-        running=running,
-        log=log.decode("utf-8", "replace"),
-    )
-
-
-@signed_in
-async def deployment_log(request: Request) -> Response:
-    """The build log for the deployment page: GET /api/deployments/{id}/log's answer, to a session."""
-    return await get_deployment_log(request)
-
-
 def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
     slot = validate_slot(request.path_params["slot"])
     settings = settings_of(request)
@@ -439,6 +410,36 @@ def _day_before(moment: str) -> str:
     if parsed.hour == parsed.minute == parsed.second == 0:
         parsed = parsed.fromordinal(parsed.toordinal() - 1).replace(tzinfo=UTC)
     return parsed.date().isoformat()
+
+
+# -- a deployment and its build log ---------------------------------------------------------------
+@signed_in
+async def deployment_page(request: Request) -> Response:
+    """One deployment and its build log, followed live (static/buildlog.js) while it is queued or building."""
+    raw = request.path_params["id"]
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63):
+        return render(request, "error.html", 404, message="there is nothing at this address")
+    settings = settings_of(request)
+    try:
+        row = await run_in_threadpool(deployer_of(request).deployment, int(raw))
+    except NotFoundError as exc:
+        return render(request, "error.html", exc.status_code, message=exc.message)
+    running = row["state"] in ("queued", "building")
+    # While it runs the script streams the log from its start, so the page holds none of it yet.
+    log = b"" if running else await run_in_threadpool(read_log, settings.builds_dir, int(raw))
+    return render(
+        request,
+        "deployment.html",
+        d=views.deployment(settings, row),
+        running=running,
+        log=log.decode("utf-8", "replace"),
+    )
+
+
+@signed_in
+async def deployment_log(request: Request) -> Response:
+    """The build log for the deployment page: GET /api/deployments/{id}/log's answer, to a session."""
+    return await get_deployment_log(request)
 
 
 # -- static files ----------------------------------------------------------------------------------
