@@ -17,9 +17,11 @@ from starlette.routing import BaseRoute, Route
 from drophost import access
 from drophost.errors import DrophostError, InvalidSlotError, NotFoundError, TooManyRequestsError, ValidationError
 from drophost.names import parse_ttl, slot_from_filename, validate_slot
+from drophost.pipeline.buildlog import read_log
 from drophost.store import slots, users
 from drophost.text import format_bytes
 from drophost.web import analytics, auth, charts, pagedata, sessions, views
+from drophost.web.api import get_deployment_log
 from drophost.web.common import deployer_of, pool_of, settings_of
 from drophost.web.gitops import gitops_of
 
@@ -28,6 +30,7 @@ _STATIC = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
     "zip.js": "text/javascript",
+    "buildlog.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
 _SECURITY_HEADERS = {
@@ -58,6 +61,8 @@ def routes() -> list[BaseRoute]:
         Route("/ui/deploy-target", deploy_target, methods=["GET"]),
         Route("/slots/{slot}", slot_page, methods=["GET"]),
         Route("/ui/slots/{slot}", slot_part, methods=["GET"]),
+        Route("/deployments/{id}", deployment_page, methods=["GET"]),
+        Route("/ui/deployments/{id}/log", deployment_log, methods=["GET"]),
         Route("/slots/{slot}/rollback", rollback, methods=["POST"]),
         Route("/slots/{slot}/promote", promote, methods=["POST"]),
         Route("/slots/{slot}/ttl", set_ttl, methods=["POST"]),
@@ -322,6 +327,36 @@ def _day_before(moment: str) -> str:
     if parsed.hour == parsed.minute == parsed.second == 0:
         parsed = parsed.fromordinal(parsed.toordinal() - 1).replace(tzinfo=UTC)
     return parsed.date().isoformat()
+
+
+# -- a deployment and its build log ---------------------------------------------------------------
+@signed_in
+async def deployment_page(request: Request) -> Response:
+    """One deployment and its build log, followed live (static/buildlog.js) while it is queued or building."""
+    raw = request.path_params["id"]
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63):
+        return render(request, "error.html", 404, message="there is nothing at this address")
+    settings = settings_of(request)
+    try:
+        row = await run_in_threadpool(deployer_of(request).deployment, int(raw))
+    except NotFoundError as exc:
+        return render(request, "error.html", exc.status_code, message=exc.message)
+    running = row["state"] in ("queued", "building")
+    # While it runs the script streams the log from its start, so the page holds none of it yet.
+    log = b"" if running else await run_in_threadpool(read_log, settings.builds_dir, int(raw))
+    return render(
+        request,
+        "deployment.html",
+        d=views.deployment(settings, row),
+        running=running,
+        log=log.decode("utf-8", "replace"),
+    )
+
+
+@signed_in
+async def deployment_log(request: Request) -> Response:
+    """The build log for the deployment page: GET /api/deployments/{id}/log's answer, to a session."""
+    return await get_deployment_log(request)
 
 
 # -- static files ----------------------------------------------------------------------------------
