@@ -16,7 +16,7 @@ COPY nginx ./nginx
 COPY hooks ./hooks
 RUN python3 -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM ${PYTHON_IMAGE}
+FROM ${PYTHON_IMAGE} AS service
 # git for every git source (webhooks, repository URLs, polling, hosted repositories served with
 # git http-backend) and the ssh client for ssh:// remotes.
 RUN apt-get update \
@@ -24,7 +24,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 drophost \
     && useradd --system --uid 10001 --gid drophost --home-dir /var/lib/drophost --shell /usr/sbin/nologin drophost \
-    && mkdir -p /var/lib/drophost/tmp /var/lib/drophost/nginx \
+    && mkdir -p /var/lib/drophost/tmp /var/lib/drophost/nginx /var/lib/drophost/builds \
     && chown -R drophost:drophost /var/lib/drophost
 COPY --from=build /wheels /tmp/wheels
 # A venv without pip of its own: the base image's pip installs into it, so only DropHost's
@@ -42,3 +42,18 @@ EXPOSE 8000
 HEALTHCHECK --interval=5s --timeout=4s --start-period=20s --retries=5 \
     CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=3).status != 200)"]
 CMD ["drophost", "serve", "--listen-host", "0.0.0.0", "--listen-port", "8000"]
+
+# The builder (compose.yaml's `builder`): the same package plus bubblewrap and the build tools, running
+# `drophost builder`. Builds run here, not in the service container, because bubblewrap needs user
+# namespaces, which Docker's default seccomp profile refuses to a container without capabilities.
+FROM service AS builder
+ARG BUILD_PACKAGES="hugo"
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap ${BUILD_PACKAGES} \
+    && rm -rf /var/lib/apt/lists/*
+USER drophost
+EXPOSE 8090
+HEALTHCHECK --interval=5s --timeout=4s --start-period=20s --retries=5 \
+    CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8090/health', timeout=3).status != 200)"]
+CMD ["drophost", "builder", "--listen-host", "0.0.0.0", "--listen-port", "8090"]

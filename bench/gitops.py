@@ -9,10 +9,10 @@ server (`git http-backend`) on 127.0.0.1; `drophost up` runs in its own process,
     alternating (goal <= 1.0 since issue 18; it was 1.3);
 (b) a next push changing one file, the median of 3 (goal: <= a quarter of (a));
 (c) webhook answer latency p99 under a burst of 200 deliveries (goal <= 20 ms since issue 18; it
-    was 50 ms), coalesced into at most 3 deploys: 8 senders at a time, each delivery with its own id on its own connection
-    through nginx, pre-built and sent on raw sockets so that the senders take little of the CPU.
-    The burst follows a push, so the deploy it starts runs during the burst; deploys are counted
-    once none is queued or building.
+    was 50 ms), coalesced into at most 3 deploys: 8 senders at a time, each delivery with its own
+    id on its own connection through nginx, pre-built and sent on raw sockets so that the senders
+    take little of the CPU. The burst follows a push, so the deploy it starts runs during the
+    burst; deploys are counted once none is queued or building.
 
 Results and how to read them: bench/RESULTS.md.
 """

@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen-host", default="127.0.0.1")
     serve.add_argument("--listen-port", type=int, default=8000)
     serve.add_argument("--uds", help="listen on this unix socket instead (how `drophost up` runs the service)")
+    builder = subcommands.add_parser(
+        "builder", help="run builds for a service elsewhere (DROPHOST_BUILDER_URL; Docker Compose's builder)"
+    )
+    builder.add_argument("--listen-host", default="127.0.0.1")
+    builder.add_argument("--listen-port", type=int, default=8090)
     return parser
 
 
@@ -132,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 uvicorn.run(app, uds=args.uds, log_level="info", lifespan="on", access_log=False)
             else:
                 uvicorn.run(app, host=args.listen_host, port=args.listen_port, access_log=False)
+            return 0
+        if args.command == "builder":
+            from drophost.pipeline.remotebuild import serve as serve_builds
+
+            serve_builds(Settings.from_env(os.environ), args.listen_host, args.listen_port)
             return 0
     except DrophostError as exc:
         print(f"drophost: {exc.message}", file=sys.stderr)

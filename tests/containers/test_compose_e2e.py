@@ -1,4 +1,5 @@
-"""End to end with Docker Compose: build, up, deploy, roll back, down, up, everything still there.
+"""End to end with Docker Compose: build, up, deploy, roll back, down, up, everything still there;
+a git push of a Hugo site built in the builder container.
 
 Talks to the containers only through nginx's port published on 127.0.0.1. Skipped (with the
 reason) only when no Docker engine can be started on this machine at all.
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from tests.harness.git import push, work_repo
 from tests.harness.ports import free_port
 from tests.harness.zips import make_zip
 
@@ -228,3 +230,43 @@ def test_compose_stack_deploys_rolls_back_and_keeps_everything_across_down_and_u
     again = httpx.post(f"{compose.url}/api/slots/e2e/rollback", json={"version": 2}, headers=_token(compose))
     assert again.status_code == 200
     assert httpx.get(f"{compose.sites}/d/e2e/").text == "<h1>two</h1>"
+
+
+def test_a_pushed_hugo_site_is_built_in_the_builder_container_and_served(compose: Compose, tmp_path: Path) -> None:
+    _wait_healthy(compose)
+    token = _token(compose)["Authorization"].removeprefix("Bearer ")
+    work = work_repo(
+        tmp_path,
+        {
+            "hugo.toml": 'title = "Docs"\n',
+            "content/_index.md": "---\ntitle: Home\n---\nBuilt *under Compose*.\n",
+            "layouts/index.html": "<title>{{ .Site.Title }}</title>{{ .Content }}",
+        },
+    )
+    code, output = push(work, f"http://pusher:{token}@127.0.0.1:{compose.port}/git/docs.git", "main")
+    assert code == 0, output
+    assert f"remote: live at {compose.sites}/d/docs/ (version 1)" in output, output
+    page = httpx.get(f"{compose.sites}/d/docs/").text
+    assert "<title>Docs</title>" in page and "<em>under Compose</em>" in page
+    rows = httpx.get(f"{compose.url}/api/deployments", headers=_token(compose)).json()["deployments"]
+    built = next(row for row in rows if row["slot"] == "docs")
+    log = httpx.get(f"{compose.url}/api/deployments/{built['id']}/log", headers=_token(compose)).text
+    assert 'hugo --baseURL "$DROPHOST_URL"' in log and "Pages" in log
+
+    # The builder: no capability, a read-only root, an unprivileged user, no Docker socket, and of
+    # the data only the builds volume (no releases, no database, no token in its environment).
+    builder = json.loads(_run("docker", "inspect", compose("ps", "-q", "builder").strip()))[0]
+    assert builder["Config"]["User"] not in ("", "0", "root")
+    assert builder["HostConfig"]["ReadonlyRootfs"] is True
+    assert "ALL" in builder["HostConfig"]["CapDrop"] and not builder["HostConfig"]["CapAdd"]
+    assert "no-new-privileges:true" in builder["HostConfig"]["SecurityOpt"]
+    assert [m["Destination"] for m in builder["Mounts"]] == ["/var/lib/drophost/builds"]
+    assert not any("TOKEN" in item or "DATABASE" in item for item in builder["Config"]["Env"])
+    assert sorted(builder["NetworkSettings"]["Networks"]) == [f"{PROJECT}_builds", f"{PROJECT}_outbound"]
+    # Inside a build: neither the service nor any data directory.
+    work = work_repo(tmp_path / "probe", {"README": "probe"})
+    code, output = push(work, f"http://pusher:{token}@127.0.0.1:{compose.port}/git/probe.git", "main")
+    assert "(version 1)" in output, output
+    assert httpx.get(f"{compose.sites}/d/probe/").text.split() == ["no", "service", "no", "data"]
+    # The service itself cannot make a sandbox (that is why the builder exists) and has none to try.
+    assert "bwrap" not in compose("exec", "-T", "service", "sh", "-c", "command -v bwrap || echo none")

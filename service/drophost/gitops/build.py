@@ -1,8 +1,9 @@
 """Build a commit of a site with `build:` in deploy.yaml: its whole tree is written to a work folder,
 the command runs in the sandbox (pipeline/sandbox.py), and its output becomes the tree to publish.
 
-The work folder is <data>/builds/work/<deployment id>, removed afterwards; the slot's cache folders
-live in <data>/builds/cache/<slot>/ between builds; the log in <data>/builds/logs/<deployment id>.log.
+The work folder is <data>/builds/work/<deployment id>, removed afterwards (moved to builds/trash,
+emptied in the background); the slot's cache folders live in <data>/builds/cache/<slot>/ between
+builds; the log in <data>/builds/logs/<deployment id>.log.
 When DropHost runs as root, the build runs as its own user (DROPHOST_BUILD_USER).
 """
 
@@ -14,7 +15,8 @@ import shutil
 import stat
 import tarfile
 import threading
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from drophost.accounts import Account, ensure_user, own_tree
 from drophost.errors import BuildError, CommandError, GitError
 from drophost.gitops.manifest import BuildSpec
 from drophost.gitops.mirror import GitSource
-from drophost.pipeline import sandbox
+from drophost.pipeline import remotebuild, sandbox
 from drophost.pipeline.archive import ArchiveLimits
 from drophost.pipeline.buildlog import BuildLog
 from drophost.pipeline.buildoutput import Copied, copy_output
@@ -109,8 +111,9 @@ class Builder:
         work = builds / "work" / str(target.deployment_id)
         log.line(f"DropHost: building {target.commit[:12]} of {target.branch} for {target.slot}")
         try:
-            run_as = self._run_as()
-            self._check_sandbox(run_as)
+            run_as = None if self.settings.builder_url else self._run_as()
+            if not self.settings.builder_url:
+                self._check_sandbox(run_as)
             _prepare_folder(builds / "work", 0o711)
             _remove(work)
             work.mkdir(mode=0o755)
@@ -139,31 +142,39 @@ class Builder:
                 file_bytes=self.settings.build_file_bytes,
             )
             log.line(f"DropHost: $ {' '.join(spec.command)}")
-            if self.settings.build_sandbox == "none":
-                argv = sandbox.plan_unconfined(job, limits_)
-                env = sandbox.environment(job)
-                cwd = tree
-            else:
-                argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits_, self._system)
-                env = {"PATH": sandbox.PATH}
-                cwd = Path("/")
-            secrets = [environ_value for name in spec.secrets_env if (environ_value := self.environ.get(name))]
-            sandbox.run(
-                argv,
-                cwd=cwd,
-                env=env,
-                timeout=timeout,
-                run_as=run_as,
-                on_line=lambda text: log.line(mask(text, secrets)),
-            )
-            copied = copy_output(tree / spec.output, incoming, limits)
+            secrets = [value for name in spec.secrets_env if (value := self.environ.get(name))]
+            self._run(job, limits_, timeout, run_as, on_line=lambda text: log.line(mask(text, secrets)))
+            # Unconfined builds may leave processes behind that could still write: those copy.
+            move = self.settings.build_sandbox != "none" or bool(self.settings.builder_url)
+            copied = copy_output(tree / spec.output, incoming, limits, move=move)
             log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
             return copied
         except BuildError as exc:
             log.line(f"DropHost: {exc.message}")
             raise
         finally:
-            _remove(work)
+            _discard(work, builds / "trash")
+
+    def _run(
+        self,
+        job: sandbox.Job,
+        limits: sandbox.Limits,
+        timeout: int,
+        run_as: sandbox.RunAs | None,
+        on_line: Callable[[str], None],
+    ) -> None:
+        """Run the build here (bubblewrap, or unconfined) or in the builder (DROPHOST_BUILDER_URL)."""
+        if self.settings.builder_url:
+            remotebuild.run_remote(self.settings.builder_url, job, limits, timeout, on_line=on_line)
+        elif self.settings.build_sandbox == "none":
+            argv = sandbox.plan_unconfined(job, limits)
+            cwd = job.tree / job.workdir if job.workdir else job.tree
+            env = sandbox.environment(job)
+            sandbox.run(argv, cwd=cwd, env=env, timeout=timeout, run_as=run_as, on_line=on_line)
+        else:
+            argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits, self._system)
+            env = {"PATH": sandbox.PATH}
+            sandbox.run(argv, cwd=Path("/"), env=env, timeout=timeout, run_as=run_as, on_line=on_line)
 
     def reserve(self, *, blocking: bool = False) -> bool:
         """Take one of the DROPHOST_BUILD_CONCURRENCY build slots if one is free, or wait for one
@@ -210,10 +221,7 @@ class Builder:
                         raise GitError(f"the tree has more than {limits.max_entries} entries")
                     if total > limits.max_unpacked_bytes:
                         raise GitError(f"the tree holds more than {limits.max_unpacked_bytes} bytes")
-                    try:
-                        tar.extract(member, work, filter="data")
-                    except tarfile.FilterError:
-                        continue  # a link pointing out of the tree: never followed, not written
+                    _extract(tar, member, work)
         except (tarfile.TarError, CommandError) as exc:
             raise GitError("the commit could not be read from the repository") from exc
 
@@ -233,6 +241,33 @@ class Builder:
         return tuple(caches)
 
 
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, work: Path) -> None:
+    """Write one entry of the commit; a link pointing out of the tree is never followed, not written."""
+    if hasattr(tarfile, "data_filter"):
+        try:
+            tar.extract(member, work, filter="data")
+        except tarfile.FilterError:
+            pass
+        return
+    # Python before 3.11.4 (Debian 12's 3.11.2, as in the Compose test's local images) has no filters:
+    # the same rules by hand for what git archive writes (folders, files, symbolic links).
+    if not inside_tree(member.name, "") or not (member.isdir() or member.isreg() or member.issym()):
+        return
+    if member.issym() and not inside_tree(member.linkname, os.path.dirname(member.name)):
+        return
+    tar.extract(member, work, set_attrs=False)
+    if member.isreg() and member.mode & 0o111:
+        os.chmod(work / member.name, 0o755)
+
+
+def inside_tree(name: str, folder: str) -> bool:
+    """Whether `name`, taken relative to `folder`, stays inside the tree (pure)."""
+    if name.startswith("/") or "\0" in name:
+        return False
+    joined = os.path.normpath(os.path.join(folder, name))
+    return joined != ".." and not joined.startswith("../") and not os.path.isabs(joined)
+
+
 def _mount_point(tree: Path, relative: str) -> None:
     """A plain empty folder at `relative` for a cache to be mounted on; what the commit had there goes
     (a link there would point the mount elsewhere inside the sandbox)."""
@@ -249,6 +284,30 @@ def _mount_point(tree: Path, relative: str) -> None:
             current.mkdir(mode=0o755)
     _remove(current)
     current.mkdir(mode=0o755)
+
+
+def _discard(work: Path, trash: Path) -> None:
+    """Move a finished build's tree aside and remove it in the background: thousands of files take
+    seconds to unlink on a busy disk, and the deploy need not wait for that. What a stopped
+    process left in trash/ goes with the next build's."""
+    try:
+        trash.mkdir(mode=0o700, exist_ok=True)
+        os.rename(work, trash / f"{work.name}-{uuid.uuid4().hex}")
+    except FileNotFoundError:
+        return
+    except OSError:
+        _remove(work)
+        return
+    threading.Thread(target=_empty, args=(trash,), name="build-trash", daemon=True).start()
+
+
+_emptying = threading.Lock()
+
+
+def _empty(trash: Path) -> None:
+    with _emptying:
+        for entry in os.scandir(trash):
+            _remove(Path(entry.path))
 
 
 def _prepare_folder(path: Path, mode: int) -> None:

@@ -83,6 +83,25 @@ class Declared:
             answer["in_force"] = {"sha256": in_force.sha256, "applied_at": in_force.applied_at.isoformat()}
         return answer
 
+    def prime_feedback(self) -> None:
+        """Before the start's reconcile: the statuses and notifications of deploy.yaml (or of the last
+        good one), so the deploys a crash interrupted report their failure where they reported `pending`."""
+        try:
+            manifest, _ = self._read()
+        except ManifestError:
+            manifest = self._stored() or Manifest()
+        self.deployer.feedback = manifest.feedback()
+
+    def _stored(self) -> Manifest | None:
+        with self.pool.connection() as conn:
+            row = declared_store.last_good(conn)
+        if row is None:
+            return None
+        try:
+            return parse(row["text"].encode("utf-8"), row["file"])
+        except ManifestError:
+            return None
+
     def start(self) -> dict[str, Any]:
         """Apply deploy.yaml at start; an invalid one leaves the last good state (from PostgreSQL) in force."""
         try:
@@ -106,6 +125,8 @@ class Declared:
         with self._apply_lock:
             result = self.current_plan(manifest)
             self.manifest = manifest
+            # Outbox rows are planned inside the pipeline's transactions from this (never from API input).
+            self.deployer.feedback = manifest.feedback()
             self.problems = secret_problems(manifest, self.environ)
             for problem in self.problems:
                 log.error("deploy.yaml: %s (the site cannot take webhooks or fetch without it)", problem)

@@ -24,7 +24,8 @@ from drophost.gitops.repourls import (
     source_pattern,
 )
 from drophost.names import RESERVED_SLOTS, is_valid_slot, parse_ttl, validate_slot
-from drophost.pipeline import siterules
+from drophost.pipeline import feedback, siterules
+from drophost.pipeline.feedback import FeedbackConfig, Notifier, StatusSpec
 from drophost.pipeline.siterules import Access, RuleError, SiteOptions
 
 MAX_BYTES = 256 * 1024
@@ -46,6 +47,7 @@ _SITE_KEYS = {
     "build",
     "tags",
     "previews",
+    "status",
     *_RULE_KEYS,
 }
 _BUILD_KEYS = {"command", "output", "env", "secrets_env", "cache", "timeout", "network"}
@@ -53,7 +55,11 @@ _BUILD_KEYS = {"command", "output", "env", "secrets_env", "cache", "timeout", "n
 _BUILD_TEXT_MAX = 4096
 DEFAULT_BUILD_TIMEOUT = 600
 MAX_BUILD_TIMEOUT = 24 * 3600
-_TOP_KEYS = {"sites", "sources", "poll_interval", "previews"}
+_TOP_KEYS = {"sites", "sources", "poll_interval", "previews", "notifications"}
+_STATUS_KEYS = {"provider", "api_url", "token_env"}
+_NOTIFICATION_KEYS = {"url", "format", "events", "secret_env", "slots"}
+MAX_NOTIFICATIONS = 64
+_SLOT_GLOB = re.compile(r"^[a-z0-9*?\[\]!-]{1,63}$")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class SiteSpec:
     tags: str | None = None
     # `previews: {forks: true}` of a {pr} site: pull requests from forks are previewed too.
     forks: bool = False
+    # `status:`: the forge its deploys' commit statuses are posted to.
+    status: StatusSpec | None = None
 
     @property
     def is_preview(self) -> bool:
@@ -148,6 +156,25 @@ class Manifest:
     file: str = "deploy.yaml"
     # `previews: {access: ...}`: every preview slot's access unless its site says otherwise.
     preview_access: Access | None = None
+    # `notifications:`: where live, failed, rollback... are announced (the only source of destinations).
+    notifications: tuple[Notifier, ...] = ()
+
+    def site_for(self, slot: str, branch: str) -> SiteSpec | None:
+        """The declared site a deploy of `branch` into `slot` comes from."""
+        for site in self.sites:
+            if site.slot_for(branch) == slot and (not site.is_preview or site.wants(branch)):
+                return site
+        return None
+
+    def feedback(self) -> FeedbackConfig:
+        """The statuses and notifications this file declares, for the pipeline's outbox planning."""
+
+        def status_for(slot: str, branch: str) -> StatusSpec | None:
+            site = self.site_for(slot, branch)
+            return site.status if site is not None else None
+
+        has_statuses = any(site.status is not None for site in self.sites)
+        return FeedbackConfig(notifiers=self.notifications, status_for=status_for, has_statuses=has_statuses)
 
     def site_rules(self, slot: str, branch: str) -> SiteOptions | None:
         """The rules deploy.yaml gives the slot a push of `branch` deploys to (None: not declared)."""
@@ -225,9 +252,17 @@ def secret_problems(manifest: Manifest, environ: Mapping[str, str]) -> list[str]
     "unsigned" or "anonymous"."""
     problems = []
     for site in manifest.sites:
-        for key, name in (("webhook_secret_env", site.webhook_secret_env), ("token_env", site.token_env)):
+        status_env = site.status.token_env if site.status else None
+        for key, name in (
+            ("webhook_secret_env", site.webhook_secret_env),
+            ("token_env", site.token_env),
+            ("status.token_env", status_env),
+        ):
             if name and not environ.get(name):
                 problems.append(f"{manifest.file}:{site.line} sites[{site.index}].{key}: {name} is not set")
+    for index, notifier in enumerate(manifest.notifications):
+        if notifier.secret_env and not environ.get(notifier.secret_env):
+            problems.append(f"{manifest.file} notifications[{index}].secret_env: {notifier.secret_env} is not set")
     return problems
 
 
@@ -369,6 +404,7 @@ class _Checker:
             poll_interval=self.poll_interval(top.get("poll_interval")),
             file=self.file,
             preview_access=self.previews(top.get("previews")),
+            notifications=self.notifications(top.get("notifications")),
         )
 
     def previews(self, item: _Item | None) -> Access | None:
@@ -467,6 +503,7 @@ class _Checker:
             index=index,
             tags=tags,
             forks=forks,
+            status=self.status(fields.get("status"), f"{where}.status", repo),
         )
 
     def tags(self, fields: dict[str, _Item], where: str, slot: str) -> str | None:
@@ -732,6 +769,104 @@ class _Checker:
         if item.value == 0:
             return 0
         return int(self.checked(item, "poll_interval", lambda v: parse_ttl(self.scalar(v), maximum=7 * 86400)))
+
+    # -- feedback: status and notifications (issue 17) ------------------------------------------
+    def url(self, item: _Item, field: str, *, query: bool = True) -> str:
+        try:
+            return feedback.check_url(item.value, query=query)
+        except ValueError as exc:
+            raise self.fail(item, field, str(exc)) from None
+
+    def choice(self, item: _Item, field: str, choices: tuple[str, ...]) -> str:
+        if not isinstance(item.value, str) or item.value not in choices:
+            raise self.fail(item, field, f"must be one of {', '.join(choices)}")
+        return item.value
+
+    def status(self, item: _Item | None, field: str, repo: RepoUrl) -> StatusSpec | None:
+        if item is None:
+            return None
+        if not isinstance(item.value, dict):
+            raise self.fail(item, field, "must be a mapping with provider and token_env")
+        fields: dict[str, _Item] = item.value
+        self.no_unknown(fields, _STATUS_KEYS, f"{field}.")
+        for required in ("provider", "token_env"):
+            if required not in fields:
+                raise self.fail(item, f"{field}.{required}", "is required")
+        provider = self.choice(fields["provider"], f"{field}.provider", feedback.PROVIDERS)
+        api_item = fields.get("api_url")
+        api_url = self.url(api_item, f"{field}.api_url", query=False) if api_item is not None else None
+        token_env = self.env_name(fields["token_env"], f"{field}.token_env")
+        assert token_env is not None
+        if repo.is_hosted:
+            raise self.fail(item, field, "needs a repository on a forge (a hosted repository has no commit statuses)")
+        project = forge_project(repo)
+        if project is None or (provider != "gitlab" and project.count("/") != 1):
+            shown = repo.shown[:80] if project is None else project[:80]
+            wanted = f'{provider} statuses need a repository URL ending in owner/repo, not "{shown}"'
+            raise self.fail(item, field, wanted)
+        return StatusSpec(
+            provider=provider,
+            api_url=api_url or feedback.DEFAULT_API_URLS[provider],
+            token_env=token_env,
+            project=project,
+        )
+
+    def notifications(self, item: _Item | None) -> tuple[Notifier, ...]:
+        entries = self.list_of(item, "notifications")
+        if len(entries) > MAX_NOTIFICATIONS:
+            raise self.fail(item, "notifications", f"has more than {MAX_NOTIFICATIONS} entries")
+        return tuple(self.notifier(entry, f"notifications[{i}]") for i, entry in enumerate(entries))
+
+    def notifier(self, item: _Item, where: str) -> Notifier:
+        if not isinstance(item.value, dict):
+            raise self.fail(item, where, "must be a mapping with url, format and events")
+        fields: dict[str, _Item] = item.value
+        self.no_unknown(fields, _NOTIFICATION_KEYS, f"{where}.")
+        for required in ("url", "format", "events"):
+            if required not in fields:
+                raise self.fail(item, f"{where}.{required}", "is required")
+        fmt = self.choice(fields["format"], f"{where}.format", feedback.FORMATS)
+        events_item = fields["events"]
+        if not isinstance(events_item.value, list) or not events_item.value:
+            raise self.fail(events_item, f"{where}.events", f"must be a list of events: {', '.join(feedback.EVENTS)}")
+        events = [self.choice(e, f"{where}.events[{i}]", feedback.EVENTS) for i, e in enumerate(events_item.value)]
+        secret_env = self.env_name(fields.get("secret_env"), f"{where}.secret_env")
+        if secret_env and fmt != "json":
+            raise self.fail(
+                fields["secret_env"],
+                f"{where}.secret_env",
+                "signs json bodies only; a slack, matrix or teams webhook is authenticated by its own URL",
+            )
+        slots = []
+        for i, entry in enumerate(self.list_of(fields.get("slots"), f"{where}.slots")):
+            if not isinstance(entry.value, str) or not _SLOT_GLOB.fullmatch(entry.value):
+                raise self.fail(
+                    entry, f"{where}.slots[{i}]", 'must be a slot name or a pattern like "docs-*" (a-z, 0-9, -, *, ?)'
+                )
+            slots.append(entry.value)
+        return Notifier(
+            url=self.url(fields["url"], f"{where}.url"),
+            format=fmt,
+            events=tuple(dict.fromkeys(events)),
+            secret_env=secret_env,
+            slots=tuple(slots),
+        )
+
+
+def forge_project(repo: RepoUrl) -> str | None:
+    """ "https://github.com/owner/repo.git" (or ssh://, or git@host:owner/repo) -> "owner/repo"."""
+    if repo.is_hosted:
+        return None
+    text = repo.shown
+    if "://" in text:
+        path = text.split("://", 1)[1].partition("/")[2]
+    else:
+        path = text.partition(":")[2]
+    path = path.split("?", 1)[0].strip("/").removesuffix(".git").strip("/")
+    parts = path.split("/")
+    if len(parts) < 2 or any(not part or part in (".", "..") for part in parts):
+        return None
+    return path
 
 
 def _plain(item: _Item) -> Any:

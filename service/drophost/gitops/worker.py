@@ -17,7 +17,7 @@ from drophost.gitops.manifest import Manifest, SiteSpec
 from drophost.gitops.offline import remove_preview
 from drophost.gitops.repourls import RepoUrl, parse_repo_url, repo_key, strip_credentials
 from drophost.gitops.tree import Trees
-from drophost.pipeline import releases
+from drophost.pipeline import record, releases
 from drophost.pipeline.buildlog import BuildLog
 from drophost.pipeline.buildoutput import fingerprint
 from drophost.pipeline.deployer import Deployer
@@ -258,8 +258,7 @@ class Worker:
                 releases.remove(incoming)
                 build_log.line("DropHost: the output is what the slot serves already: no new version")
                 build_log.close()
-                with self.pool.connection() as conn:
-                    deployments.mark_unchanged(conn, job.deployment_id)
+                record.unchanged(self.deployer, job.deployment_id)
                 return
         except DrophostError as exc:
             tail = build_log.tail_text()
@@ -303,8 +302,7 @@ class Worker:
             commit = self.source.peel(self.source.mirror_path(repo), job.commit)
         else:
             commit = self.source.fetch(repo, job.branch, ref=job.ref)
-        with self.pool.connection() as conn:
-            gitjobs.set_commit(conn, job.deployment_id, commit)
+        record.commit_known(self.deployer, job.deployment_id, commit)
         return commit
 
     def _unchanged(self, job: gitjobs.GitJob, repo: RepoUrl, commit: str) -> bool:
@@ -324,8 +322,7 @@ class Worker:
             pushed = self.source.tree_id(git_dir, commit, job.path)
             if pushed is None or pushed != self.source.tree_id(git_dir, live["commit_sha"], job.path):
                 return False
-        with self.pool.connection() as conn:
-            deployments.mark_unchanged(conn, job.deployment_id)
+        record.unchanged(self.deployer, job.deployment_id)
         log.info("git deployment %s of slot %s: nothing under its path changed", job.deployment_id, job.slot)
         return True
 
@@ -369,6 +366,5 @@ class Worker:
     def _fail(self, job: gitjobs.GitJob, message: str, incoming: Path | None) -> None:
         if incoming is not None:
             releases.remove(incoming)
-        with self.pool.connection() as conn:
-            gitjobs.fail_job(conn, job.deployment_id, message)
+        record.deploy_failed(self.deployer, job.deployment_id, message)
         log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, message)

@@ -1,7 +1,8 @@
 """A build's log: its output lines with times, one file per deployment under <data>/builds/logs.
 
-Capped: past the cap the lines are no longer written (one line says so), but the last ones are
-still kept in memory for the deployment's error.
+Capped (DROPHOST_BUILD_LOG_BYTES): past the cap the lines are no longer written (one line says so),
+but the last ones are still kept in memory for the deployment's error. Kept as long as retention
+keeps the deployment's release (pipeline/retention.py removes it with the release).
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class BuildLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def logged_ids(builds_dir: Path) -> list[int]:
+    """The deployments that have a log on disk."""
+    try:
+        names = os.listdir(builds_dir / "logs")
+    except FileNotFoundError:
+        return []
+    return sorted(int(name[:-4]) for name in names if name.endswith(".log") and name[:-4].isdigit())
 
 
 def remove_log(builds_dir: Path, deployment_id: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
-from drophost.pipeline import releases
+from drophost.pipeline import buildlog, releases
 from drophost.pipeline.artifacts import ArtifactStore, links_in
 from drophost.settings import Settings
 from drophost.store import uploads, versions
@@ -71,7 +71,22 @@ def retain(pool: ConnectionPool[Any], settings: Settings, slot: str, *, dry_run:
             versions.mark_pruned(conn, slot, [p.version for p in prunes])
         for prune in prunes:
             releases.remove(releases.locate(settings.releases_dir, prune.release_dir))
+    if not dry_run:
+        drop_build_logs(pool, settings, slot)
     return prunes
+
+
+def drop_build_logs(pool: ConnectionPool[Any], settings: Settings, slot: str) -> list[int]:
+    """Remove the slot's build logs whose release retention removed (or that never had one and are
+    older than every kept release): a log lives as long as what it built."""
+    logged = buildlog.logged_ids(settings.builds_dir)
+    if not logged:
+        return []
+    with pool.connection() as conn:
+        doomed = versions.logs_past_retention(conn, slot, logged)
+    for deployment_id in doomed:
+        buildlog.remove_log(settings.builds_dir, deployment_id)
+    return doomed
 
 
 def collect(

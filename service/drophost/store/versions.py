@@ -105,6 +105,24 @@ def mark_pruned(conn: Conn, slot: str, versions: list[int]) -> None:
     )
 
 
+def logs_past_retention(conn: Conn, slot: str, logged: list[int]) -> list[int]:
+    """Which of the slot's deployments in `logged` keep their build log no longer: those whose version
+    retention pruned, and those with no files kept (failed, unchanged) older than the oldest kept version."""
+    rows = fetch_all(
+        conn,
+        "SELECT d.id FROM deployments d WHERE d.slot = %(slot)s AND d.id = ANY(%(logged)s)"
+        " AND d.state NOT IN ('queued', 'building')"
+        " AND NOT EXISTS (SELECT 1 FROM config_versions v WHERE v.deployment_id = d.id"
+        "  AND v.status IN ('pending', 'active', 'inactive', 'draft'))"
+        " AND (EXISTS (SELECT 1 FROM config_versions v WHERE v.deployment_id = d.id AND v.status = 'pruned')"
+        "  OR d.id < (SELECT min(v.deployment_id) FROM config_versions v WHERE v.slot = %(slot)s"
+        "   AND v.status IN ('active', 'inactive', 'draft')))"
+        " ORDER BY d.id",
+        {"slot": slot, "logged": logged},
+    )
+    return [int(row["id"]) for row in rows]
+
+
 def set_pinned(conn: Conn, slot: str, version: int, pinned: bool) -> bool:
     rows = fetch_all(
         conn,

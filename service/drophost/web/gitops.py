@@ -208,7 +208,8 @@ async def git_http(request: Request) -> Response:
     if settings.service_socket.startswith("/"):
         hook_env["DROPHOST_HOOK_SOCKET"] = settings.service_socket
     else:
-        hook_env["DROPHOST_HOOK_HOST"] = settings.local_api_address  # through nginx
+        # Through nginx; where nginx runs elsewhere (Docker Compose), straight to the service's address.
+        hook_env["DROPHOST_HOOK_HOST"] = settings.service_socket or settings.local_api_address
     env = gitops.hosted.cgi_environment(
         name=name,
         rest=rest,

@@ -309,3 +309,25 @@ def test_builds_run_one_at_a_time(build_stack: Callable[..., Served], tmp_path: 
         for slot in ("one", "two", "three")
     )
     assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def test_build_logs_are_kept_as_long_as_their_release(build_stack: Callable[..., Served], tmp_path: Path) -> None:
+    command = 'if [ -f fail ]; then echo "boom"; exit 3; fi; mkdir dist; cat README > dist/index.html'
+    served = build_stack(site_yaml(command), keep_versions=2)
+    work = work_repo(tmp_path, {"README": "one"})
+    push(work, served.push_url("handbook"), "main")
+    commit_and_push(served, work, {"fail": "1"})
+    (work / "fail").unlink()
+    commit_and_push(served, work, {"README": "two"})
+    first, failed, second = sorted(row["id"] for row in deployments(served))
+    logs = served.settings.builds_dir / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == [f"{first}.log", f"{failed}.log", f"{second}.log"]
+
+    # A third version: retention keeps two, so the first release goes, and its log with it; so does the
+    # log of the failed build, older than every release still kept. The kept ones keep theirs.
+    commit_and_push(served, work, {"README": "three"})
+    third = max(row["id"] for row in deployments(served))
+    assert sorted(p.name for p in logs.iterdir()) == [f"{second}.log", f"{third}.log"]
+    assert served.api("GET", f"/api/deployments/{first}/log").text == ""
+    assert "live at" in served.api("GET", f"/api/deployments/{second}/log").text
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "three"

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from drophost.errors import BuildError
+from drophost.pipeline.archive import ArchiveLimits
+from drophost.pipeline.buildoutput import copy_output
+
+
+def output(tmp_path: Path) -> Path:
+    out = tmp_path / "public"
+    (out / "docs").mkdir(parents=True)
+    (out / "index.html").write_text("home")
+    (out / "docs" / "a.html").write_text("a")
+    (out / ".hidden").write_text("never published")
+    os.chmod(out / "index.html", 0o600)
+    return out
+
+
+@pytest.mark.parametrize("move", [False, True])
+def test_the_output_is_published_by_the_zip_rules_copied_or_moved(tmp_path: Path, move: bool) -> None:
+    out = output(tmp_path)
+    copied = copy_output(out, tmp_path / "incoming", ArchiveLimits(), move=move)
+    assert (copied.files, copied.size) == (2, 5)
+    release = tmp_path / "incoming"
+    assert sorted(str(p.relative_to(release)) for p in release.rglob("*")) == ["docs", "docs/a.html", "index.html"]
+    assert (release / "index.html").stat().st_mode & 0o777 == 0o644
+    assert (out / "index.html").exists() is not move
+
+
+def test_a_file_with_another_name_is_copied_even_when_moving(tmp_path: Path) -> None:
+    out = output(tmp_path)
+    os.link(out / "docs" / "a.html", tmp_path / "cache-file")
+    copy_output(out, tmp_path / "incoming", ArchiveLimits(), move=True)
+    (tmp_path / "cache-file").write_text("changed by the next build")
+    assert (tmp_path / "incoming" / "docs" / "a.html").read_text() == "a"
+
+
+def test_a_link_in_the_output_is_refused(tmp_path: Path) -> None:
+    out = output(tmp_path)
+    (out / "leak.html").symlink_to("/etc/passwd")
+    with pytest.raises(BuildError, match="has a link"):
+        copy_output(out, tmp_path / "incoming", ArchiveLimits(), move=True)
