@@ -316,7 +316,10 @@ def test_build_logs_are_kept_as_long_as_their_release(build_stack: Callable[...,
     served = build_stack(site_yaml(command), keep_versions=2)
     work = work_repo(tmp_path, {"README": "one"})
     push(work, served.push_url("handbook"), "main")
-    commit_and_push(served, work, {"fail": "1"})
+    (work / "fail").write_text("1")
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", "fail", cwd=work)
+    assert push(work, served.push_url("handbook"), "main")[0] != 0  # refused: its deploy failed
     (work / "fail").unlink()
     commit_and_push(served, work, {"README": "two"})
     first, failed, second = sorted(row["id"] for row in deployments(served))
