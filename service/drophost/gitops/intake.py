@@ -24,6 +24,7 @@ from drophost.gitops.offline import remove_preview
 from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_url, repo_key, strip_credentials
 from drophost.gitops.targets import Target
 from drophost.names import parse_ttl, validate_slot
+from drophost.pipeline import record
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
 from drophost.store import audit, gitjobs
@@ -447,11 +448,12 @@ class Intake:
         while True:
             with self.pool.connection() as conn:
                 rows = gitjobs.deployment_states(conn, deployment_ids)
-                waited = time.monotonic() - started
-                if waited > queue_timeout:
-                    reason = f"the push waited more than {queue_timeout:g} seconds for a free worker; push again"
-                    if any([gitjobs.cancel_if_queued(conn, r["id"], reason) for r in rows if r["state"] == "queued"]):
-                        continue
+            waited = time.monotonic() - started
+            if waited > queue_timeout:
+                reason = f"the push waited more than {queue_timeout:g} seconds for a free worker; push again"
+                queued = [r["id"] for r in rows if r["state"] == "queued"]
+                if any([record.queued_given_up(self.deployer, i, reason) for i in queued]):
+                    continue
             if all(r["state"] in FINAL_STATES for r in rows) or waited > timeout:
                 return rows
             time.sleep(0.1)

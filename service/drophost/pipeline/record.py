@@ -98,6 +98,16 @@ def deploy_failed(ctx: Context, deployment_id: int, error: str) -> None:
         _plan_deployment(ctx, conn, deployment_id, FAILURE)
 
 
+def queued_given_up(ctx: Context, deployment_id: int, error: str) -> bool:
+    """A queued deploy given up before any worker took it (a hosted push that waited too long):
+    failed, and planned as a failure like any; False if a worker has taken it meanwhile."""
+    with ctx.pool.connection() as conn, conn.transaction():
+        if not gitjobs.cancel_if_queued(conn, deployment_id, error):
+            return False
+        _plan_deployment(ctx, conn, deployment_id, FAILURE)
+    return True
+
+
 def commit_known(ctx: Context, deployment_id: int, commit_sha: str) -> None:
     """A git deploy fetched its branch: the commit it deploys is recorded, and its `pending` status planned."""
     with ctx.pool.connection() as conn, conn.transaction():
