@@ -15,16 +15,18 @@ from typing import IO, Any
 from drophost.client.digest import deploy_folder
 from drophost.client.hashcache import cache_file, cache_root
 from drophost.client.http import (
+    DEFAULT_TIMEOUT,
     EXIT_AUTH,
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
+    UPLOAD_TIMEOUT,
     ApiClient,
     ClientError,
     validate_server,
 )
-from drophost.errors import DrophostError
+from drophost.errors import DrophostError, no_such_slot
 from drophost.names import is_valid_slot, slot_from_filename
 from drophost.text import format_bytes
 
@@ -57,6 +59,13 @@ def add_commands(commands: Any) -> None:
     common.add_argument("--token", help="the API token (env DROPHOST_API_TOKEN)")
     common.add_argument("--config", help="config file (default ~/.config/drophost/cli.ini)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"give up on an answer after this long (env DROPHOST_TIMEOUT; default {DEFAULT_TIMEOUT:g};"
+        f" uploads wait up to {UPLOAD_TIMEOUT:g})",
+    )
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(
@@ -127,10 +136,39 @@ def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> ApiClient:
     elif args.config:
         raise ClientError(f"there is no config file {config_path}", EXIT_USAGE)
     server = args.server or environ.get("DROPHOST_URL") or stored.get("server") or DEFAULT_SERVER
-    token = args.token or environ.get("DROPHOST_API_TOKEN") or stored.get("token") or ""
+    token, source = next(
+        (
+            (value, where)
+            for value, where in (
+                (args.token, "--token"),
+                (environ.get("DROPHOST_API_TOKEN"), "the environment variable DROPHOST_API_TOKEN"),
+                (stored.get("token"), str(config_path)),
+            )
+            if value
+        ),
+        ("", ""),
+    )
     if not token:
         raise ClientError("no API token: pass --token, set DROPHOST_API_TOKEN or put it in the config file", EXIT_AUTH)
-    return ApiClient(validate_server(server), token.strip())
+    given = getattr(args, "timeout", None)
+    timeout = _timeout(given if given is not None else environ.get("DROPHOST_TIMEOUT") or stored.get("timeout"))
+    client = ApiClient(validate_server(server), token.strip(), timeout=timeout)
+    client.token_source = source
+    if source != str(config_path) and stored.get("token") and stored["token"].strip() != token.strip():
+        client.token_source += f"; {config_path} holds another"
+    return client
+
+
+def _timeout(raw: str | float | None) -> float:
+    if raw is None or raw == "":
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds <= 86400:
+        raise ClientError(f"the timeout {str(raw)[:20]!r} must be a number of seconds above 0", EXIT_USAGE)
+    return seconds
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path:
@@ -139,6 +177,7 @@ def default_config_path(environ: Mapping[str, str]) -> Path:
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    client: ApiClient | None = None
     try:
         client = connect(args, environ)
         # Where `deploy DIR` remembers its folders' digests (client/hashcache.py), from this environment.
@@ -146,6 +185,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err:
         handler: Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]], int] = _HANDLERS[args.command]
         return handler(client, args, out, err)
     except ClientError as exc:
+        if exc.status == 401 and client is not None:
+            # Which token was refused, never the token itself: a stale DROPHOST_API_TOKEN in the shell
+            # hides a good one in cli.ini.
+            exc.message += f" (the token came from {client.token_source})"
         if getattr(args, "json", False):
             print(json.dumps({"error": exc.message, "status": exc.status}), file=out)
         print(f"drophost: {exc.message}", file=err)
@@ -310,7 +353,7 @@ def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
     deployments = client.get("/api/deployments", slot=slot)["deployments"]
     events = client.get(f"/api/slots/{slot}/events")["events"]
     if not deployments:
-        raise ClientError(f'there is no slot "{slot}"', EXIT_NOT_FOUND)
+        raise ClientError(no_such_slot(slot), EXIT_NOT_FOUND)
     if args.json:
         print(json.dumps({"slot": slot, "deployments": deployments, "events": events}), file=out)
         return EXIT_OK
@@ -353,7 +396,7 @@ def open_site(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO
     slot = _slot(args.slot)
     found = {s["slot"]: s for s in client.get("/api/slots")["slots"]}.get(slot)
     if found is None:
-        raise ClientError(f'there is no slot "{slot}"', EXIT_NOT_FOUND)
+        raise ClientError(no_such_slot(slot), EXIT_NOT_FOUND)
     if args.json:
         print(json.dumps({"slot": slot, "url": found["url"], "status": found["status"]}), file=out)
     else:

@@ -16,6 +16,18 @@ def get_slot(conn: Conn, slot: str) -> Row | None:
     )
 
 
+def slot_exists(conn: Conn, slot: str) -> bool:
+    """Anything recorded under this name: a slots row, a version (a slot whose versions all failed), a deployment."""
+    row = fetch_one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM slots WHERE slot = %(slot)s)"
+        " OR EXISTS (SELECT 1 FROM config_versions WHERE slot = %(slot)s)"
+        " OR EXISTS (SELECT 1 FROM deployments WHERE slot = %(slot)s) AS found",
+        {"slot": slot},
+    )
+    return bool(row and row["found"])
+
+
 def list_slots(conn: Conn) -> list[Row]:
     return fetch_all(
         conn,

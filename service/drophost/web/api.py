@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from drophost.errors import (
-    NotFoundError,
+    NoSuchSlotError,
     UnsupportedMediaError,
     ValidationError,
 )
@@ -32,6 +32,7 @@ from drophost.web.common import (
     deployer_of,
     id_param,
     int_param,
+    missing_version,
     path_slot,
     pool_of,
     read_json,
@@ -146,7 +147,7 @@ async def get_version(request: Request) -> Response:
     number = id_param(request, "version")
     row = await run_in_threadpool(_with_conn, pool_of(request), versions.get_version, slot, number)
     if row is None:
-        raise NotFoundError(f'slot "{slot}" has no config version {number}')
+        raise await run_in_threadpool(_with_conn, pool_of(request), missing_version, slot, number)
     return JSONResponse({"slot": slot, **views.version(row, with_config=True)})
 
 
@@ -195,9 +196,9 @@ async def diff_versions(request: Request) -> Response:
 def compare_versions(pool: ConnectionPool[Any], settings: Settings, slot: str, a: int, b: int) -> dict[str, Any]:
     with pool.connection() as conn:
         old, new = versions.get_version(conn, slot, a), versions.get_version(conn, slot, b)
-    for number, row in ((a, old), (b, new)):
-        if row is None:
-            raise NotFoundError(f'slot "{slot}" has no config version {number}')
+        for number, row in ((a, old), (b, new)):
+            if row is None:
+                raise missing_version(conn, slot, number)
     assert old is not None and new is not None
     root = settings.releases_dir
     files = versiondiff.diff_trees(releases.locate(root, old["release_dir"]), releases.locate(root, new["release_dir"]))
@@ -215,6 +216,8 @@ async def list_events(request: Request) -> Response:
     slot = path_slot(request)
     limit = int_param(request, "limit", default=100, low=1, high=1000)
     rows = await run_in_threadpool(_with_conn, pool_of(request), slots.list_activations, slot, limit)
+    if not rows and not await run_in_threadpool(_with_conn, pool_of(request), slots.slot_exists, slot):
+        raise NoSuchSlotError(slot)
     return JSONResponse({"slot": slot, "events": [views.event(r) for r in rows]})
 
 
@@ -296,5 +299,5 @@ def _slot_and_versions(pool: ConnectionPool[Any], slot: str) -> tuple[dict[str, 
         rows = versions.list_versions(conn, slot)
     # A slot whose only versions failed was never live, but its failed versions are still listed.
     if current is None and not rows:
-        raise NotFoundError(f'there is no slot "{slot}"')
+        raise NoSuchSlotError(slot)
     return current, rows

@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from drophost.errors import BadRequestError, NotFoundError, ValidationError
+from drophost.errors import BadRequestError, ValidationError
 from drophost.names import parse_ttl, validate_slot
 from drophost.pipeline import siterules
 from drophost.pipeline.blobbatch import BlobBatch
@@ -15,7 +15,7 @@ from drophost.pipeline.siterules import RuleLimits
 from drophost.store import versions
 from drophost.web import views
 from drophost.web.auth import authorize_slot
-from drophost.web.common import deployer_of, id_param, path_slot, pool_of, read_json, settings_of
+from drophost.web.common import deployer_of, id_param, missing_version, path_slot, pool_of, read_json, settings_of
 from drophost.web.gitops import refuse_drift
 
 
@@ -126,10 +126,10 @@ async def pin_version(request: Request) -> Response:
         raise ValidationError("pinned must be true or false", field="pinned")
     pool = pool_of(request)
 
-    def pin() -> bool:
+    def pin() -> None:
         with pool.connection() as conn:
-            return versions.set_pinned(conn, slot, version, pinned)
+            if not versions.set_pinned(conn, slot, version, pinned):
+                raise missing_version(conn, slot, version)
 
-    if not await run_in_threadpool(pin):
-        raise NotFoundError(f'slot "{slot}" has no config version {version}')
+    await run_in_threadpool(pin)
     return JSONResponse({"slot": slot, "version": version, "pinned": pinned})
