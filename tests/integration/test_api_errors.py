@@ -242,6 +242,7 @@ BAD_REQUESTS = [
     Bad(("/api/slots/{slot}", "patch"), 413, kwargs=_auth(content=b" " * (65 * 1024))),
     Bad(("/api/slots/{slot}/events", "get"), 401),
     Bad(("/api/slots/{slot}/events", "get"), 422, "/api/slots/No/events", _auth()),
+    Bad(("/api/slots/{slot}/events", "get"), 404, "/api/slots/nope/events", _auth()),
     Bad(("/api/slots/{slot}/diff", "get"), 401),
     Bad(("/api/slots/{slot}/diff", "get"), 422, kwargs=_auth()),
     Bad(("/api/webhooks/{provider}", "post"), 404, "/api/webhooks/nope", {"content": b"{}"}),

@@ -69,7 +69,7 @@ class Deployer(Context):
     def promote(self, slot: str, deployment_id: int) -> dict[str, Any]:
         return slotops.promote(self, slot, deployment_id)
 
-    def take_offline(self, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
+    def take_offline(self, slot: str, *, status: str = "offline", action: str = "offline") -> dict[str, Any]:
         return slotops.take_offline(self, slot, status=status, action=action)
 
     def update_site(self, slot: str, options: SiteOptions) -> dict[str, Any]:

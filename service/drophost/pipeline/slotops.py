@@ -127,7 +127,7 @@ def update_site(ctx: Context, slot: str, options: SiteOptions) -> dict[str, Any]
     return {"slot": slot, "active": version}
 
 
-def take_offline(ctx: Context, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
+def take_offline(ctx: Context, slot: str, *, status: str = "offline", action: str = "offline") -> dict[str, Any]:
     validate_slot(slot)
     with ctx.slot_lock(slot):
         with ctx.pool.connection() as conn:

@@ -178,6 +178,7 @@ async def promote(request: Request) -> Response:
 async def delete_slot(request: Request) -> Response:
     """Take a slot offline; its history stays."""
     slot = path_slot(request)
+    request.state.audit_action = "offline"
     result = await run_in_threadpool(deployer_of(request).take_offline, slot)
     return JSONResponse(result)
 
@@ -212,7 +213,7 @@ def compare_versions(pool: ConnectionPool[Any], settings: Settings, slot: str, a
 
 
 async def list_events(request: Request) -> Response:
-    """A slot's switches (deploy, rollback, delete, expire), newest first."""
+    """A slot's switches (deploy, rollback, offline, expire, promote), newest first."""
     slot = path_slot(request)
     limit = int_param(request, "limit", default=100, low=1, high=1000)
     rows = await run_in_threadpool(_with_conn, pool_of(request), slots.list_activations, slot, limit)

@@ -181,7 +181,7 @@ def _deployments(settings: Settings) -> list[Endpoint]:
 def _slots() -> list[Endpoint]:
     event = obj(
         version={"type": ["integer", "null"]},
-        action={"type": "string", "enum": ["deploy", "rollback", "delete", "expire", "promote"]},
+        action={"type": "string", "enum": ["deploy", "rollback", "offline", "expire", "promote"]},
         created_at={"type": "string", "format": "date-time"},
     )
     files = obj(
@@ -244,9 +244,9 @@ def _slots() -> list[Endpoint]:
             "GET",
             "/api/slots/{slot}/events",
             api.list_events,
-            "A slot's switches (deploy, rollback, delete, expire, promote), newest first",
+            "A slot's switches (deploy, rollback, offline, expire, promote), newest first",
             {200: ("Events", obj(slot=STRING, events=array(event)))},
-            (401, 422),
+            (401, 404, 422),
             auth="read",
             query=(LIMIT,),
         ),
