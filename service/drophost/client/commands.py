@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from drophost.client import manage
 from drophost.client.digest import deploy_folder
 from drophost.client.hashcache import cache_file, cache_root
 from drophost.client.http import (
@@ -26,8 +27,9 @@ from drophost.client.http import (
     ClientError,
     validate_server,
 )
+from drophost.client.output import checked_slot, human_time, table
 from drophost.errors import DrophostError, no_such_slot
-from drophost.names import is_valid_slot, slot_from_filename
+from drophost.names import slot_from_filename
 from drophost.text import format_bytes
 
 COMMANDS = (
@@ -44,6 +46,7 @@ COMMANDS = (
     "audit",
     "lock",
     "unlock",
+    *manage.HANDLERS,
 )
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 EXIT_CODES_HELP = (
@@ -117,6 +120,7 @@ def add_commands(commands: Any) -> None:
     lock.add_argument("--reason", default="")
     unlock = command("unlock", "unlock a slot")
     unlock.add_argument("slot")
+    manage.add_manage_commands(command)
     opener = command("open", "open a slot's site in the browser")
     opener.add_argument("slot")
     opener.add_argument("--print", action="store_true", dest="print_only", help="only print the URL")
@@ -280,13 +284,15 @@ def list_slots(client: ApiClient, args: argparse.Namespace, out: IO[str], err: I
     if args.json:
         print(json.dumps({"slots": slots}), file=out)
         return EXIT_OK
-    rows = [[s["slot"], s["status"], str(s["active_version"] or "-"), s["expires_at"] or "-", s["url"]] for s in slots]
-    _table(out, ["SLOT", "STATUS", "VERSION", "EXPIRES", "URL"], rows)
+    rows = [
+        [s["slot"], s["status"], str(s["active_version"] or "-"), human_time(s["expires_at"]), s["url"]] for s in slots
+    ]
+    table(out, ["SLOT", "STATUS", "VERSION", "EXPIRES", "URL"], rows)
     return EXIT_OK
 
 
 def versions(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    answer = client.get(f"/api/slots/{_slot(args.slot)}/versions")
+    answer = client.get(f"/api/slots/{checked_slot(args.slot)}/versions")
     if args.json:
         print(json.dumps(answer), file=out)
         return EXIT_OK
@@ -295,18 +301,18 @@ def versions(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[
             ("* " if v["version"] == answer["active"] else "  ") + str(v["version"]),
             v["status"],
             str(v["deployment_id"]),
-            v["created_at"],
+            human_time(v["created_at"]),
             v["sha256"][:12],
         ]
         for v in answer["versions"]
     ]
-    _table(out, ["  VERSION", "STATUS", "DEPLOYMENT", "CREATED", "SHA256"], rows)
+    table(out, ["  VERSION", "STATUS", "DEPLOYMENT", "CREATED", "SHA256"], rows)
     return EXIT_OK
 
 
 def rollback(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     body = {} if args.to is None else {"version": args.to}
-    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/rollback", body)
+    answer = client.request("POST", f"/api/slots/{checked_slot(args.slot)}/rollback", body)
     if args.json:
         print(json.dumps(answer), file=out)
     else:
@@ -315,7 +321,7 @@ def rollback(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[
 
 
 def promote(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/promote", {"deployment_id": args.deployment})
+    answer = client.request("POST", f"/api/slots/{checked_slot(args.slot)}/promote", {"deployment_id": args.deployment})
     if args.json:
         print(json.dumps(answer), file=out)
     else:
@@ -324,7 +330,7 @@ def promote(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[s
 
 
 def diff(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    slot = _slot(args.slot)
+    slot = checked_slot(args.slot)
     answer = client.get(f"/api/slots/{slot}/diff", a=args.a, b=args.b)
     if args.json:
         print(json.dumps(answer), file=out)
@@ -349,7 +355,7 @@ def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
                 raise  # a slot may be named by digits alone: then it is that slot's history
     elif args.follow:
         raise ClientError("--follow needs a deployment's id", EXIT_USAGE)
-    slot = _slot(args.slot)
+    slot = checked_slot(args.slot)
     deployments = client.get("/api/deployments", slot=slot)["deployments"]
     events = client.get(f"/api/slots/{slot}/events")["events"]
     if not deployments:
@@ -359,12 +365,12 @@ def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
         return EXIT_OK
     for d in deployments:
         source = d["source_name"] or d["repo"] or d["source"]
-        print(f"{d['created_at']}  deployment {d['id']}  {d['status']}  {source}", file=out)
+        print(f"{human_time(d['created_at'])}  deployment {d['id']}  {d['status']}  {source}", file=out)
         if d["error"]:
             print(f"    error: {d['error']}", file=out)
     for e in events:
         version = f" version {e['version']}" if e["version"] is not None else ""
-        print(f"{e['created_at']}  {e['action']}{version}", file=out)
+        print(f"{human_time(e['created_at'])}  {e['action']}{version}", file=out)
     return EXIT_OK
 
 
@@ -393,7 +399,7 @@ def collect_garbage(client: ApiClient, args: argparse.Namespace, out: IO[str], e
 
 
 def open_site(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    slot = _slot(args.slot)
+    slot = checked_slot(args.slot)
     found = {s["slot"]: s for s in client.get("/api/slots")["slots"]}.get(slot)
     if found is None:
         raise ClientError(no_such_slot(slot), EXIT_NOT_FOUND)
@@ -442,7 +448,7 @@ def tokens(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
         ]
         for t in listed
     ]
-    _table(out, ["ID", "USER", "NAME", "SCOPES", "EXPIRES", "LAST USED"], rows)
+    table(out, ["ID", "USER", "NAME", "SCOPES", "EXPIRES", "LAST USED"], rows)
     return EXIT_OK
 
 
@@ -455,19 +461,19 @@ def audit_log(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO
         [e["at"][:19], e["actor"], e["address"] or "-", e["action"], e["target"] or "-", e["result"]]
         for e in answer["entries"]
     ]
-    _table(out, ["TIME", "ACTOR", "ADDRESS", "ACTION", "TARGET", "RESULT"], rows)
+    table(out, ["TIME", "ACTOR", "ADDRESS", "ACTION", "TARGET", "RESULT"], rows)
     return EXIT_OK
 
 
 def lock_slot(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     body = {"reason": args.reason} if args.reason else {}
-    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/lock", body)
+    answer = client.request("POST", f"/api/slots/{checked_slot(args.slot)}/lock", body)
     print(json.dumps(answer) if args.json else f"{answer['slot']} is locked: {answer['reason']}", file=out)
     return EXIT_OK
 
 
 def unlock_slot(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/unlock", {})
+    answer = client.request("POST", f"/api/slots/{checked_slot(args.slot)}/unlock", {})
     print(json.dumps(answer) if args.json else f"{answer['slot']} is unlocked", file=out)
     return EXIT_OK
 
@@ -486,6 +492,7 @@ _HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]],
     "audit": audit_log,
     "lock": lock_slot,
     "unlock": unlock_slot,
+    **manage.HANDLERS,
 }
 
 
@@ -527,18 +534,6 @@ class ProgressBar:
         if self.tty and self.shown is not None:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _table(out: IO[str], header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
-
-
-def _slot(name: str) -> str:
-    if not is_valid_slot(name):
-        raise ClientError(f'"{name[:80]}" is not a valid slot name', EXIT_USAGE)
-    return name
 
 
 def main(argv: list[str], environ: Mapping[str, str]) -> int:

@@ -176,11 +176,21 @@ async def promote(request: Request) -> Response:
 
 
 async def delete_slot(request: Request) -> Response:
-    """Take a slot offline; its history stays."""
+    """Take a slot offline, its history kept; with ?purge=true&confirm=<slot>, delete it for good."""
     slot = path_slot(request)
-    request.state.audit_action = "offline"
-    result = await run_in_threadpool(deployer_of(request).take_offline, slot)
-    return JSONResponse(result)
+    purge = request.query_params.get("purge", "false")
+    if purge not in ("true", "false", "1", "0"):
+        raise ValidationError("purge must be true or false", field="purge")
+    if purge in ("false", "0"):
+        request.state.audit_action = "offline"
+        return JSONResponse(await run_in_threadpool(deployer_of(request).take_offline, slot))
+    request.state.audit_action = "delete"
+    if request.query_params.get("confirm") != slot:
+        raise ValidationError(
+            f"deleting a slot for good removes its versions, deployments and files: confirm with ?confirm={slot}",
+            field="confirm",
+        )
+    return JSONResponse(await run_in_threadpool(deployer_of(request).delete_slot, slot))
 
 
 async def diff_versions(request: Request) -> Response:

@@ -215,10 +215,25 @@ def _slots() -> list[Endpoint]:
             "DELETE",
             "/api/slots/{slot}",
             api.delete_slot,
-            "Take a slot offline (its history stays)",
-            {200: ("Offline", OBJECT)},
-            (401, 404, 422, 500),
+            "Take a slot offline (its history stays); with purge=true and confirm=<the slot>, delete it for good:"
+            " offline through the same switch, then its versions, deployments, switches and releases (the"
+            " artifact store's gc reclaims files no other version uses; the audit log keeps the deletion)",
+            {
+                200: (
+                    "Offline, or deleted",
+                    obj(
+                        slot=STRING,
+                        status={"type": "string", "enum": ["offline", "expired", "deleted"]},
+                        deployments={"type": "integer", "description": "with purge: how many were deleted"},
+                    ),
+                )
+            },
+            (401, 404, 409, 422, 500),
             auth="deploy",
+            query=(
+                Query("purge", {"type": "string", "enum": ["true", "false", "1", "0"]}),
+                Query("confirm", description="with purge: the slot's name again"),
+            ),
         ),
         Endpoint(
             "PATCH",
@@ -523,6 +538,27 @@ def _team() -> list[Endpoint]:
             {200: ("Users", obj(users=array(user)))},
             (401, 403),
             auth="admin",
+        ),
+        Endpoint(
+            "GET",
+            "/api/whoami",
+            team.whoami,
+            "Who the caller is: user, role, the scopes in force (a token's, cut to its user's rights) and how"
+            " the caller was recognised",
+            {
+                200: (
+                    "The caller",
+                    obj(
+                        user=STRING,
+                        role=STRING,
+                        scopes=STRINGS,
+                        token_id={"type": ["integer", "null"]},
+                        via={"type": "string", "enum": ["bootstrap token", "token", "session"]},
+                    ),
+                )
+            },
+            (401,),
+            auth="read",
         ),
         Endpoint(
             "DELETE",
