@@ -19,7 +19,7 @@ from drophost.errors import (
     ValidationError,
 )
 from drophost.jsonbody import MAX_DEPTH, nests_deeper_than
-from drophost.names import parse_ttl, slot_from_filename, validate_slot
+from drophost.names import parse_deploy_ttl, parse_ttl, slot_from_filename, validate_slot
 from drophost.pipeline import releases, siterules, versiondiff
 from drophost.pipeline.buildlog import read_log
 from drophost.pipeline.siterules import RuleLimits, SiteOptions
@@ -59,7 +59,7 @@ async def create_deployment(request: Request) -> Response:
         raw_slot = _form_text(form, "slot")
         slot = validate_slot(raw_slot) if raw_slot else slot_from_filename(upload.filename or "")
         authorize_slot(request, slot)
-        ttl = parse_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
+        ttl = parse_deploy_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
         site = site_field(form.get("site"), settings)
         activate = _form_flag(form, "activate")
         # A draft is still an upload to the slot: a git-managed one refuses it unless forced.
@@ -70,7 +70,7 @@ async def create_deployment(request: Request) -> Response:
             upload.file,
             slot=slot,
             source_name=(upload.filename or "")[:255] or None,
-            ttl_seconds=ttl or settings.default_ttl_seconds or None,
+            ttl_seconds=ttl if ttl is not None else settings.default_ttl_seconds or None,
             site=site,
             activate=activate,
         )

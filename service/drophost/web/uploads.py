@@ -7,7 +7,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from drophost.errors import BadRequestError, ValidationError
-from drophost.names import parse_ttl, validate_slot
+from drophost.names import parse_deploy_ttl, validate_slot
 from drophost.pipeline import siterules
 from drophost.pipeline.blobbatch import BlobBatch
 from drophost.pipeline.digest import DigestUploads
@@ -33,7 +33,7 @@ async def create_upload(request: Request) -> Response:
     ttl_raw = body.get("ttl")
     if ttl_raw is not None and not isinstance(ttl_raw, str | int):
         raise ValidationError("ttl must be seconds or a duration like 7d", field="ttl")
-    ttl = parse_ttl(ttl_raw, maximum=settings_of(request).max_ttl_seconds)
+    ttl = parse_deploy_ttl(ttl_raw, maximum=settings_of(request).max_ttl_seconds)
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise ValidationError("name must be text", field="name")
