@@ -16,7 +16,9 @@ OBJECT: Schema = {"type": "object"}
 DEPLOYMENT = ref("Deployment")
 VERSION = ref("ConfigVersion")
 LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
-TTL_TEXT = "seconds, or a number with s/m/h/d/w"
+TTL_TEXT = (
+    "seconds, or a number with s/m/h/d/w, from now; none removes the slot's TTL; absent: the slot keeps its expiry"
+)
 CHANGES: Schema = {
     "type": "array",
     "items": {
@@ -348,7 +350,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
         "required": ["slot", "files"],
         "properties": {
             "slot": STRING,
-            "ttl": {"type": ["string", "integer"]},
+            "ttl": {"type": ["string", "integer"], "description": TTL_TEXT},
             "name": {"type": "string", "description": "shown as the source"},
             "site": SITE,
             "files": {"type": "object", "additionalProperties": STRING},
