@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from drophost.client import manage
+from drophost.client import deployguard, manage, prompts
 from drophost.client.digest import deploy_folder
 from drophost.client.hashcache import cache_file, cache_root
 from drophost.client.http import (
@@ -29,7 +29,7 @@ from drophost.client.http import (
 )
 from drophost.client.output import checked_slot, human_time, table
 from drophost.errors import DrophostError, no_such_slot
-from drophost.names import slot_from_filename
+from drophost.names import is_valid_slot, slot_from_filename
 from drophost.text import format_bytes
 
 COMMANDS = (
@@ -85,6 +85,12 @@ def add_commands(commands: Any) -> None:
         "--force", action="store_true", help="upload to a slot deploy.yaml deploys from git (shown as drift)"
     )
     deploy.add_argument("--draft", action="store_true", help="publish without going live (drophost promote later)")
+    deploy.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask on a terminal before replacing another source's live site or creating a slot"
+        " whose name is close to an existing one",
+    )
     command("list", "every slot, its status, version and URL")
     versions = command("versions", "the config versions of a slot (* marks the live one)")
     versions.add_argument("slot")
@@ -227,6 +233,8 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
     path = Path(args.path)
     show = args.progress == "always" or (args.progress == "auto" and err.isatty() and not args.json)
     bar = ProgressBar(err) if show else None
+    if path.is_dir() or path.is_file():
+        guard_target(client, args, path, err)
     try:
         if path.is_dir():
             # By digest: the server says which files it lacks and only those are sent.
@@ -277,6 +285,21 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
         )
         print(f"permalink: {result['permalink']}", file=out)
     return EXIT_OK
+
+
+def guard_target(client: ApiClient, args: argparse.Namespace, path: Path, err: IO[str]) -> None:
+    """On a terminal, unless --yes: ask before a guessed slot replaces another source's live site, or a
+    named slot is created next to a similar one (deployguard.py)."""
+    if args.yes or args.draft or not prompts.on_terminal():
+        return
+    source_name = (path.resolve().name or "site") if path.is_dir() else path.name
+    try:
+        slot = args.slot or slot_from_filename(source_name)
+    except DrophostError:
+        return  # the server names what is wrong with it
+    if not is_valid_slot(slot):
+        return
+    deployguard.confirm_target(client, slot, named=args.slot is not None, source_name=source_name, err=err)
 
 
 def list_slots(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
