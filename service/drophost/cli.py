@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = subcommands.add_parser("check", help="validate a deploy.yaml")
     check.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
+    check.add_argument(
+        "--strict", action="store_true", help="a *_env variable not set in this shell is an error, not a warning"
+    )
 
     plan = subcommands.add_parser("plan", help="show what applying a deploy.yaml would change against what is live")
     plan.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
@@ -111,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from drophost.gitops.check import check
 
             settings = Settings.from_env(os.environ)
-            return check(config_file(args.file, settings), os.environ)
+            return check(config_file(args.file, settings), os.environ, strict=args.strict)
         if args.command == "plan":
             from drophost.gitops.check import show_plan
 
