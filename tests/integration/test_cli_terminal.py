@@ -45,6 +45,10 @@ class Terminal:
         deadline = time.monotonic() + timeout
         while text not in self.seen:
             if time.monotonic() > deadline or not self._read(deadline - time.monotonic()):
+                # Stopped here, so a failing test leaves no command running into the next one.
+                self.process.kill()
+                self.process.wait()
+                os.close(self.controller)
                 raise AssertionError(f"{text!r} never appeared; the terminal shows {self.seen!r}")
         return self.seen
 
@@ -165,7 +169,7 @@ def test_delete_asks_for_the_slot_name_on_a_terminal(live: LiveStack, tmp_path: 
 
     shell = Terminal(live, "delete", "old")
     shown = shell.expect("Type the slot's name (old) to delete it: ")
-    assert "This deletes old for good: it goes offline and its 1 versions" in shown
+    assert "This deletes old for good: it goes offline and its 1 version, its deployments" in shown
     shell.type("ol")
     code, output = shell.finish()
     assert code == EXIT_FAILED and "drophost: old was not deleted" in output
@@ -175,7 +179,7 @@ def test_delete_asks_for_the_slot_name_on_a_terminal(live: LiveStack, tmp_path: 
     shell.expect("to delete it: ")
     shell.type("old")
     code, output = shell.finish()
-    assert code == 0 and "old is deleted, with its 1 deployments" in output
+    assert code == 0 and "old is deleted, with its 1 deployment" in output
     assert live.get("/d/old/").status_code == 404
     # Without a terminal, only with --yes.
     result = run(live, "delete", "old")

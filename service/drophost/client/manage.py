@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from drophost.client import prompts
 from drophost.client.http import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ApiClient, ClientError
-from drophost.client.output import checked_slot, human_time
+from drophost.client.output import checked_slot, human_time, plural
 
 Handler = Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]], int]
 
@@ -76,8 +76,8 @@ def delete(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
             raise ClientError(f"deleting {slot} for good needs --yes when no terminal can confirm it", EXIT_USAGE)
         count = len(versions["versions"])
         print(
-            f"This deletes {slot} for good: it goes offline and its {count} versions, its deployments and"
-            " their files are removed. The audit log keeps the deletion.",
+            f"This deletes {slot} for good: it goes offline and its {plural(count, 'version')}, its deployments"
+            " and their files are removed. The audit log keeps the deletion.",
             file=err,
         )
         if prompts.ask(f"Type the slot's name ({slot}) to delete it: ", err) != slot:
@@ -88,7 +88,7 @@ def delete(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
     if args.json:
         print(json.dumps(answer), file=out)
     else:
-        print(f"{slot} is deleted, with its {answer['deployments']} deployments", file=out)
+        print(f"{slot} is deleted, with its {plural(answer['deployments'], 'deployment')}", file=out)
     return EXIT_OK
 
 

@@ -47,3 +47,7 @@ def relative(at: datetime, now: datetime) -> str:
             text = f"{count} {unit}s" if unit == "day" else f"{count} {unit}"
             return f"{text} ago" if seconds >= 0 else f"in {text}"
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
