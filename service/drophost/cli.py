@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from drophost import __version__, access, hangup, tls
 from drophost.client import commands
@@ -81,13 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code = run_command(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        end_on_broken_pipe()
+    return code
+
+
+def run_command(args: argparse.Namespace) -> int:
     if args.command in commands.COMMANDS:
-        try:
-            code = commands.run(args, os.environ, sys.stdout, sys.stderr)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            end_on_broken_pipe()
-        return code
+        return commands.run(args, os.environ, sys.stdout, sys.stderr)
     # Server imports stay in the branches: at top level every client command starts in 0.41 s, not 0.10.
     try:
         if args.command == "up":
@@ -149,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def end_on_broken_pipe() -> None:
+def end_on_broken_pipe() -> NoReturn:
     """The reader of our output went away (`drophost list | head -2`): end as other commands do, by SIGPIPE.
 
     Only here: a SIGPIPE left at its default for the whole run would also kill the CLI when the
@@ -159,6 +164,7 @@ def end_on_broken_pipe() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGPIPE)
+    raise SystemExit(128 + signal.SIGPIPE)  # not reached: the signal ends the process
 
 
 def config_file(given: str | None, settings: Settings) -> str:

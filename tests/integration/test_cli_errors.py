@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import io
 import json
 import os
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from drophost.client.http import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_UNREACHABLE
+from drophost.client.http import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_UNREACHABLE, ApiClient, ClientError
 from tests.harness.auth import TOKEN
 from tests.harness.stacks import LiveStack
 
@@ -129,6 +130,27 @@ def test_a_server_that_accepts_and_never_answers_is_given_up_on_with_its_name(si
     assert result.returncode == EXIT_UNREACHABLE and "within 1 s" in result.stderr
     result = run("list", "--timeout", "0", env={"DROPHOST_URL": silent_server, "DROPHOST_API_TOKEN": "t"})
     assert result.returncode == 2 and "timeout" in result.stderr
+
+
+def test_an_upload_waits_longer_but_still_ends(silent_server: str) -> None:
+    client = ApiClient(silent_server, "t", timeout=0.2, upload_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(ClientError) as raised:
+        client.upload(io.BytesIO(b"PK\x05\x06" + bytes(18)), "site.zip", {"slot": "site"}, None)
+    assert 0.9 < time.monotonic() - started < 10
+    assert raised.value.exit_code == EXIT_UNREACHABLE
+    assert raised.value.message.startswith(f"{silent_server} accepted the connection but did not answer within 1 s")
+
+
+def test_check_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    (tmp_path / "deploy.yaml").write_text("sites: []\n")
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = run("check", str(tmp_path / "deploy.yaml"), stdout=writer, stderr=subprocess.PIPE)
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (-13, "")
 
 
 def test_a_server_that_is_not_drophost_is_named_as_such(live: LiveStack, other_server: str) -> None:
