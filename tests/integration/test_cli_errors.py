@@ -153,6 +153,40 @@ def test_check_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (-13, "")
 
 
+class OlderDropHost(http.server.BaseHTTPRequestHandler):
+    """A DropHost from before X-Drophost-Api: it describes itself, and answers without the marker."""
+
+    def do_GET(self) -> None:
+        answers = {
+            "/api/openapi.json": {"openapi": "3.1.0", "info": {"title": "DropHost"}},
+            "/api/slots": {"slots": []},
+        }
+        body = json.dumps(answers.get(self.path, {"error": "there is nothing at this address"})).encode()
+        self.send_response(200 if self.path in answers else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_drophost_from_before_the_marker_is_still_understood() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OlderDropHost)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {"DROPHOST_URL": f"http://127.0.0.1:{server.server_address[1]}", "DROPHOST_API_TOKEN": "t"}
+        result = run("list", "--json", env=env)
+        assert (result.returncode, result.stdout) == (0, '{"slots": []}\n'), result.stderr
+        result = run("versions", "nope", env=env)
+        assert (result.returncode, result.stderr) == (EXIT_NOT_FOUND, "drophost: there is nothing at this address\n")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_server_that_is_not_drophost_is_named_as_such(live: LiveStack, other_server: str) -> None:
     sites = f"http://127.0.0.1:{live.settings.sites_listen_port}"
     for server in (sites, other_server):

@@ -58,6 +58,7 @@ class ApiClient:
         self.timeout = timeout
         self.upload_timeout = max(upload_timeout, timeout)
         self.token_source = "--token"  # shown when the server refuses the token; never the token
+        self._described: bool | None = None
 
     def get(self, path: str, **query: Any) -> Any:
         shown = {k: v for k, v in query.items() if v is not None}
@@ -159,13 +160,27 @@ class ApiClient:
     def _check_marker(self, headers: Message, status: int) -> None:
         """Every answer of the DropHost service carries X-Drophost-Api; the sites port and other servers' do not."""
         # nginx itself answers a few on DropHost's own port (body too large, the service down).
-        if headers.get(API_MARKER) is None and status not in NGINX_OWN_ANSWERS:
-            raise ClientError(
-                f"this is not a DropHost API at {self.server} (it answered {status} without DropHost's"
-                f" {API_MARKER} header); check --server, DROPHOST_URL or the config file",
-                EXIT_UNREACHABLE,
-                status=status,
-            )
+        if headers.get(API_MARKER) is not None or status in NGINX_OWN_ANSWERS or self._describes_drophost():
+            return
+        raise ClientError(
+            f"this is not a DropHost API at {self.server} (it answered {status} without DropHost's"
+            f" {API_MARKER} header); check --server, DROPHOST_URL or the config file",
+            EXIT_UNREACHABLE,
+            status=status,
+        )
+
+    def _describes_drophost(self) -> bool:
+        """A DropHost from before the marker still describes itself at /api/openapi.json (asked once)."""
+        if self._described is None:
+            try:
+                request = urllib.request.Request(self.server + "/api/openapi.json", method="GET")
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only
+                    document = _decode(response.read())
+                info = document.get("info") if isinstance(document, dict) else None
+                self._described = isinstance(info, dict) and info.get("title") == "DropHost"
+            except (OSError, ValueError):
+                self._described = False
+        return self._described
 
     def _refused(self, exc: urllib.error.HTTPError) -> ClientError:
         body = exc.read()
