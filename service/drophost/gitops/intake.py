@@ -22,7 +22,7 @@ from drophost.gitops.mirror import GitSource
 from drophost.gitops.offline import remove_preview
 from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_url, repo_key, strip_credentials
 from drophost.gitops.targets import Target
-from drophost.names import parse_ttl, validate_slot
+from drophost.names import parse_deploy_ttl, validate_slot
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
 from drophost.store import audit, gitjobs
@@ -146,7 +146,7 @@ class Intake:
         raw_ttl = body.get("ttl")
         if raw_ttl is not None and (isinstance(raw_ttl, bool) or not isinstance(raw_ttl, (str, int))):
             raise ValidationError("ttl must be seconds or a number with s, m, h, d or w", field="ttl")
-        ttl = parse_ttl(raw_ttl, maximum=self.settings.max_ttl_seconds)
+        ttl = parse_deploy_ttl(raw_ttl, maximum=self.settings.max_ttl_seconds)
         self.source.check_ref(branch)
         site = SiteSpec(slot=slot, repo=repo, branches=(branch,), path=path, ttl_seconds=ttl)
         return self.enqueue(site, branch, trigger="api", pusher=None, actor=actor)
