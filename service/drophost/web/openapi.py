@@ -208,6 +208,11 @@ SCHEMAS: dict[str, Schema] = {
             "path": {"type": "string", "description": "publish this folder (default: the root)"},
             "slot": {"type": "string"},
             "ttl": {"type": "string", "description": "seconds, or a number with s/m/h/d/w"},
+            "activate": {
+                "type": "boolean",
+                "default": True,
+                "description": "false: publish a draft (its permalink), the live site unchanged until a promote",
+            },
         },
     },
     "Slot": {
