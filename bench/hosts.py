@@ -51,8 +51,8 @@ SEALED_FILE = 0o444
 @dataclass(frozen=True)
 class Options:
     seed: int = 2026
-    wrk_seconds: float = 2.0
-    rounds: int = 10
+    wrk_seconds: float = 1.0
+    rounds: int = 20
     slots: int = 10000
     deployments: int = 20
     only: str = "ab"
