@@ -32,6 +32,7 @@ if [ "${1:-}" = "--dev" ]; then
   command -v hugo >/dev/null 2>&1 || need_packages+=(hugo)
   [ -x /usr/bin/mkdocs ] || need_packages+=(mkdocs)
   command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need_packages+=(npm)  # axe-core for the dashboard's browser tests
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -58,6 +59,10 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # The browser tests check every dashboard page with axe-core, injected from here (pinned; never
+  # fetched at test time).
+  [ -f .venv/node/node_modules/axe-core/axe.min.js ] \
+    || npm install --silent --no-audit --no-fund --prefix .venv/node axe-core@4.10.2 >/dev/null
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -413,6 +413,8 @@ def drophost_deploy(stack: DropHostStack, path: Path, slot: str) -> dict[str, An
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DROPHOST_URL": f"http://{client.HOST}:{stack.port}",
         "DROPHOST_API_TOKEN": stack.token,
+        # The CLI remembers digests per folder (client/hashcache.py): in the run's folder, not in ~/.cache.
+        "XDG_CACHE_HOME": str(path.parent / "cli-cache"),
     }
     argv = [sys.executable, "-m", "drophost", "deploy", str(path), "--slot", slot, "--json", "--progress", "never"]
     result = runner.run(argv, env=env, timeout=300)

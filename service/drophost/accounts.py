@@ -39,6 +39,7 @@ class Accounts:
     service: Account
     web: Account
     db: Account
+    created: tuple[str, ...] = ()  # the users this run had to create (said, never done quietly)
 
 
 def ensure_user(name: str, home: Path) -> Account:
@@ -53,11 +54,21 @@ def ensure_user(name: str, home: Path) -> Account:
 
 
 def ensure_accounts(data_dir: Path) -> Accounts:
+    missing = tuple(name for name in (SERVICE_USER, WEB_USER, DB_USER) if not _exists(name))
     return Accounts(
         service=ensure_user(SERVICE_USER, data_dir),
         web=ensure_user(WEB_USER, data_dir / "nginx"),
         db=ensure_user(DB_USER, data_dir / "postgres"),
+        created=missing,
     )
+
+
+def _exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 ROOT = Account(name="root", uid=0, gid=0)

@@ -122,6 +122,11 @@ class Settings:
     # Folders besides /usr bound read-only into the sandbox, their bin/ first on PATH
     # (":"-separated; e.g. a virtualenv holding mkdocs).
     build_tools: str = ""
+    # The outbox (commit statuses, notifications): attempts per call before it is marked failed, the
+    # first retry's delay in seconds (doubled at each attempt, at most an hour), and each call's timeout.
+    outbox_attempts: int = 8
+    outbox_backoff: float = 5.0
+    outbox_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         # One canonical spelling: release paths are stored and compared as text, and the links in

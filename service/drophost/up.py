@@ -55,12 +55,21 @@ def up(settings: Settings) -> int:
         # Only the supervisor keeps root (to run nginx's master and stop its children); everything
         # else runs as a user of its own (accounts.py).
         accounts = ensure_accounts(settings.data_dir)
+        if accounts.created:
+            print(
+                f"drophost: created the system users {', '.join(accounts.created)} (no login shell, no home "
+                f"folder): {SERVICE_USER!r} runs the service, {WEB_USER!r} nginx's workers, {DB_USER!r} PostgreSQL",
+                flush=True,
+            )
         if interpreter_usable_by(SERVICE_USER):
             service_demote = demote_to(SERVICE_USER)
         else:
+            # Said once, with what to do: a virtual environment under /root is the usual cause.
             print(
-                f"drophost: {sys.executable} is not readable by {SERVICE_USER!r}: the service keeps root; "
-                f"PostgreSQL runs as {DB_USER!r}, nginx's workers as {WEB_USER!r}",
+                f"drophost: the service runs as root, because {SERVICE_USER!r} cannot read this Python "
+                f"({sys.executable}); install DropHost where every user can read it (for example a "
+                f"virtual environment under /opt) to run it as {SERVICE_USER!r}. PostgreSQL runs as "
+                f"{DB_USER!r} and nginx's workers as {WEB_USER!r} either way",
                 flush=True,
             )
     # A token DropHost made (or made earlier and kept) is shown once it is up: nobody else knows it.

@@ -58,6 +58,21 @@ class Repo:
     def delete_branch(self, branch: str) -> None:
         git("push", "--quiet", "origin", f":{branch}", cwd=self.work)
 
+    def push_ref(self, branch: str, ref: str) -> None:
+        """Push a branch's head to another ref, as a forge keeps refs/pull/N/head."""
+        git("push", "--quiet", "--force", "origin", f"refs/heads/{branch}:{ref}", cwd=self.work)
+
+    def tag(self, name: str, files: dict[str, str], *, annotated: bool = True) -> str:
+        """Commit `files` on main, tag that commit (annotated: a tag object) and push only the tag."""
+        git("checkout", "--quiet", "main", cwd=self.work)
+        for file, text in files.items():
+            (self.work / file).write_text(text)
+        git("add", "-A", cwd=self.work)
+        git("commit", "--quiet", "--allow-empty", "-m", f"release {name}", cwd=self.work)
+        git("tag", *(["-a", "-m", name] if annotated else []), name, cwd=self.work)
+        git("push", "--quiet", "--force", "origin", f"refs/tags/{name}:refs/tags/{name}", cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
 
 class GitHttpServer:
     """`git http-backend` behind a tiny CGI wrapper: a real smart HTTP server on 127.0.0.1."""

@@ -18,3 +18,10 @@ def hex_hmac(body: bytes, secret: str = SECRET) -> str:
 def site_yaml(server: GitHttpServer, name: str, branch: str, slot: str = "site", secret: bool = True) -> str:
     text = f"sites:\n  - slot: {slot}\n    repo: {server.url(name)}\n    branch: {branch}\n"
     return text + ("    webhook_secret_env: HOOK_SECRET\n" if secret else "")
+
+
+def only_queued(answer: dict[str, object]) -> int:
+    """The one deployment a delivery queued."""
+    queued = answer["queued"]
+    assert isinstance(queued, list) and len(queued) == 1, answer
+    return int(queued[0])

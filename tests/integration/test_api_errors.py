@@ -269,6 +269,8 @@ BAD_REQUESTS = [
     Bad(("/api/slots/{slot}/lock", "post"), 422, kwargs=_auth(json={"reason": "a\nb"})),
     Bad(("/api/slots/{slot}/unlock", "post"), 401),
     Bad(("/api/slots/{slot}/unlock", "post"), 422, "/api/slots/No/unlock", _auth()),
+    Bad(("/api/outbox", "get"), 401),
+    Bad(("/api/outbox", "get"), 422, "/api/outbox?state=lost", _auth()),
 ]
 
 

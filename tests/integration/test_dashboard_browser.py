@@ -73,6 +73,10 @@ def deploy_folder(page: Any, live: LiveStack, folder: Path) -> str:
     page.set_input_files("#folder-input", str(folder))
     page.wait_for_selector("#upload:not([disabled])")
     page.click("#upload")
+    # Replacing a live site asks first (issue 19); a new slot goes live at once.
+    page.wait_for_selector("#live-link, #confirm-replace:visible")
+    if page.is_visible("#confirm-replace"):
+        page.click("#confirm-replace")
     link = page.wait_for_selector("#live-link")
     return str(link.get_attribute("href"))
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
+from drophost.up import interpreter_usable_by
 from tests.integration.up_process import children_of, read_pid, running_up, uid_of
 from tests.zipcraft import std_zip
 
@@ -88,3 +90,10 @@ def test_the_nginx_and_postgres_users_cannot_change_what_is_served(up_data_dir: 
         assert client.get(f"{up.sites_url}/d/guarded/").content == b"<h1>guarded</h1>"
         assert client.get(f"{up.sites_url}/d/guarded/evil.html").status_code == 404
         up.stop()
+    # Keeping root is said once, with the reason and what to do (issue 19), never left unexplained.
+    said = (tmp_path / "up.log").read_text()
+    if interpreter_usable_by("drophost"):
+        assert "the service runs as root" not in said
+    else:
+        assert f"the service runs as root, because 'drophost' cannot read this Python ({sys.executable})" in said
+        assert "install DropHost where every user can read it" in said

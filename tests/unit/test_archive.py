@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -11,6 +12,7 @@ import pytest
 from drophost import runner
 from drophost.errors import InvalidArchiveError
 from drophost.pipeline.archive import (
+    SMALL_FILE,
     ArchiveLimits,
     ExtractionPlan,
     check_entry_name,
@@ -266,3 +268,46 @@ def test_archive_limits_default_to_the_settings_of_the_same_names(tmp_path: Path
     )
     smaller = Settings(data_dir=tmp_path, max_entries=7, max_path_depth=3)
     assert ArchiveLimits.from_settings(smaller) == ArchiveLimits(max_entries=7, max_path_depth=3)
+
+
+# -- each file written once, and that file is the blob ---------------------------------------------
+def test_a_new_file_is_written_once_and_becomes_its_blob(tmp_path: Path) -> None:
+    same = os.urandom(3000)
+    files = {f"page{n}.html": same for n in range(6)} | {f"other{n}.bin": os.urandom(2000) for n in range(9)}
+    unpack(std_zip(files), tmp_path / "out")
+    store = ArtifactStore(tmp_path / "out-store")
+    for name, data in files.items():
+        placed = (tmp_path / "out" / name).stat()
+        blob = store.path(hashlib.sha256(data).hexdigest()).stat()
+        assert placed.st_ino == blob.st_ino, name  # a link to the blob, not a copy
+        assert stat.S_IMODE(placed.st_mode) == 0o444
+    # Six entries of one content, extracted by two threads: one blob with six links, and the store's own.
+    assert store.path(hashlib.sha256(same).hexdigest()).stat().st_nlink == 7
+    assert list(store.tmp.iterdir()) == []
+    assert list(store.crc_index.iterdir()) == []  # small files need no hint: they are hashed in memory
+
+
+def test_a_known_file_is_not_written_again(tmp_path: Path) -> None:
+    files = {"a.html": os.urandom(4000), "big.bin": os.urandom(SMALL_FILE + 10)}
+    unpack(std_zip(files), tmp_path / "out")
+    store = ArtifactStore(tmp_path / "out-store")
+    before = {name: store.path(hashlib.sha256(data).hexdigest()).stat().st_ino for name, data in files.items()}
+    assert len(list(store.crc_index.iterdir())) == 1  # the large file's hint
+    raw = io.BytesIO(std_zip(files))
+    with open_archive(raw) as archive:
+        written = extract(archive, plan_extraction(archive, raw, TEST_LIMITS), tmp_path / "again", store)
+    assert written == 0
+    for name in files:
+        assert (tmp_path / "again" / name).stat().st_ino == before[name]
+
+
+def test_a_corrupt_entry_stops_both_threads_with_a_readable_error(tmp_path: Path) -> None:
+    good = {f"f{n:03}.html": os.urandom(1500) for n in range(40)}
+    data = bytearray(std_zip(good))
+    # Flip bytes inside the stored data of one entry in the middle: its crc32 no longer matches.
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as probe:
+        info = probe.getinfo("f020.html")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 100
+    data[start : start + 8] = bytes(8)
+    with pytest.raises(InvalidArchiveError, match="f020.html"):
+        unpack(bytes(data), tmp_path / "out")

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from drophost.settings import Settings
-from drophost.web import dashboard, openapi, routes, teampages
+from drophost.web import dashboard, deliveries, openapi, routes, teampages
 from drophost.web.app import build_routes
 
 # The API is described by OpenAPI; the dashboard's HTML pages are not an API and stay out by prefix.
@@ -75,7 +75,7 @@ def test_each_route_is_declared_once() -> None:
 
 
 def test_every_undocumented_route_is_a_dashboard_page() -> None:
-    pages = [*dashboard.routes(), *teampages.routes()]
+    pages = [*dashboard.routes(), *teampages.routes(), *deliveries.routes()]
     dashboard_paths = {r.path for r in pages if isinstance(r, Route)}
     for route in build_routes(SETTINGS):
         assert isinstance(route, Route)

@@ -109,7 +109,14 @@ CASES = [
         [RefUpdate("master", False, "da1560886d4f094c3e6c9ef40349f7d38b5d27d7")],
         "example.com/mike/diaspora",
     ),
-    ("gitlab", "Tag Push Hook", "gitlab_tag_push_hook.json", "ignored", [], ""),
+    (
+        "gitlab",
+        "Tag Push Hook",
+        "gitlab_tag_push_hook.json",
+        "push",
+        [RefUpdate("v1.0.0", False, "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7", tag=True)],
+        "example.com/jsmith/example",
+    ),
     (
         "gitea",
         "push",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from drophost.client.digest import deploy_folder
+from drophost.client.hashcache import cache_file, cache_root
 from drophost.client.http import (
     EXIT_AUTH,
     EXIT_FAILED,
@@ -140,6 +141,8 @@ def default_config_path(environ: Mapping[str, str]) -> Path:
 def run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
     try:
         client = connect(args, environ)
+        # Where `deploy DIR` remembers its folders' digests (client/hashcache.py), from this environment.
+        args.digest_cache = cache_root(environ)
         handler: Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]], int] = _HANDLERS[args.command]
         return handler(client, args, out, err)
     except ClientError as exc:
@@ -192,6 +195,7 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
                 file_progress=bar.update if bar else None,
                 force=args.force,
                 activate=not args.draft,
+                hash_cache=cache_file(args.digest_cache, path),
             )
         elif path.is_file():
             fields = {name: value for name, value in (("slot", args.slot), ("ttl", args.ttl)) if value}

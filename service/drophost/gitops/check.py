@@ -14,6 +14,7 @@ from drophost.errors import DrophostError, ManifestError
 from drophost.gitops.declared import config_lines
 from drophost.gitops.manifest import MAX_BYTES, load_file, read_file, secret_problems
 from drophost.gitops.plan import source_of
+from drophost.pipeline.feedback import host_of
 from drophost.settings import Settings
 
 
@@ -25,8 +26,14 @@ def check(file: str, environ: Mapping[str, str]) -> int:
         print(exc.message, file=sys.stderr)
         return 1
     for site in manifest.sites:
-        kind = "previews" if site.is_preview else "slot"
+        kind = "previews" if site.is_preview else "pull requests" if site.is_pull_request else "slot"
         print(f"{manifest.file}:{site.line} {kind} {site.slot}: {source_of(site)}")
+        if site.status is not None:
+            print(f"{manifest.file}:{site.line} {kind} {site.slot}: commit statuses to {site.status.provider}")
+    for index, notifier in enumerate(manifest.notifications):
+        # The host only: a webhook URL's path is often its secret.
+        where = f"{notifier.format} to {host_of(notifier.url)}"
+        print(f"{manifest.file} notifications[{index}]: {where} on {', '.join(notifier.events)}")
     problems = secret_problems(manifest, environ)
     for problem in problems:
         print(problem, file=sys.stderr)

@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from drophost.gitops.build import Builder
 from drophost.gitops.declared import Declared
+from drophost.gitops.delivery import Delivery
 from drophost.gitops.hosted import HostedRepos
 from drophost.gitops.intake import Intake
 from drophost.gitops.manifest import Manifest, token_for
@@ -51,6 +52,8 @@ class GitOps:
             builder=Builder(settings, self.source, environ),
         )
         self.poller = Poller(settings, pool, deployer, self.source, self.declared, self.intake, self._stop)
+        # The outbox's commit statuses and notifications (deploy.yaml declares them).
+        self.delivery = Delivery(settings, pool, environ, self._stop)
         # Tokens come from the deploy.yaml in force at each fetch, and the variables it names.
         self.source.tokens = lambda repo: token_for(self.declared.manifest, repo, environ)
         self.worker.site_rules = lambda slot, branch: self.declared.manifest.site_rules(slot, branch)
@@ -70,14 +73,17 @@ class GitOps:
     def apply(self, manifest: Manifest) -> dict[str, Any]:
         return self.declared.apply(manifest)
 
+    def prime_feedback(self) -> None:
+        self.declared.prime_feedback()
+
     def apply_at_start(self) -> dict[str, Any]:
         """deploy.yaml, or the last good one when it is invalid (never an error: serving goes on)."""
         return self.declared.start()
 
     def start(self) -> None:
-        """Start the workers and the poller."""
+        """Start the workers, the poller and the outbox's delivery."""
         self.trees.prune_blobs()
-        self._threads = [*self.worker.start(), self.poller.start()]
+        self._threads = [*self.worker.start(), self.poller.start(), *self.delivery.start()]
 
     def stop(self) -> None:
         self._stop.set()

@@ -83,6 +83,25 @@ class Declared:
             answer["in_force"] = {"sha256": in_force.sha256, "applied_at": in_force.applied_at.isoformat()}
         return answer
 
+    def prime_feedback(self) -> None:
+        """Before the start's reconcile: the statuses and notifications of deploy.yaml (or of the last
+        good one), so the deploys a crash interrupted report their failure where they reported `pending`."""
+        try:
+            manifest, _ = self._read()
+        except ManifestError:
+            manifest = self._stored() or Manifest()
+        self.deployer.feedback = manifest.feedback()
+
+    def _stored(self) -> Manifest | None:
+        with self.pool.connection() as conn:
+            row = declared_store.last_good(conn)
+        if row is None:
+            return None
+        try:
+            return parse(row["text"].encode("utf-8"), row["file"])
+        except ManifestError:
+            return None
+
     def start(self) -> dict[str, Any]:
         """Apply deploy.yaml at start; an invalid one leaves the last good state (from PostgreSQL) in force."""
         try:
@@ -106,6 +125,8 @@ class Declared:
         with self._apply_lock:
             result = self.current_plan(manifest)
             self.manifest = manifest
+            # Outbox rows are planned inside the pipeline's transactions from this (never from API input).
+            self.deployer.feedback = manifest.feedback()
             self.problems = secret_problems(manifest, self.environ)
             for problem in self.problems:
                 log.error("deploy.yaml: %s (the site cannot take webhooks or fetch without it)", problem)
@@ -119,8 +140,11 @@ class Declared:
                 assert site is not None
                 with self.pool.connection() as conn:
                     gitjobs.upsert_managed(
-                        conn, slot=site.slot, repo=site.repo.text, branch=site.branch, path=site.path, template=None
+                        conn, slot=site.slot, repo=site.repo.text, branch=site.tracked, path=site.path, template=None
                     )
+                if site.tags is not None:
+                    queued += self._queue_newest_tag(site, change.action)
+                    continue
                 if site.repo.is_hosted and not self.hosted.has_branch(site.repo, site.branch):
                     continue  # deployed by the first push
                 if change.action == DEPLOY and self._failed_at_head(site):
@@ -130,21 +154,47 @@ class Declared:
                 self._keep(manifest.file, raw)
         return {"changes": result.to_json(), "queued": queued, "errors": self.problems}
 
+    def _queue_newest_tag(self, site: SiteSpec, action: str) -> list[int]:
+        """A site following tags: deploy the newest matching tag there is (none yet: the first one's push)."""
+        try:
+            found = self.intake.newest_tag(site)
+        except DrophostError as exc:
+            log.warning("deploy.yaml: the tags of %s could not be listed for slot %s: %s", site.repo.shown, site.slot,
+                        exc.message)  # fmt: skip
+            return []
+        if found is None:
+            log.info("deploy.yaml: no tag of %s matches %s yet; slot %s waits for one", site.repo.shown, site.tags,
+                     site.slot)  # fmt: skip
+            return []
+        tag, commit = found
+        if action == DEPLOY and self._failed_at(site, commit):
+            return []
+        return self.intake.queue_tag(site, tag, trigger="config", pusher=None)
+
     def _failed_at_head(self, site: SiteSpec) -> bool:
         """Whether the slot's newest git deploy failed at the commit the branch still points at.
 
         A failed commit is not tried again (polling's rule too): a repository refused at its caps
         would otherwise be fetched again at every start and reload. A new commit, or a deploy asked
         for through the API, deploys it."""
-        with self.pool.connection() as conn:
-            newest = gitjobs.newest_git_deployment(conn, site.slot)
-        if newest is None or newest["state"] != "failed" or not newest["commit_sha"]:
+        if self._failed_commit(site) is None:
             return False
         try:
             head = self.intake.source.remote_head(site.repo, site.branch)
         except DrophostError:
             return False
-        if head is None or head != newest["commit_sha"]:
+        return head is not None and self._failed_at(site, head)
+
+    def _failed_commit(self, site: SiteSpec) -> dict[str, Any] | None:
+        with self.pool.connection() as conn:
+            newest = gitjobs.newest_git_deployment(conn, site.slot)
+        if newest is None or newest["state"] != "failed" or not newest["commit_sha"]:
+            return None
+        return dict(newest)
+
+    def _failed_at(self, site: SiteSpec, head: str) -> bool:
+        newest = self._failed_commit(site)
+        if newest is None or head != newest["commit_sha"]:
             return False
         reason = str(newest["error"] or "no reason recorded").splitlines()[0][:200]
         log.info(

@@ -6,6 +6,7 @@ the deploy.yaml it is given (the one applied last), read once per call.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -15,11 +16,12 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from drophost.errors import ConflictError, ForbiddenError, UnauthorizedError, ValidationError
-from drophost.gitops import webhooks
+from drophost.gitops import refs, targets, webhooks
 from drophost.gitops.manifest import Manifest, SiteSpec
 from drophost.gitops.mirror import GitSource
 from drophost.gitops.offline import remove_preview
 from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_url, repo_key, strip_credentials
+from drophost.gitops.targets import Target
 from drophost.names import parse_ttl, validate_slot
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
@@ -36,15 +38,16 @@ MAX_SETTLE_SECONDS = 10.0
 # user), and an API deploy its caller (the API's guard records the request itself too). The worker
 # names the same actor when the deploy ends (worker.record_outcome).
 ACTORS: dict[str, str | None] = {"poll": "poll", "config": "deploy.yaml", "api": None}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Push:
-    """A verified push delivery: the (site, branch) pairs it deploys, and its id against replays."""
+    """A verified push or pull-request delivery: what it deploys, and its id against replays."""
 
     provider: str
     delivery_id: str | None
-    deploys: tuple[tuple[SiteSpec, str], ...]
+    deploys: tuple[Target, ...]
     pusher: str | None
 
 
@@ -79,9 +82,15 @@ class Intake:
         actor: str | None = None,
         activate: bool = True,
     ) -> int:
+        target = targets.branch_target(site, branch)
+        return self.enqueue_target(target, trigger=trigger, pusher=pusher, actor=actor, activate=activate)
+
+    def enqueue_target(
+        self, target: Target, *, trigger: str, pusher: str | None, actor: str | None = None, activate: bool = True
+    ) -> int:
         with self.pool.connection() as conn, conn.transaction():
             actor = actor or (ACTORS[trigger] if trigger in ACTORS else pusher or trigger)
-            queued = self._queue(conn, site, branch, trigger=trigger, pusher=pusher, actor=actor, activate=activate)
+            queued = self._queue(conn, target, trigger=trigger, pusher=pusher, actor=actor, activate=activate)
         if queued.new:
             self.wake.set()
         return queued.deployment_id
@@ -89,8 +98,7 @@ class Intake:
     def _queue(
         self,
         conn: Conn,
-        site: SiteSpec,
-        branch: str,
+        target: Target,
         *,
         trigger: str,
         pusher: str | None,
@@ -98,8 +106,7 @@ class Intake:
         activate: bool = True,
     ) -> gitjobs.Queued:
         """Queue one deploy; `actor` (None: nobody to name, the API's guard records the request) is audited."""
-        slot = site.slot_for(branch)
-        template = site.slot if site.is_preview else None
+        site, slot, branch, template = target.site, target.slot, target.branch, target.template
         if template:
             gitjobs.upsert_managed(
                 conn, slot=slot, repo=site.repo.text, branch=branch, path=site.path, template=template
@@ -110,6 +117,7 @@ class Intake:
             repo=site.repo.text,
             shown_repo=strip_credentials(site.repo.text),
             branch=branch,
+            ref=target.ref,
             path=site.path,
             template=template,
             trigger=trigger,
@@ -153,7 +161,7 @@ class Intake:
         declared = manifest.fixed_sites().get(slot)
         if declared is not None and (repo_key(declared.repo.text) != repo_key(repo.text) or declared.branch != branch):
             raise ConflictError(
-                f'slot "{slot}" is declared in deploy.yaml for {declared.repo.shown} branch {declared.branch}',
+                f'slot "{slot}" is declared in deploy.yaml for {declared.repo.shown} {declared.follows}',
                 field="slot",
             )
         raw_ttl = body.get("ttl")
@@ -193,6 +201,8 @@ class Intake:
                     f'no webhook secret is configured for slot "{unset[0].slot}"; set its webhook_secret_env'
                 )
             raise UnauthorizedError("the signature does not match the webhook secret of this repository's sites")
+        if event.kind == "pull_request":
+            return self._act_on_pull_request(p, headers, event, signed)
         return self._act_on_push(p, headers, event, signed)
 
     def site_secrets(self, manifest: Manifest) -> dict[SiteSpec, str | None]:
@@ -205,14 +215,17 @@ class Intake:
         self, p: webhooks.Provider, headers: Mapping[str, str], event: webhooks.Event, sites: list[SiteSpec]
     ) -> tuple[int, dict[str, Any]]:
         delivery = webhooks.delivery_id(p, headers)
-        wanted = [(site, update) for update in event.updates for site in sites if site.wants(update.branch)]
-        if not wanted:
-            branches = ", ".join(u.branch for u in event.updates)[:200]
-            return 202, {"ignored": f"no site in deploy.yaml deploys branch {branches}"}
-        removed = [site.slot_for(update.branch) for site, update in wanted if update.deleted and site.is_preview]
-        deploys = tuple((site, update.branch) for site, update in wanted if not update.deleted)
+        decision = targets.for_push(event, sites, self.tags_given)
+        for reason in decision.refused:
+            log.info("webhook %s: %s", p.name, reason)
+        if not decision.matched:
+            names = ", ".join(u.branch for u in event.updates)[:200]
+            if all(u.tag for u in event.updates):
+                return 202, {"ignored": f"no site in deploy.yaml follows tag {names}"}
+            return 202, {"ignored": f"no site in deploy.yaml deploys branch {names}"}
+        removed = list(decision.removed)
         # Concurrent deliveries share one transaction; the answer waits for its durable commit.
-        outcome = self.pushes.run(Push(p.name, delivery, deploys, event.pusher))
+        outcome = self.pushes.run(Push(p.name, delivery, decision.deploys, event.pusher))
         if any(q.new for q in outcome):
             # Committed, so the workers can see it. A push absorbed by a deploy already waiting
             # wakes no one: during a burst, that is every delivery but the first ones.
@@ -223,15 +236,51 @@ class Intake:
                 self._removals.extend(removed)
             self.wake.set()
         if not queued and not removed:
+            if decision.refused:
+                return 202, {"ignored": "; ".join(decision.refused)[:500]}
             return 202, {"ignored": "the branch was deleted; only preview slots are removed with their branch"}
         return 202, {"queued": queued, "removed": removed}
+
+    def tags_given(self, slot: str) -> list[str]:
+        """The tag refs a slot's git jobs were given: a tag older than the newest of them is not deployed."""
+        with self.pool.connection() as conn:
+            return gitjobs.tag_refs(conn, slot)
+
+    def _act_on_pull_request(
+        self, p: webhooks.Provider, headers: Mapping[str, str], event: webhooks.Event, sites: list[SiteSpec]
+    ) -> tuple[int, dict[str, Any]]:
+        pull = event.pull_request
+        assert pull is not None
+        decision = targets.for_pull_request(p.name, pull, sites)
+        for reason in decision.refused:
+            log.warning("webhook %s: refused: %s", p.name, reason)
+        if not decision.matched:
+            return 202, {"ignored": "no site in deploy.yaml previews pull requests of this repository"}
+        queued: list[int] = []
+        if decision.deploys:
+            outcome = self.pushes.run(Push(p.name, webhooks.delivery_id(p, headers), decision.deploys, event.pusher))
+            if any(q.new for q in outcome):
+                self.wake.set()
+            queued = [q.deployment_id for q in outcome]
+        # Only previews that exist: closing a refused fork's pull request has nothing to take offline.
+        with self.pool.connection() as conn:
+            removed = [slot for slot in decision.removed if gitjobs.is_managed(conn, slot)]
+        if removed:
+            log.info("pull request #%s closed: taking %s offline", pull.number, ", ".join(removed))
+            with self._removals_lock:
+                self._removals.extend(removed)
+            self.wake.set()
+        answer: dict[str, Any] = {"queued": queued, "removed": removed}
+        if decision.refused:
+            answer["refused"] = list(decision.refused)
+        return 202, answer
 
     def _record_pushes(self, conn: Conn, pushes: Sequence[Push]) -> list[list[gitjobs.Queued] | BaseException]:
         """Record concurrent deliveries at once: replays do nothing, and each wanted slot is queued once."""
         fresh = gitjobs.record_deliveries(conn, [(p.provider, p.delivery_id) for p in pushes if p.delivery_id])
         accepted: list[bool] = []
-        pushers: dict[tuple[SiteSpec, str], str | None] = {}
-        providers: dict[tuple[SiteSpec, str], str] = {}
+        pushers: dict[Target, str | None] = {}
+        providers: dict[Target, str] = {}
         for push in pushes:
             key = (push.provider, push.delivery_id or "")
             accepted.append(push.delivery_id is None or key in fresh)
@@ -240,12 +289,15 @@ class Intake:
                 for target in push.deploys:
                     pushers[target] = push.pusher or pushers.get(target)
                     providers[target] = push.provider
-        queued = {
-            (site, branch): self._queue(
-                conn, site, branch, trigger="webhook", pusher=pusher, actor=f"webhook:{providers[(site, branch)]}"
+        queued: dict[Target, gitjobs.Queued] = {}
+        for target, pusher in pushers.items():
+            tag = refs.tag_of(target.ref)
+            # Checked again inside the transaction: a newer tag may have been queued meanwhile.
+            if tag is not None and targets.older_than(target.site, tag, gitjobs.tag_refs(conn, target.slot)):
+                continue
+            queued[target] = self._queue(
+                conn, target, trigger="webhook", pusher=pusher, actor=f"webhook:{providers[target]}"
             )
-            for (site, branch), pusher in pushers.items()
-        }
         outcomes: list[list[gitjobs.Queued] | BaseException] = []
         remembered: list[tuple[str, str, list[int]]] = []
         for push, new in zip(pushes, accepted, strict=True):
@@ -254,7 +306,7 @@ class Intake:
                     ConflictError(f"delivery {push.delivery_id} was already received; nothing was done again")
                 )
                 continue
-            mine = [queued[target] for target in push.deploys]
+            mine = [queued[target] for target in push.deploys if target in queued]
             if push.delivery_id:
                 remembered.append((push.provider, push.delivery_id, [q.deployment_id for q in mine]))
             outcomes.append(mine)
@@ -268,6 +320,11 @@ class Intake:
         """The post-receive hook's refs: queue a deploy per declared branch, remove deleted previews."""
         sites = [site for site in manifest.sites if site.repo.hosted_name == name]
         queued = []
+        pushed_tags = [tag for _old, new, ref in updates if (tag := refs.tag_of(ref)) and new != webhooks.ZERO_SHA]
+        for site in sites:
+            newest = refs.newest(tag for tag in pushed_tags if site.wants_tag(tag))
+            if newest is not None:
+                queued += self.queue_tag(site, newest, trigger="push", pusher=pusher)
         for _old, new, ref in updates:
             if not ref.startswith("refs/heads/"):
                 continue
@@ -281,6 +338,21 @@ class Intake:
                     continue
                 queued.append(self.enqueue(site, branch, trigger="push", pusher=pusher))
         return queued
+
+    def queue_tag(self, site: SiteSpec, tag: str, *, trigger: str, pusher: str | None) -> list[int]:
+        """Queue a deploy of `tag` for a site following tags, unless the slot was given a newer one."""
+        newer = targets.older_than(site, tag, self.tags_given(site.slot))
+        if newer is not None:
+            log.info("slot %s stays on tag %s: %s is older", site.slot, newer, tag)
+            return []
+        return [self.enqueue_target(targets.tag_target(site, tag), trigger=trigger, pusher=pusher)]
+
+    def newest_tag(self, site: SiteSpec) -> tuple[str, str] | None:
+        """The newest tag matching the site's pattern now, and its commit (None: no tag matches)."""
+        assert site.tags is not None
+        found = self.source.remote_tags(site.repo)
+        newest = refs.newest(refs.matching_tags(found, site.tags))
+        return None if newest is None else (newest, found[newest])
 
     def wait_for(self, deployment_ids: list[int], timeout: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

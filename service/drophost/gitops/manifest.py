@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from drophost.errors import DrophostError, GitError, ManifestError
+from drophost.gitops.refs import MAX_PR_NUMBER, PR_FIELD, glob
 from drophost.gitops.repourls import (
     RepoUrl,
     check_branch,
@@ -23,7 +24,8 @@ from drophost.gitops.repourls import (
     source_pattern,
 )
 from drophost.names import RESERVED_SLOTS, is_valid_slot, parse_ttl, validate_slot
-from drophost.pipeline import siterules
+from drophost.pipeline import feedback, siterules
+from drophost.pipeline.feedback import FeedbackConfig, Notifier, StatusSpec
 from drophost.pipeline.siterules import Access, RuleError, SiteOptions
 
 MAX_BYTES = 256 * 1024
@@ -43,6 +45,9 @@ _SITE_KEYS = {
     "webhook_secret_env",
     "token_env",
     "build",
+    "tags",
+    "previews",
+    "status",
     *_RULE_KEYS,
 }
 _BUILD_KEYS = {"command", "output", "env", "secrets_env", "cache", "timeout", "network"}
@@ -50,7 +55,11 @@ _BUILD_KEYS = {"command", "output", "env", "secrets_env", "cache", "timeout", "n
 _BUILD_TEXT_MAX = 4096
 DEFAULT_BUILD_TIMEOUT = 600
 MAX_BUILD_TIMEOUT = 24 * 3600
-_TOP_KEYS = {"sites", "sources", "poll_interval", "previews"}
+_TOP_KEYS = {"sites", "sources", "poll_interval", "previews", "notifications"}
+_STATUS_KEYS = {"provider", "api_url", "token_env"}
+_NOTIFICATION_KEYS = {"url", "format", "events", "secret_env", "slots"}
+MAX_NOTIFICATIONS = 64
+_SLOT_GLOB = re.compile(r"^[a-z0-9*?\[\]!-]{1,63}$")
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,8 @@ class BuildSpec:
 
 @dataclass(frozen=True)
 class SiteSpec:
-    """One declared site: a fixed slot, or a slot template with {branch} (one preview slot per branch)."""
+    """One declared site: a fixed slot (following a branch, or the newest of its `tags`), a slot
+    template with {branch} (one preview slot per branch), or one with {pr} (one per pull request)."""
 
     slot: str
     repo: RepoUrl
@@ -88,18 +98,51 @@ class SiteSpec:
     rules: SiteOptions = SiteOptions()
     line: int = 0
     index: int = 0
+    # `tags: "v*"`: the slot follows the newest matching tag (gitops/refs.py's version order), no branch.
+    tags: str | None = None
+    # `previews: {forks: true}` of a {pr} site: pull requests from forks are previewed too.
+    forks: bool = False
+    # `status:`: the forge its deploys' commit statuses are posted to.
+    status: StatusSpec | None = None
 
     @property
     def is_preview(self) -> bool:
         return BRANCH_FIELD in self.slot
 
     @property
+    def is_pull_request(self) -> bool:
+        return PR_FIELD in self.slot
+
+    @property
     def branch(self) -> str:
-        """The one branch of a fixed slot."""
-        return self.branches[0]
+        """The one branch of a fixed slot ("" for a site following tags or pull requests)."""
+        return self.branches[0] if self.branches else ""
+
+    @property
+    def tracked(self) -> str:
+        """What managed_slots records the slot follows: the branch, or refs/tags/<pattern>."""
+        return f"refs/tags/{self.tags}" if self.tags is not None else self.branch
+
+    @property
+    def follows(self) -> str:
+        """What the site follows, for messages: "branch main", "tags v*", "pull requests"."""
+        if self.tags is not None:
+            return f"tags {self.tags}"
+        if self.is_pull_request:
+            return "pull requests" + (" (forks too)" if self.forks else "")
+        return f"branch {self.branch}"
 
     def wants(self, branch: str) -> bool:
-        return any(_pattern(p).fullmatch(branch) for p in self.branches)
+        return any(glob(p).fullmatch(branch) for p in self.branches)
+
+    def wants_tag(self, tag: str) -> bool:
+        return self.tags is not None and glob(self.tags).fullmatch(tag) is not None
+
+    def owns(self, slot: str) -> bool:
+        """Whether a {pr} site's template makes this slot."""
+        before, _, after = self.slot.partition(PR_FIELD)
+        number = slot[len(before) : len(slot) - len(after)] if slot.startswith(before) else ""
+        return self.is_pull_request and slot.endswith(after) and number.isdigit() and not number.startswith("0")
 
     def slot_for(self, branch: str) -> str:
         return preview_slot(self.slot, branch) if self.is_preview else self.slot
@@ -113,19 +156,45 @@ class Manifest:
     file: str = "deploy.yaml"
     # `previews: {access: ...}`: every preview slot's access unless its site says otherwise.
     preview_access: Access | None = None
+    # `notifications:`: where live, failed, rollback... are announced (the only source of destinations).
+    notifications: tuple[Notifier, ...] = ()
+
+    def site_for(self, slot: str, branch: str) -> SiteSpec | None:
+        """The declared site a deploy of `branch` into `slot` comes from."""
+        for site in self.sites:
+            if site.slot_for(branch) == slot and (not site.is_preview or site.wants(branch)):
+                return site
+        return None
+
+    def feedback(self) -> FeedbackConfig:
+        """The statuses and notifications this file declares, for the pipeline's outbox planning."""
+
+        def status_for(slot: str, branch: str) -> StatusSpec | None:
+            site = self.site_for(slot, branch)
+            return site.status if site is not None else None
+
+        has_statuses = any(site.status is not None for site in self.sites)
+        return FeedbackConfig(notifiers=self.notifications, status_for=status_for, has_statuses=has_statuses)
 
     def site_rules(self, slot: str, branch: str) -> SiteOptions | None:
         """The rules deploy.yaml gives the slot a push of `branch` deploys to (None: not declared)."""
         for site in self.sites:
-            if site.slot_for(branch) != slot or (site.is_preview and not site.wants(branch)):
+            if site.is_pull_request:
+                if not site.owns(slot):
+                    continue
+            elif site.slot_for(branch) != slot or (site.is_preview and not site.wants(branch)):
                 continue
-            if site.is_preview and site.rules.access is None and self.preview_access is not None:
+            if (
+                (site.is_preview or site.is_pull_request)
+                and site.rules.access is None
+                and self.preview_access is not None
+            ):
                 return replace(site.rules, access=self.preview_access)
             return site.rules
         return None
 
     def fixed_sites(self) -> dict[str, SiteSpec]:
-        return {site.slot: site for site in self.sites if not site.is_preview}
+        return {site.slot: site for site in self.sites if not site.is_preview and not site.is_pull_request}
 
     def sites_for_repo(self, url: str) -> list[SiteSpec]:
         key = repo_key(url)
@@ -183,9 +252,17 @@ def secret_problems(manifest: Manifest, environ: Mapping[str, str]) -> list[str]
     "unsigned" or "anonymous"."""
     problems = []
     for site in manifest.sites:
-        for key, name in (("webhook_secret_env", site.webhook_secret_env), ("token_env", site.token_env)):
+        status_env = site.status.token_env if site.status else None
+        for key, name in (
+            ("webhook_secret_env", site.webhook_secret_env),
+            ("token_env", site.token_env),
+            ("status.token_env", status_env),
+        ):
             if name and not environ.get(name):
                 problems.append(f"{manifest.file}:{site.line} sites[{site.index}].{key}: {name} is not set")
+    for index, notifier in enumerate(manifest.notifications):
+        if notifier.secret_env and not environ.get(notifier.secret_env):
+            problems.append(f"{manifest.file} notifications[{index}].secret_env: {notifier.secret_env} is not set")
     return problems
 
 
@@ -327,6 +404,7 @@ class _Checker:
             poll_interval=self.poll_interval(top.get("poll_interval")),
             file=self.file,
             preview_access=self.previews(top.get("previews")),
+            notifications=self.notifications(top.get("notifications")),
         )
 
     def previews(self, item: _Item | None) -> Access | None:
@@ -384,7 +462,23 @@ class _Checker:
                 raise self.fail(item, f"{where}.{required}", "is required")
         slot = self.slot(fields["slot"], f"{where}.slot")
         repo = self.checked(fields["repo"], f"{where}.repo", lambda v: parse_repo_url(self.text(v, "repo")))
-        branches = self.branches(fields, where, preview=BRANCH_FIELD in slot)
+        tags = self.tags(fields, where, slot)
+        forks = self.site_previews(fields.get("previews"), f"{where}.previews", slot)
+        if PR_FIELD in slot:
+            for key in ("branch", "branches"):
+                if key in fields:
+                    raise self.fail(
+                        fields[key],
+                        f"{where}.{key}",
+                        'does not apply to a "{pr}" site: it previews every pull request of the repository',
+                    )
+            if repo.is_hosted:
+                raise self.fail(
+                    fields["repo"], f"{where}.repo", 'hosted repositories have no pull requests: "{pr}" needs a forge'
+                )
+        branches = (
+            () if tags is not None or PR_FIELD in slot else self.branches(fields, where, preview=BRANCH_FIELD in slot)
+        )
         path = self.checked(fields.get("path"), f"{where}.path", lambda v: check_repo_path(self.text(v, "path")))
         ttl = self.checked(fields.get("ttl"), f"{where}.ttl", lambda v: parse_ttl(self.scalar(v), maximum=MAX_TTL))
         secret_env = self.env_name(fields.get("webhook_secret_env"), f"{where}.webhook_secret_env")
@@ -407,7 +501,48 @@ class _Checker:
             rules=self.rules(fields, where),
             line=item.line,
             index=index,
+            tags=tags,
+            forks=forks,
+            status=self.status(fields.get("status"), f"{where}.status", repo),
         )
+
+    def tags(self, fields: dict[str, _Item], where: str, slot: str) -> str | None:
+        item = fields.get("tags")
+        if item is None:
+            return None
+        field = f"{where}.tags"
+        for key in ("branch", "branches"):
+            if key in fields:
+                raise self.fail(item, field, f"use either {key} or tags, not both")
+        if BRANCH_FIELD in slot or PR_FIELD in slot:
+            raise self.fail(item, field, 'needs a fixed slot (no "{branch}" or "{pr}"): it deploys the newest tag')
+        if not isinstance(item.value, str) or not item.value:
+            raise self.fail(item, field, 'must be a tag pattern like "v*"')
+        text = item.value
+        probe = text.replace("**", "x").replace("*", "x").replace("?", "x")
+        try:
+            check_branch(probe, field="tags")
+        except DrophostError:
+            shown = text[:80] if text[:80].isprintable() else repr(text[:80])
+            raise self.fail(
+                item, field, f'"{shown}" is not a valid tag pattern: use letters, digits, ".", "_", "-", "/" and "*"'
+            ) from None
+        return text
+
+    def site_previews(self, item: _Item | None, field: str, slot: str) -> bool:
+        if item is None:
+            return False
+        if PR_FIELD not in slot:
+            raise self.fail(item, field, 'is for a pull-request site, whose slot has "{pr}" in it')
+        if not isinstance(item.value, dict):
+            raise self.fail(item, field, "must be a mapping with a `forks` key")
+        self.no_unknown(item.value, {"forks"}, f"{field}.")
+        forks = item.value.get("forks")
+        if forks is None:
+            return False
+        if not isinstance(forks.value, bool):
+            raise self.fail(forks, f"{field}.forks", "must be true or false")
+        return forks.value
 
     def build(self, item: _Item | None, field: str) -> BuildSpec | None:
         if item is None:
@@ -546,15 +681,27 @@ class _Checker:
         value = item.value if isinstance(item.value, str) else str(item.value)
         shown = value[:80] if value[:80].isprintable() else repr(value[:80])
         template = value.count(BRANCH_FIELD) == 1
+        pull = value.count(PR_FIELD) == 1
+        if template and pull:
+            raise self.fail(item, field, f'"{shown}" has both "{{branch}}" and "{{pr}}": use one of them')
         probe = value.replace(BRANCH_FIELD, "x") if template else value
+        # The number a pull request gets is at most 10 digits long: the slot must have room for it.
+        probe = probe.replace(PR_FIELD, str(MAX_PR_NUMBER)) if pull else probe
         if probe in RESERVED_SLOTS:
             self.checked(item, field, lambda _: validate_slot(probe))
+        if pull and "{" not in probe and "}" not in probe and not is_valid_slot(probe):
+            raise self.fail(
+                item,
+                field,
+                f'"{shown}" is not a valid slot template: with a pull-request number of up to 10 digits in place '
+                'of "{pr}" it must be 1 to 63 lowercase letters, digits and "-"',
+            )
         if not isinstance(item.value, str) or "{" in probe or "}" in probe or not is_valid_slot(probe):
             raise self.fail(
                 item,
                 field,
                 f'"{shown}" is not a valid slot name: use 1 to 63 lowercase letters, digits and "-"'
-                + (', with at most one "{branch}"' if "{" in value else ""),
+                + (', with at most one "{branch}" or "{pr}"' if "{" in value else ""),
             )
         return value
 
@@ -623,6 +770,104 @@ class _Checker:
             return 0
         return int(self.checked(item, "poll_interval", lambda v: parse_ttl(self.scalar(v), maximum=7 * 86400)))
 
+    # -- feedback: status and notifications (issue 17) ------------------------------------------
+    def url(self, item: _Item, field: str, *, query: bool = True) -> str:
+        try:
+            return feedback.check_url(item.value, query=query)
+        except ValueError as exc:
+            raise self.fail(item, field, str(exc)) from None
+
+    def choice(self, item: _Item, field: str, choices: tuple[str, ...]) -> str:
+        if not isinstance(item.value, str) or item.value not in choices:
+            raise self.fail(item, field, f"must be one of {', '.join(choices)}")
+        return item.value
+
+    def status(self, item: _Item | None, field: str, repo: RepoUrl) -> StatusSpec | None:
+        if item is None:
+            return None
+        if not isinstance(item.value, dict):
+            raise self.fail(item, field, "must be a mapping with provider and token_env")
+        fields: dict[str, _Item] = item.value
+        self.no_unknown(fields, _STATUS_KEYS, f"{field}.")
+        for required in ("provider", "token_env"):
+            if required not in fields:
+                raise self.fail(item, f"{field}.{required}", "is required")
+        provider = self.choice(fields["provider"], f"{field}.provider", feedback.PROVIDERS)
+        api_item = fields.get("api_url")
+        api_url = self.url(api_item, f"{field}.api_url", query=False) if api_item is not None else None
+        token_env = self.env_name(fields["token_env"], f"{field}.token_env")
+        assert token_env is not None
+        if repo.is_hosted:
+            raise self.fail(item, field, "needs a repository on a forge (a hosted repository has no commit statuses)")
+        project = forge_project(repo)
+        if project is None or (provider != "gitlab" and project.count("/") != 1):
+            shown = repo.shown[:80] if project is None else project[:80]
+            wanted = f'{provider} statuses need a repository URL ending in owner/repo, not "{shown}"'
+            raise self.fail(item, field, wanted)
+        return StatusSpec(
+            provider=provider,
+            api_url=api_url or feedback.DEFAULT_API_URLS[provider],
+            token_env=token_env,
+            project=project,
+        )
+
+    def notifications(self, item: _Item | None) -> tuple[Notifier, ...]:
+        entries = self.list_of(item, "notifications")
+        if len(entries) > MAX_NOTIFICATIONS:
+            raise self.fail(item, "notifications", f"has more than {MAX_NOTIFICATIONS} entries")
+        return tuple(self.notifier(entry, f"notifications[{i}]") for i, entry in enumerate(entries))
+
+    def notifier(self, item: _Item, where: str) -> Notifier:
+        if not isinstance(item.value, dict):
+            raise self.fail(item, where, "must be a mapping with url, format and events")
+        fields: dict[str, _Item] = item.value
+        self.no_unknown(fields, _NOTIFICATION_KEYS, f"{where}.")
+        for required in ("url", "format", "events"):
+            if required not in fields:
+                raise self.fail(item, f"{where}.{required}", "is required")
+        fmt = self.choice(fields["format"], f"{where}.format", feedback.FORMATS)
+        events_item = fields["events"]
+        if not isinstance(events_item.value, list) or not events_item.value:
+            raise self.fail(events_item, f"{where}.events", f"must be a list of events: {', '.join(feedback.EVENTS)}")
+        events = [self.choice(e, f"{where}.events[{i}]", feedback.EVENTS) for i, e in enumerate(events_item.value)]
+        secret_env = self.env_name(fields.get("secret_env"), f"{where}.secret_env")
+        if secret_env and fmt != "json":
+            raise self.fail(
+                fields["secret_env"],
+                f"{where}.secret_env",
+                "signs json bodies only; a slack, matrix or teams webhook is authenticated by its own URL",
+            )
+        slots = []
+        for i, entry in enumerate(self.list_of(fields.get("slots"), f"{where}.slots")):
+            if not isinstance(entry.value, str) or not _SLOT_GLOB.fullmatch(entry.value):
+                raise self.fail(
+                    entry, f"{where}.slots[{i}]", 'must be a slot name or a pattern like "docs-*" (a-z, 0-9, -, *, ?)'
+                )
+            slots.append(entry.value)
+        return Notifier(
+            url=self.url(fields["url"], f"{where}.url"),
+            format=fmt,
+            events=tuple(dict.fromkeys(events)),
+            secret_env=secret_env,
+            slots=tuple(slots),
+        )
+
+
+def forge_project(repo: RepoUrl) -> str | None:
+    """ "https://github.com/owner/repo.git" (or ssh://, or git@host:owner/repo) -> "owner/repo"."""
+    if repo.is_hosted:
+        return None
+    text = repo.shown
+    if "://" in text:
+        path = text.split("://", 1)[1].partition("/")[2]
+    else:
+        path = text.partition(":")[2]
+    path = path.split("?", 1)[0].strip("/").removesuffix(".git").strip("/")
+    parts = path.split("/")
+    if len(parts) < 2 or any(not part or part in (".", "..") for part in parts):
+        return None
+    return path
+
 
 def _plain(item: _Item) -> Any:
     """The value without line numbers."""
@@ -631,11 +876,3 @@ def _plain(item: _Item) -> Any:
     if isinstance(item.value, list):
         return [_plain(value) for value in item.value]
     return item.value
-
-
-def _pattern(pattern: str) -> re.Pattern[str]:
-    """Branch patterns: "*" matches within one path component, "**" across them, "?" one character."""
-    out = []
-    for token in re.split(r"(\*\*|\*|\?)", pattern):
-        out.append({"**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token)))
-    return re.compile("".join(out))

@@ -24,10 +24,11 @@ from typing import IO
 
 from git import Repo
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
-from git.refs import Head, SymbolicReference
+from git.refs import Head, SymbolicReference, TagReference
 
 from drophost import runner
 from drophost.errors import CommandError, GitError
+from drophost.gitops.refs import TAGS_PREFIX, is_pull_ref, tag_of
 from drophost.gitops.repourls import RepoUrl, check_branch, repo_key, strip_credentials
 from drophost.gitops.ssh import ssh_command, ssh_reason
 from drophost.settings import Settings
@@ -203,6 +204,30 @@ class GitSource:
         self._valid_refs.add(branch)
         return branch
 
+    def check_full_ref(self, ref: str) -> str:
+        """A tag or pull-request head to fetch: our allow-list (the branch rules for a tag's name),
+        then git's check-ref-format."""
+        tag = tag_of(ref)
+        if tag is not None:
+            check_branch(tag, field="tag")
+        elif ref.startswith("refs/heads/"):
+            check_branch(ref[len("refs/heads/") :])
+        elif not is_pull_ref(ref):
+            raise GitError(f"{ref[:100]!r} is not a ref DropHost fetches")
+        if ref in self._valid_refs:
+            return ref
+        try:
+            runner.run([self.settings.git_binary, "check-ref-format", ref], env=self.env(), timeout=10)
+        except CommandError:
+            raise GitError(f'"{ref[:100]}" is not a valid ref name') from None
+        if len(self._valid_refs) >= _MAX_VALID_REFS:
+            self._valid_refs.clear()
+        self._valid_refs.add(ref)
+        return ref
+
+    def _full_ref(self, branch: str, ref: str | None) -> str:
+        return self.check_full_ref(ref) if ref is not None else f"refs/heads/{self.check_ref(branch)}"
+
     def mirror_path(self, repo: RepoUrl) -> Path:
         if repo.hosted_name:
             return self.hosted_path(repo.hosted_name)
@@ -222,25 +247,44 @@ class GitSource:
             timeout=30,
         )
 
-    def fetch(self, repo: RepoUrl, branch: str) -> str:
-        """The head commit of `branch`: fetched into the mirror (incrementally), or read from a hosted repo."""
-        branch = self.check_ref(branch)
+    def fetch(self, repo: RepoUrl, branch: str, *, ref: str | None = None) -> str:
+        """The head commit of `branch` (or of `ref`, a tag or a pull request's head): fetched into the
+        mirror (incrementally), or read from a hosted repo."""
+        full = self._full_ref(branch, ref)
+        branch = full.removeprefix("refs/heads/")
         git_dir = self.mirror_path(repo)
+        sha: str | None = None
         if not repo.is_hosted:
             with self.lock(git_dir):
-                fetched = self._fetch(git_dir, repo, branch)
-            if fetched is not None:
-                return fetched
+                sha = self._fetch(git_dir, repo, branch, full)
         elif not (git_dir / "HEAD").exists():
             raise GitError(f'the hosted repository "{repo.hosted_name}" has not been pushed to yet')
-        sha = self.local_head(git_dir, branch)
         if sha is None:
-            raise GitError(f'branch "{branch}" does not exist in {repo.shown}', field="branch")
+            sha = self._local_ref(git_dir, full)
+        if sha is None:
+            raise GitError(f"{_what(full)} does not exist in {repo.shown}", field="branch")
         if not SHA.fullmatch(sha):
-            raise GitError(f'branch "{branch}" of {repo.shown} could not be resolved')
-        return sha
+            raise GitError(f"{_what(full)} of {repo.shown} could not be resolved")
+        # An annotated tag names a tag object: what is deployed (and recorded) is its commit.
+        return self._peel(git_dir, sha) if full.startswith(TAGS_PREFIX) else sha
 
-    def _fetch(self, git_dir: Path, repo: RepoUrl, branch: str) -> str | None:
+    def _local_ref(self, git_dir: Path, full: str) -> str | None:
+        try:
+            return SymbolicReference.dereference_recursive(self._repo(git_dir), full) or None
+        except _UNREADABLE_REF:
+            return None
+
+    def _peel(self, git_dir: Path, sha: str) -> str:
+        try:
+            out = self.git(git_dir, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", timeout=30)
+        except CommandError:
+            raise GitError("the tag does not point at a commit") from None
+        peeled = out.decode("ascii", "replace").strip()
+        if not SHA.fullmatch(peeled):
+            raise GitError("the tag does not point at a commit")
+        return peeled
+
+    def _fetch(self, git_dir: Path, repo: RepoUrl, branch: str, full: str | None = None) -> str | None:
         """Fetch the branch's head commit and only what it needs (shallow: no history), measuring the
         mirror while git writes so it never grows far past the size cap; return the commit (from
         FETCH_HEAD: no rev-parse needed).
@@ -267,7 +311,7 @@ class GitSource:
                 "--depth=1",
                 "--",
                 repo.text,
-                f"+refs/heads/{branch}:refs/heads/{branch}",
+                f"+{full or 'refs/heads/' + branch}:{full or 'refs/heads/' + branch}",
             ),
         )
         try:
@@ -287,24 +331,61 @@ class GitSource:
             raise
         return fetched_commit(fetch_head)
 
-    def remote_head(self, repo: RepoUrl, branch: str) -> str | None:
-        """The commit a branch points at now, without fetching objects (for polling)."""
-        branch = self.check_ref(branch)
+    def remote_head(self, repo: RepoUrl, branch: str, *, ref: str | None = None) -> str | None:
+        """The commit a branch (or a tag, or a pull request's head) points at now, without fetching
+        objects (for polling)."""
+        full = self._full_ref(branch, ref)
+        if full.startswith(TAGS_PREFIX):
+            return self.remote_tags(repo).get(full[len(TAGS_PREFIX) :])
         if repo.is_hosted:
-            return self.local_head(self.mirror_path(repo), branch)
+            return self._local_ref(self.mirror_path(repo), full)
         git_dir = self.mirror_path(repo)
         self.ensure_bare(git_dir)
+        kind = ("--heads",) if full.startswith("refs/heads/") else ()
         try:
-            out = self.git(
-                git_dir, "ls-remote", "--heads", "--", repo.text, f"refs/heads/{branch}", timeout=60, remote=repo
-            )
+            out = self.git(git_dir, "ls-remote", *kind, "--", repo.text, full, timeout=60, remote=repo)
         except CommandError as exc:
-            raise GitError(_fetch_reason(exc, repo, branch), repo=repo.shown) from None
+            raise GitError(_fetch_reason(exc, repo, full.removeprefix("refs/heads/")), repo=repo.shown) from None
         for line in out.decode(errors="replace").splitlines():
-            sha, _, ref = line.partition("\t")
-            if ref == f"refs/heads/{branch}" and SHA.fullmatch(sha):
+            sha, _, name = line.partition("\t")
+            if name == full and SHA.fullmatch(sha):
                 return sha
         return None
+
+    def remote_tags(self, repo: RepoUrl) -> dict[str, str]:
+        """Every tag and the commit it points at now (annotated tags peeled), without fetching objects."""
+        git_dir = self.mirror_path(repo)
+        if repo.is_hosted:
+            return self._local_tags(git_dir) if (git_dir / "HEAD").exists() else {}
+        self.ensure_bare(git_dir)
+        try:
+            out = self.git(git_dir, "ls-remote", "--tags", "--", repo.text, timeout=60, remote=repo)
+        except CommandError as exc:
+            raise GitError(_fetch_reason(exc, repo, ""), repo=repo.shown) from None
+        tags: dict[str, str] = {}
+        peeled: dict[str, str] = {}
+        for line in out.decode(errors="replace").splitlines():
+            sha, _, name = line.partition("\t")
+            if not name.startswith(TAGS_PREFIX) or not SHA.fullmatch(sha):
+                continue
+            tag = name[len(TAGS_PREFIX) :]
+            if tag.endswith("^{}"):
+                peeled[tag[:-3]] = sha
+            else:
+                tags[tag] = sha
+        return {tag: peeled.get(tag, sha) for tag, sha in tags.items()}
+
+    def _local_tags(self, git_dir: Path) -> dict[str, str]:
+        repo = self._repo(git_dir)
+        tags = {}
+        for tag in TagReference.iter_items(repo):
+            try:
+                sha = tag.commit.hexsha
+            except (*_UNREADABLE_REF, TypeError):
+                continue  # a tag of a tree or blob, or a broken ref: nothing to deploy
+            if tag.path.startswith(TAGS_PREFIX) and SHA.fullmatch(sha):
+                tags[tag.path[len(TAGS_PREFIX) :]] = sha
+        return tags
 
     def remote_heads(self, repo: RepoUrl) -> dict[str, str]:
         """Every branch and the commit it points at now, without fetching objects (for polling)."""
@@ -405,6 +486,14 @@ def _remove(git_dir: Path) -> None:
         time.sleep(0.05)
 
 
+def _what(full: str) -> str:
+    """A ref as messages name it: branch "main", tag "v1.2", pull request ref "refs/pull/7/head"."""
+    if full.startswith("refs/heads/"):
+        return f'branch "{full[len("refs/heads/") :]}"'
+    tag = tag_of(full)
+    return f'tag "{tag}"' if tag is not None else f'ref "{full}"'
+
+
 def _fetch_reason(exc: CommandError, repo: RepoUrl, branch: str) -> str:
     """A sentence for users: classified from git's output, which is never shown itself."""
     output = exc.output.lower()
@@ -415,7 +504,8 @@ def _fetch_reason(exc: CommandError, repo: RepoUrl, branch: str) -> str:
     if reason:
         return reason
     if "couldn't find remote ref" in output:
-        return f'branch "{branch}" does not exist in {where}'
+        shown = _what(branch) if branch.startswith("refs/") else f'branch "{branch}"'
+        return f"{shown} does not exist in {where}"
     if "authentication" in output or "could not read username" in output or "permission denied" in output:
         return f"{where} needs credentials DropHost does not have"
     if "not found" in output or "does not appear to be a git repository" in output:

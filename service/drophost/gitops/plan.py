@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drophost.gitops.manifest import Manifest, SiteSpec
+from drophost.gitops.refs import PR_FIELD, TAGS_PREFIX
 from drophost.gitops.repourls import repo_key, strip_credentials
 
 ADD, CHANGE, DEPLOY, REMOVE, KEEP, DRIFT = "add", "change", "deploy", "remove", "keep", "drift"
@@ -42,7 +43,12 @@ class Plan:
 
 
 def source_of(site: SiteSpec) -> str:
-    where = f"{strip_credentials(site.repo.text)} {site.branch}"
+    if site.tags is not None:
+        where = f"{strip_credentials(site.repo.text)} tags {site.tags} (the newest by version)"
+    elif site.is_pull_request:
+        where = f"{strip_credentials(site.repo.text)} pull requests" + (", forks too" if site.forks else "")
+    else:
+        where = f"{strip_credentials(site.repo.text)} {site.branch}"
     return f"{where} (path {site.path})" if site.path else where
 
 
@@ -70,12 +76,18 @@ def plan(manifest: Manifest, managed: Iterable[Mapping[str, Any]], live: Mapping
         else:
             changes.append(Change(KEEP, slot, "unchanged", site))
     fixed = manifest.fixed_sites()
-    templates = {(site.slot, repo_key(site.repo.text)) for site in manifest.sites if site.is_preview}
+    templates = {
+        (site.slot, repo_key(site.repo.text)) for site in manifest.sites if site.is_preview or site.is_pull_request
+    }
+    for site in manifest.sites:
+        if site.is_pull_request:
+            changes.append(Change(KEEP, site.slot, f"previews {source_of(site)}: one slot per open pull request"))
     for slot, row in sorted(recorded.items()):
         if slot in fixed:
             continue
         if row.get("template") and (row["template"], repo_key(row["repo"])) in templates:
-            changes.append(Change(KEEP, slot, f"preview of branch {row['branch']}"))
+            kind = "pull request" if PR_FIELD in row["template"] else "branch"
+            changes.append(Change(KEEP, slot, f"preview of {kind} {row['branch']}"))
             continue
         changes.append(Change(REMOVE, slot, "take offline (no longer in deploy.yaml; its history stays)"))
     return Plan(tuple(changes))
@@ -85,8 +97,15 @@ def _differences(row: Mapping[str, Any], site: SiteSpec) -> list[str]:
     found = []
     if repo_key(row["repo"]) != repo_key(site.repo.text):
         found.append(f"repo {strip_credentials(row['repo'])} -> {strip_credentials(site.repo.text)}")
-    if row["branch"] != site.branch:
-        found.append(f"branch {row['branch']} -> {site.branch}")
+    if row["branch"] != site.tracked:
+        if row["branch"].startswith(TAGS_PREFIX) or site.tags is not None:
+            found.append(f"{_followed(row['branch'])} -> {_followed(site.tracked)}")
+        else:
+            found.append(f"branch {row['branch']} -> {site.branch}")
     if (row["path"] or "") != site.path:
         found.append(f"path {row['path'] or '/'} -> {site.path or '/'}")
     return found
+
+
+def _followed(tracked: str) -> str:
+    return f"tags {tracked[len(TAGS_PREFIX) :]}" if tracked.startswith(TAGS_PREFIX) else f"branch {tracked}"

@@ -1,4 +1,6 @@
-"""Polling: deploy what webhooks missed, by asking each declared repository for its branch heads."""
+"""Polling: deploy what webhooks missed, by asking each declared repository for its branch heads
+and, for sites following tags, its tags. Pull requests come from webhooks only: a forge keeps a
+closed pull request's ref, so its refs cannot tell an open one from a closed one."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from drophost.errors import DrophostError
+from drophost.gitops import refs
 from drophost.gitops.declared import Declared
 from drophost.gitops.intake import Intake
 from drophost.gitops.manifest import SiteSpec
@@ -68,16 +71,33 @@ class Poller:
         queued: list[int] = []
         by_repo: dict[str, list[SiteSpec]] = {}
         for site in self.declared.manifest.sites:
-            by_repo.setdefault(repo_key(site.repo.text), []).append(site)
+            if not site.is_pull_request:
+                by_repo.setdefault(repo_key(site.repo.text), []).append(site)
         for sites in by_repo.values():
+            branch_sites = [site for site in sites if site.tags is None]
+            tag_sites = [site for site in sites if site.tags is not None]
             try:
-                heads = self.source.remote_heads(sites[0].repo)
+                heads = self.source.remote_heads(sites[0].repo) if branch_sites else {}
+                tags = self.source.remote_tags(sites[0].repo) if tag_sites else {}
             except DrophostError as exc:
                 log.info("polling %s: %s", sites[0].repo.shown, exc.message)
                 continue
-            for site in sites:
+            for site in branch_sites:
                 queued += self._poll_site(site, heads)
+            for site in tag_sites:
+                queued += self._poll_tags(site, tags)
         return queued
+
+    def _poll_tags(self, site: SiteSpec, tags: dict[str, str]) -> list[int]:
+        """The newest matching tag, unless the slot has it already (or has a newer one: no roll back)."""
+        assert site.tags is not None
+        newest = refs.newest(refs.matching_tags(tags, site.tags))
+        if newest is None:
+            return []
+        with self.pool.connection() as conn:
+            if gitjobs.last_commit(conn, site.slot) == tags[newest] or gitjobs.has_pending(conn, site.slot):
+                return []
+        return self.intake.queue_tag(site, newest, trigger="poll", pusher=None)
 
     def _poll_site(self, site: SiteSpec, heads: dict[str, str]) -> list[int]:
         branches = [b for b in heads if site.wants(b)] if site.is_preview else [site.branch]

@@ -8,7 +8,6 @@ max_entries records, not the 10^10; blobs are copied to disk in chunks.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
@@ -87,10 +86,13 @@ class Trees:
     def write_tree(self, git_dir: Path, listing: TreeListing, destination: Path) -> int:
         """Fill a fresh destination with the listed files: hard links into the blob store.
 
-        Each blob is written once to <data>/git/blobs/<oid> (so a push changing one file writes one
-        file); release files are hard links to it, never symbolic links. Releases are never modified.
-        A cached blob is found by linking it (no stat first); only the blobs whose link failed are
-        read from git. Returns how many files had to be copied instead (another filesystem).
+        Each blob is written once, at its place in the destination, and that file is then linked
+        in as <data>/git/blobs/<oid> (so a push changing one file writes one file, and a first
+        deploy creates one file per blob, as a checkout does). Other paths with the same blob,
+        and later releases, are hard links to it, never symbolic links. Releases are never
+        modified. A cached blob is found by linking it (no stat first); only the blobs whose link
+        failed are read from git. Returns how many files are not linked into the cache (another
+        filesystem).
         """
         destination.mkdir(mode=0o755, parents=False, exist_ok=False)
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -99,33 +101,31 @@ class Trees:
             missing = [entry for entry in listing.files if not writer.link(entry)]
             unique = {entry.oid: entry for entry in missing}
             for batch in _batches(tuple(unique.values())):
-                self._store_blobs(git_dir, batch)
+                self._store_blobs(git_dir, batch, writer)
             for entry in missing:
-                if not writer.link(entry):
+                if unique[entry.oid] is not entry and not writer.link(entry):
                     raise GitError(f"the file {show(entry.path)} could not be read from the repository")
         return writer.copied
 
-    def _store_blobs(self, git_dir: Path, batch: list[TreeEntry]) -> None:
+    def _store_blobs(self, git_dir: Path, batch: list[TreeEntry], writer: _TreeWriter) -> None:
         oids = "".join(f"{e.oid}\n" for e in batch).encode()
         with self.source.git_stream(git_dir, "cat-file", "--batch", input_bytes=oids) as out:
             for entry in batch:
                 header = out.readline(_RECORD_OVERHEAD).rstrip(b"\n").split(b" ")
                 if len(header) != 3 or header[1] != b"blob" or header[2] != str(entry.size).encode():
                     raise GitError(f"the file {show(entry.path)} could not be read from the repository")
-                self._store_blob(out, entry)
+                self._store_blob(out, entry, writer)
                 if out.read(1) != b"\n":
                     raise GitError(f"the file {show(entry.path)} could not be read from the repository")
 
-    def _store_blob(self, out: IO[bytes], entry: TreeEntry) -> None:
-        """Copy one blob from cat-file's output to <blobs>/<oid>, a chunk at a time."""
-        blobs = f"{self.blobs}/"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        partial = f"{blobs}{entry.oid}.partial"
-        # Read-only from the start: the blob is hard-linked into sealed releases. (A partial a
-        # crash left is read-only too, and O_TRUNC could not reopen it: remove it first.)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        fd = os.open(partial, flags, 0o444)
+    def _store_blob(self, out: IO[bytes], entry: TreeEntry, writer: _TreeWriter) -> None:
+        """Copy one blob from cat-file's output to its path in the release, a chunk at a time, then
+        link that file into the cache as <blobs>/<oid>."""
+        target = writer.root + entry.path
+        # Read-only from the start: the file is the cached blob, hard-linked into sealed releases.
+        # O_EXCL in a folder this writer made: nothing can be there, least of all a link.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(target, flags, 0o444)
         try:
             left = entry.size
             while left:
@@ -136,11 +136,18 @@ class Trees:
                 while data:
                     data = data[os.write(fd, data) :]
         except BaseException:
-            os.unlink(partial)
+            os.unlink(target)
             raise
         finally:
             os.close(fd)
-        os.replace(partial, blobs + entry.oid)
+        try:
+            os.link(target, writer.blobs + entry.oid, follow_symlinks=False)
+        except FileExistsError:
+            pass  # cached meanwhile: this release keeps its own copy
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            writer.copied += 1  # blobs/ on another filesystem: no cache, the release holds the file
 
     def prune_blobs(self) -> int:
         """Remove stored blobs no release links to any more (link count 1)."""

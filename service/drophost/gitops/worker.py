@@ -17,7 +17,7 @@ from drophost.gitops.manifest import Manifest, SiteSpec
 from drophost.gitops.offline import remove_preview
 from drophost.gitops.repourls import parse_repo_url, repo_key, strip_credentials
 from drophost.gitops.tree import Trees
-from drophost.pipeline import releases
+from drophost.pipeline import record, releases
 from drophost.pipeline.buildlog import BuildLog
 from drophost.pipeline.buildoutput import fingerprint
 from drophost.pipeline.deployer import Deployer
@@ -68,6 +68,7 @@ class Worker:
                     trigger=job["trigger"] or "config",
                     pusher=job["pusher"],
                     ttl_seconds=job["ttl_seconds"],
+                    ref=job["ref"],
                     activate=job["activate"],
                 )
 
@@ -134,9 +135,8 @@ class Worker:
             return
         try:
             repo = parse_repo_url(job.repo)
-            commit = self.source.fetch(repo, job.branch)
-            with self.pool.connection() as conn:
-                gitjobs.set_commit(conn, job.deployment_id, commit)
+            commit = self.source.fetch(repo, job.branch, ref=job.ref)
+            record.commit_known(self.deployer, job.deployment_id, commit)
             git_dir = self.source.mirror_path(repo)
             listing = self.trees.list_tree(git_dir, commit, job.path, self.deployer.archive_limits())
             incoming = releases.incoming_dir(self.settings.releases_dir)
@@ -185,16 +185,15 @@ class Worker:
         try:
             repo = parse_repo_url(job.repo)
             build_log.line(f"DropHost: fetching {job.branch} of {repo.shown}")
-            commit = self.source.fetch(repo, job.branch)
-            with self.pool.connection() as conn:
-                gitjobs.set_commit(conn, job.deployment_id, commit)
+            commit = self.source.fetch(repo, job.branch, ref=job.ref)
+            record.commit_known(self.deployer, job.deployment_id, commit)
             target = Target(
                 deployment_id=job.deployment_id,
                 slot=job.slot,
                 branch=job.branch,
                 commit=commit,
                 path=job.path,
-                preview=site.is_preview,
+                preview=site.is_preview or site.is_pull_request,
             )
             incoming = releases.incoming_dir(self.settings.releases_dir)
             copied = self.builder.build(
@@ -205,8 +204,7 @@ class Worker:
                 releases.remove(incoming)
                 build_log.line("DropHost: the output is what the slot serves already: no new version")
                 build_log.close()
-                with self.pool.connection() as conn:
-                    deployments.mark_unchanged(conn, job.deployment_id)
+                record.unchanged(self.deployer, job.deployment_id)
                 return
         except DrophostError as exc:
             tail = build_log.tail_text()
@@ -277,7 +275,7 @@ class Worker:
         """A fetch stopped at the size cap got no commit: ask the remote which one it was, so polling
         does not fetch the same oversized commit again (a failed commit is not retried)."""
         try:
-            head = self.source.remote_head(parse_repo_url(job.repo), job.branch)
+            head = self.source.remote_head(parse_repo_url(job.repo), job.branch, ref=job.ref)
         except DrophostError:
             return
         if head is not None:
@@ -287,6 +285,5 @@ class Worker:
     def _fail(self, job: gitjobs.GitJob, message: str, incoming: Path | None) -> None:
         if incoming is not None:
             releases.remove(incoming)
-        with self.pool.connection() as conn:
-            gitjobs.fail_job(conn, job.deployment_id, message)
+        record.deploy_failed(self.deployer, job.deployment_id, message)
         log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, message)

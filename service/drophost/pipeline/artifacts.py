@@ -17,6 +17,9 @@ from drophost.digests import file_digest, is_digest
 from drophost.errors import ValidationError
 
 _CHUNK = 1024 * 1024
+# Files above this size get a crc32+size hint when stored: a ZIP deploy streams them and, with the
+# hint, hashes a known one without writing it again. Smaller files are hashed in memory first.
+HINTED_SIZE = 1024 * 1024
 
 
 def encode_hint(digest: str) -> str:
@@ -94,6 +97,24 @@ class ArtifactStore:
             os.link(temp, target)
         except FileExistsError:
             pass
+
+    def adopt_file(self, path: str, digest: str) -> bool:
+        """Make a file just written elsewhere on this filesystem (read-only, content `digest`) the
+        blob of that digest, by linking it in; when the store has that blob already, the file is
+        replaced by a link to it. True when the file became the blob."""
+        target = self.blob_file(digest)
+        try:
+            try:
+                os.link(path, target)
+            except FileNotFoundError:  # the first blob of its folder
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                os.link(path, target)
+            return True
+        except FileExistsError:
+            temp = f"{path}.{uuid.uuid4().hex}"
+            os.link(target, temp)
+            os.replace(temp, path)
+            return False
 
     def link_into(self, digest: str, destination: Path) -> None:
         os.link(self.path(digest), destination)
@@ -186,26 +207,13 @@ class ArtifactStore:
         added = 0
         for folder, _, names in os.walk(root):
             for name in names:
-                path = Path(folder) / name
-                info = path.lstat()
+                path = os.path.join(folder, name)
+                info = os.lstat(path)
                 if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
                     continue
-                digest = file_digest(path)
-                target = self.path(digest)
-                if target.exists():
-                    temp = path.with_name(f".{name}.{uuid.uuid4().hex}")
-                    os.link(target, temp)
-                    os.replace(temp, path)
-                    continue
-                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
                 os.chmod(path, 0o444)
-                try:
-                    os.link(path, target)
+                if self.adopt_file(path, file_digest(Path(path))):
                     added += info.st_size
-                except FileExistsError:
-                    temp = path.with_name(f".{name}.{uuid.uuid4().hex}")
-                    os.link(target, temp)
-                    os.replace(temp, path)
         return added
 
 
@@ -235,7 +243,8 @@ class ArtifactWriter:
         if expected is not None and found != expected:
             raise ValidationError("the uploaded bytes do not match their sha256", expected=expected)
         self.artifacts._adopt(self.temp, found)
-        self.artifacts.remember_crc(self._crc, self.size, found)
+        if self.size > HINTED_SIZE:
+            self.artifacts.remember_crc(self._crc, self.size, found)
         return found
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool
 
 from drophost.pipeline.activate import Activator
 from drophost.pipeline.artifacts import ArtifactStore
+from drophost.pipeline.feedback import FeedbackConfig
 from drophost.pipeline.nginx import Nginx
 from drophost.settings import Settings
 
@@ -28,6 +29,8 @@ class Context:
         self.nginx = nginx
         self.artifacts = ArtifactStore(settings.data_dir / "store")
         self.activator = Activator(nginx)
+        # The statuses and notifications deploy.yaml declares (set by gitops when one is applied).
+        self.feedback = FeedbackConfig()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 

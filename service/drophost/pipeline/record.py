@@ -1,19 +1,28 @@
 """Record: what a step did, written to PostgreSQL. The one place a deployment is marked ready or
-failed and a config version made active, inactive or failed."""
+failed and a config version made active, inactive or failed.
+
+Each of these transactions also writes the outbox rows the change causes (commit statuses,
+notifications: feedback.py plans them from the deploy.yaml in force), so they are committed together.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from drophost.errors import NotFoundError
-from drophost.pipeline import releases
+from drophost.pipeline import feedback, releases
 from drophost.pipeline.context import Context
+from drophost.pipeline.feedback import FAILURE, PENDING, SUCCESS
 from drophost.pipeline.nginxconfig import expired_config
-from drophost.store import deployments, slots, versions
+from drophost.store import deployments, gitjobs, outbox, slots, versions
 from drophost.store.rows import Conn
+
+log = logging.getLogger(__name__)
 
 
 def deployed(
@@ -32,12 +41,22 @@ def deployed(
             conn, slot=slot, version=version, deployment_id=deployment_id, action="deploy", expires_at=expires_at
         )
         deployments.mark_ready(conn, deployment_id, files=files, size=size)
+        _plan_deployment(ctx, conn, deployment_id, SUCCESS)
 
 
 def rolled_back(ctx: Context, *, slot: str, version: int, deployment_id: int, action: str = "rollback") -> None:
     """nginx serves a stored version again (a rollback, or the promote of a draft)."""
     with _recording(ctx, slot) as conn:
-        slots.activate(conn, slot=slot, version=version, deployment_id=deployment_id, action=action, expires_at=None)
+        activation = slots.activate(
+            conn, slot=slot, version=version, deployment_id=deployment_id, action=action, expires_at=None
+        )
+        row = None if ctx.feedback.empty else deployments.get_deployment(conn, deployment_id)
+        _add(
+            conn,
+            lambda: feedback.slot_messages(
+                ctx.feedback, ctx.settings, event=action, slot=slot, subject=str(activation), row=row, version=version
+            ),
+        )
 
 
 def drafted(
@@ -48,6 +67,7 @@ def drafted(
     with ctx.pool.connection() as conn, conn.transaction():
         versions.insert_config_version(conn, deployment_id=deployment_id, status="draft", **version)
         deployments.mark_ready(conn, deployment_id, files=files, size=size, note=note)
+        _plan_deployment(ctx, conn, deployment_id, SUCCESS, draft=True)
 
 
 def rules_changed(ctx: Context, *, slot: str, version: int, deployment_id: int, expires_at: datetime | None) -> None:
@@ -60,12 +80,61 @@ def rules_changed(ctx: Context, *, slot: str, version: int, deployment_id: int, 
 
 def taken_offline(ctx: Context, *, slot: str, status: str, action: str) -> None:
     with _recording(ctx, slot) as conn:
-        slots.deactivate(conn, slot=slot, status=status, action=action)
+        before = None if ctx.feedback.empty else slots.get_slot(conn, slot)
+        activation = slots.deactivate(conn, slot=slot, status=status, action=action)
+        last = before["deployment_id"] if before is not None else None
+        row = deployments.get_deployment(conn, last) if last is not None else None
+        _add(
+            conn,
+            lambda: feedback.slot_messages(
+                ctx.feedback, ctx.settings, event=status, slot=slot, subject=str(activation), row=row
+            ),
+        )
 
 
 def deploy_failed(ctx: Context, deployment_id: int, error: str) -> None:
-    with ctx.pool.connection() as conn:
+    with ctx.pool.connection() as conn, conn.transaction():
         deployments.mark_failed(conn, deployment_id, error)
+        _plan_deployment(ctx, conn, deployment_id, FAILURE)
+
+
+def commit_known(ctx: Context, deployment_id: int, commit_sha: str) -> None:
+    """A git deploy fetched its branch: the commit it deploys is recorded, and its `pending` status planned."""
+    with ctx.pool.connection() as conn, conn.transaction():
+        gitjobs.set_commit(conn, deployment_id, commit_sha)
+        _plan_deployment(ctx, conn, deployment_id, PENDING)
+
+
+def unchanged(ctx: Context, deployment_id: int) -> None:
+    """A build whose output the slot serves already: no new version, and its commit is a success."""
+    with ctx.pool.connection() as conn, conn.transaction():
+        deployments.mark_unchanged(conn, deployment_id)
+        _plan_deployment(ctx, conn, deployment_id, SUCCESS)
+
+
+def expiring(ctx: Context, within_seconds: float) -> int:
+    """Plan the `expiring` notification of every live slot whose time runs out within `within_seconds`
+    (once per slot and expiry time: the key holds both). Returns how many slots are expiring."""
+    with ctx.pool.connection() as conn, conn.transaction():
+        due = outbox.expiring_slots(conn, within_seconds)
+        for slot in due:
+            row = slot if slot["id"] is not None else None
+            subject = f"{slot['slot']}-{int(slot['expires_at'].timestamp())}"
+            _add(
+                conn,
+                partial(
+                    feedback.slot_messages,
+                    ctx.feedback,
+                    ctx.settings,
+                    event="expiring",
+                    slot=slot["slot"],
+                    subject=subject,
+                    row=row,
+                    version=slot["active_version"],
+                    expires_at=slot["expires_at"],
+                ),
+            )
+    return len(due)
 
 
 def version_failed(ctx: Context, slot: str, version: int) -> None:
@@ -75,9 +144,13 @@ def version_failed(ctx: Context, slot: str, version: int) -> None:
 
 
 def interrupted(ctx: Context, reason: str) -> list[int]:
-    """At start: what a crash left half done failed (git deploys still queued stay queued)."""
+    """At start: what a crash left half done failed (git deploys still queued stay queued), each
+    with its `failure` status, so a commit does not stay `pending` on its forge."""
     with ctx.pool.connection() as conn, conn.transaction():
-        return deployments.fail_unfinished(conn, reason)
+        failed = deployments.fail_unfinished(conn, reason)
+        for deployment_id in failed:
+            _plan_deployment(ctx, conn, deployment_id, FAILURE)
+        return failed
 
 
 def deployment(ctx: Context, deployment_id: int) -> dict[str, Any]:
@@ -99,6 +172,32 @@ def restore_slot(ctx: Context, slot: str) -> None:
         ctx.activator.restore(slot, expired_config(slot), None)
     else:
         ctx.activator.restore(slot, None, None)
+
+
+def _plan_deployment(ctx: Context, conn: Conn, deployment_id: int, state: str, *, draft: bool = False) -> None:
+    if ctx.feedback.empty:  # nothing declared: not even a query more per deploy
+        return
+    row = deployments.get_deployment(conn, deployment_id)
+    if row is None:
+        return
+    served = not (ctx.settings.nginx_dir / "protected" / str(row["slot"])).exists()
+    _add(
+        conn,
+        lambda: feedback.deployment_messages(
+            ctx.feedback, ctx.settings, row, state, permalink_served=served, draft=draft
+        ),
+    )
+
+
+def _add(conn: Conn, plan: Callable[[], list[feedback.Message]]) -> None:
+    """Write the rows `plan` makes. A mistake in planning loses those messages (logged), never the
+    change they report: a deploy must not fail because its notification could not be rendered."""
+    try:
+        planned = plan()
+    except Exception:
+        log.exception("the outbox rows of a change could not be planned; the change is recorded without them")
+        return
+    outbox.add(conn, planned)
 
 
 @contextmanager

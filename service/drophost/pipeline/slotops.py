@@ -15,6 +15,8 @@ from drophost.pipeline.siterules import SiteOptions
 from drophost.store import audit, deployments, slots, versions
 
 log = logging.getLogger(__name__)
+# The `expiring` notification goes out this long before a slot's time to live ends.
+EXPIRING_NOTICE_SECONDS = 3600
 
 
 def rollback(ctx: Context, slot: str, version: int | None) -> dict[str, Any]:
@@ -152,7 +154,10 @@ def set_ttl(ctx: Context, slot: str, ttl_seconds: int | None) -> dict[str, Any]:
 
 
 def expire_due(ctx: Context) -> list[str]:
-    """Take every slot whose time to live ran out offline; return them."""
+    """Take every slot whose time to live ran out offline; return them. Slots whose time runs out
+    within the hour get their `expiring` notification first (when deploy.yaml asks for one)."""
+    if any("expiring" in notifier.events for notifier in ctx.feedback.notifiers):
+        record.expiring(ctx, EXPIRING_NOTICE_SECONDS)
     with ctx.pool.connection() as conn:
         due = slots.due_expiries(conn)
     expired = []

@@ -111,3 +111,27 @@ def top_paths(conn: Conn, *, start: datetime, end: datetime, slot: str | None, l
         f" FROM access_logs WHERE {_RANGE} GROUP BY path, slot ORDER BY requests DESC, path LIMIT %(limit)s",
         {"start": start, "end": end, "slot": slot, "limit": limit},
     )
+
+
+def visitors_per_day(conn: Conn, *, start: datetime, end: datetime, slot: str | None) -> list[Row]:
+    """Distinct visitors (an address with a user agent) per slot per UTC day."""
+    return fetch_all(
+        conn,
+        "SELECT (at AT TIME ZONE 'UTC')::date AS day, slot,"
+        " count(DISTINCT (COALESCE(remote, ''), COALESCE(user_agent, ''))) AS visitors"
+        f" FROM access_logs WHERE {_RANGE} GROUP BY 1, 2 ORDER BY 1, 2",
+        {"start": start, "end": end, "slot": slot},
+    )
+
+
+def top_paths_by_status(
+    conn: Conn, *, start: datetime, end: datetime, slot: str | None, not_found: bool, limit: int = 10
+) -> list[Row]:
+    """The most requested paths with their answer's status: the 404s alone, or everything else."""
+    return fetch_all(
+        conn,
+        "SELECT path, slot, status, count(*) AS requests, COALESCE(sum(bytes), 0)::bigint AS bytes"
+        f" FROM access_logs WHERE {_RANGE} AND (status = 404) = %(not_found)s"
+        " GROUP BY path, slot, status ORDER BY requests DESC, path, status LIMIT %(limit)s",
+        {"start": start, "end": end, "slot": slot, "not_found": not_found, "limit": limit},
+    )

@@ -85,6 +85,15 @@ def list_deployments(conn: Conn, *, slot: str | None = None, limit: int = 100) -
     )
 
 
+def count_deployments(conn: Conn, *, slot: str | None = None) -> int:
+    row = fetch_one(
+        conn,
+        "SELECT count(*) AS n FROM deployments WHERE (%(slot)s::text IS NULL OR slot = %(slot)s)",
+        {"slot": slot},
+    )
+    return int(row["n"]) if row else 0
+
+
 def fail_unfinished(conn: Conn, reason: str) -> list[int]:
     """Deployments a crash left half-done become failed; their pending configs too."""
     rows = fetch_all(

@@ -23,6 +23,8 @@ class GitJob:
     trigger: str | None
     pusher: str | None
     ttl_seconds: int | None
+    # The ref fetched when it is not refs/heads/<branch>: a tag or a pull request's head (db/0015).
+    ref: str | None = None
     activate: bool = True  # False: publish a draft, the live site unchanged
 
 
@@ -69,6 +71,13 @@ def last_commit(conn: Conn, slot: str) -> str | None:
     return None if row is None else row["commit_sha"]
 
 
+def tag_refs(conn: Conn, slot: str) -> list[str]:
+    """Every tag ref a git job of this slot was given (queued, deployed or failed): what the slot's
+    newest tag is measured against."""
+    rows = fetch_all(conn, "SELECT DISTINCT ref FROM git_jobs WHERE slot = %s AND ref LIKE 'refs/tags/%%'", (slot,))
+    return [r["ref"] for r in rows]
+
+
 def newest_git_deployment(conn: Conn, slot: str) -> Row | None:
     """The newest git deployment of a slot: its state, commit and error."""
     return fetch_one(
@@ -100,6 +109,7 @@ def queue_deploy(
     ttl_seconds: int | None,
     settle: float = 0.0,
     max_settle: float = 0.0,
+    ref: str | None = None,
     activate: bool = True,
 ) -> Queued:
     """Queue a deploy of the branch head; a deploy already waiting for this slot absorbs it (coalescing).
@@ -135,13 +145,14 @@ def queue_deploy(
             "ttl": ttl_seconds,
             "settle": settle,
             "max": max_settle,
+            "ref": ref,
             "activate": activate,
         }
         if waiting is not None:
             hold = waiting["running"] or waiting["settling"]
             conn.execute(
                 "WITH job AS (UPDATE git_jobs SET repo = %(repo)s, branch = %(branch)s, path = %(path)s,"
-                " template = %(template)s, not_before = CASE WHEN %(hold)s"
+                " template = %(template)s, ref = %(ref)s, not_before = CASE WHEN %(hold)s"
                 " THEN LEAST(%(created)s + make_interval(secs => %(max)s), now() + make_interval(secs => %(settle)s))"
                 " ELSE not_before END WHERE deployment_id = %(id)s RETURNING deployment_id)"
                 " UPDATE deployments SET repo = %(shown)s, branch = %(branch)s, pusher = COALESCE(%(pusher)s, pusher),"
@@ -155,8 +166,8 @@ def queue_deploy(
             " VALUES (%(slot)s, 'git', 'queued', %(trigger)s, %(shown)s, %(branch)s, %(pusher)s, %(ttl)s)"
             " RETURNING id, EXISTS (SELECT 1 FROM deployments b WHERE b.slot = %(slot)s AND b.state = 'building')"
             " AS running)"
-            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, activate, not_before)"
-            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(activate)s,"
+            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, activate, not_before)"
+            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s, %(activate)s,"
             " now() + CASE WHEN d.running THEN make_interval(secs => %(settle)s) ELSE interval '0' END FROM d"
             " RETURNING deployment_id",
             values,
@@ -186,7 +197,8 @@ def claim_next(conn: Conn) -> GitJob | None:
         " (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')"
         " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
         " RETURNING id, trigger, pusher, ttl_seconds)"
-        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template, j.activate"
+        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template, j.ref,"
+        " j.activate"
         " FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
     )
     if row is None:
@@ -201,6 +213,7 @@ def claim_next(conn: Conn) -> GitJob | None:
         trigger=row["trigger"],
         pusher=row["pusher"],
         ttl_seconds=row["ttl_seconds"],
+        ref=row["ref"],
         activate=bool(row["activate"]),
     )
 

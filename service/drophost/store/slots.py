@@ -25,8 +25,8 @@ def list_slots(conn: Conn) -> list[Row]:
 
 def activate(
     conn: Conn, *, slot: str, version: int, deployment_id: int, action: str, expires_at: datetime | None
-) -> None:
-    """Record that nginx now serves `version` of `slot` (call inside a transaction)."""
+) -> int:
+    """Record that nginx now serves `version` of `slot` (call inside a transaction); the activation's id."""
     conn.execute(
         "UPDATE config_versions SET status = 'inactive' WHERE slot = %s AND status = 'active' AND version <> %s",
         (slot, version),
@@ -40,21 +40,27 @@ def activate(
         " updated_at = now()",
         {"slot": slot, "version": version, "deployment_id": deployment_id, "expires_at": expires_at},
     )
-    record_activation(conn, slot, version, action)
+    return record_activation(conn, slot, version, action)
 
 
-def deactivate(conn: Conn, *, slot: str, status: str, action: str) -> None:
+def deactivate(conn: Conn, *, slot: str, status: str, action: str) -> int:
     """Record that nginx no longer serves `slot`; its history and last deployment stay."""
     conn.execute("UPDATE config_versions SET status = 'inactive' WHERE slot = %s AND status = 'active'", (slot,))
     conn.execute(
         "UPDATE slots SET active_version = NULL, status = %s, expires_at = NULL, updated_at = now() WHERE slot = %s",
         (status, slot),
     )
-    record_activation(conn, slot, None, action)
+    return record_activation(conn, slot, None, action)
 
 
-def record_activation(conn: Conn, slot: str, version: int | None, action: str) -> None:
-    conn.execute("INSERT INTO activations (slot, version, action) VALUES (%s, %s, %s)", (slot, version, action))
+def record_activation(conn: Conn, slot: str, version: int | None, action: str) -> int:
+    row = fetch_one(
+        conn,
+        "INSERT INTO activations (slot, version, action) VALUES (%s, %s, %s) RETURNING id",
+        (slot, version, action),
+    )
+    assert row is not None
+    return int(row["id"])
 
 
 def previous_version(conn: Conn, slot: str, current: int | None) -> int | None:

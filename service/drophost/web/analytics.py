@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from drophost.analytics.accesslog import Ingester
-from drophost.errors import ValidationError
+from drophost.errors import NotFoundError, ValidationError
 from drophost.names import validate_slot
-from drophost.store import accesslogs
+from drophost.store import accesslogs, deployments, slots
 from drophost.store.rows import Conn
 from drophost.web.common import pool_of
 
@@ -79,6 +79,26 @@ def build_report(request: Request, params: dict[str, str]) -> dict[str, Any]:
         ingester.ingest()
     with pool_of(request).connection() as conn:
         return report(conn, chosen)
+
+
+def build_page_report(request: Request, params: dict[str, str]) -> dict[str, Any]:
+    """The dashboard's report: the API's, plus visitors per day and top paths split by status."""
+    chosen = parse_range(params, now=datetime.now(UTC))
+    if chosen.slot is not None:
+        with pool_of(request).connection() as conn:
+            known = slots.get_slot(conn, chosen.slot) is not None or deployments.count_deployments(
+                conn, slot=chosen.slot
+            )
+        if not known:
+            raise NotFoundError(f'there is no slot "{chosen.slot}"')
+    result = build_report(request, params)
+    start, end, slot = chosen.start, chosen.end, chosen.slot
+    with pool_of(request).connection() as conn:
+        visitors = accesslogs.visitors_per_day(conn, start=start, end=end, slot=slot)
+        result["visitors_per_day"] = [{**row, "day": row["day"].isoformat()} for row in visitors]
+        result["top_pages"] = accesslogs.top_paths_by_status(conn, start=start, end=end, slot=slot, not_found=False)
+        result["top_404s"] = accesslogs.top_paths_by_status(conn, start=start, end=end, slot=slot, not_found=True)
+    return result
 
 
 async def get_analytics(request: Request) -> Response:

@@ -28,7 +28,7 @@ from drophost.pipeline.nginx import Nginx
 from drophost.processes import take_death
 from drophost.settings import Settings
 from drophost.store.migrate import migrate
-from drophost.web import dashboard, openapi, routes, teampages
+from drophost.web import dashboard, deliveries, openapi, routes, teampages
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             with pool.connection() as conn:
                 migrate(conn)
             nginx.prepare()
+            gitops.prime_feedback()  # so reconcile reports the deploys a crash cut short (outbox)
             # A service that died under `drophost up` (killed, out of memory) may have been killed by
             # the deploy it was running: that one fails with the reason and is not tried again.
             died = take_death(settings.data_dir / "run")
@@ -105,6 +106,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
         *dashboard.routes(),
         *teampages.routes(),
+        *deliveries.routes(),
         *(routes.starlette_route(endpoint) for endpoint in routes.endpoints(settings)),
     ]
 

@@ -1,4 +1,4 @@
-"""Bar charts for the Analytics tab, as geometry for inline SVG (pure; the template draws it)."""
+"""Bar and line charts for the Analytics tab, as geometry for inline SVG (pure; the template draws it)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ from drophost.text import format_bytes
 
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 220, 56, 28, 10
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#4d7c0f", "#be185d")
+
+
+def colours_for(names: list[str]) -> dict[str, str]:
+    """One colour per name: the palette while it lasts, then hues spread evenly round the wheel (never repeated)."""
+    if len(names) <= len(PALETTE):
+        return {name: PALETTE[i] for i, name in enumerate(names)}
+    count = len(names)
+    # Neighbours differ in lightness too, so close hues still tell apart.
+    return {name: f"hsl({round(360 * i / count)}, 70%, {42 if i % 2 else 52}%)" for i, name in enumerate(names)}
 
 
 def days_of(report: dict[str, Any]) -> list[date]:
@@ -25,7 +34,7 @@ def daily_bars(report: dict[str, Any], metric: str) -> dict[str, Any]:
     """One stacked bar per day, one colour per slot."""
     days = days_of(report)
     slots = sorted({row["slot"] for row in report["per_day"]})
-    colours = {slot: PALETTE[i % len(PALETTE)] for i, slot in enumerate(slots)}
+    colours = colours_for(slots)
     values: dict[tuple[str, str], int] = {(r["day"], r["slot"]): int(r[metric]) for r in report["per_day"]}
     totals = [sum(values.get((d.isoformat(), s), 0) for s in slots) for d in days]
     series = [[(s, values.get((d.isoformat(), s), 0)) for s in slots] for d in days]
@@ -45,6 +54,38 @@ def daily_errors(report: dict[str, Any]) -> dict[str, Any]:
     ]
     top = max((a + b for (_, a), (_, b) in series), default=0)
     return _draw(days, series, top, {"4xx": "#d97706", "5xx": "#dc2626"}, lambda v: str(int(v)), "errors")
+
+
+def daily_lines(report: dict[str, Any], rows_key: str, metric: str) -> dict[str, Any]:
+    """One line per slot through its value on each day (a day without a row is 0)."""
+    days = days_of(report)
+    rows = report[rows_key]
+    slots = sorted({row["slot"] for row in rows})
+    colours = colours_for(slots)
+    values: dict[tuple[str, str], int] = {(r["day"], r["slot"]): int(r[metric]) for r in rows}
+    top = max(values.values(), default=0)
+    plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
+    step = plot_w / len(days)
+    scale = top or 1
+    lines = []
+    for slot in slots:
+        points = []
+        for i, day in enumerate(days):
+            value = values.get((day.isoformat(), slot), 0)
+            x = round(LEFT + i * step + step / 2, 1)
+            y = round(TOP + plot_h - plot_h * value / scale, 1)
+            points.append({"x": x, "y": y, "title": f"{day.isoformat()} {slot}: {value} {metric}"})
+        lines.append(
+            {
+                "slot": slot,
+                "colour": colours[slot],
+                "points": points,
+                "path": " ".join(f"{p['x']},{p['y']}" for p in points),
+            }
+        )
+    frame = _draw(days, [[] for _ in days], top, colours, lambda v: str(int(v)), metric)
+    frame["lines"] = lines
+    return frame
 
 
 def _draw(
@@ -84,7 +125,10 @@ def _draw(
         for i, day in enumerate(days)
         if i % every == 0
     ]
-    ticks = [{"y": round(TOP + plot_h - plot_h * f, 1), "text": fmt(top * f)} for f in (0, 0.5, 1)] if top else []
+    ticks: list[dict[str, Any]] = []
+    for f in (0, 0.5, 1) if top else ():
+        if fmt(top * f) not in [t["text"] for t in ticks]:  # a top of 1 would label 0.5 as 0 again
+            ticks.append({"y": round(TOP + plot_h - plot_h * f, 1), "text": fmt(top * f)})
     return {
         "metric": metric,
         "width": WIDTH,
@@ -96,5 +140,6 @@ def _draw(
         "labels": labels,
         "ticks": ticks,
         "legend": [{"name": name, "colour": colour} for name, colour in colours.items()],
+        "lines": [],
         "empty": top == 0,
     }

@@ -6,34 +6,24 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from drophost import access
 from drophost.errors import DrophostError, InvalidSlotError, NotFoundError, TooManyRequestsError, ValidationError
-from drophost.names import parse_ttl, validate_slot
-from drophost.store import audit, deployments, slots, users, versions
+from drophost.names import parse_ttl, slot_from_filename, validate_slot
+from drophost.store import slots, users
 from drophost.text import format_bytes
-from drophost.web import analytics, auth, charts, sessions, views
-from drophost.web.api import compare_versions
+from drophost.web import analytics, auth, charts, pagedata, sessions, views
 from drophost.web.common import deployer_of, pool_of, settings_of
 from drophost.web.gitops import gitops_of
 
 Page = Callable[[Request], Awaitable[Response]]
-# How a version's stored status reads on the slot page.
-_VERSION_STATES = {
-    "active": "live",
-    "inactive": "superseded",
-    "draft": "draft",
-    "failed": "failed",
-    "pruned": "removed",
-}
-STATUSES = ("live", "draft", "failed", "expired", "offline", "superseded", "building")
 _STATIC = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
@@ -57,6 +47,7 @@ templates = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+templates.globals.update(iso=views.iso, utc_label=views.utc_label)
 
 
 def routes() -> list[BaseRoute]:
@@ -64,6 +55,7 @@ def routes() -> list[BaseRoute]:
         Route("/", overview, methods=["GET"]),
         Route("/ui/overview", overview_part, methods=["GET"]),
         Route("/deploy", deploy_page, methods=["GET"]),
+        Route("/ui/deploy-target", deploy_target, methods=["GET"]),
         Route("/slots/{slot}", slot_page, methods=["GET"]),
         Route("/ui/slots/{slot}", slot_part, methods=["GET"]),
         Route("/slots/{slot}/rollback", rollback, methods=["POST"]),
@@ -166,68 +158,12 @@ async def signout(request: Request) -> Response:
 # -- slots and deployments -------------------------------------------------------------------------
 @signed_in
 async def overview(request: Request) -> Response:
-    return render(request, "overview.html", **await run_in_threadpool(_overview, request))
+    return render(request, "overview.html", **await run_in_threadpool(pagedata.overview, request))
 
 
 @signed_in
 async def overview_part(request: Request) -> Response:
-    return render(request, "_overview.html", **await run_in_threadpool(_overview, request))
-
-
-def _overview(request: Request) -> dict[str, Any]:
-    settings = settings_of(request)
-    slot_filter = request.query_params.get("slot", "").strip()
-    status_filter = request.query_params.get("status", "")
-    if status_filter not in STATUSES:
-        status_filter = ""
-    drift = gitops_of(request).drift()
-    with pool_of(request).connection() as conn:
-        live = {row["slot"]: views.slot(settings, row) for row in slots.list_slots(conn)}
-        locks = audit.slot_locks(conn)
-        recent = [views.deployment(settings, row) for row in deployments.list_deployments(conn, limit=500)]
-        # Source and When describe what a live slot serves, not its newest deployment (which may
-        # have failed, be a draft, or have been rolled back from).
-        by_id = {d["id"]: d for d in recent}
-        serving: dict[str, dict[str, Any]] = {}
-        for name, slot_row in live.items():
-            if slot_row["status"] != "live" or slot_row["deployment_id"] is None:
-                continue
-            found = by_id.get(slot_row["deployment_id"])
-            if found is None:
-                row = deployments.get_deployment(conn, slot_row["deployment_id"])
-                found = views.deployment(settings, row) if row is not None else None
-            if found is not None:
-                serving[name] = found
-    summary: dict[str, dict[str, Any]] = {}
-    for d in recent:  # newest first: the first seen is the latest deployment of its slot
-        entry = summary.setdefault(d["slot"], {"slot": d["slot"], "latest": d, "count": 0})
-        entry["count"] += 1
-    rows = []
-    for name, entry in summary.items():
-        slot = live.get(name)
-        entry["status"] = slot["status"] if slot else "failed"
-        entry["active_version"] = slot["active_version"] if slot else None
-        entry["expires_at"] = slot["expires_at"] if slot else None
-        entry["url"] = views.slot_url(settings, name)
-        entry["lock"] = locks.get(name)
-        entry["drift"] = drift.get(name)
-        entry["shown"] = serving.get(name, entry["latest"])
-        rows.append(entry)
-    if slot_filter:
-        rows = [r for r in rows if slot_filter in r["slot"]]
-        recent = [d for d in recent if slot_filter in d["slot"]]
-    if status_filter:
-        rows = [r for r in rows if r["status"] == status_filter]
-        recent = [d for d in recent if d["status"] == status_filter]
-    return {
-        "config": gitops_of(request).config_status(),
-        "slots": sorted(rows, key=lambda r: r["latest"]["id"], reverse=True),
-        "deployments": recent[:100],
-        "slot_filter": slot_filter,
-        "status_filter": status_filter,
-        "statuses": STATUSES,
-        "query": urlencode({k: v for k, v in (("slot", slot_filter), ("status", status_filter)) if v}),
-    }
+    return render(request, "_overview.html", **await run_in_threadpool(pagedata.overview, request))
 
 
 @signed_in
@@ -237,9 +173,25 @@ async def deploy_page(request: Request) -> Response:
 
 
 @signed_in
+async def deploy_target(request: Request) -> Response:
+    """Before an upload starts: the slot it would go to (checked, as the API will), its TTL checked,
+    and what is live there now, so the page can ask before replacing it."""
+    settings = settings_of(request)
+    raw = request.query_params.get("slot", "").strip()
+    try:
+        slot = validate_slot(raw) if raw else slot_from_filename(request.query_params.get("name", ""))
+        parse_ttl(request.query_params.get("ttl", "").strip(), maximum=settings.max_ttl_seconds)
+    except DrophostError as exc:
+        return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=_SECURITY_HEADERS)
+    return JSONResponse(
+        {"slot": slot, "live": await run_in_threadpool(pagedata.live_there, request, slot)}, headers=_SECURITY_HEADERS
+    )
+
+
+@signed_in
 async def slot_page(request: Request) -> Response:
     try:
-        context = await run_in_threadpool(_slot_context, request)
+        context = await run_in_threadpool(pagedata.slot, request)
     except (NotFoundError, InvalidSlotError) as exc:
         return render(request, "error.html", exc.status_code, message=exc.message)
     notice = {
@@ -255,50 +207,10 @@ async def slot_page(request: Request) -> Response:
 @signed_in
 async def slot_part(request: Request) -> Response:
     try:
-        context = await run_in_threadpool(_slot_context, request, False)
+        context = await run_in_threadpool(pagedata.slot, request, False)
     except (NotFoundError, InvalidSlotError) as exc:
         return render(request, "error.html", exc.status_code, message=exc.message)
     return render(request, "_slot_status.html", **context)
-
-
-def _slot_context(request: Request, with_diff: bool = True) -> dict[str, Any]:
-    slot = validate_slot(request.path_params["slot"])
-    settings = settings_of(request)
-    pool = pool_of(request)
-    with pool.connection() as conn:
-        current = slots.get_slot(conn, slot)
-        shown_versions = [views.version(row) for row in versions.list_versions(conn, slot)]
-        for shown_version in shown_versions:
-            shown_version["permalink"] = views.permalink(settings, slot, shown_version["deployment_id"])
-            shown_version["state"] = _VERSION_STATES.get(shown_version["status"], shown_version["status"])
-        shown_deployments = [views.deployment(settings, row) for row in deployments.list_deployments(conn, slot=slot)]
-        events = [views.event(row) for row in slots.list_activations(conn, slot, 50)]
-        lock = audit.slot_lock(conn, slot)
-    if current is None and not shown_deployments:
-        raise NotFoundError(f'there is no slot "{slot}"')
-    shown = views.slot(settings, current) if current else None
-    active = shown["active_version"] if shown and shown["status"] == "live" else None
-    diff = None
-    numbers = [v["version"] for v in shown_versions]
-    a, b = _version_param(request, "a"), _version_param(request, "b")
-    if with_diff and a in numbers and b in numbers and a is not None and b is not None:
-        diff = compare_versions(pool, settings, slot, a, b)
-    return {
-        "slot": slot,
-        "current": shown,
-        "status": shown["status"] if shown else "failed",
-        "active": active,
-        "url": views.slot_url(settings, slot),
-        "versions": shown_versions,
-        "deployments": shown_deployments,
-        "events": events,
-        "diff": diff,
-        "lock": lock,
-        "drift": gitops_of(request).drift().get(slot),
-        "a": a if a in numbers else (numbers[1] if len(numbers) > 1 else None),
-        "b": b if b in numbers else (numbers[0] if numbers else None),
-        "error": "",
-    }
 
 
 @signed_in
@@ -368,7 +280,7 @@ async def _act(request: Request, slot: str, done: str, action: Callable[..., Any
 
 
 async def _failed(request: Request, slot: str, exc: DrophostError) -> Response:
-    context = await run_in_threadpool(_slot_context, request, False)
+    context = await run_in_threadpool(pagedata.slot, request, False)
     context.update(error=exc.message, notice="")
     return render(request, "slot.html", exc.status_code, **context)
 
@@ -378,12 +290,16 @@ async def _failed(request: Request, slot: str, exc: DrophostError) -> Response:
 async def analytics_page(request: Request) -> Response:
     params = {k: request.query_params[k] for k in ("slot", "from", "to") if request.query_params.get(k)}
     try:
-        report = await run_in_threadpool(analytics.build_report, request, params)
+        report = await run_in_threadpool(analytics.build_page_report, request, params)
     except DrophostError as exc:
-        if exc.status_code != 422:
+        if exc.status_code not in (404, 422):
             raise
-        return render(request, "analytics.html", 422, error=exc.message, report=None, params=params, charts=None)
+        message = exc.message[0].upper() + exc.message[1:] + "."
+        return render(
+            request, "analytics.html", exc.status_code, error=message, report=None, params=params, charts=None
+        )
     drawn = {
+        "visitors": charts.daily_lines(report, "visitors_per_day", "visitors"),
         "requests": charts.daily_bars(report, "requests"),
         "bytes": charts.daily_bars(report, "bytes"),
         "errors": charts.daily_errors(report),
@@ -426,11 +342,6 @@ def _local_path(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-def _version_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name, "")
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**31 else None
 
 
 __all__ = ["routes"]

@@ -7,7 +7,7 @@ from starlette.routing import Route
 
 from drophost.gitops import manifest
 from drophost.settings import Settings
-from drophost.web import analytics, api, gitops, health, team, uploads
+from drophost.web import analytics, api, deliveries, gitops, health, team, uploads
 from drophost.web.auth import guard
 from drophost.web.bodylimit import JSON_MAX_BYTES, BodyLimit
 from drophost.web.openapi import Endpoint, Query, Schema, ref, serve_document
@@ -102,6 +102,7 @@ def endpoints(settings: Settings) -> list[Endpoint]:
         *_uploads(settings),
         *_gitops(settings),
         *_team(),
+        *_outbox(),
     ]
 
 
@@ -412,7 +413,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
 
 def _gitops(settings: Settings) -> list[Endpoint]:
     """Webhooks, deploy.yaml reload and plan, the post-receive hook, and git's smart HTTP."""
-    queued = obj(queued=INTEGERS, removed=STRINGS, ignored=STRING)
+    queued = obj(queued=INTEGERS, removed=STRINGS, ignored=STRING, refused=STRINGS)
     git_summary = (
         "git's smart HTTP protocol for `repo: hosted:NAME` sites (basic auth, password = API token);"
         " only info/refs, git-upload-pack and git-receive-pack"
@@ -427,11 +428,16 @@ def _gitops(settings: Settings) -> list[Endpoint]:
             "POST",
             "/api/webhooks/{provider}",
             gitops.webhook,
-            "A push webhook, verified over the raw body (GitHub X-Hub-Signature-256, Gitea X-Gitea-Signature,"
-            " Bitbucket X-Hub-Signature, GitLab X-Gitlab-Token, generic X-Signature: sha256=<hex>)",
+            "A push (branches, tags) or pull-request webhook, verified over the raw body (GitHub"
+            " X-Hub-Signature-256, Gitea X-Gitea-Signature, Bitbucket X-Hub-Signature, GitLab X-Gitlab-Token,"
+            " generic X-Signature: sha256=<hex>)",
             {
                 200: ("Ping or test event", OBJECT),
-                202: ("Queued deployments, removed preview slots, or why the push was ignored", queued),
+                202: (
+                    "Queued deployments, removed preview slots, why the delivery was ignored, or why a pull"
+                    " request was refused (a fork)",
+                    queued,
+                ),
             },
             (400, 401, 403, 404, 409, 413),
             auth="webhook",  # each webhook is verified by its signature instead
@@ -587,5 +593,39 @@ def _team() -> list[Endpoint]:
             (401, 403, 422),
             auth="deploy",
             max_body=JSON_MAX_BYTES,
+        ),
+    ]
+
+
+def _outbox() -> list[Endpoint]:
+    """Commit statuses and notifications: what was sent, what is retried, what failed (issue 17)."""
+    delivery = obj(
+        id=INTEGER,
+        idempotency_key=STRING,
+        kind={"type": "string", "enum": ["status", "notification"]},
+        target={"type": "string", "description": "github, gitlab, gitea, bitbucket; or json, slack, matrix, teams"},
+        host={"type": "string", "description": "the destination's host (never its path, which may be a secret)"},
+        event=STRING,
+        slot=STRING,
+        deployment_id={"type": ["integer", "null"]},
+        state={"type": "string", "enum": ["pending", "sent", "failed"]},
+        attempts=INTEGER,
+        last_error={"type": ["string", "null"]},
+        response_status={"type": ["integer", "null"]},
+        next_attempt_at={"type": ["string", "null"]},
+        created_at=STRING,
+        sent_at={"type": ["string", "null"]},
+    )
+    return [
+        Endpoint(
+            "GET",
+            "/api/outbox",
+            deliveries.list_outbox,
+            "Outgoing calls (commit statuses, notifications), newest first: sent, pending with their next attempt,"
+            " or failed with the reason",
+            {200: ("Deliveries", obj(deliveries=array(delivery)))},
+            (401, 422),
+            auth="read",
+            query=(Query("state", {"type": "string", "enum": ["pending", "sent", "failed"]}), Query("slot"), LIMIT),
         ),
     ]

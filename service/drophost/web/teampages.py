@@ -13,9 +13,32 @@ from drophost import access
 from drophost.access import Principal
 from drophost.errors import DrophostError, UnauthorizedError
 from drophost.store import audit
-from drophost.web import auth, sessions, team
+from drophost.web import auth, lists, sessions, team
 from drophost.web.common import pool_of
 from drophost.web.dashboard import render, signed_in
+
+# The audit page reads this many of the newest matching entries (and says so when there are more).
+AUDIT_ENTRIES = 1000
+PER_PAGE = 50
+_TOKEN_COLUMNS = (
+    lists.Column("id", lambda r: r["id"]),
+    lists.Column("user", lambda r: r["user"]),
+    lists.Column("name", lambda r: r["name"]),
+    lists.Column("expires", lambda r: r["expires_at"]),
+    lists.Column("used", lambda r: r["last_used_at"]),
+)
+_USER_COLUMNS = (
+    lists.Column("name", lambda r: r["name"]),
+    lists.Column("role", lambda r: r["role"]),
+    lists.Column("added", lambda r: r["created_at"]),
+)
+_AUDIT_COLUMNS = (
+    lists.Column("id", lambda r: r["id"]),
+    lists.Column("actor", lambda r: r["actor"]),
+    lists.Column("action", lambda r: r["action"]),
+    lists.Column("target", lambda r: r["target"]),
+    lists.Column("result", lambda r: r["result"]),
+)
 
 
 def routes() -> list[BaseRoute]:
@@ -71,11 +94,22 @@ async def revoke_token(request: Request) -> Response:
 async def _tokens(request: Request, *, new_token: str = "", error: str = "", status_code: int = 200) -> Response:
     principal = await _principal(request)
     rows = await run_in_threadpool(team.visible_tokens, pool_of(request), principal)
+    listing = lists.list_page(
+        [team.token_view(r) for r in rows],
+        dict(request.query_params),
+        columns=_TOKEN_COLUMNS,
+        searched=lambda r: " ".join([r["user"], r["name"], *r["scopes"]]),
+        default_sort="id",
+        default_descending=True,
+        per_page=PER_PAGE,
+        path="/tokens",
+    )
     return render(
         request,
         "tokens.html",
         status_code,
-        tokens=[team.token_view(r) for r in rows],
+        tokens=listing.rows,
+        token_list=listing,
         new_token=new_token,
         error=error,
         user=principal.user,
@@ -85,17 +119,48 @@ async def _tokens(request: Request, *, new_token: str = "", error: str = "", sta
 
 @signed_in
 async def audit_page(request: Request) -> Response:
+    def listed(entries: list[dict[str, Any]]) -> lists.Listing:
+        return lists.list_page(
+            entries,
+            dict(request.query_params),
+            columns=_AUDIT_COLUMNS,
+            searched=lambda r: " ".join(str(r[k] or "") for k in ("actor", "address", "action", "target", "result")),
+            default_sort="id",
+            default_descending=True,
+            per_page=PER_PAGE,
+            path="/audit",
+        )
+
     try:
         filters = team.entry_filters(request.query_params)
     except DrophostError as exc:
-        return render(request, "audit.html", exc.status_code, entries=[], params={}, error=exc.message)
+        return render(
+            request,
+            "audit.html",
+            exc.status_code,
+            entries=[],
+            entry_list=listed([]),
+            capped=None,
+            params={},
+            error=exc.message,
+        )
 
     def load() -> list[dict[str, Any]]:
         with pool_of(request).connection() as conn:
-            return [team.entry_view(r) for r in audit.list_entries(conn, **filters, limit=200)]
+            return [team.entry_view(r) for r in audit.list_entries(conn, **filters, limit=AUDIT_ENTRIES)]
 
     params = {k: request.query_params.get(k, "") for k in ("actor", "action", "target", "since")}
-    return render(request, "audit.html", entries=await run_in_threadpool(load), params=params, error="")
+    entries = await run_in_threadpool(load)
+    listing = listed(entries)
+    return render(
+        request,
+        "audit.html",
+        entries=listing.rows,
+        entry_list=listing,
+        capped=AUDIT_ENTRIES if len(entries) == AUDIT_ENTRIES else None,
+        params=params,
+        error="",
+    )
 
 
 @signed_in
@@ -159,11 +224,21 @@ async def _users(request: Request, *, notice: str = "", error: str = "", status_
     if refused is not None:
         return refused
     rows = await run_in_threadpool(team.all_users, pool_of(request))
+    listing = lists.list_page(
+        [team.user_view(r) for r in rows],
+        dict(request.query_params),
+        columns=_USER_COLUMNS,
+        searched=lambda r: " ".join([r["name"], r["role"], *r["slots"]]),
+        default_sort="name",
+        per_page=PER_PAGE,
+        path="/users",
+    )
     return render(
         request,
         "users.html",
         status_code,
-        users=[team.user_view(r) for r in rows],
+        users=listing.rows,
+        user_list=listing,
         roles=access.ROLES,
         notice=notice,
         error=error,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from drophost.settings import Settings
@@ -80,6 +80,22 @@ def version(row: dict[str, Any], *, with_config: bool = False) -> dict[str, Any]
 
 def event(row: dict[str, Any]) -> dict[str, Any]:
     return {"version": row["version"], "action": row["action"], "created_at": _plain(row["created_at"])}
+
+
+def iso(value: str | datetime) -> str:
+    """A moment as an ISO 8601 UTC time for <time datetime=...> (the browser shows it in its own zone);
+    the same text as the API's times."""
+    return _utc(value).isoformat()
+
+
+def utc_label(value: str | datetime) -> str:
+    """A moment as people read it where no script runs: to the minute, and saying it is UTC."""
+    return _utc(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _utc(value: str | datetime) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _plain(value: Any) -> Any:

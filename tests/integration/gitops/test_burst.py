@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 from drophost.errors import ConflictError
 from drophost.gitops.controller import GitOps
 from drophost.gitops.intake import Push
+from drophost.gitops.targets import branch_target
 from drophost.store import gitjobs
 from drophost.store.groupcommit import GroupCommit
 from drophost.store.migrate import migrate
@@ -150,8 +151,8 @@ def test_the_same_delivery_twice_in_one_commit_is_acted_on_once(
     stack = gitops_stack(site_yaml(git_server, "site", "main"), ENV)
     gitops: GitOps = stack.client.app.state.gitops  # type: ignore[attr-defined]
     site = gitops.manifest.sites[0]
-    push = Push("github", "delivery-1", ((site, "main"),), "ann")
-    unsigned = Push("generic", None, ((site, "main"),), "bob")  # no delivery id: never a replay
+    push = Push("github", "delivery-1", (branch_target(site, "main"),), "ann")
+    unsigned = Push("generic", None, (branch_target(site, "main"),), "bob")  # no delivery id: never a replay
     with gitops.intake.pool.connection() as conn, conn.transaction():
         first, again, other = gitops.intake._record_pushes(conn, [push, push, unsigned])
     assert isinstance(first, list) and isinstance(other, list)

@@ -117,10 +117,13 @@ def test_ping_answers_200_and_unknown_repositories_are_ignored(
     answer = stack.client.post(
         "/api/webhooks/gitlab", content=tag, headers={"X-Gitlab-Event": "Tag Push Hook", "X-Gitlab-Token": SECRET}
     )
-    assert answer.status_code == 202 and answer.json() == {"ignored": "tag pushes are not deployed"}
+    # A tag push is read now (sites can follow tags), but no site deploys this repository.
+    assert answer.status_code == 202
+    assert answer.json() == {"ignored": "no site in deploy.yaml deploys this repository"}
     deleted_tag = (FIXTURES / "github_push_tag_deleted.json").read_bytes()
     answer = stack.client.post("/api/webhooks/github", content=deleted_tag, headers=github_headers(deleted_tag))
-    assert answer.status_code == 202 and answer.json() == {"ignored": "the push is not to a branch"}
+    assert answer.status_code == 202
+    assert answer.json() == {"ignored": "a deleted tag is not acted on: sites following tags never roll back"}
 
 
 def bad_deliveries(body: bytes) -> list[tuple[dict[str, str] | dict[str, bytes], int, str]]:
