@@ -25,6 +25,7 @@ class GitJob:
     ttl_seconds: int | None
     # The ref fetched when it is not refs/heads/<branch>: a tag or a pull request's head (db/0015).
     ref: str | None = None
+    activate: bool = True  # False: publish a draft, the live site unchanged
 
 
 # -- managed slots -----------------------------------------------------------------------------
@@ -109,8 +110,12 @@ def queue_deploy(
     settle: float = 0.0,
     max_settle: float = 0.0,
     ref: str | None = None,
+    activate: bool = True,
 ) -> Queued:
     """Queue a deploy of the branch head; a deploy already waiting for this slot absorbs it (coalescing).
+
+    Only one of the same kind absorbs it: a draft request (`activate` False) and a live one are
+    two different outcomes, so each waits as its own deploy and both happen, in the order queued.
 
     While a deploy of the slot is running, the waiting one is held until no push has come for
     `settle` seconds (never more than `max_settle` after it was queued): a burst of pushes then
@@ -125,8 +130,8 @@ def queue_deploy(
             "SELECT d.id, d.created_at, j.not_before > now() AS settling,"
             " EXISTS (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building') AS running"
             " FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
-            " WHERE d.slot = %s AND d.state = 'queued' ORDER BY d.id LIMIT 1 FOR UPDATE OF d",
-            (slot,),
+            " WHERE d.slot = %s AND d.state = 'queued' AND j.activate = %s ORDER BY d.id LIMIT 1 FOR UPDATE OF d",
+            (slot, activate),
         )
         values = {
             "slot": slot,
@@ -141,6 +146,7 @@ def queue_deploy(
             "settle": settle,
             "max": max_settle,
             "ref": ref,
+            "activate": activate,
         }
         if waiting is not None:
             hold = waiting["running"] or waiting["settling"]
@@ -160,8 +166,8 @@ def queue_deploy(
             " VALUES (%(slot)s, 'git', 'queued', %(trigger)s, %(shown)s, %(branch)s, %(pusher)s, %(ttl)s)"
             " RETURNING id, EXISTS (SELECT 1 FROM deployments b WHERE b.slot = %(slot)s AND b.state = 'building')"
             " AS running)"
-            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, not_before)"
-            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s,"
+            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, activate, not_before)"
+            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s, %(activate)s,"
             " now() + CASE WHEN d.running THEN make_interval(secs => %(settle)s) ELSE interval '0' END FROM d"
             " RETURNING deployment_id",
             values,
@@ -191,7 +197,8 @@ def claim_next(conn: Conn) -> GitJob | None:
         " (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building')"
         " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
         " RETURNING id, trigger, pusher, ttl_seconds)"
-        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template, j.ref"
+        " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template, j.ref,"
+        " j.activate"
         " FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
     )
     if row is None:
@@ -207,6 +214,7 @@ def claim_next(conn: Conn) -> GitJob | None:
         pusher=row["pusher"],
         ttl_seconds=row["ttl_seconds"],
         ref=row["ref"],
+        activate=bool(row["activate"]),
     )
 
 

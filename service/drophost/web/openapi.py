@@ -212,6 +212,11 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "seconds, or a number with s/m/h/d/w, from now; none removes the slot's TTL;"
                 " absent: the slot keeps its expiry",
             },
+            "activate": {
+                "type": "boolean",
+                "default": True,
+                "description": "false: publish a draft (its permalink), the live site unchanged until a promote",
+            },
         },
     },
     "Slot": {
