@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import core, rules, scale
+from bench import core, hosts, rules, scale
 
 # Later benchmarks (git sources, scale) add their entry point here.
-BENCHMARKS: list[Callable[[Sequence[str] | None], int]] = [core.main, scale.main, rules.main]
+BENCHMARKS: list[Callable[[Sequence[str] | None], int]] = [core.main, scale.main, rules.main, hosts.main]
 
 
 def main(argv: Sequence[str]) -> int:

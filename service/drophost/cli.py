@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from drophost import __version__, access, hangup, tls
 from drophost.client import commands
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = subcommands.add_parser("check", help="validate a deploy.yaml")
     check.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
+    check.add_argument(
+        "--strict", action="store_true", help="a *_env variable not set in this shell is an error, not a warning"
+    )
 
     plan = subcommands.add_parser("plan", help="show what applying a deploy.yaml would change against what is live")
     plan.add_argument("file", nargs="?", help="default: $DROPHOST_CONFIG or ./deploy.yaml")
@@ -83,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code = run_command(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        end_on_broken_pipe()
+    return code
+
+
+def run_command(args: argparse.Namespace) -> int:
     if args.command in commands.COMMANDS:
         return commands.run(args, os.environ, sys.stdout, sys.stderr)
     # Server imports stay in the branches: at top level every client command starts in 0.41 s, not 0.10.
@@ -111,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from drophost.gitops.check import check
 
             settings = Settings.from_env(os.environ)
-            return check(config_file(args.file, settings), os.environ)
+            return check(config_file(args.file, settings), os.environ, strict=args.strict)
         if args.command == "plan":
             from drophost.gitops.check import show_plan
 
@@ -149,6 +162,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def end_on_broken_pipe() -> NoReturn:
+    """The reader of our output went away (`drophost list | head -2`): end as other commands do, by SIGPIPE.
+
+    Only here: a SIGPIPE left at its default for the whole run would also kill the CLI when the
+    server closes an upload's connection, instead of reporting the server's answer.
+    """
+    # Python would try to flush stdout again at exit and print a second traceback.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    raise SystemExit(128 + signal.SIGPIPE)  # not reached: the signal ends the process
 
 
 def config_file(given: str | None, settings: Settings) -> str:

@@ -35,6 +35,17 @@ class NotFoundError(DrophostError):
     status_code = 404
 
 
+class NoSuchSlotError(NotFoundError):
+    """The one wording for a slot that has no row, version or deployment (a typo, most often)."""
+
+    def __init__(self, slot: str) -> None:
+        super().__init__(no_such_slot(slot))
+
+
+def no_such_slot(slot: str) -> str:
+    return f"no such slot '{slot[:80]}'"
+
+
 class ConflictError(DrophostError):
     status_code = 409
 

@@ -62,6 +62,16 @@ def slot_from_filename(filename: str) -> str:
     return slug
 
 
+NO_TTL = 0  # a deploy's `ttl=none`: the slot's time to live is removed (a real TTL is at least 1 second)
+
+
+def parse_deploy_ttl(value: str | int | None, *, maximum: int) -> int | None:
+    """A deploy's ttl: seconds; "none"/"never": NO_TTL; absent: None, and the slot keeps the TTL it has."""
+    if isinstance(value, str) and value.strip().lower() in ("none", "never"):
+        return NO_TTL
+    return parse_ttl(value, maximum=maximum)
+
+
 def parse_ttl(value: str | int | None, *, maximum: int) -> int | None:
     """Seconds from "3600", "90m", "7d"; None or "" means no expiry."""
     if value is None or value == "":

@@ -96,9 +96,9 @@ def test_errors_are_one_line_with_meaningful_exit_codes(
     live: LiveStack, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, out, err = drophost(live, capsys, "versions", "nope")
-    assert (code, err) == (EXIT_NOT_FOUND, 'drophost: there is no slot "nope"\n')
+    assert (code, err) == (EXIT_NOT_FOUND, "drophost: no such slot 'nope'\n")
     code, out, err = drophost(live, capsys, "logs", "nope", "--json")
-    assert code == EXIT_NOT_FOUND and json.loads(out)["error"] == 'there is no slot "nope"'
+    assert code == EXIT_NOT_FOUND and json.loads(out)["error"] == "no such slot 'nope'"
     code, _, err = drophost(live, capsys, "list", DROPHOST_API_TOKEN="wrong")
     assert code == EXIT_AUTH and err.count("\n") == 1 and "token" in err
     code, _, err = drophost(live, capsys, "list", DROPHOST_API_TOKEN="")

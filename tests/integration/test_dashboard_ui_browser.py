@@ -132,6 +132,7 @@ def test_every_page_passes_axe_and_fits_the_window(page: Any, look: str, live: L
         ("/audit", "audit"),
         ("/users", "users"),
         ("/deliveries", "deliveries"),
+        ("/deployments/3", "deployment page"),
         ("/slots/nothing-here", "error"),
     ):
         page.goto(f"{live.base_url}{path}")

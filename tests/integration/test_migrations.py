@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from drophost.store import audit
 from drophost.store.migrate import migrate
 
 
@@ -36,3 +37,32 @@ def test_credentials_stored_by_an_older_version_are_removed(database_url: str) -
         assert stored == list(urls.values())
         job = conn.execute("SELECT repo FROM git_jobs").fetchone()
         assert job == ("https://git.example.lan/team/docs.git",)
+
+
+def test_switches_recorded_as_delete_become_offline_and_the_audit_log_keeps_its_words(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrate(conn)
+        # As an older version wrote them: taking a slot offline was the activation 'delete'.
+        conn.execute("DELETE FROM schema_migrations WHERE name = '0016_words.sql'")
+        conn.execute("ALTER TABLE activations DROP CONSTRAINT activations_action_check")
+        conn.execute(
+            "ALTER TABLE activations ADD CONSTRAINT activations_action_check"
+            " CHECK (action IN ('deploy', 'rollback', 'delete', 'expire', 'promote'))"
+        )
+        conn.execute(
+            "INSERT INTO activations (slot, version, action) VALUES ('docs', 1, 'deploy'), ('docs', NULL, 'delete')"
+        )
+        for action in ("delete_slot", "take_offline", "rollback"):
+            audit.record(conn, actor="ann", action=action, target="docs", result="200")
+        assert migrate(conn) == ["0016_words.sql"]
+        actions = [row[0] for row in conn.execute("SELECT action FROM activations ORDER BY id").fetchall()]
+        assert actions == ["deploy", "offline"]
+        audit.record(conn, actor="ann", action="offline", target="docs", result="200")
+        found = [row["action"] for row in audit.list_entries(conn, action="offline")]
+        assert found == ["offline", "take_offline", "delete_slot"]  # append-only: the old rows keep their names
+        try:
+            conn.execute("INSERT INTO activations (slot, version, action) VALUES ('docs', NULL, 'delete')")
+        except psycopg.errors.CheckViolation:
+            pass
+        else:
+            raise AssertionError("'delete' is no activation any more")

@@ -11,9 +11,11 @@ def test_events_list_every_switch_newest_first(stack: Stack) -> None:
     stack.client.delete("/api/slots/demo", headers=AUTH)
     events = stack.client.get("/api/slots/demo/events", headers=AUTH).json()["events"]
     assert [(e["action"], e["version"]) for e in events] == [
-        ("delete", None), ("rollback", 1), ("deploy", 2), ("deploy", 1),
+        ("offline", None), ("rollback", 1), ("deploy", 2), ("deploy", 1),
     ]  # fmt: skip
-    assert stack.client.get("/api/slots/never-deployed/events", headers=AUTH).json()["events"] == []
+    # A slot with no history at all is a typo, named as such (issue 19), not an empty history.
+    unknown = stack.client.get("/api/slots/never-deployed/events", headers=AUTH)
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "no such slot 'never-deployed'")
 
 
 def test_diff_compares_files_and_config(stack: Stack) -> None:

@@ -171,7 +171,7 @@ def test_the_audit_log_names_actor_address_target_and_result(stack: Stack, team:
     entries = stack.client.get("/api/audit", params={"target": "docs-a"}, headers=team["viewer"]).json()["entries"]
     seen = [(e["actor"], e["action"], e["result"]) for e in entries]
     deployer_id, admin_id = team["deployer"]["X-Token-Id"], team["admin"]["X-Token-Id"]
-    assert (f"ann (token {admin_id})", "delete_slot", "200") in seen
+    assert (f"ann (token {admin_id})", "offline", "200") in seen
     assert (f"dee (token {deployer_id})", "create_deployment", "201") in seen
     assert all(e["address"] for e in entries)
     refused = stack.client.get("/api/audit", params={"target": "web"}, headers=AUTH).json()["entries"]

@@ -12,19 +12,23 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from drophost.client import deployguard, manage, prompts
 from drophost.client.digest import deploy_folder
 from drophost.client.hashcache import cache_file, cache_root
 from drophost.client.http import (
+    DEFAULT_TIMEOUT,
     EXIT_AUTH,
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
+    UPLOAD_TIMEOUT,
     ApiClient,
     ClientError,
     validate_server,
 )
-from drophost.errors import DrophostError
+from drophost.client.output import checked_slot, human_time, table
+from drophost.errors import DrophostError, no_such_slot
 from drophost.names import is_valid_slot, slot_from_filename
 from drophost.text import format_bytes
 
@@ -42,6 +46,7 @@ COMMANDS = (
     "audit",
     "lock",
     "unlock",
+    *manage.HANDLERS,
 )
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 EXIT_CODES_HELP = (
@@ -57,6 +62,13 @@ def add_commands(commands: Any) -> None:
     common.add_argument("--token", help="the API token (env DROPHOST_API_TOKEN)")
     common.add_argument("--config", help="config file (default ~/.config/drophost/cli.ini)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"give up on an answer after this long (env DROPHOST_TIMEOUT; default {DEFAULT_TIMEOUT:g};"
+        f" uploads wait up to {UPLOAD_TIMEOUT:g})",
+    )
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(
@@ -73,6 +85,12 @@ def add_commands(commands: Any) -> None:
         "--force", action="store_true", help="upload to a slot deploy.yaml deploys from git (shown as drift)"
     )
     deploy.add_argument("--draft", action="store_true", help="publish without going live (drophost promote later)")
+    deploy.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask on a terminal before replacing another source's live site or creating a slot"
+        " whose name is close to an existing one",
+    )
     command("list", "every slot, its status, version and URL")
     versions = command("versions", "the config versions of a slot (* marks the live one)")
     versions.add_argument("slot")
@@ -108,6 +126,7 @@ def add_commands(commands: Any) -> None:
     lock.add_argument("--reason", default="")
     unlock = command("unlock", "unlock a slot")
     unlock.add_argument("slot")
+    manage.add_manage_commands(command)
     opener = command("open", "open a slot's site in the browser")
     opener.add_argument("slot")
     opener.add_argument("--print", action="store_true", dest="print_only", help="only print the URL")
@@ -127,10 +146,39 @@ def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> ApiClient:
     elif args.config:
         raise ClientError(f"there is no config file {config_path}", EXIT_USAGE)
     server = args.server or environ.get("DROPHOST_URL") or stored.get("server") or DEFAULT_SERVER
-    token = args.token or environ.get("DROPHOST_API_TOKEN") or stored.get("token") or ""
+    token, source = next(
+        (
+            (value, where)
+            for value, where in (
+                (args.token, "--token"),
+                (environ.get("DROPHOST_API_TOKEN"), "the environment variable DROPHOST_API_TOKEN"),
+                (stored.get("token"), str(config_path)),
+            )
+            if value
+        ),
+        ("", ""),
+    )
     if not token:
         raise ClientError("no API token: pass --token, set DROPHOST_API_TOKEN or put it in the config file", EXIT_AUTH)
-    return ApiClient(validate_server(server), token.strip())
+    given = getattr(args, "timeout", None)
+    timeout = _timeout(given if given is not None else environ.get("DROPHOST_TIMEOUT") or stored.get("timeout"))
+    client = ApiClient(validate_server(server), token.strip(), timeout=timeout)
+    client.token_source = source
+    if source != str(config_path) and stored.get("token") and stored["token"].strip() != token.strip():
+        client.token_source += f"; {config_path} holds another"
+    return client
+
+
+def _timeout(raw: str | float | None) -> float:
+    if raw is None or raw == "":
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds <= 86400:
+        raise ClientError(f"the timeout {str(raw)[:20]!r} must be a number of seconds above 0", EXIT_USAGE)
+    return seconds
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path:
@@ -139,6 +187,7 @@ def default_config_path(environ: Mapping[str, str]) -> Path:
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    client: ApiClient | None = None
     try:
         client = connect(args, environ)
         # Where `deploy DIR` remembers its folders' digests (client/hashcache.py), from this environment.
@@ -146,6 +195,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err:
         handler: Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]], int] = _HANDLERS[args.command]
         return handler(client, args, out, err)
     except ClientError as exc:
+        if exc.status == 401 and client is not None:
+            # Which token was refused, never the token itself: a stale DROPHOST_API_TOKEN in the shell
+            # hides a good one in cli.ini.
+            exc.message += f" (the token came from {client.token_source})"
         if getattr(args, "json", False):
             print(json.dumps({"error": exc.message, "status": exc.status}), file=out)
         print(f"drophost: {exc.message}", file=err)
@@ -180,6 +233,8 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
     path = Path(args.path)
     show = args.progress == "always" or (args.progress == "auto" and err.isatty() and not args.json)
     bar = ProgressBar(err) if show else None
+    if path.is_dir() or path.is_file():
+        guard_target(client, args, path, err)
     try:
         if path.is_dir():
             # By digest: the server says which files it lacks and only those are sent.
@@ -232,18 +287,35 @@ def deploy(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
     return EXIT_OK
 
 
+def guard_target(client: ApiClient, args: argparse.Namespace, path: Path, err: IO[str]) -> None:
+    """On a terminal, unless --yes: ask before a guessed slot replaces another source's live site, or a
+    named slot is created next to a similar one (deployguard.py)."""
+    if args.yes or args.draft or not prompts.on_terminal():
+        return
+    source_name = (path.resolve().name or "site") if path.is_dir() else path.name
+    try:
+        slot = args.slot or slot_from_filename(source_name)
+    except DrophostError:
+        return  # the server names what is wrong with it
+    if not is_valid_slot(slot):
+        return
+    deployguard.confirm_target(client, slot, named=args.slot is not None, source_name=source_name, err=err)
+
+
 def list_slots(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     slots = client.get("/api/slots")["slots"]
     if args.json:
         print(json.dumps({"slots": slots}), file=out)
         return EXIT_OK
-    rows = [[s["slot"], s["status"], str(s["active_version"] or "-"), s["expires_at"] or "-", s["url"]] for s in slots]
-    _table(out, ["SLOT", "STATUS", "VERSION", "EXPIRES", "URL"], rows)
+    rows = [
+        [s["slot"], s["status"], str(s["active_version"] or "-"), human_time(s["expires_at"]), s["url"]] for s in slots
+    ]
+    table(out, ["SLOT", "STATUS", "VERSION", "EXPIRES", "URL"], rows)
     return EXIT_OK
 
 
 def versions(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    answer = client.get(f"/api/slots/{_slot(args.slot)}/versions")
+    answer = client.get(f"/api/slots/{checked_slot(args.slot)}/versions")
     if args.json:
         print(json.dumps(answer), file=out)
         return EXIT_OK
@@ -252,18 +324,18 @@ def versions(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[
             ("* " if v["version"] == answer["active"] else "  ") + str(v["version"]),
             v["status"],
             str(v["deployment_id"]),
-            v["created_at"],
+            human_time(v["created_at"]),
             v["sha256"][:12],
         ]
         for v in answer["versions"]
     ]
-    _table(out, ["  VERSION", "STATUS", "DEPLOYMENT", "CREATED", "SHA256"], rows)
+    table(out, ["  VERSION", "STATUS", "DEPLOYMENT", "CREATED", "SHA256"], rows)
     return EXIT_OK
 
 
 def rollback(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     body = {} if args.to is None else {"version": args.to}
-    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/rollback", body)
+    answer = client.request("POST", f"/api/slots/{checked_slot(args.slot)}/rollback", body)
     if args.json:
         print(json.dumps(answer), file=out)
     else:
@@ -272,7 +344,7 @@ def rollback(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[
 
 
 def promote(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/promote", {"deployment_id": args.deployment})
+    answer = client.request("POST", f"/api/slots/{checked_slot(args.slot)}/promote", {"deployment_id": args.deployment})
     if args.json:
         print(json.dumps(answer), file=out)
     else:
@@ -281,7 +353,7 @@ def promote(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[s
 
 
 def diff(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    slot = _slot(args.slot)
+    slot = checked_slot(args.slot)
     answer = client.get(f"/api/slots/{slot}/diff", a=args.a, b=args.b)
     if args.json:
         print(json.dumps(answer), file=out)
@@ -306,22 +378,22 @@ def logs(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]
                 raise  # a slot may be named by digits alone: then it is that slot's history
     elif args.follow:
         raise ClientError("--follow needs a deployment's id", EXIT_USAGE)
-    slot = _slot(args.slot)
+    slot = checked_slot(args.slot)
     deployments = client.get("/api/deployments", slot=slot)["deployments"]
     events = client.get(f"/api/slots/{slot}/events")["events"]
     if not deployments:
-        raise ClientError(f'there is no slot "{slot}"', EXIT_NOT_FOUND)
+        raise ClientError(no_such_slot(slot), EXIT_NOT_FOUND)
     if args.json:
         print(json.dumps({"slot": slot, "deployments": deployments, "events": events}), file=out)
         return EXIT_OK
     for d in deployments:
         source = d["source_name"] or d["repo"] or d["source"]
-        print(f"{d['created_at']}  deployment {d['id']}  {d['status']}  {source}", file=out)
+        print(f"{human_time(d['created_at'])}  deployment {d['id']}  {d['status']}  {source}", file=out)
         if d["error"]:
             print(f"    error: {d['error']}", file=out)
     for e in events:
         version = f" version {e['version']}" if e["version"] is not None else ""
-        print(f"{e['created_at']}  {e['action']}{version}", file=out)
+        print(f"{human_time(e['created_at'])}  {e['action']}{version}", file=out)
     return EXIT_OK
 
 
@@ -350,10 +422,10 @@ def collect_garbage(client: ApiClient, args: argparse.Namespace, out: IO[str], e
 
 
 def open_site(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    slot = _slot(args.slot)
+    slot = checked_slot(args.slot)
     found = {s["slot"]: s for s in client.get("/api/slots")["slots"]}.get(slot)
     if found is None:
-        raise ClientError(f'there is no slot "{slot}"', EXIT_NOT_FOUND)
+        raise ClientError(no_such_slot(slot), EXIT_NOT_FOUND)
     if args.json:
         print(json.dumps({"slot": slot, "url": found["url"], "status": found["status"]}), file=out)
     else:
@@ -399,7 +471,7 @@ def tokens(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[st
         ]
         for t in listed
     ]
-    _table(out, ["ID", "USER", "NAME", "SCOPES", "EXPIRES", "LAST USED"], rows)
+    table(out, ["ID", "USER", "NAME", "SCOPES", "EXPIRES", "LAST USED"], rows)
     return EXIT_OK
 
 
@@ -412,19 +484,19 @@ def audit_log(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO
         [e["at"][:19], e["actor"], e["address"] or "-", e["action"], e["target"] or "-", e["result"]]
         for e in answer["entries"]
     ]
-    _table(out, ["TIME", "ACTOR", "ADDRESS", "ACTION", "TARGET", "RESULT"], rows)
+    table(out, ["TIME", "ACTOR", "ADDRESS", "ACTION", "TARGET", "RESULT"], rows)
     return EXIT_OK
 
 
 def lock_slot(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     body = {"reason": args.reason} if args.reason else {}
-    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/lock", body)
+    answer = client.request("POST", f"/api/slots/{checked_slot(args.slot)}/lock", body)
     print(json.dumps(answer) if args.json else f"{answer['slot']} is locked: {answer['reason']}", file=out)
     return EXIT_OK
 
 
 def unlock_slot(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    answer = client.request("POST", f"/api/slots/{_slot(args.slot)}/unlock", {})
+    answer = client.request("POST", f"/api/slots/{checked_slot(args.slot)}/unlock", {})
     print(json.dumps(answer) if args.json else f"{answer['slot']} is unlocked", file=out)
     return EXIT_OK
 
@@ -443,6 +515,7 @@ _HANDLERS: dict[str, Callable[[ApiClient, argparse.Namespace, IO[str], IO[str]],
     "audit": audit_log,
     "lock": lock_slot,
     "unlock": unlock_slot,
+    **manage.HANDLERS,
 }
 
 
@@ -484,18 +557,6 @@ class ProgressBar:
         if self.tty and self.shown is not None:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _table(out: IO[str], header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
-
-
-def _slot(name: str) -> str:
-    if not is_valid_slot(name):
-        raise ClientError(f'"{name[:80]}" is not a valid slot name', EXIT_USAGE)
-    return name
 
 
 def main(argv: list[str], environ: Mapping[str, str]) -> int:

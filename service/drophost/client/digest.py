@@ -156,7 +156,7 @@ def deploy_folder(
         body["ttl"] = ttl
     if force:
         body["force"] = True
-    started = client.request("POST", "/api/uploads", body)
+    started = client.request("POST", "/api/uploads", body, long=True)
     upload_id = started["upload_id"]
     by_digest = {digest: files[rel] for rel, digest in digests.items()}
     # In path order: neighbouring files of a site tend to sit together on the disk.
@@ -169,7 +169,7 @@ def deploy_folder(
     tracker.add(0, 0)
     send_blobs(client, upload_id, missing, tracker)
     finalize = {} if activate else {"activate": False}
-    result: dict[str, Any] = client.request("POST", f"/api/uploads/{upload_id}/finalize", finalize)
+    result: dict[str, Any] = client.request("POST", f"/api/uploads/{upload_id}/finalize", finalize, long=True)
     result["uploaded_files"] = len(missing)
     result["uploaded_bytes"] = tracker.total
     return result

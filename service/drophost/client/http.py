@@ -9,6 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from email.message import Message
 from typing import IO, Any
 
 Progress = Callable[[int, int], None]
@@ -41,25 +42,41 @@ def exit_code_for(status: int) -> int:
     return EXIT_FAILED
 
 
+API_MARKER = "X-Drophost-Api"
+NGINX_OWN_ANSWERS = (413, 500, 502, 503, 504)
+DEFAULT_TIMEOUT = 30.0
+# An upload's answer comes once the server has unpacked, published and switched: it may take minutes.
+UPLOAD_TIMEOUT = 600.0
+
+
 class ApiClient:
-    def __init__(self, server: str, token: str, *, timeout: float = 600.0) -> None:
+    def __init__(
+        self, server: str, token: str, *, timeout: float = DEFAULT_TIMEOUT, upload_timeout: float = UPLOAD_TIMEOUT
+    ) -> None:
         self.server = server.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.upload_timeout = max(upload_timeout, timeout)
+        self.token_source = "--token"  # shown when the server refuses the token; never the token
+        self._described: bool | None = None
 
     def get(self, path: str, **query: Any) -> Any:
         shown = {k: v for k, v in query.items() if v is not None}
         suffix = "?" + urllib.parse.urlencode(shown) if shown else ""
         return self.request("GET", path + suffix)
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, long: bool = False) -> Any:
+        """A JSON call; `long` for one whose answer waits for a deploy (finalize), with the upload timeout."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
-        return self._send(urllib.request.Request(self.server + path, data=data, method=method, headers=headers))
+        request = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
+        return self._send(request, self.upload_timeout if long else self.timeout)
 
     def post_bytes(self, path: str, data: bytes, content_type: str) -> Any:
         headers = {"Content-Type": content_type}
-        return self._send(urllib.request.Request(self.server + path, data=data, method="POST", headers=headers))
+        return self._send(
+            urllib.request.Request(self.server + path, data=data, method="POST", headers=headers), self.timeout
+        )
 
     def upload(self, archive: IO[bytes], filename: str, fields: dict[str, str], progress: Progress | None) -> Any:
         """POST /api/deployments as multipart/form-data, streamed from `archive`."""
@@ -93,7 +110,7 @@ class ApiClient:
             method="POST",
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(total)},
         )
-        return self._send(request)
+        return self._send(request, self.upload_timeout)
 
     def put_file(self, path: str, handle: IO[bytes], size: int) -> Any:
         """PUT raw bytes streamed from an open file (digest uploads)."""
@@ -110,41 +127,78 @@ class ApiClient:
             method=method,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
-        return self._send(request)
+        return self._send(request, self.upload_timeout)
 
     def stream(self, path: str) -> Iterator[bytes]:
-        """A text answer's bytes as they come (a followed build log)."""
+        """A text answer's bytes as they come (a followed build log: a build may be quiet for minutes)."""
         request = urllib.request.Request(self.server + path, method="GET")
         request.add_header("Authorization", f"Bearer {self.token}")
+        timeout = self.upload_timeout
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) only
+                self._check_marker(response.headers, response.status)
                 while chunk := response.read1(64 * 1024):
                     yield chunk
         except urllib.error.HTTPError as exc:
-            answer = _decode(exc.read())
-            message = answer.get("error") if isinstance(answer, dict) else None
-            raise ClientError(
-                str(message or f"the server answered {exc.code}"), exit_code_for(exc.code), status=exc.code
-            ) from None
+            raise self._refused(exc) from None
         except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ClientError(f"cannot reach {self.server}: {reason}", EXIT_UNREACHABLE) from None
+            raise self._unreachable(exc, timeout) from None
 
-    def _send(self, request: urllib.request.Request) -> Any:
+    def _send(self, request: urllib.request.Request, timeout: float) -> Any:
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only
-                return _decode(response.read())
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) only
+                body = response.read()
+                self._check_marker(response.headers, response.status)
+                return _decode(body)
         except urllib.error.HTTPError as exc:
-            answer = _decode(exc.read())
-            message = answer.get("error") if isinstance(answer, dict) else None
-            raise ClientError(
-                str(message or f"the server answered {exc.code}"), exit_code_for(exc.code), status=exc.code
-            ) from None
+            raise self._refused(exc) from None
         except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ClientError(f"cannot reach {self.server}: {reason}", EXIT_UNREACHABLE) from None
+            raise self._unreachable(exc, timeout) from None
+
+    def _check_marker(self, headers: Message, status: int) -> None:
+        """Every answer of the DropHost service carries X-Drophost-Api; the sites port and other servers' do not."""
+        # nginx itself answers a few on DropHost's own port (body too large, the service down).
+        if headers.get(API_MARKER) is not None or status in NGINX_OWN_ANSWERS or self._describes_drophost():
+            return
+        raise ClientError(
+            f"this is not a DropHost API at {self.server} (it answered {status} without DropHost's"
+            f" {API_MARKER} header); check --server, DROPHOST_URL or the config file",
+            EXIT_UNREACHABLE,
+            status=status,
+        )
+
+    def _describes_drophost(self) -> bool:
+        """A DropHost from before the marker still describes itself at /api/openapi.json (asked once)."""
+        if self._described is None:
+            try:
+                request = urllib.request.Request(self.server + "/api/openapi.json", method="GET")
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only
+                    document = _decode(response.read())
+                info = document.get("info") if isinstance(document, dict) else None
+                self._described = isinstance(info, dict) and info.get("title") == "DropHost"
+            except (OSError, ValueError):
+                self._described = False
+        return self._described
+
+    def _refused(self, exc: urllib.error.HTTPError) -> ClientError:
+        body = exc.read()
+        self._check_marker(exc.headers, exc.code)
+        answer = _decode(body)
+        message = answer.get("error") if isinstance(answer, dict) else None
+        return ClientError(str(message or f"the server answered {exc.code}"), exit_code_for(exc.code), status=exc.code)
+
+    def _unreachable(self, exc: OSError, timeout: float) -> ClientError:
+        if isinstance(exc, TimeoutError):
+            # Connected, then silence: urllib raises a read's timeout as it is (a connect's comes as URLError).
+            return ClientError(
+                f"{self.server} accepted the connection but did not answer within {timeout:g} s"
+                " (--timeout or DROPHOST_TIMEOUT to wait longer)",
+                EXIT_UNREACHABLE,
+            )
+        reason = getattr(exc, "reason", exc)
+        return ClientError(f"cannot reach {self.server}: {reason}", EXIT_UNREACHABLE)
 
 
 def _pieces(head: bytes, archive: IO[bytes], tail: bytes, size: int = 256 * 1024) -> Iterator[bytes]:

@@ -18,8 +18,12 @@ from drophost.pipeline.feedback import host_of
 from drophost.settings import Settings
 
 
-def check(file: str, environ: Mapping[str, str]) -> int:
-    """Validate a deploy.yaml: 0 when it can be applied, 1 with every problem printed otherwise."""
+def check(file: str, environ: Mapping[str, str], *, strict: bool = False) -> int:
+    """Validate a deploy.yaml: 0 when it can be applied, 1 with every problem printed otherwise.
+
+    A webhook_secret_env or token_env variable unset in this shell is a warning: the file is checked
+    where it is written (a config repository's CI), and the variables live where the service runs.
+    `strict` makes them errors, for a check run with the service's own environment."""
     try:
         manifest = load_file(Path(file))
     except DrophostError as exc:
@@ -36,10 +40,11 @@ def check(file: str, environ: Mapping[str, str]) -> int:
         print(f"{manifest.file} notifications[{index}]: {where} on {', '.join(notifier.events)}")
     problems = secret_problems(manifest, environ)
     for problem in problems:
-        print(problem, file=sys.stderr)
-    if problems:
+        print(problem if strict else f"warning: {problem} here (the service needs it)", file=sys.stderr)
+    if problems and strict:
         return 1
-    print(f"{manifest.file}: OK, {len(manifest.sites)} site(s)")
+    warned = f", {len(problems)} warning(s)" if problems else ""
+    print(f"{manifest.file}: OK, {len(manifest.sites)} site(s){warned}")
     return 0
 
 

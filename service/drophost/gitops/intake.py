@@ -23,7 +23,7 @@ from drophost.gitops.mirror import SHA, GitSource
 from drophost.gitops.offline import remove_preview
 from drophost.gitops.repourls import check_branch, check_repo_path, parse_repo_url, repo_key, strip_credentials
 from drophost.gitops.targets import Target
-from drophost.names import parse_ttl, validate_slot
+from drophost.names import parse_deploy_ttl, validate_slot
 from drophost.pipeline import record
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
@@ -91,14 +91,24 @@ class Intake:
 
     # -- queueing ----------------------------------------------------------------------------------
     def enqueue(
-        self, site: SiteSpec, branch: str, *, trigger: str, pusher: str | None, actor: str | None = None
+        self,
+        site: SiteSpec,
+        branch: str,
+        *,
+        trigger: str,
+        pusher: str | None,
+        actor: str | None = None,
+        activate: bool = True,
     ) -> int:
-        return self.enqueue_target(targets.branch_target(site, branch), trigger=trigger, pusher=pusher, actor=actor)
+        target = targets.branch_target(site, branch)
+        return self.enqueue_target(target, trigger=trigger, pusher=pusher, actor=actor, activate=activate)
 
-    def enqueue_target(self, target: Target, *, trigger: str, pusher: str | None, actor: str | None = None) -> int:
+    def enqueue_target(
+        self, target: Target, *, trigger: str, pusher: str | None, actor: str | None = None, activate: bool = True
+    ) -> int:
         with self.pool.connection() as conn, conn.transaction():
             actor = actor or (ACTORS[trigger] if trigger in ACTORS else pusher or trigger)
-            queued = self._queue(conn, target, trigger=trigger, pusher=pusher, actor=actor)
+            queued = self._queue(conn, target, trigger=trigger, pusher=pusher, actor=actor, activate=activate)
         if queued.new:
             self.wake.set()
         return queued.deployment_id
@@ -112,6 +122,7 @@ class Intake:
         pusher: str | None,
         actor: str | None,
         pinned: Pinned | None = None,
+        activate: bool = True,
     ) -> gitjobs.Queued:
         """Queue one deploy; `actor` (None: nobody to name, the API's guard records the request) is audited."""
         site, slot, branch, template = target.site, target.slot, target.branch, target.template
@@ -151,9 +162,12 @@ class Intake:
                 ttl_seconds=site.ttl_seconds,
                 settle=SETTLE_SECONDS,
                 max_settle=MAX_SETTLE_SECONDS,
+                activate=activate,
             )
         if actor is not None:
             verb = "queued" if queued.new else "joined the queued"
+            if not activate:
+                verb += " draft"
             result = f"{verb} deployment {queued.deployment_id} of {strip_credentials(site.repo.text)} {branch}"
             audit.record(conn, actor=actor, action="git_deploy", target=slot, result=result)
         return queued
@@ -164,8 +178,9 @@ class Intake:
             return self._removals.pop(0) if self._removals else None
 
     def deploy_from_api(self, manifest: Manifest, body: Mapping[str, Any], actor: str | None = None) -> int:
-        """POST /api/deployments with JSON: a declared or allowed repository, one branch, into one slot."""
-        unknown = set(body) - {"repo", "branch", "path", "slot", "ttl"}
+        """POST /api/deployments with JSON: a declared or allowed repository, one branch, into one slot
+        (`"activate": false`: as a draft, the live site unchanged until a promote)."""
+        unknown = set(body) - {"repo", "branch", "path", "slot", "ttl", "activate"}
         if unknown:
             raise ValidationError(f"unknown field {sorted(unknown)[0]!r}; use repo, branch, path and slot")
         repo = parse_repo_url(body.get("repo"))  # type: ignore[arg-type]
@@ -189,10 +204,13 @@ class Intake:
         raw_ttl = body.get("ttl")
         if raw_ttl is not None and (isinstance(raw_ttl, bool) or not isinstance(raw_ttl, (str, int))):
             raise ValidationError("ttl must be seconds or a number with s, m, h, d or w", field="ttl")
-        ttl = parse_ttl(raw_ttl, maximum=self.settings.max_ttl_seconds)
+        ttl = parse_deploy_ttl(raw_ttl, maximum=self.settings.max_ttl_seconds)
+        activate = body.get("activate", True)
+        if not isinstance(activate, bool):
+            raise ValidationError("activate must be true or false", field="activate")
         self.source.check_ref(branch)
         site = SiteSpec(slot=slot, repo=repo, branches=(branch,), path=path, ttl_seconds=ttl)
-        return self.enqueue(site, branch, trigger="api", pusher=None, actor=actor)
+        return self.enqueue(site, branch, trigger="api", pusher=None, actor=actor, activate=activate)
 
     # -- webhooks ----------------------------------------------------------------------------------
     def webhook(

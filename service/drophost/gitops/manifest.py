@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -276,6 +276,19 @@ def token_for(manifest: Manifest, repo: RepoUrl, environ: Mapping[str, str]) -> 
                 raise GitError(f"the token variable {site.token_env} (token_env of slot {site.slot}) is not set")
             return token
     return None
+
+
+def as_written(check: Callable[[str], object], probe: str, text: str) -> Callable[[object], object]:
+    """A pattern is checked with its wildcards filled in (`*` -> `x`), and quoted back as it was written."""
+
+    def run(_: object) -> object:
+        try:
+            return check(probe)
+        except DrophostError as exc:
+            exc.message = exc.message.replace(probe, text)
+            raise
+
+    return run
 
 
 # -- YAML with line numbers --------------------------------------------------------------------
@@ -727,7 +740,7 @@ class _Checker:
     def pattern(self, item: _Item, field: str) -> str:
         text = self.text(item, field)
         probe = text.replace("**", "x").replace("*", "x").replace("?", "x")
-        self.checked(item, field, lambda _: check_branch(probe))
+        self.checked(item, field, as_written(check_branch, probe, text))
         return text
 
     def unique_slots(self, sites: tuple[SiteSpec, ...], items: list[_Item]) -> None:
@@ -757,7 +770,7 @@ class _Checker:
         for i, entry in enumerate(allow.value):
             field = f"sources.allow[{i}]"
             text = self.text(entry, field)
-            self.checked(entry, field, lambda _, t=text: parse_repo_url(t.replace("*", "x")))
+            self.checked(entry, field, as_written(parse_repo_url, text.replace("*", "x"), text))
             if text.startswith("hosted:"):
                 raise self.fail(entry, field, "hosted repositories are declared as sites, not allowed by pattern")
             patterns.append(text)

@@ -26,7 +26,7 @@ def take_offline(pool: ConnectionPool[Any], deployer: Deployer, slot: str, actor
         log.info("slot %s was not taken offline: %s", slot, exc.message)
         result = f"{exc.status_code} {exc.message}"
     with pool.connection() as conn:
-        audit.record(conn, actor=actor, action="take_offline", target=slot, result=result)
+        audit.record(conn, actor=actor, action="offline", target=slot, result=result)
 
 
 def remove_preview(pool: ConnectionPool[Any], deployer: Deployer, slot: str, actor: str) -> None:

@@ -75,6 +75,7 @@ class Worker:
                     pusher=job["pusher"],
                     ttl_seconds=job["ttl_seconds"],
                     ref=job["ref"],
+                    activate=job["activate"],
                 )
 
     def start(self) -> list[threading.Thread]:
@@ -220,6 +221,7 @@ class Worker:
                 deployment_id=job.deployment_id,
                 linked=copied == 0,
                 site=self.site_rules(job.slot, job.branch),
+                activate=job.activate,
             )
         except DrophostError as exc:
             log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)
@@ -254,7 +256,8 @@ class Worker:
             copied = self.builder.build(
                 site.build, target, self.source.mirror_path(repo), self.deployer.archive_limits(), incoming, build_log
             )
-            if self._serves_already(job.slot, incoming):
+            # A draft is published even so: it was asked for its own release and permalink.
+            if job.activate and self._serves_already(job.slot, incoming):
                 releases.remove(incoming)
                 build_log.line("DropHost: the output is what the slot serves already: no new version")
                 build_log.close()
@@ -278,7 +281,7 @@ class Worker:
             self._fail(job, "cancelled: the slot is no longer declared in deploy.yaml", incoming)
             return
         try:
-            self.deployer.publish_tree(
+            published = self.deployer.publish_tree(
                 incoming,
                 slot=job.slot,
                 files=copied.files,
@@ -287,8 +290,12 @@ class Worker:
                 source="git",
                 deployment_id=job.deployment_id,
                 site=self.site_rules(job.slot, job.branch),
+                activate=job.activate,
             )
-            build_log.line(f"DropHost: live at {self.settings.site_base_url}/d/{job.slot}/")
+            if published["status"] == "draft":
+                build_log.line(f"DropHost: kept as a draft, not live; promote deployment {job.deployment_id}")
+            else:
+                build_log.line(f"DropHost: live at {self.settings.site_base_url}/d/{job.slot}/")
         except DrophostError as exc:
             build_log.line(f"DropHost: {exc.message}")
             log.warning("build deployment %s failed: %s", job.deployment_id, exc.message)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
-from drophost.pipeline import archive, publish, reconcile, record, retention, slotops
+from drophost.pipeline import archive, deletion, publish, reconcile, record, retention, slotops
 from drophost.pipeline.archive import ArchiveLimits
 from drophost.pipeline.context import Context
 from drophost.pipeline.siterules import SiteOptions
@@ -69,8 +69,11 @@ class Deployer(Context):
     def promote(self, slot: str, deployment_id: int) -> dict[str, Any]:
         return slotops.promote(self, slot, deployment_id)
 
-    def take_offline(self, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
+    def take_offline(self, slot: str, *, status: str = "offline", action: str = "offline") -> dict[str, Any]:
         return slotops.take_offline(self, slot, status=status, action=action)
+
+    def delete_slot(self, slot: str) -> dict[str, Any]:
+        return deletion.delete_slot(self, slot)
 
     def update_site(self, slot: str, options: SiteOptions) -> dict[str, Any]:
         return slotops.update_site(self, slot, options)

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from drophost.errors import DrophostError
-from drophost.names import validate_new_slot
+from drophost.names import NO_TTL, validate_new_slot
 from drophost.pipeline import record, releases, retention, sitefiles
 from drophost.pipeline.context import Context
 from drophost.pipeline.nginxconfig import render_site_config
 from drophost.pipeline.siterules import SiteOptions
-from drophost.store import audit, deployments, versions
+from drophost.store import audit, deployments, slots, versions
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,21 @@ def _go_live(
     except DrophostError:
         record.version_failed(ctx, slot, version)
         raise
-    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds) if ttl_seconds else None
+    expires_at = _expiry(ctx, slot, ttl_seconds)
     record.deployed(
         ctx, slot=slot, version=version, deployment_id=deployment_id, expires_at=expires_at, files=files, size=size
     )
+
+
+def _expiry(ctx: Context, slot: str, ttl_seconds: int | None) -> datetime | None:
+    """A deploy's ttl counts from now, and `none` (NO_TTL) removes it. Without one, the slot keeps its
+    expiry as the same moment: a redeploy changes the files, not when the slot goes away (a preview
+    set to go on Friday still goes on Friday). A time already past is not kept: the deploy would go
+    offline at once."""
+    now = datetime.now(UTC)
+    if ttl_seconds is not None:
+        return now + timedelta(seconds=ttl_seconds) if ttl_seconds != NO_TTL else None
+    with ctx.pool.connection() as conn:
+        current = slots.get_slot(conn, slot)
+    kept: datetime | None = current["expires_at"] if current is not None and current["status"] == "live" else None
+    return kept if kept is not None and kept > now else None

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from drophost.errors import ConflictError, DrophostError, NotFoundError, UnsafeReleaseError
+from drophost.errors import ConflictError, DrophostError, NoSuchSlotError, NotFoundError, UnsafeReleaseError
 from drophost.names import validate_slot
 from drophost.pipeline import record, releases, sitefiles
 from drophost.pipeline.context import Context
@@ -26,7 +26,7 @@ def rollback(ctx: Context, slot: str, version: int | None) -> dict[str, Any]:
         with ctx.pool.connection() as conn:
             current = slots.get_slot(conn, slot)
             if current is None:
-                raise NotFoundError(f'there is no slot "{slot}"')
+                raise NoSuchSlotError(slot)
             active = current["active_version"] if current["status"] == "live" else None
             if version is None:
                 version = slots.previous_version(conn, slot, active)
@@ -52,6 +52,8 @@ def promote(ctx: Context, slot: str, deployment_id: int) -> dict[str, Any]:
             deployment = deployments.get_deployment(conn, deployment_id)
             target = versions.version_of_deployment(conn, slot, deployment_id)
             current = slots.get_slot(conn, slot)
+        if current is None and (deployment is None or deployment["slot"] != slot):
+            raise NoSuchSlotError(slot)
         if deployment is None or deployment["slot"] != slot:
             raise NotFoundError(f'slot "{slot}" has no deployment {deployment_id}')
         if target is None or target["status"] in ("pending", "failed"):
@@ -86,7 +88,7 @@ def update_site(ctx: Context, slot: str, options: SiteOptions) -> dict[str, Any]
         with ctx.pool.connection() as conn:
             current = slots.get_slot(conn, slot)
             if current is None:
-                raise NotFoundError(f'there is no slot "{slot}"')
+                raise NoSuchSlotError(slot)
             if current["status"] != "live":
                 raise ConflictError(f'slot "{slot}" is {current["status"]}; roll back to a version first')
             active = versions.get_version(conn, slot, current["active_version"])
@@ -125,13 +127,13 @@ def update_site(ctx: Context, slot: str, options: SiteOptions) -> dict[str, Any]
     return {"slot": slot, "active": version}
 
 
-def take_offline(ctx: Context, slot: str, *, status: str = "offline", action: str = "delete") -> dict[str, Any]:
+def take_offline(ctx: Context, slot: str, *, status: str = "offline", action: str = "offline") -> dict[str, Any]:
     validate_slot(slot)
     with ctx.slot_lock(slot):
         with ctx.pool.connection() as conn:
             current = slots.get_slot(conn, slot)
         if current is None:
-            raise NotFoundError(f'there is no slot "{slot}"')
+            raise NoSuchSlotError(slot)
         if current["status"] == "live":
             # An expired slot keeps an entry that serves no files, so visitors learn it is gone (410).
             ctx.activator.activate(slot, expired_config(slot) if status == "expired" else None, None)
@@ -146,7 +148,7 @@ def set_ttl(ctx: Context, slot: str, ttl_seconds: int | None) -> dict[str, Any]:
     with ctx.slot_lock(slot), ctx.pool.connection() as conn:
         current = slots.get_slot(conn, slot)
         if current is None:
-            raise NotFoundError(f'there is no slot "{slot}"')
+            raise NoSuchSlotError(slot)
         if current["status"] != "live":
             raise ConflictError(f'slot "{slot}" is {current["status"]}; roll back to a version first')
         slots.set_expiry(conn, slot, expires_at)

@@ -6,6 +6,9 @@ from datetime import datetime
 
 from drophost.store.rows import Conn, Row, fetch_all, fetch_one
 
+# Names rows were written with before db/0016_words.sql; the log is append-only, so they stay.
+LEGACY_ACTIONS = {"offline": ("delete_slot", "take_offline")}
+
 
 def record(
     conn: Conn,
@@ -47,11 +50,18 @@ def list_entries(
         conn,
         "SELECT id, at, actor, address, action, target, result, detail FROM audit_log"
         " WHERE (%(actor)s::text IS NULL OR actor = %(actor)s OR actor LIKE %(actor)s || ' (token %%')"
-        " AND (%(action)s::text IS NULL OR action = %(action)s)"
+        " AND (%(action)s::text IS NULL OR action = ANY(%(actions)s))"
         " AND (%(target)s::text IS NULL OR target = %(target)s)"
         " AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)"
         " ORDER BY id DESC LIMIT %(limit)s",
-        {"actor": actor, "action": action, "target": target, "since": since, "limit": limit},
+        {
+            "actor": actor,
+            "action": action,
+            "actions": [action, *LEGACY_ACTIONS.get(action or "", ())],
+            "target": target,
+            "since": since,
+            "limit": limit,
+        },
     )
 
 

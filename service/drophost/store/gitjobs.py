@@ -25,6 +25,7 @@ class GitJob:
     ttl_seconds: int | None
     # The ref fetched when it is not refs/heads/<branch>: a tag or a pull request's head (db/0015).
     ref: str | None = None
+    activate: bool = True  # False: publish a draft, the live site unchanged
     # A hosted push deployed before its ref moves: the pushed object and git's quarantine folder
     # holding it (None: deploy the ref's head, fetched or read when the job runs).
     commit: str | None = None
@@ -119,8 +120,12 @@ def queue_deploy(
     settle: float = 0.0,
     max_settle: float = 0.0,
     ref: str | None = None,
+    activate: bool = True,
 ) -> Queued:
     """Queue a deploy of the branch head; a deploy already waiting for this slot absorbs it (coalescing).
+
+    Only one of the same kind absorbs it: a draft request (`activate` False) and a live one are
+    two different outcomes, so each waits as its own deploy and both happen, in the order queued.
 
     While a deploy of the slot is running, the waiting one is held until no push has come for
     `settle` seconds (never more than `max_settle` after it was queued): a burst of pushes then
@@ -135,8 +140,9 @@ def queue_deploy(
             "SELECT d.id, d.created_at, j.not_before > now() AS settling,"
             " EXISTS (SELECT 1 FROM deployments b WHERE b.slot = d.slot AND b.state = 'building') AS running"
             " FROM deployments d JOIN git_jobs j ON j.deployment_id = d.id"
-            " WHERE d.slot = %s AND d.state = 'queued' AND j.commit_sha IS NULL ORDER BY d.id LIMIT 1 FOR UPDATE OF d",
-            (slot,),
+            " WHERE d.slot = %s AND d.state = 'queued' AND j.activate = %s AND j.commit_sha IS NULL"
+            " ORDER BY d.id LIMIT 1 FOR UPDATE OF d",
+            (slot, activate),
         )
         values = {
             "slot": slot,
@@ -151,6 +157,7 @@ def queue_deploy(
             "settle": settle,
             "max": max_settle,
             "ref": ref,
+            "activate": activate,
         }
         if waiting is not None:
             hold = waiting["running"] or waiting["settling"]
@@ -170,8 +177,8 @@ def queue_deploy(
             " VALUES (%(slot)s, 'git', 'queued', %(trigger)s, %(shown)s, %(branch)s, %(pusher)s, %(ttl)s)"
             " RETURNING id, EXISTS (SELECT 1 FROM deployments b WHERE b.slot = %(slot)s AND b.state = 'building')"
             " AS running)"
-            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, not_before)"
-            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s,"
+            " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, activate, not_before)"
+            " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s, %(activate)s,"
             " now() + CASE WHEN d.running THEN make_interval(secs => %(settle)s) ELSE interval '0' END FROM d"
             " RETURNING deployment_id",
             values,
@@ -287,7 +294,7 @@ def claim_next(conn: Conn, skip: Builds | None = None) -> GitJob | None:
         + " ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED)"
         " RETURNING id, trigger, pusher, ttl_seconds)"
         " SELECT c.id, c.trigger, c.pusher, c.ttl_seconds, j.slot, j.repo, j.branch, j.path, j.template, j.ref,"
-        " j.commit_sha, j.objects FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
+        " j.activate, j.commit_sha, j.objects FROM claimed c JOIN git_jobs j ON j.deployment_id = c.id",
         {"slots": list(skip.slots), "templates": list(skip.templates)},
     )
     if row is None:
@@ -303,6 +310,7 @@ def claim_next(conn: Conn, skip: Builds | None = None) -> GitJob | None:
         pusher=row["pusher"],
         ttl_seconds=row["ttl_seconds"],
         ref=row["ref"],
+        activate=bool(row["activate"]),
         commit=row["commit_sha"],
         objects=row["objects"],
     )

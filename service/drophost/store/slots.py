@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from psycopg import sql
+
 from drophost.store.rows import Conn, Row, fetch_all, fetch_one
 from drophost.store.versions import set_config_status
 
@@ -14,6 +16,18 @@ def get_slot(conn: Conn, slot: str) -> Row | None:
         "SELECT slot, active_version, deployment_id, status, expires_at, updated_at FROM slots WHERE slot = %s",
         (slot,),
     )
+
+
+def slot_exists(conn: Conn, slot: str) -> bool:
+    """Anything recorded under this name: a slots row, a version (a slot whose versions all failed), a deployment."""
+    row = fetch_one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM slots WHERE slot = %(slot)s)"
+        " OR EXISTS (SELECT 1 FROM config_versions WHERE slot = %(slot)s)"
+        " OR EXISTS (SELECT 1 FROM deployments WHERE slot = %(slot)s) AS found",
+        {"slot": slot},
+    )
+    return bool(row and row["found"])
 
 
 def list_slots(conn: Conn) -> list[Row]:
@@ -98,3 +112,23 @@ def list_activations(conn: Conn, slot: str, limit: int = 100) -> list[Row]:
         "SELECT slot, version, action, created_at FROM activations WHERE slot = %s ORDER BY id DESC LIMIT %s",
         (slot, limit),
     )
+
+
+def unfinished_deployments(conn: Conn, slot: str) -> list[int]:
+    rows = fetch_all(
+        conn, "SELECT id FROM deployments WHERE slot = %s AND state IN ('queued', 'building') ORDER BY id", (slot,)
+    )
+    return [int(r["id"]) for r in rows]
+
+
+def delete_history(conn: Conn, slot: str) -> list[int]:
+    """Remove every row of a slot: its state, versions, switches, lock, queued jobs, uploads, deployments
+    (call inside a transaction). Returns the deployments' ids. The audit log keeps what happened."""
+    mine = "SELECT id FROM deployments WHERE slot = %(slot)s"
+    params = {"slot": slot}
+    conn.execute(f"DELETE FROM git_jobs WHERE slot = %(slot)s OR deployment_id IN ({mine})", params)
+    conn.execute(f"DELETE FROM uploads WHERE slot = %(slot)s OR deployment_id IN ({mine})", params)
+    for table in ("slots", "config_versions", "activations", "slot_locks"):
+        conn.execute(sql.SQL("DELETE FROM {} WHERE slot = %(slot)s").format(sql.Identifier(table)), params)
+    rows = fetch_all(conn, "DELETE FROM deployments WHERE slot = %(slot)s RETURNING id", params)
+    return sorted(int(r["id"]) for r in rows)

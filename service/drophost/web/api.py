@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from drophost.errors import (
-    NotFoundError,
+    NoSuchSlotError,
     UnsupportedMediaError,
     ValidationError,
 )
 from drophost.jsonbody import MAX_DEPTH, nests_deeper_than
-from drophost.names import parse_ttl, slot_from_filename, validate_slot
+from drophost.names import parse_deploy_ttl, parse_ttl, slot_from_filename, validate_slot
 from drophost.pipeline import releases, siterules, versiondiff
 from drophost.pipeline.buildlog import read_log
 from drophost.pipeline.siterules import RuleLimits, SiteOptions
@@ -32,6 +32,7 @@ from drophost.web.common import (
     deployer_of,
     id_param,
     int_param,
+    missing_version,
     path_slot,
     pool_of,
     read_json,
@@ -58,7 +59,7 @@ async def create_deployment(request: Request) -> Response:
         raw_slot = _form_text(form, "slot")
         slot = validate_slot(raw_slot) if raw_slot else slot_from_filename(upload.filename or "")
         authorize_slot(request, slot)
-        ttl = parse_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
+        ttl = parse_deploy_ttl(_form_text(form, "ttl"), maximum=settings.max_ttl_seconds)
         site = site_field(form.get("site"), settings)
         activate = _form_flag(form, "activate")
         # A draft is still an upload to the slot: a git-managed one refuses it unless forced.
@@ -69,7 +70,7 @@ async def create_deployment(request: Request) -> Response:
             upload.file,
             slot=slot,
             source_name=(upload.filename or "")[:255] or None,
-            ttl_seconds=ttl or settings.default_ttl_seconds or None,
+            ttl_seconds=ttl if ttl is not None else settings.default_ttl_seconds or None,
             site=site,
             activate=activate,
         )
@@ -146,7 +147,7 @@ async def get_version(request: Request) -> Response:
     number = id_param(request, "version")
     row = await run_in_threadpool(_with_conn, pool_of(request), versions.get_version, slot, number)
     if row is None:
-        raise NotFoundError(f'slot "{slot}" has no config version {number}')
+        raise await run_in_threadpool(_with_conn, pool_of(request), missing_version, slot, number)
     return JSONResponse({"slot": slot, **views.version(row, with_config=True)})
 
 
@@ -175,10 +176,21 @@ async def promote(request: Request) -> Response:
 
 
 async def delete_slot(request: Request) -> Response:
-    """Take a slot offline; its history stays."""
+    """Take a slot offline, its history kept; with ?purge=true&confirm=<slot>, delete it for good."""
     slot = path_slot(request)
-    result = await run_in_threadpool(deployer_of(request).take_offline, slot)
-    return JSONResponse(result)
+    purge = request.query_params.get("purge", "false")
+    if purge not in ("true", "false", "1", "0"):
+        raise ValidationError("purge must be true or false", field="purge")
+    if purge in ("false", "0"):
+        request.state.audit_action = "offline"
+        return JSONResponse(await run_in_threadpool(deployer_of(request).take_offline, slot))
+    request.state.audit_action = "delete"
+    if request.query_params.get("confirm") != slot:
+        raise ValidationError(
+            f"deleting a slot for good removes its versions, deployments and files: confirm with ?confirm={slot}",
+            field="confirm",
+        )
+    return JSONResponse(await run_in_threadpool(deployer_of(request).delete_slot, slot))
 
 
 async def diff_versions(request: Request) -> Response:
@@ -195,9 +207,9 @@ async def diff_versions(request: Request) -> Response:
 def compare_versions(pool: ConnectionPool[Any], settings: Settings, slot: str, a: int, b: int) -> dict[str, Any]:
     with pool.connection() as conn:
         old, new = versions.get_version(conn, slot, a), versions.get_version(conn, slot, b)
-    for number, row in ((a, old), (b, new)):
-        if row is None:
-            raise NotFoundError(f'slot "{slot}" has no config version {number}')
+        for number, row in ((a, old), (b, new)):
+            if row is None:
+                raise missing_version(conn, slot, number)
     assert old is not None and new is not None
     root = settings.releases_dir
     files = versiondiff.diff_trees(releases.locate(root, old["release_dir"]), releases.locate(root, new["release_dir"]))
@@ -211,10 +223,12 @@ def compare_versions(pool: ConnectionPool[Any], settings: Settings, slot: str, a
 
 
 async def list_events(request: Request) -> Response:
-    """A slot's switches (deploy, rollback, delete, expire), newest first."""
+    """A slot's switches (deploy, rollback, offline, expire, promote), newest first."""
     slot = path_slot(request)
     limit = int_param(request, "limit", default=100, low=1, high=1000)
     rows = await run_in_threadpool(_with_conn, pool_of(request), slots.list_activations, slot, limit)
+    if not rows and not await run_in_threadpool(_with_conn, pool_of(request), slots.slot_exists, slot):
+        raise NoSuchSlotError(slot)
     return JSONResponse({"slot": slot, "events": [views.event(r) for r in rows]})
 
 
@@ -296,5 +310,5 @@ def _slot_and_versions(pool: ConnectionPool[Any], slot: str) -> tuple[dict[str, 
         rows = versions.list_versions(conn, slot)
     # A slot whose only versions failed was never live, but its failed versions are still listed.
     if current is None and not rows:
-        raise NotFoundError(f'there is no slot "{slot}"')
+        raise NoSuchSlotError(slot)
     return current, rows

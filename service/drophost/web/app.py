@@ -14,9 +14,11 @@ from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from drophost import hangup
 from drophost.access import FailureLimiter
@@ -95,11 +97,40 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             await run_in_threadpool(gitops.stop)
             await run_in_threadpool(pool.close)
 
-    app = Starlette(routes=build_routes(settings), lifespan=lifespan, exception_handlers=_exception_handlers())
+    app = Starlette(
+        routes=build_routes(settings),
+        lifespan=lifespan,
+        exception_handlers=_exception_handlers(),
+        middleware=[Middleware(MarkAnswers)],
+    )
     app.state.settings = settings
     app.state.signin_limiter = FailureLimiter(settings.signin_max_failures, settings.signin_window)
     app.state.openapi = openapi.document(routes.endpoints(settings))
     return app
+
+
+API_MARKER = "X-Drophost-Api"
+
+
+class MarkAnswers:
+    """Every answer of the service says it is DropHost's (`X-Drophost-Api: 1`), errors and unknown paths
+    included: the CLI pointed at the sites port or another web server can then say so, instead of
+    repeating that server's 404."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (API_MARKER.lower().encode(), b"1")]
+            await send(message)
+
+        await self.app(scope, receive, marked)
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:

@@ -55,15 +55,21 @@ def guard(handler: Handler, need: Auth) -> Handler:
             response = await handler(request)
         except DrophostError as exc:
             if request.method != "GET":
-                await run_in_threadpool(record, request, handler.__name__, f"{exc.status_code} {exc.message}")
+                await run_in_threadpool(record, request, _action(request, handler), f"{exc.status_code} {exc.message}")
             raise
         if request.method != "GET":
-            await run_in_threadpool(record, request, handler.__name__, str(response.status_code))
+            await run_in_threadpool(record, request, _action(request, handler), str(response.status_code))
         return response
 
     guarded.__name__ = handler.__name__
     guarded.__doc__ = handler.__doc__
     return guarded
+
+
+def _action(request: Request, handler: Handler) -> str:
+    """The handler's name, unless it named the act itself (DELETE /api/slots/{slot}: offline, or delete for good)."""
+    named = getattr(request.state, "audit_action", None)
+    return named if isinstance(named, str) else handler.__name__
 
 
 def principal_of(request: Request) -> Principal:

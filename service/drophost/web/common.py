@@ -10,11 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from drophost.errors import NotFoundError, ValidationError
+from drophost.errors import NoSuchSlotError, NotFoundError, ValidationError
 from drophost.jsonbody import load_object
 from drophost.names import validate_slot
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
+from drophost.store import slots
+from drophost.store.rows import Conn
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -60,3 +62,10 @@ def int_param(request: Request, name: str, *, default: int, low: int, high: int)
     if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
         raise ValidationError(f"{name} must be a whole number from {low} to {high}", field=name)
     return int(raw)
+
+
+def missing_version(conn: Conn, slot: str, number: int) -> NotFoundError:
+    """404 for a version that is not there: a typo'd slot is named as such, not as a slot without that version."""
+    if not slots.slot_exists(conn, slot):
+        return NoSuchSlotError(slot)
+    return NotFoundError(f'slot "{slot}" has no config version {number}')

@@ -67,6 +67,7 @@ def routes() -> list[BaseRoute]:
         Route("/slots/{slot}/promote", promote, methods=["POST"]),
         Route("/slots/{slot}/ttl", set_ttl, methods=["POST"]),
         Route("/slots/{slot}/offline", take_offline, methods=["POST"]),
+        Route("/slots/{slot}/delete", delete_slot, methods=["POST"]),
         Route("/analytics", analytics_page, methods=["GET"]),
         Route("/signin", signin_page, methods=["GET"]),
         Route("/signin", signin, methods=["POST"]),
@@ -262,7 +263,19 @@ async def take_offline(request: Request) -> Response:
     return await _act(request, slot, "offline", deployer_of(request).take_offline, slot)
 
 
-async def _act(request: Request, slot: str, done: str, action: Callable[..., Any], *args: Any) -> Response:
+@signed_in
+async def delete_slot(request: Request) -> Response:
+    """Delete for good: the form must repeat the slot's name (typed, so it works without JavaScript too)."""
+    slot = validate_slot(request.path_params["slot"])
+    if request.state.form.get("confirm", "") != slot:
+        refused = ValidationError(f'type the slot\'s name, "{slot}", to delete it for good', field="confirm")
+        return await _failed(request, slot, refused)
+    return await _act(request, slot, "delete", deployer_of(request).delete_slot, slot, redirect="/")
+
+
+async def _act(
+    request: Request, slot: str, done: str, action: Callable[..., Any], *args: Any, redirect: str | None = None
+) -> Response:
     """A change made from the dashboard: the signed-in user needs deploy rights on the slot; audited."""
     session = sessions.current(request)
     assert session is not None  # signed_in let the request through
@@ -281,7 +294,7 @@ async def _act(request: Request, slot: str, done: str, action: Callable[..., Any
             raise
         return await _failed(request, slot, exc)
     await run_in_threadpool(auth.record, request, name, "303")
-    return RedirectResponse(f"/slots/{slot}?done={done}", status_code=303)
+    return RedirectResponse(redirect or f"/slots/{slot}?done={done}", status_code=303)
 
 
 async def _failed(request: Request, slot: str, exc: DrophostError) -> Response:

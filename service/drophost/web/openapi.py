@@ -207,7 +207,16 @@ SCHEMAS: dict[str, Schema] = {
             "branch": {"type": "string", "default": "main"},
             "path": {"type": "string", "description": "publish this folder (default: the root)"},
             "slot": {"type": "string"},
-            "ttl": {"type": "string", "description": "seconds, or a number with s/m/h/d/w"},
+            "ttl": {
+                "type": "string",
+                "description": "seconds, or a number with s/m/h/d/w, from now; none removes the slot's TTL;"
+                " absent: the slot keeps its expiry",
+            },
+            "activate": {
+                "type": "boolean",
+                "default": True,
+                "description": "false: publish a draft (its permalink), the live site unchanged until a promote",
+            },
         },
     },
     "Slot": {

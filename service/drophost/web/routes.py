@@ -16,7 +16,9 @@ OBJECT: Schema = {"type": "object"}
 DEPLOYMENT = ref("Deployment")
 VERSION = ref("ConfigVersion")
 LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
-TTL_TEXT = "seconds, or a number with s/m/h/d/w"
+TTL_TEXT = (
+    "seconds, or a number with s/m/h/d/w, from now; none removes the slot's TTL; absent: the slot keeps its expiry"
+)
 CHANGES: Schema = {
     "type": "array",
     "items": {
@@ -181,7 +183,7 @@ def _deployments(settings: Settings) -> list[Endpoint]:
 def _slots() -> list[Endpoint]:
     event = obj(
         version={"type": ["integer", "null"]},
-        action={"type": "string", "enum": ["deploy", "rollback", "delete", "expire", "promote"]},
+        action={"type": "string", "enum": ["deploy", "rollback", "offline", "expire", "promote"]},
         created_at={"type": "string", "format": "date-time"},
     )
     files = obj(
@@ -215,10 +217,25 @@ def _slots() -> list[Endpoint]:
             "DELETE",
             "/api/slots/{slot}",
             api.delete_slot,
-            "Take a slot offline (its history stays)",
-            {200: ("Offline", OBJECT)},
-            (401, 404, 422, 500),
+            "Take a slot offline (its history stays); with purge=true and confirm=<the slot>, delete it for good:"
+            " offline through the same switch, then its versions, deployments, switches and releases (the"
+            " artifact store's gc reclaims files no other version uses; the audit log keeps the deletion)",
+            {
+                200: (
+                    "Offline, or deleted",
+                    obj(
+                        slot=STRING,
+                        status={"type": "string", "enum": ["offline", "expired", "deleted"]},
+                        deployments={"type": "integer", "description": "with purge: how many were deleted"},
+                    ),
+                )
+            },
+            (401, 404, 409, 422, 500),
             auth="deploy",
+            query=(
+                Query("purge", {"type": "string", "enum": ["true", "false", "1", "0"]}),
+                Query("confirm", description="with purge: the slot's name again"),
+            ),
         ),
         Endpoint(
             "PATCH",
@@ -244,9 +261,9 @@ def _slots() -> list[Endpoint]:
             "GET",
             "/api/slots/{slot}/events",
             api.list_events,
-            "A slot's switches (deploy, rollback, delete, expire, promote), newest first",
+            "A slot's switches (deploy, rollback, offline, expire, promote), newest first",
             {200: ("Events", obj(slot=STRING, events=array(event)))},
-            (401, 422),
+            (401, 404, 422),
             auth="read",
             query=(LIMIT,),
         ),
@@ -333,7 +350,7 @@ def _uploads(settings: Settings) -> list[Endpoint]:
         "required": ["slot", "files"],
         "properties": {
             "slot": STRING,
-            "ttl": {"type": ["string", "integer"]},
+            "ttl": {"type": ["string", "integer"], "description": TTL_TEXT},
             "name": {"type": "string", "description": "shown as the source"},
             "site": SITE,
             "files": {"type": "object", "additionalProperties": STRING},
@@ -529,6 +546,27 @@ def _team() -> list[Endpoint]:
             {200: ("Users", obj(users=array(user)))},
             (401, 403),
             auth="admin",
+        ),
+        Endpoint(
+            "GET",
+            "/api/whoami",
+            team.whoami,
+            "Who the caller is: user, role, the scopes in force (a token's, cut to its user's rights) and how"
+            " the caller was recognised",
+            {
+                200: (
+                    "The caller",
+                    obj(
+                        user=STRING,
+                        role=STRING,
+                        scopes=STRINGS,
+                        token_id={"type": ["integer", "null"]},
+                        via={"type": "string", "enum": ["bootstrap token", "token", "session"]},
+                    ),
+                )
+            },
+            (401,),
+            auth="read",
         ),
         Endpoint(
             "DELETE",

@@ -19,6 +19,27 @@ from drophost.web.auth import principal_of
 from drophost.web.common import id_param, int_param, path_slot, pool_of, read_json
 
 
+# -- the caller -------------------------------------------------------------------------------------
+async def whoami(request: Request) -> Response:
+    """Who this request was made as: the user, their role, the scopes in force, and how they were recognised."""
+    principal = principal_of(request)
+    if "authorization" not in request.headers:
+        via = "session"
+    elif principal.token_id is None:
+        via = "bootstrap token"  # DROPHOST_API_TOKEN of the server
+    else:
+        via = "token"
+    return JSONResponse(
+        {
+            "user": principal.user,
+            "role": principal.role,
+            "scopes": sorted(principal.scopes),
+            "token_id": principal.token_id,
+            "via": via,
+        }
+    )
+
+
 # -- users ------------------------------------------------------------------------------------------
 async def create_user(request: Request) -> Response:
     """{"name", "role", "slots": [patterns], "password"} -> 201 the user (never the password)."""

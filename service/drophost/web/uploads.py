@@ -6,8 +6,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from drophost.errors import BadRequestError, NotFoundError, ValidationError
-from drophost.names import parse_ttl, validate_slot
+from drophost.errors import BadRequestError, ValidationError
+from drophost.names import parse_deploy_ttl, validate_slot
 from drophost.pipeline import siterules
 from drophost.pipeline.blobbatch import BlobBatch
 from drophost.pipeline.digest import DigestUploads
@@ -15,7 +15,7 @@ from drophost.pipeline.siterules import RuleLimits
 from drophost.store import versions
 from drophost.web import views
 from drophost.web.auth import authorize_slot
-from drophost.web.common import deployer_of, id_param, path_slot, pool_of, read_json, settings_of
+from drophost.web.common import deployer_of, id_param, missing_version, path_slot, pool_of, read_json, settings_of
 from drophost.web.gitops import refuse_drift
 
 
@@ -33,7 +33,7 @@ async def create_upload(request: Request) -> Response:
     ttl_raw = body.get("ttl")
     if ttl_raw is not None and not isinstance(ttl_raw, str | int):
         raise ValidationError("ttl must be seconds or a duration like 7d", field="ttl")
-    ttl = parse_ttl(ttl_raw, maximum=settings_of(request).max_ttl_seconds)
+    ttl = parse_deploy_ttl(ttl_raw, maximum=settings_of(request).max_ttl_seconds)
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise ValidationError("name must be text", field="name")
@@ -126,10 +126,10 @@ async def pin_version(request: Request) -> Response:
         raise ValidationError("pinned must be true or false", field="pinned")
     pool = pool_of(request)
 
-    def pin() -> bool:
+    def pin() -> None:
         with pool.connection() as conn:
-            return versions.set_pinned(conn, slot, version, pinned)
+            if not versions.set_pinned(conn, slot, version, pinned):
+                raise missing_version(conn, slot, version)
 
-    if not await run_in_threadpool(pin):
-        raise NotFoundError(f'slot "{slot}" has no config version {version}')
+    await run_in_threadpool(pin)
     return JSONResponse({"slot": slot, "version": version, "pinned": pinned})

@@ -99,8 +99,24 @@ def test_drophost_check(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
     assert main(["check", str(good)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "deploy.yaml: OK, 3 site(s)"
     monkeypatch.delenv("DOCS_HOOK_SECRET")
-    assert main(["check", str(good)]) == 1
+    # Unset where the check runs (a config repository's CI): a warning; --strict makes it an error.
+    assert main(["check", str(good)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: deploy.yaml:" in captured.err and "DOCS_HOOK_SECRET is not set here" in captured.err
+    assert captured.out.splitlines()[-1] == "deploy.yaml: OK, 3 site(s), 2 warning(s)"
+    assert main(["check", "--strict", str(good)]) == 1
     assert "DOCS_HOOK_SECRET is not set" in capsys.readouterr().err
+    # Patterns are quoted as written, not as checked.
+    patterns = tmp_path / "patterns.yaml"
+    patterns.write_text('sites: []\nsources:\n  allow: ["http://127.0.0.1:*/*"]\n')
+    assert main(["check", str(patterns)]) == 1
+    assert capsys.readouterr().err == 'patterns.yaml:3 sources.allow[0]: "http://127.0.0.1:*/*" has an invalid port\n'
+    branches = tmp_path / "branches.yaml"
+    branches.write_text(
+        'sites:\n  - slot: d-{branch}\n    repo: https://git.example.lan/x.git\n    branches: ["feat/*..x"]\n'
+    )
+    assert main(["check", str(branches)]) == 1
+    assert '"feat/*..x" is not a valid branch name' in capsys.readouterr().err
     bad = tmp_path / "deploy.yaml"
     bad.write_text('sites:\n  - slot: "Docs!"\n    repo: https://git.example.lan/x.git\n')
     assert main(["check", str(bad)]) == 1
