@@ -386,3 +386,29 @@ def test_analytics_knows_its_slots_splits_404s_and_draws_visitors(page: Any, loo
     page.click("form.filters button[type=submit]")
     page.wait_for_selector('text=There is no slot "shop-99".')
     shot(page, look, "analytics-no-such-slot")
+
+
+def test_visitors_of_an_offline_expired_or_unknown_site_get_a_page_not_json(
+    page: Any, look: str, live: LiveStack
+) -> None:
+    """What a visitor's browser shows (issue 19: expired and offline previews showed raw JSON)."""
+    assert deploy_api(live, "gone", {"index.html": "bye"}).status_code == 201
+    assert deploy_api(live, "brief", {"index.html": "short"}).status_code == 201
+    assert live.api("DELETE", "/api/slots/gone").is_success
+    assert live.api("PATCH", "/api/slots/brief", json={"ttl": "1s"}).is_success
+    deadline = time.monotonic() + 30
+    while {s["slot"]: s["status"] for s in live.api("GET", "/api/slots").json()["slots"]}["brief"] != "expired":
+        assert time.monotonic() < deadline, "brief did not expire"
+        time.sleep(0.2)
+    port = live.settings.sites_listen_port
+    for url, status, heading, name in (
+        (f"{live.sites_base_url}/d/gone/", 404, "No site is deployed at this address", "offline"),
+        (f"http://brief.localhost:{port}/", 410, "This site has expired", "expired"),
+        (f"http://never-was.localhost:{port}/", 404, "No site is deployed at this address", "unknown"),
+    ):
+        answer = page.goto(url)
+        assert answer is not None and answer.status == status, url
+        assert answer.headers["content-type"].startswith("text/html"), url
+        assert page.locator("h1").inner_text() == heading
+        check_axe(page, f"visitor page ({name})")
+        shot(page, look, f"visitor-{name}")
