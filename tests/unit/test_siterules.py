@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from drophost.errors import DrophostError
-from drophost.pipeline import siterules
+from drophost.pipeline import sitecompile, siterules
 
 CASES = Path(__file__).parent.parent / "fixtures" / "rules"
 
@@ -25,7 +25,7 @@ def compile_case(case: Path) -> str:
     headers = siterules.parse_headers(headers_file.read_bytes().decode()) if headers_file.exists() else ()
     options = siterules.parse_options(spec.get("site"), file="site")
     rules = siterules.combine(options, redirects, headers)
-    return siterules.render_part(spec["slot"], rules, auth_file=spec.get("auth_file", ""))
+    return sitecompile.render_part(spec["slot"], rules, auth_file=spec.get("auth_file", ""))
 
 
 def case_files() -> list[Path]:
