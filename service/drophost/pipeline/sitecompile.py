@@ -21,6 +21,7 @@ What a request costs is what shapes the text (bench/RESULTS.md, "Site rules"):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from drophost.pipeline.siterules import PLACEHOLDER, Access, HeaderRule, Redirec
 # More header blocks than this: locations per block (see the module docstring). Fewer locations
 # are cheaper for nginx to parse at every reload, and a few regexes per request cost little.
 SPLIT_ABOVE = 8
+# Past this many first segments of pattern redirects, they get no locations of their own.
+MAX_SECTIONS = 64
 # More exact redirects than this: a map (four more `if`s to parse, so not for a handful).
 MAP_ABOVE = 8
 # Longer map keys stay regexes: nginx.conf.j2's map_hash_bucket_size holds keys up to ~240 bytes.
@@ -82,10 +85,13 @@ class _Compiler:
         self.prefix = f"/d/{slot}"
         self.var = f"$drophost_{slot.replace('-', '_')}"
         self.access = _access_lines(slot, rules.access, auth_file)
-        self.split = len(rules.headers) > SPLIT_ABOVE
         unforced = [rule for rule in rules.redirects if not rule.force]
         self.map_entries, chained = _map_entries(self.prefix, unforced)
         self.unforced = chained if self.map_entries else unforced
+        patterns = [rule for rule in self.unforced if _kind(rule.source) != "exact"]
+        self.split = len(rules.headers) > SPLIT_ABOVE or len(patterns) > SPLIT_ABOVE
+        self.sections = _sections(patterns)
+        self._exact: dict[str, int] | None = None  # exact path -> index of its first unforced rule
 
     # -- the whole part ------------------------------------------------------------------
     def render(self) -> str:
@@ -115,23 +121,35 @@ class _Compiler:
     def _families(self) -> list[_Family]:
         keys = [_Key("/")]
         if self.split:
-            keys += _keys(self.rules.headers)
+            keys += [key for key in _keys(self.rules.headers) if key not in self.sections] + self.sections
         families = []
         for number, key in enumerate(keys):
             headers, literal = _headers_at(self.prefix, key, self.rules.headers, split=self.split)
             if key.exact:
                 # One path: the first rule that matches it is the only one that can apply.
-                first = [
-                    rule
-                    for rule in self.rules.redirects
-                    if not rule.force and _matches(self.prefix, rule.source, key.path)
-                ]
-                redirects, maps = first[:1], False
+                first = self._first_rule(key.path)
+                redirects, maps = [first] if first else [], False
             else:
                 redirects = [rule for rule in self.unforced if _may_match(rule.source, key.path)]
                 maps = bool(self.map_entries)
             families.append(_Family(number, key, headers, literal, redirects, maps))
         return families
+
+    def _first_rule(self, path: str) -> Redirect | None:
+        """The first rule that is not forced and matches this literal path."""
+        if self._exact is None:
+            self._exact = {}
+            for number, rule in enumerate(self.rules.redirects):
+                if not rule.force and _kind(rule.source) == "exact" and "%" not in rule.source:
+                    for twin in _twins(rule.source):
+                        self._exact.setdefault(twin, number)
+        found = self._exact.get(path, len(self.rules.redirects))
+        for rule in self.rules.redirects[:found]:
+            if rule.force or (_kind(rule.source) == "exact" and "%" not in rule.source):
+                continue
+            if _matches(self.prefix, rule.source, path):
+                return rule
+        return self.rules.redirects[found] if found < len(self.rules.redirects) else None
 
     # -- the locations of one family -------------------------------------------------------
     def _name(self, family: _Family, role: str) -> str:
@@ -288,6 +306,7 @@ class _Compiler:
 # -- keys and headers ----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
 def _literal_prefix(pattern: str) -> str:
     """The start every path of the pattern has, usable as a location: before the first `*`, `:` or
     `%` (locations see decoded paths), and no dot segment (those are for the dotfile location)."""
@@ -305,6 +324,7 @@ def _literal_prefix(pattern: str) -> str:
     return literal
 
 
+@functools.lru_cache(maxsize=8192)
 def _kind(pattern: str) -> str:
     """exact: one path (and its slash twin); prefix: `<literal>*`; runtime: matched per request."""
     literal = _literal_prefix(pattern)
@@ -313,6 +333,14 @@ def _kind(pattern: str) -> str:
     if pattern == f"{literal}*":
         return "prefix"
     return "runtime"
+
+
+def _sections(rules: Sequence[Redirect]) -> list[_Key]:
+    """Prefix keys for the first segments of pattern rules (`/legacy/` for `/legacy/:year/*`), so a
+    request tries only the rules of its own section, as a hand-written config nests them. Past
+    MAX_SECTIONS, none: each key is several locations for nginx to parse."""
+    sections = {f"/{start.split('/')[1]}/" for rule in rules if (start := _literal_prefix(rule.source)).count("/") > 1}
+    return [_Key(path) for path in sorted(sections)] if len(sections) <= MAX_SECTIONS else []
 
 
 def _keys(headers: Sequence[HeaderRule]) -> list[_Key]:
@@ -405,14 +433,19 @@ def _map_entries(prefix: str, rules: Sequence[Redirect]) -> tuple[dict[str, tupl
     entries: dict[str, tuple[int, str]] = {}
     folded: set[str] = set()
     chained: list[Redirect] = []
-    for number, rule in enumerate(rules):
+    # What earlier rules match: exact ones by their paths, the others by their regexes.
+    taken: set[str] = set()
+    patterns: list[re.Pattern[str]] = []
+    for rule in rules:
         if _kind(rule.source) != "exact" or "%" in rule.source:
             chained.append(rule)
+            patterns.append(_compiled(prefix, rule.source))
             continue
-        paths = [rule.source] if rule.source.endswith("/") else [rule.source, f"{rule.source}/"]
+        twins = _twins(rule.source)
         # An earlier rule that matches a path wins there anyway (first match): no key for it.
-        paths = [path for path in paths if not any(_matches(prefix, other.source, path) for other in rules[:number])]
-        keys = [f"{prefix}{path}" for path in paths]
+        keys = [f"{prefix}{path}" for path in twins if path not in taken]
+        keys = [key for key in keys if not any(regex.match(key) for regex in patterns)]
+        taken.update(twins)
         if any(len(key) > MAX_MAP_KEY or key.lower() in folded for key in keys):
             chained.append(rule)
             continue
@@ -420,6 +453,11 @@ def _map_entries(prefix: str, rules: Sequence[Redirect]) -> tuple[dict[str, tupl
             entries[key] = (rule.status, _map_value(prefix, rule))
             folded.add(key.lower())
     return entries, chained
+
+
+def _twins(path: str) -> tuple[str, ...]:
+    """The paths an exact pattern matches: /about also matches /about/, as on Netlify."""
+    return (path,) if path.endswith("/") else (path, f"{path}/")
 
 
 def _map_value(prefix: str, rule: Redirect) -> str:
@@ -433,8 +471,14 @@ def _map_value(prefix: str, rule: Redirect) -> str:
 
 def _matches(prefix: str, pattern: str, path: str) -> bool:
     """Does a rule's pattern match this literal path (as nginx's regex would)?"""
-    regex, _ = _regex(prefix, pattern)
-    return re.match(regex, f"{prefix}{path}") is not None
+    if _kind(pattern) == "exact" and "%" not in pattern:
+        return path in _twins(pattern)
+    return _compiled(prefix, pattern).match(f"{prefix}{path}") is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(prefix: str, pattern: str) -> re.Pattern[str]:
+    return re.compile(_regex(prefix, pattern)[0])
 
 
 def _may_match(pattern: str, key: str) -> bool:
