@@ -121,6 +121,23 @@ def test_clean_urls_both_ways(stack: Stack) -> None:
     assert fetch(stack, "/d/clean/.env").status_code == 404
 
 
+def test_a_slot_without_rules_serves_clean_urls_and_keeps_its_html_urls(stack: Stack) -> None:
+    deploy(stack, "bare", PAGES)
+    about = fetch(stack, "/d/bare/about")
+    assert (about.status_code, about.text, about.headers["x-drophost-slot"]) == (200, "<p>about</p>", "bare")
+    assert fetch(stack, "/d/bare/blog/my-post").text == "<p>post</p>"
+    # No rules: the .html URLs answer as they always did (the redirect to the clean URL is a rule).
+    assert fetch(stack, "/d/bare/about.html").text == "<p>about</p>"
+    assert fetch(stack, "/d/bare/blog/").text == "<p>blog</p>"
+    assert fetch(stack, "/d/bare/blog").status_code == 301  # a folder, as today
+    missing = fetch(stack, "/d/bare/nothing")
+    assert (missing.status_code, missing.text, missing.headers["x-drophost-slot"]) == (404, "<p>not here</p>", "bare")
+    assert fetch(stack, "/d/bare/static/").status_code == 404  # a folder without index.html
+    assert fetch(stack, "/d/bare/.env").status_code == 404
+    deploy(stack, "bare404", {"index.html": "home"})
+    assert fetch(stack, "/d/bare404/nothing").status_code == 404  # nginx's own page
+
+
 def test_cloudflares_documented_headers_are_served(stack: Stack) -> None:
     # The examples of https://developers.cloudflare.com/pages/configuration/headers/ (every matching
     # block applies; "! Name" removes a header an earlier block set).
