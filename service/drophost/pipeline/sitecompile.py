@@ -16,7 +16,9 @@ What a request costs is what shapes the text (bench/RESULTS.md, "Site rules"):
 - Redirects. Rules that are not forced run only when no file answered. Above MAP_ABOVE exact rules
   (no `*`, no placeholder), those are one hash lookup in a per-slot `map $uri` instead of a regex
   each; a rule a map cannot hold exactly (shadowed by an earlier pattern, an over-long path, a
-  case-only twin: nginx's map keys ignore case) stays a regex in order.
+  case-only twin: nginx's map keys ignore case) stays a regex in order. Past SPLIT_ABOVE pattern
+  rules the part is split too, with a prefix location per first segment of theirs (`/legacy/`), so a
+  request tries only the rules of its own section, as a hand-written config nests them.
 """
 
 from __future__ import annotations
