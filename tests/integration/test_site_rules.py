@@ -13,7 +13,7 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from drophost.pipeline import nginxprocess, siterules
+from drophost.pipeline import nginxprocess, sitecompile
 from drophost.web.app import create_app
 from tests.harness.auth import AUTH
 from tests.harness.stacks import Stack
@@ -121,6 +121,23 @@ def test_clean_urls_both_ways(stack: Stack) -> None:
     assert fetch(stack, "/d/clean/.env").status_code == 404
 
 
+def test_a_slot_without_rules_serves_clean_urls_and_keeps_its_html_urls(stack: Stack) -> None:
+    deploy(stack, "bare", PAGES)
+    about = fetch(stack, "/d/bare/about")
+    assert (about.status_code, about.text, about.headers["x-drophost-slot"]) == (200, "<p>about</p>", "bare")
+    assert fetch(stack, "/d/bare/blog/my-post").text == "<p>post</p>"
+    # No rules: the .html URLs answer as they always did (the redirect to the clean URL is a rule).
+    assert fetch(stack, "/d/bare/about.html").text == "<p>about</p>"
+    assert fetch(stack, "/d/bare/blog/").text == "<p>blog</p>"
+    assert fetch(stack, "/d/bare/blog").status_code == 301  # a folder, as today
+    missing = fetch(stack, "/d/bare/nothing")
+    assert (missing.status_code, missing.text, missing.headers["x-drophost-slot"]) == (404, "<p>not here</p>", "bare")
+    assert fetch(stack, "/d/bare/static/").status_code == 404  # a folder without index.html
+    assert fetch(stack, "/d/bare/.env").status_code == 404
+    deploy(stack, "bare404", {"index.html": "home"})
+    assert fetch(stack, "/d/bare404/nothing").status_code == 404  # nginx's own page
+
+
 def test_cloudflares_documented_headers_are_served(stack: Stack) -> None:
     # The examples of https://developers.cloudflare.com/pages/configuration/headers/ (every matching
     # block applies; "! Name" removes a header an earlier block set).
@@ -152,6 +169,106 @@ def test_cloudflares_documented_headers_are_served(stack: Stack) -> None:
     assert "x-robots-tag" not in fetch(stack, "/d/cf/img/x.jpg").headers
     assert "x-frame-options" not in fetch(stack, "/d/cf/").headers
     assert fetch(stack, "/d/cf/_headers").status_code == 404
+
+
+# More than sitecompile.SPLIT_ABOVE blocks: locations per block, each with its own fallbacks.
+SPLIT_HEADERS = """/*
+  X-Frame-Options: DENY
+/static/*
+  Cache-Control: public, max-age=31536000, immutable
+/static/live/*
+  ! Cache-Control
+/blog/*
+  X-Section: blog
+/embed/:page
+  ! X-Frame-Options
+  Content-Security-Policy: frame-ancestors https://partner.example.com
+/about
+  X-Robots-Tag: noindex
+/app/
+  X-Robots-Tag: nofollow
+/blog/index.html
+  X-Robots-Tag: noarchive
+/*.jpg
+  X-Image: yes
+"""
+
+
+def test_many_header_blocks_apply_to_the_path_asked_for_in_every_answer(stack: Stack) -> None:
+    files = {**PAGES, "static/live/feed.json": "{}", "embed/card.html": "card", "_headers": SPLIT_HEADERS}
+    files["_redirects"] = "/gone /404.html 410\n/old-blog/* /blog/:splat 301\n"
+    deploy(stack, "split", files)
+
+    def headers(path: str, status: int = 200) -> dict[str, list[str]]:
+        answer = fetch(stack, path)
+        assert answer.status_code == status, path
+        assert answer.headers["x-drophost-slot"] == "split", path
+        names = ("x-frame-options", "cache-control", "x-section", "content-security-policy", "x-robots-tag", "x-image")
+        return {name: answer.headers.get_list(name) for name in names if name in answer.headers}
+
+    default = ["public, max-age=0, must-revalidate"]
+    assert headers("/d/split/") == {"x-frame-options": ["DENY"], "cache-control": default}
+    assert headers("/d/split/static/a.css")["cache-control"] == ["public, max-age=31536000, immutable"]
+    assert headers("/d/split/static/live/feed.json")["cache-control"] == default
+    # A clean URL and a missing page under /blog/ keep /blog/*'s header (the 404 page is served
+    # with the headers of the path asked for, not of /404.html).
+    assert headers("/d/split/blog/my-post")["x-section"] == ["blog"]
+    missing = fetch(stack, "/d/split/blog/nothing")
+    assert (missing.status_code, missing.text, missing.headers["x-section"]) == (404, "<p>not here</p>", "blog")
+    # /blog/ is served from blog/index.html, but the block for /blog/index.html is not the path asked for.
+    assert "x-robots-tag" not in headers("/d/split/blog/")
+    embed = headers("/d/split/embed/card")
+    assert "x-frame-options" not in embed and embed["content-security-policy"] == [
+        "frame-ancestors https://partner.example.com"
+    ]
+    assert headers("/d/split/about")["x-robots-tag"] == ["noindex"]
+    assert headers("/d/split/about/", 404)["x-robots-tag"] == ["noindex"]
+    app = fetch(stack, "/d/split/app/")
+    assert (app.text, app.headers["x-robots-tag"]) == ("<p>app shell</p>", "nofollow")
+    assert headers("/d/split/img/x.jpg")["x-image"] == ["yes"]
+    gone = fetch(stack, "/d/split/gone")
+    assert (gone.status_code, gone.text, gone.headers["x-frame-options"]) == (410, "<p>not here</p>", "DENY")
+    moved = fetch(stack, "/d/split/old-blog/a?x=1")
+    assert (moved.status_code, moved.headers["location"]) == (301, "/d/split/blog/a?x=1")
+    assert fetch(stack, "/d/split/static/.env").status_code == 404
+    assert fetch(stack, "/d/split/_headers").status_code == 404
+
+
+def test_many_exact_redirects_are_looked_up_in_order_and_with_case(stack: Stack) -> None:
+    # More than sitecompile.MAP_ABOVE exact rules: a map, checked before the pattern rules, which
+    # must not change which rule matches first.
+    exact = [f"/old/page-{n} /about 301" for n in range(12)]
+    rules = [
+        "/first/* /blog/ 302",  # earlier than the exact rule below for the same path: it wins
+        *exact,
+        "/first/x /about 301",
+        "/Case /about 302",
+        "/case /blog/ 307",  # the same path but for case: a map cannot hold both
+        "/shop https://shop.example.com 308",
+        "/closed /store-closed.html 404",
+        "/inside /about.html 200",
+        "/old/* /blog/:splat 301",
+    ]
+    deploy(stack, "maps", {**PAGES, "_redirects": "\n".join(rules) + "\n"})
+    expect = {
+        "/d/maps/old/page-3": (301, "/d/maps/about"),
+        "/d/maps/old/page-11/?a=1": (301, "/d/maps/about?a=1"),
+        "/d/maps/old/PAGE-3": (301, "/d/maps/blog/PAGE-3"),
+        "/d/maps/old/page-99": (301, "/d/maps/blog/page-99"),
+        "/d/maps/first/x": (302, "/d/maps/blog/"),
+        "/d/maps/Case": (302, "/d/maps/about"),
+        "/d/maps/case": (307, "/d/maps/blog/"),
+        "/d/maps/shop?q=1": (308, "https://shop.example.com?q=1"),
+    }
+    for path, (status, location) in expect.items():
+        answer = fetch(stack, path)
+        assert (answer.status_code, answer.headers.get("location")) == (status, location), path
+    assert fetch(stack, "/d/maps/CASE").status_code == 404
+    closed = fetch(stack, "/d/maps/closed")
+    assert (closed.status_code, closed.text) == (404, "<p>closed</p>")
+    inside = fetch(stack, "/d/maps/inside")
+    assert (inside.status_code, inside.text) == (200, "<p>about</p>")
+    assert fetch(stack, "/d/maps/about").text == "<p>about</p>"  # a file wins over rules
 
 
 HOSTILE = {
@@ -246,7 +363,7 @@ def test_a_compiled_config_nginx_rejects_fails_the_deploy_and_the_old_version_st
 ) -> None:
     deploy(stack, "bad", {"index.html": "v1", "_redirects": "/x /y\n"})
     monkeypatch.setattr(
-        siterules, "render_part", lambda slot, rules, auth_file="": "location ^~ /d/bad/ { nonsense; }\n"
+        sitecompile, "render_part", lambda slot, rules, auth_file="": "location ^~ /d/bad/ { nonsense; }\n"
     )
     answer = stack.deploy({"index.html": "v2", "_redirects": "/x /z\n"}, "bad")
     assert answer.status_code == 500

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from drophost.errors import DrophostError
-from drophost.pipeline import siterules
+from drophost.pipeline import nginxconfig, sitecompile, siterules
 
 CASES = Path(__file__).parent.parent / "fixtures" / "rules"
 
@@ -25,7 +25,7 @@ def compile_case(case: Path) -> str:
     headers = siterules.parse_headers(headers_file.read_bytes().decode()) if headers_file.exists() else ()
     options = siterules.parse_options(spec.get("site"), file="site")
     rules = siterules.combine(options, redirects, headers)
-    return siterules.render_part(spec["slot"], rules, auth_file=spec.get("auth_file", ""))
+    return sitecompile.render_part(spec["slot"], rules, auth_file=spec.get("auth_file", ""))
 
 
 def case_files() -> list[Path]:
@@ -83,3 +83,18 @@ def test_options_from_the_api_come_before_the_files_rules() -> None:
     rules = siterules.combine(options, files)
     assert [rule.target for rule in rules.redirects] == ["/api", "/file"]
     assert rules.spa and rules.clean_urls and not rules.plain
+
+
+def test_many_exact_redirects_become_a_map_that_keeps_the_first_match() -> None:
+    exact = "".join(f"/old/p{n} /new/p{n}\n" for n in range(sitecompile.MAP_ABOVE + 1))
+    text = f"/old/* /pattern/:splat\n/first /a\n{exact}/first /b 302\n/First /c\n/old/x /never\n"
+    part = sitecompile.render_part("m", siterules.combine(siterules.SiteOptions(), siterules.parse_redirects(text)))
+    locations, marker, maps = part.partition(nginxconfig.MAPS_MARKER)
+    assert marker and maps.startswith("m.conf,")
+    server, http = nginxconfig.split_part(part)
+    assert server == locations and http == maps.partition("\n")[2]
+    assert '"/d/m/first" "$drophost_site_base/a$is_args$args";' in http  # the first of two rules for /first
+    assert "/b" not in http
+    assert "/d/m/old/p0" not in http  # /old/* comes first and matches every /old/... path
+    assert '"/d/m/First"' not in http and 'if ($uri ~ "^/d/m/First/?$")' in server  # a map ignores case
+    assert "if ($drophost_m_rpath != $uri)" in server

@@ -29,6 +29,7 @@ from drophost.pipeline.nginxconfig import (
     safe_path,
     site_entry,
     site_part,
+    split_part,
     template_environment,
     worker_user_directive,
 )
@@ -55,6 +56,8 @@ class Nginx:
         # A slot with rules also has its own location, slots/<slot>.conf (site_part of its config);
         # the sites server reads them from root/, whose d/ leads to live/.
         self.slots_dir = self.root / "slots"
+        # and, with many exact redirects, maps at http level: maps/<slot>.conf (split_part).
+        self.maps_dir = self.root / "maps"
         self.parts: dict[str, str] = {}
         self.site_root = self.root / "root"
         # Password files of protected slots, named by their content, outside every release.
@@ -79,7 +82,14 @@ class Nginx:
     # -- files -------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Create the directories and write the main config (idempotent, done at every start)."""
-        for folder in (self.staging_dir, self.root / "tmp", self.live_dir, self.slots_dir, self.site_root):
+        for folder in (
+            self.staging_dir,
+            self.root / "tmp",
+            self.live_dir,
+            self.slots_dir,
+            self.maps_dir,
+            self.site_root,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         # nginx's workers open the password files by name; nobody else can list them.
         self.auth_dir.mkdir(exist_ok=True)
@@ -115,21 +125,30 @@ class Nginx:
         _write_atomically(self.conf_path, text)
 
     def check_candidates(self, changes: Mapping[str, str | None]) -> None:
-        """nginx -t the whole configuration as it would be with every change (a config text, or
-        None to remove the slot) applied."""
+        """nginx -t the configuration as it would be with every change (a config text, or None to
+        remove the slot) applied: the main config, the candidate sites map, and the changed slots'
+        own parts.
+
+        The other slots' parts are left out: nginx accepted each of them next to the same main
+        config when it went live, and no part names anything of another slot's (its locations,
+        named locations and map variables all carry its own slot name), so none can make another
+        fail. Parsing only what changed keeps a rules change from costing a parse of every slot
+        with rules (bench/RESULTS.md, "Site rules"); start-up still tests everything.
+        """
         candidate = changed_entries(self.entries, changes)
         staged = self.staging_dir / "sites.map"
         _write_atomically(staged, compose_sites(candidate))
-        # The slots' own parts: the live file of every unchanged slot, a staged one for each change.
         staged_parts = self.staging_dir / "slots"
         staged_parts.mkdir(exist_ok=True)
-        includes = []
-        for slot, part in sorted(changed_parts(self.parts, changes).items()):
-            if slot in changes:
-                _write_atomically(staged_parts / f"{slot}.conf", part)
-                includes.append(str(staged_parts / f"{slot}.conf"))
-            else:
-                includes.append(str(self.slots_dir / f"{slot}.conf"))
+        includes, map_includes = [], []
+        parts = changed_parts(self.parts, changes)
+        for slot in sorted(set(changes) & set(parts)):
+            server, maps = split_part(parts[slot])
+            _write_atomically(staged_parts / f"{slot}.conf", server)
+            includes.append(str(staged_parts / f"{slot}.conf"))
+            if maps:
+                _write_atomically(staged_parts / f"{slot}.maps", maps)
+                map_includes.append(str(staged_parts / f"{slot}.maps"))
         test_conf = self.staging_dir / "test.nginx.conf"
         try:
             _write_atomically(
@@ -140,6 +159,7 @@ class Nginx:
                     sites_map=str(staged),
                     worker_user=self.worker_user,
                     slot_includes=includes,
+                    map_includes=map_includes,
                 ),
             )
             self.test(test_conf)
@@ -154,7 +174,11 @@ class Nginx:
 
     def install_all(self, configs: Mapping[str, str]) -> bool:
         """Make exactly these slots' configs live; return whether a file changed."""
-        on_disk = {path.name.removesuffix(".conf") for path in self.slots_dir.glob("*.conf")}
+        on_disk = {
+            path.name.removesuffix(".conf")
+            for folder in (self.slots_dir, self.maps_dir)
+            for path in folder.glob("*.conf")
+        }
         slots = {*on_disk, *self.parts, *configs}
         parts = self._install_parts(changed_parts({}, configs), slots)
         return self._install_entries(changed_entries({}, configs)) or parts
@@ -169,17 +193,19 @@ class Nginx:
         return None if entry is None else compose_config(entry, self.parts.get(slot, ""))
 
     def _install_parts(self, parts: dict[str, str], slots: Iterable[str]) -> bool:
-        """Write (or remove) the part file of each slot named; nginx reads them at its next reload."""
+        """Write (or remove) the part files of each slot named (its locations in slots/, its maps in
+        maps/); nginx reads them at its next reload."""
         changed = False
         for slot in slots:
-            path = self.slots_dir / f"{validate_slot(slot)}.conf"
-            part = parts.get(slot, "")
-            if part and (not path.exists() or path.read_text() != part):
-                _write_atomically(path, part, tmp_suffix=".tmp")
-                changed = True
-            elif not part and path.exists():
-                path.unlink()
-                changed = True
+            texts = split_part(parts.get(slot, ""))
+            for folder, text in zip((self.slots_dir, self.maps_dir), texts, strict=True):
+                path = folder / f"{validate_slot(slot)}.conf"
+                if text and (not path.exists() or path.read_text() != text):
+                    _write_atomically(path, text, tmp_suffix=".tmp")
+                    changed = True
+                elif not text and path.exists():
+                    path.unlink()
+                    changed = True
         self.parts = dict(parts)
         return changed
 
@@ -193,7 +219,7 @@ class Nginx:
 
     def discard_staged(self) -> None:
         (self.staging_dir / "sites.map").unlink(missing_ok=True)
-        for staged in (self.staging_dir / "slots").glob("*.conf"):
+        for staged in (self.staging_dir / "slots").glob("*.*"):
             staged.unlink(missing_ok=True)
 
     def sweep_leftovers(self) -> None:
@@ -205,8 +231,9 @@ class Nginx:
                 shutil.rmtree(leftover)
             else:
                 leftover.unlink()
-        for leftover in self.slots_dir.glob("*.tmp"):
-            leftover.unlink()
+        for folder in (self.slots_dir, self.maps_dir):
+            for leftover in folder.glob("*.tmp"):
+                leftover.unlink()
         for entry in list(os.scandir(self.live_dir)):
             if not is_valid_slot(entry.name):
                 Path(entry.path).unlink(missing_ok=True)

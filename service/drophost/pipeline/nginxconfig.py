@@ -44,6 +44,8 @@ _RELEASE_PARTS = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[0-9]{1,18}$")
 
 # The line of a stored config after which the slot's own part of the sites server follows.
 PART_MARKER = "# nginx/slots/"
+# The line of a part after which its http-level maps follow (nginx/maps/<slot>.conf).
+MAPS_MARKER = "# nginx/maps/"
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,14 @@ def split_config(text: str) -> tuple[str, str]:
     return head + "\n", rest.partition("\n")[2]
 
 
+def split_part(part: str) -> tuple[str, str]:
+    """A slot's part: its locations in the sites server, and its maps at http level."""
+    head, marker, rest = part.partition(MAPS_MARKER)
+    if not marker or (head and not head.endswith("\n")):
+        return part, ""
+    return head, rest.partition("\n")[2]
+
+
 def compose_config(entry: str, part: str) -> str:
     """A config text that splits into this entry and part (what nginx has, for putting back)."""
     if not part:
@@ -154,9 +164,11 @@ def render_main_config(
     sites_map: str,
     worker_user: str = "",
     slot_includes: Sequence[str] | None = None,
+    map_includes: Sequence[str] | None = None,
 ) -> str:
     """The whole nginx.conf; sites_map is the live entries file, or a candidate for nginx -t, and
-    slot_includes the slots' own parts (default: every file in nginx/slots/)."""
+    slot_includes the slots' own parts (default: every file in nginx/slots/), map_includes their
+    maps (default: every file in nginx/maps/)."""
     listen = f"{settings.host}:{settings.port}"
     if not _SAFE_LISTEN.fullmatch(listen):
         raise SettingsError(f"{listen!r} is not an address nginx can listen on")
@@ -189,6 +201,11 @@ def render_main_config(
             [safe_path(path) for path in slot_includes]
             if slot_includes is not None
             else [safe_path(settings.nginx_dir / "slots") + "/*.conf"]
+        ),
+        map_includes=(
+            [safe_path(path) for path in map_includes]
+            if map_includes is not None
+            else [safe_path(settings.nginx_dir / "maps") + "/*.conf"]
         ),
         live_dir=safe_path(settings.data_dir / "live"),
         releases_dir=safe_path(settings.releases_dir),

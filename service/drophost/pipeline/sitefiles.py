@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from drophost.names import validate_slot
-from drophost.pipeline import siterules
+from drophost.pipeline import sitecompile, siterules
 from drophost.pipeline.context import Context
 from drophost.pipeline.siterules import Access, HeaderRule, Redirect, RuleError, RuleLimits, SiteOptions
 
@@ -52,7 +52,7 @@ def compile_site(ctx: Context, slot: str, options: SiteOptions, files: Mapping[s
         lines = password_lines(rules.access, ctx.environ)
         auth_file = write_password_file(ctx.nginx.auth_dir, slot, lines, group=ctx.nginx.worker_group)
     source = {"site": siterules.options_json(options), "files": dict(files)}
-    return siterules.render_part(slot, rules, auth_file=auth_file), source
+    return sitecompile.render_part(slot, rules, auth_file=auth_file), source
 
 
 def mark_protected(folder: Path, slot: str) -> None:

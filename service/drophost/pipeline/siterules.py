@@ -1,5 +1,5 @@
-"""A site's rules (redirects, rewrites, headers, SPA fallback, clean URLs, access) as data, and as
-nginx text (pure).
+"""A site's rules (redirects, rewrites, headers, SPA fallback, clean URLs, access) as data (pure);
+sitecompile turns them into nginx text.
 
 The rule files use the format Netlify and Cloudflare Pages share (`_redirects`, `_headers`);
 deploy.yaml and the API give the same rules as YAML/JSON. Every value that reaches the nginx text
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drophost.errors import ValidationError
-from drophost.names import validate_slot
 from drophost.settings import Settings
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -29,7 +28,7 @@ REFUSED_HEADERS = frozenset(
 
 # A path pattern: plain URL path characters, `*` (the splat) and `:name` segments.
 _PATH_CHARS = re.compile(r"^/[A-Za-z0-9._~%+,=@/*:-]*$")
-_PLACEHOLDER = re.compile(r":([A-Za-z][A-Za-z0-9_]{0,31})")
+PLACEHOLDER = re.compile(r":([A-Za-z][A-Za-z0-9_]{0,31})")
 # A redirect target on this site (with :splat/:name, a query and a fragment).
 _TARGET_PATH = re.compile(r"^/[A-Za-z0-9._~%+,=@/:?&#-]*$")
 # Another host: only absolute http(s) URLs with a plain host name and the same characters.
@@ -290,7 +289,7 @@ def _redirect(source: str, target: str, status: str, force: bool, *, file: str, 
         )
     elif "/../" in f"{target}/" or "/./" in f"{target}/":
         raise RuleError("the target has . or .. segments", file=file, line=line)
-    used = set(_PLACEHOLDER.findall(target.split("://", 1)[-1]))
+    used = set(PLACEHOLDER.findall(target.split("://", 1)[-1]))
     if used - names - {"splat"} or ("splat" in used and "*" not in source):
         missing = sorted(used - names)[0]
         raise RuleError(f":{missing} in the target is not in the path", file=file, line=line)
@@ -314,7 +313,7 @@ def _pattern(pattern: str, *, file: str, line: int | None) -> set[str]:
     names: list[str] = []
     for segment in pattern.split("/"):
         if ":" in segment:
-            match = re.fullmatch(_PLACEHOLDER, segment)
+            match = re.fullmatch(PLACEHOLDER, segment)
             if not match:
                 raise RuleError(f"{_show(segment)}: a placeholder is a whole segment like :name", file=file, line=line)
             names.append(match.group(1))
@@ -398,176 +397,3 @@ def _header_list(items: object, file: str, limits: RuleLimits) -> tuple[HeaderRu
 def _show(text: str) -> str:
     """A piece of a rule in a message: printable, short."""
     return repr(text[:80])
-
-
-# -- rendering -------------------------------------------------------------------------------
-
-
-def render_part(slot: str, rules: SiteRules, *, auth_file: str = "") -> str:
-    """The slot's own part of the sites server: a `location ^~ /d/<slot>/` and its fallbacks.
-
-    A file that exists is served as today; only when nginx would answer 404 (or 403 for a folder
-    without index.html) does the request go on to @<slot>, which tries <path>.html (clean URLs),
-    the rules that are not forced, the SPA's index.html, and finally the site's 404 page.
-    The header variables are set once, in the first location (nginx keeps them across the jumps to
-    the named locations); an `if` in a named location would also drop its try_files.
-    `auth_file`: the htpasswd file, relative to nginx's configuration folder.
-    """
-    validate_slot(slot)
-    if rules.plain:
-        return ""
-    prefix = f"/d/{slot}"
-    files, fallback = f"@drophost-{slot}-files", f"@drophost-{slot}-rules"
-    first = files if rules.clean_urls else fallback
-    access = _access_lines(slot, rules.access, auth_file)
-    sets, adds = _header_lines(prefix, rules.headers)
-    # Where a redirect target starts (/d/<slot>, or the root on the slot's host name), read before
-    # any rule's regex: working it out runs a regex of its own, which would replace their $1, $2...
-    sets.insert(0, "set $drophost_site_base $drophost_base;")
-    # A location's own add_header lines replace the server's, so each one repeats the sites origin's
-    # Cache-Control (a header rule for it sets $drophost_cache_control, see _header_lines).
-    slot_header = [
-        f"add_header X-Drophost-Slot {slot} always;",
-        "add_header Cache-Control $drophost_cache_control always;",
-    ]
-    forced = [line for rule in rules.redirects if rule.force for line in _rule_lines(prefix, rule)]
-    unforced = [line for rule in rules.redirects if not rule.force for line in _rule_lines(prefix, rule)]
-    clean = []
-    if rules.clean_urls:
-        # Matched against the request as sent (as if to /d/<slot>/ on the slot's host name), so
-        # nginx's own internal redirect to index.html (a folder was asked for) does not redirect again.
-        clean = [
-            f'if ($drophost_request_uri ~ "^{prefix}/((?:[^?]*/)?)index\\.html(?:\\?|$)") {{',
-            '    return 301 "$drophost_site_base/$1$is_args$args";',
-            "}",
-            f'if ($drophost_request_uri ~ "^{prefix}/([^?]*[^/?])\\.html(?:\\?|$)") {{',
-            '    return 301 "$drophost_site_base/$1$is_args$args";',
-            "}",
-        ]
-    out = [f"location ^~ {prefix}/ {{"]
-    out += _indent(
-        [
-            *access,
-            # The fallbacks below send the site's 404 page themselves.
-            "recursive_error_pages on;",
-            f"error_page 404 = {first};",
-            f"error_page 403 = {first};",
-            *sets,
-            *forced,
-            *clean,
-            *slot_header,
-            *adds,
-            # Dotfiles are never published, and never served even if one appears on disk; the one
-            # exception is the folder .well-known/ at the top of the site, as in the generic location.
-            f'location ~ "^(?!{prefix}/\\.well-known(?![^/])(?!.*/\\.)).*/\\." {{',
-            *_indent([*access, f"error_page 404 {prefix}/404.html;", "return 404;", *slot_header]),
-            "}",
-            # No extension, but JSON. nginx runs only this location's own rewrites, hence the copies.
-            f'location ~ "^{prefix}/\\.well-known/apple-app-site-association$" {{',
-            *_indent(["default_type application/json;", *sets, *forced]),
-            "}",
-        ]
-    )
-    out.append("}")
-    if rules.clean_urls:
-        out.append(f"location {files} {{")
-        out += _indent([*access, f"try_files $uri.html {fallback};", *slot_header, *adds])
-        out.append("}")
-    out.append(f"location {fallback} {{")
-    tail = [f'rewrite ^ "{prefix}/index.html" break;'] if rules.spa else ["return 404;"]
-    out += _indent([*access, f"error_page 404 {prefix}/404.html;", *unforced, *tail, *slot_header, *adds])
-    out.append("}")
-    return "".join(f"{line}\n" for line in out)
-
-
-def _indent(lines: list[str]) -> list[str]:
-    return [f"    {line}" for line in lines]
-
-
-def _regex(prefix: str, pattern: str) -> tuple[str, dict[str, int]]:
-    """A path pattern as an anchored PCRE on $uri, and the capture number of each placeholder."""
-    groups: dict[str, int] = {}
-    out = [f"^{prefix}"]
-    for piece in re.split(r"(\*|:[A-Za-z][A-Za-z0-9_]*)", pattern):
-        if piece == "*":
-            groups["splat"] = len(groups) + 1
-            out.append("(.*)")
-        elif piece.startswith(":"):
-            groups[piece[1:]] = len(groups) + 1
-            out.append("([^/]+)")
-        else:
-            out.append(re.sub(r"([.+])", r"\\\1", piece))
-    text = "".join(out)
-    if not pattern.endswith(("/", "*")):
-        text += "/?"  # /about also matches /about/, as on Netlify
-    return f"{text}$", groups
-
-
-def _substitute(target: str, groups: Mapping[str, int]) -> str:
-    return _PLACEHOLDER.sub(lambda match: f"${groups[match.group(1)]}", target)
-
-
-def _rule_lines(prefix: str, rule: Redirect) -> list[str]:
-    regex, groups = _regex(prefix, rule.source)
-    if rule.status == 200:
-        return [f'rewrite "{regex}" "{prefix}{_substitute(rule.target, groups)}" break;']
-    if rule.status in (404, 410):
-        return [
-            f'if ($uri ~ "{regex}") {{',
-            f"    error_page {rule.status} {prefix}{rule.target};",
-            f"    return {rule.status};",
-            "}",
-        ]
-    target = _substitute(rule.target, groups)
-    if not rule.target.startswith(("http://", "https://")):
-        # /d/<slot> on the sites origin, nothing on the slot's own host name (see nginx.conf.j2).
-        target = f"$drophost_site_base{target}"
-    if "?" not in rule.target and "#" not in rule.target:
-        target += "$is_args$args"  # the query string is passed on, as on Netlify
-    return [f'if ($uri ~ "{regex}") {{', f'    return {rule.status} "{target}";', "}"]
-
-
-def _header_lines(prefix: str, rules: Sequence[HeaderRule]) -> tuple[list[str], list[str]]:
-    """`set` lines (every matching block, in order; `! Name` clears what earlier blocks set) and
-    the `add_header` lines. Matched against the path as requested, so a rewrite or the SPA
-    fallback does not change which headers apply."""
-    sets: list[str] = []
-    adds: list[str] = []
-    earlier: list[tuple[str, str]] = []  # (header name lowered, variable)
-    cache_control: list[str] = []
-    for number, rule in enumerate(rules, start=1):
-        regex, _ = _regex(prefix, rule.pattern)
-        body: list[str] = []
-        for name in rule.remove:
-            body += [f'set {var} "";' for lowered, var in earlier if lowered == name.lower()]
-        for index, (name, value) in enumerate(rule.set, start=1):
-            var = f"$drophost_h{number}_{index}"
-            sets.append(f'set {var} "";')
-            body.append(f'set {var} "{value}";')
-            if name.lower() == "cache-control":
-                cache_control.append(var)
-            else:
-                adds.append(f'add_header "{name}" {var} always;')
-            earlier.append((name.lower(), var))
-        if body:
-            sets += [f'if ($drophost_requested_path ~ "{regex}") {{', *_indent(body), "}"]
-    # Cache-Control replaces the sites origin's default (one header, never two): the last block
-    # that sets it wins, and one whose value a later `! Cache-Control` cleared leaves the default.
-    for var in cache_control:
-        sets += [f'if ({var} != "") {{', f"    set $drophost_cache_control {var};", "}"]
-    return sets, adds
-
-
-def _access_lines(slot: str, access: Access | None, auth_file: str) -> list[str]:
-    if access is None:
-        return []
-    # Both given: the address AND the password. Adding an allow-list to a protected site must
-    # never open it to a visitor without the password (satisfy any would).
-    lines = ["satisfy all;"]
-    if access.allow:
-        lines += [*(f"allow {cidr};" for cidr in access.allow), "deny all;"]
-    if access.basic_auth_env:
-        if not re.fullmatch(r"auth/[a-z0-9-]+-[0-9a-f]{16}\.htpasswd", auth_file):
-            raise RuleError("the password file is missing", file="access")
-        lines += [f'auth_basic "{slot}";', f"auth_basic_user_file {auth_file};"]
-    return lines
