@@ -311,3 +311,19 @@ def test_a_corrupt_entry_stops_both_threads_with_a_readable_error(tmp_path: Path
     data[start : start + 8] = bytes(8)
     with pytest.raises(InvalidArchiveError, match="f020.html"):
         unpack(bytes(data), tmp_path / "out")
+
+
+def test_a_file_named_as_long_as_names_get_is_adopted_when_its_blob_exists(tmp_path: Path) -> None:
+    # The two threads of a ZIP's extraction can both write the same new content; the second file
+    # is then replaced by a link to the blob, under a temporary name that must fit too.
+    store = ArtifactStore(tmp_path / "store")
+    store.prepare()
+    digest = store.add_stream([b"same"])
+    release = tmp_path / "release"
+    release.mkdir()
+    path = release / ("n" * 250 + ".html")  # 255 bytes: NAME_MAX
+    path.write_bytes(b"same")
+    os.chmod(path, 0o444)
+    assert store.adopt_file(str(path), digest) is False
+    assert path.stat().st_ino == store.path(digest).stat().st_ino
+    assert [p.name for p in release.iterdir()] == [path.name]

@@ -111,7 +111,8 @@ class ArtifactStore:
                 os.link(path, target)
             return True
         except FileExistsError:
-            temp = f"{path}.{uuid.uuid4().hex}"
+            # A short name beside it: the file's own name may already be as long as names get.
+            temp = os.path.join(os.path.dirname(path), f".adopt-{uuid.uuid4().hex}")
             os.link(target, temp)
             os.replace(temp, path)
             return False
