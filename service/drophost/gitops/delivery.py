@@ -74,7 +74,7 @@ class Delivery:
             except Exception:  # the worker must survive a database hiccup
                 log.exception("outbox delivery failed")
                 did = False
-            if not did:
+            if not did and not self._stop.is_set():  # stopping: no second wait for the database
                 self._stop.wait(timeout=self._idle_wait())
 
     def _idle_wait(self) -> float:

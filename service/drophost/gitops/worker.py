@@ -94,7 +94,9 @@ class Worker:
             except Exception:  # the worker must survive a database hiccup
                 log.exception("git worker failed")
                 did = False
-            if not did:
+            # Stopping: no second wait for the database (at shutdown it may be gone, and each wait
+            # for a connection lasts the pool's timeout).
+            if not did and not self._stop.is_set():
                 self.intake.wake.wait(timeout=self._idle_wait())
                 self.intake.wake.clear()
 
