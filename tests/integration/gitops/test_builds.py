@@ -7,20 +7,16 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
-import uvicorn
 
 from drophost.cli import main
 from drophost.settings import Settings
-from drophost.web.app import create_app
 from tests.harness.git import git, push, work_repo
-from tests.harness.processes import serve_in_thread, start_nginx, stop_process, stop_server
 from tests.harness.stacks import Served
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
@@ -51,28 +47,6 @@ def site_yaml(command: str, output: str = "dist", slot: str = "handbook", **extr
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def build_stack(settings: Settings, data_dir: Path) -> Iterator[Callable[..., Served]]:
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def make(deploy_yaml: str, environ: dict[str, str] | None = None, **overrides: Any) -> Served:
-        config = data_dir / "deploy.yaml"
-        config.write_text(deploy_yaml)
-        chosen = replace(settings, config=str(config), poll_interval=0, **overrides)
-        _, process = start_nginx(chosen)
-        processes.append(process)
-        server, thread = serve_in_thread(chosen, create_app(chosen, environ or {}))
-        servers.append((server, thread))
-        return Served(settings=chosen, server=server)
-
-    yield make
-    for server, thread in servers:
-        stop_server(server, thread)
-    for process in processes:
-        stop_process(process)
-
-
 def deployments(served: Served) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = served.api("GET", "/api/deployments").json()["deployments"]
     return rows
@@ -90,9 +64,9 @@ def commit_and_push(served: Served, work: Path, files: dict[str, str]) -> str:
 
 
 def test_a_node_build_script_is_built_and_served_with_the_platform_variables(
-    build_stack: Callable[..., Served], tmp_path: Path
+    served_stack: Callable[..., Served], tmp_path: Path
 ) -> None:
-    served = build_stack(site_yaml("node build.js", env="{GREETING: hello}"))
+    served = served_stack(site_yaml("node build.js", env="{GREETING: hello}"))
     work = work_repo(tmp_path, {"package.json": PACKAGE_JSON, "build.js": NODE_BUILD})
     code, output = push(work, served.push_url("handbook"), "main")
     assert code == 0, output
@@ -122,10 +96,10 @@ def test_a_node_build_script_is_built_and_served_with_the_platform_variables(
 
 
 def test_a_failing_build_keeps_the_previous_version_and_says_why(
-    build_stack: Callable[..., Served], tmp_path: Path
+    served_stack: Callable[..., Served], tmp_path: Path
 ) -> None:
     command = 'if [ -f fail ]; then echo "boom-line"; exit 3; fi; mkdir dist; echo first > dist/index.html'
-    served = build_stack(site_yaml(command))
+    served = served_stack(site_yaml(command))
     work = work_repo(tmp_path, {"README": "x"})
     code, output = push(work, served.push_url("handbook"), "main")
     assert "(version 1)" in output
@@ -143,12 +117,12 @@ def test_a_failing_build_keeps_the_previous_version_and_says_why(
 
 
 def test_drophost_logs_shows_a_deployments_build_log_and_still_a_slots_history(
-    build_stack: Callable[..., Served],
+    served_stack: Callable[..., Served],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    served = build_stack(site_yaml("echo log-line-one; exit 4"))
+    served = served_stack(site_yaml("echo log-line-one; exit 4"))
     work = work_repo(tmp_path, {"README": "x"})
     push(work, served.push_url("handbook"), "main")
     (row,) = deployments(served)
@@ -163,7 +137,7 @@ def test_drophost_logs_shows_a_deployments_build_log_and_still_a_slots_history(
 
 
 def test_the_sandbox_hides_the_service_and_refuses_writes_outside_the_tree(
-    build_stack: Callable[..., Served], settings: Settings, tmp_path: Path
+    served_stack: Callable[..., Served], settings: Settings, tmp_path: Path
 ) -> None:
     data = settings.data_dir
     checks = {
@@ -181,7 +155,7 @@ def test_the_sandbox_hides_the_service_and_refuses_writes_outside_the_tree(
     script = "mkdir -p dist; : > dist/index.html\n" + "".join(
         f"if {check} >/dev/null 2>&1; then echo {name} >> dist/index.html; fi\n" for name, check in checks.items()
     )
-    served = build_stack(site_yaml("sh check.sh"))
+    served = served_stack(site_yaml("sh check.sh"))
     work = work_repo(tmp_path, {"check.sh": script})
     code, output = push(work, served.push_url("handbook"), "main")
     assert "(version 1)" in output, output
@@ -189,8 +163,8 @@ def test_the_sandbox_hides_the_service_and_refuses_writes_outside_the_tree(
     assert not (data / "escape").exists()
 
 
-def test_a_build_past_its_timeout_is_stopped(build_stack: Callable[..., Served], tmp_path: Path) -> None:
-    served = build_stack(site_yaml("echo started; sleep 60", timeout="2"))
+def test_a_build_past_its_timeout_is_stopped(served_stack: Callable[..., Served], tmp_path: Path) -> None:
+    served = served_stack(site_yaml("echo started; sleep 60", timeout="2"))
     work = work_repo(tmp_path, {"README": "x"})
     push(work, served.push_url("handbook"), "main")
     (row,) = deployments(served)
@@ -199,8 +173,8 @@ def test_a_build_past_its_timeout_is_stopped(build_stack: Callable[..., Served],
     assert "started" in row["error"]
 
 
-def test_a_fork_bomb_is_contained_by_the_process_limit(build_stack: Callable[..., Served], tmp_path: Path) -> None:
-    served = build_stack(site_yaml("bomb() { bomb | bomb & }; bomb; sleep 3", timeout="6"), build_processes=40)
+def test_a_fork_bomb_is_contained_by_the_process_limit(served_stack: Callable[..., Served], tmp_path: Path) -> None:
+    served = served_stack(site_yaml("bomb() { bomb | bomb & }; bomb; sleep 3", timeout="6"), build_processes=40)
     work = work_repo(tmp_path, {"README": "x"})
     push(work, served.push_url("handbook"), "main")
     (row,) = deployments(served)
@@ -212,9 +186,9 @@ def test_a_fork_bomb_is_contained_by_the_process_limit(build_stack: Callable[...
         time.sleep(0.2)
 
 
-def test_an_output_over_the_size_cap_is_refused(build_stack: Callable[..., Served], tmp_path: Path) -> None:
+def test_an_output_over_the_size_cap_is_refused(served_stack: Callable[..., Served], tmp_path: Path) -> None:
     command = "mkdir dist; head -c 300000 /dev/zero > dist/big.bin; echo x > dist/index.html"
-    served = build_stack(site_yaml(command), max_unpacked_bytes=100_000)
+    served = served_stack(site_yaml(command), max_unpacked_bytes=100_000)
     work = work_repo(tmp_path, {"README": "x"})
     push(work, served.push_url("handbook"), "main")
     (row,) = deployments(served)
@@ -224,13 +198,13 @@ def test_an_output_over_the_size_cap_is_refused(build_stack: Callable[..., Serve
 
 
 def test_the_cache_is_kept_and_an_identical_output_is_unchanged(
-    build_stack: Callable[..., Served], tmp_path: Path
+    served_stack: Callable[..., Served], tmp_path: Path
 ) -> None:
     command = (
         "mkdir dist; if [ -f .cache/seen ]; then echo hit > dist/index.html; else echo miss > dist/index.html; fi;"
         " touch .cache/seen"
     )
-    served = build_stack(site_yaml(command, cache="[.cache]"))
+    served = served_stack(site_yaml(command, cache="[.cache]"))
     work = work_repo(tmp_path, {"README": "x"})
     push(work, served.push_url("handbook"), "main")
     assert httpx.get(served.sites_url + "/d/handbook/").text == "miss\n"
@@ -242,12 +216,12 @@ def test_the_cache_is_kept_and_an_identical_output_is_unchanged(
     assert statuses == ["unchanged", "live", "superseded"]
 
 
-def test_preview_branches_get_their_context_and_url(build_stack: Callable[..., Served], tmp_path: Path) -> None:
+def test_preview_branches_get_their_context_and_url(served_stack: Callable[..., Served], tmp_path: Path) -> None:
     yaml = (
         "sites:\n  - slot: pr-{branch}\n    repo: hosted:handbook\n    branches: ['feature/*']\n    build:\n"
         '      command: "mkdir dist; echo $CONTEXT $DEPLOY_URL > dist/index.html"\n      output: dist\n'
     )
-    served = build_stack(yaml)
+    served = served_stack(yaml)
     work = work_repo(tmp_path, {"README": "x"})
     git("checkout", "--quiet", "-b", "feature/nav", cwd=work)
     code, output = push(work, served.push_url("handbook"), "feature/nav")
@@ -256,8 +230,8 @@ def test_preview_branches_get_their_context_and_url(build_stack: Callable[..., S
 
 
 @pytest.mark.skipif(shutil.which("hugo") is None, reason="hugo is not installed")
-def test_a_hugo_site_is_built(build_stack: Callable[..., Served], tmp_path: Path) -> None:
-    served = build_stack(site_yaml('hugo --baseURL "$DROPHOST_URL"', output="public"))
+def test_a_hugo_site_is_built(served_stack: Callable[..., Served], tmp_path: Path) -> None:
+    served = served_stack(site_yaml('hugo --baseURL "$DROPHOST_URL"', output="public"))
     work = work_repo(
         tmp_path,
         {
@@ -273,15 +247,15 @@ def test_a_hugo_site_is_built(build_stack: Callable[..., Served], tmp_path: Path
 
 
 @pytest.mark.skipif(not Path("/usr/bin/mkdocs").exists(), reason="Debian's mkdocs is not installed")
-def test_an_mkdocs_site_is_built(build_stack: Callable[..., Served], tmp_path: Path) -> None:
-    served = build_stack(site_yaml("mkdocs build --site-dir site", output="site"))
+def test_an_mkdocs_site_is_built(served_stack: Callable[..., Served], tmp_path: Path) -> None:
+    served = served_stack(site_yaml("mkdocs build --site-dir site", output="site"))
     work = work_repo(tmp_path, {"mkdocs.yml": "site_name: Handbook\n", "docs/index.md": "# Welcome\n\nThe handbook.\n"})
     code, output = push(work, served.push_url("handbook"), "main")
     assert "(version 1)" in output, output
     assert "The handbook." in httpx.get(served.sites_url + "/d/handbook/").text
 
 
-def test_builds_run_one_at_a_time(build_stack: Callable[..., Served], tmp_path: Path) -> None:
+def test_builds_run_one_at_a_time(served_stack: Callable[..., Served], tmp_path: Path) -> None:
     lines = ["sites:"]
     for slot in ("one", "two", "three"):
         lines += [
@@ -292,7 +266,7 @@ def test_builds_run_one_at_a_time(build_stack: Callable[..., Served], tmp_path: 
             ' dist/index.html"',
             "      output: dist",
         ]
-    served = build_stack("\n".join(lines) + "\n")
+    served = served_stack("\n".join(lines) + "\n")
     work = work_repo(tmp_path, {"README": "x"})
     pushes = [
         threading.Thread(target=push, args=(work, served.push_url(slot), "main")) for slot in ("one", "two", "three")
@@ -311,9 +285,9 @@ def test_builds_run_one_at_a_time(build_stack: Callable[..., Served], tmp_path: 
     assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:], strict=False))
 
 
-def test_build_logs_are_kept_as_long_as_their_release(build_stack: Callable[..., Served], tmp_path: Path) -> None:
+def test_build_logs_are_kept_as_long_as_their_release(served_stack: Callable[..., Served], tmp_path: Path) -> None:
     command = 'if [ -f fail ]; then echo "boom"; exit 3; fi; mkdir dist; cat README > dist/index.html'
-    served = build_stack(site_yaml(command), keep_versions=2)
+    served = served_stack(site_yaml(command), keep_versions=2)
     work = work_repo(tmp_path, {"README": "one"})
     push(work, served.push_url("handbook"), "main")
     (work / "fail").write_text("1")
