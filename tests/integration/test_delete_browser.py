@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +11,7 @@ from playwright import sync_api
 from tests.harness.auth import TOKEN
 from tests.harness.stacks import LiveStack
 from tests.harness.zips import make_zip
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+from tests.integration.test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM
 
 
 @pytest.fixture
