@@ -24,7 +24,7 @@ from tests.harness.scratch import scratch_dir
 
 from bench import client
 from bench.report import Row, exit_on_sigterm, median, percentile, print_report, seconds
-from bench.site import SiteFile, generate_site, write_incompressible_zip, write_zip
+from bench.site import generate_site, write_folder, write_incompressible_zip, write_zip
 from bench.stack import DropHostStack, PlainNginx, memory_kib, reset_peak_rss
 from drophost import runner
 
@@ -378,14 +378,6 @@ def measure_folder(options: Options, work: Path, stack: DropHostStack) -> list[R
             0.1,
         ),
     ]
-
-
-def write_folder(site: Sequence[SiteFile], folder: Path) -> Path:
-    for item in site:
-        target = folder / item.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(item.data)
-    return folder
 
 
 def zip_and_deploy(stack: DropHostStack, folder: Path, site_zip: Path, slot: str) -> float:

@@ -34,8 +34,8 @@ from tests.harness.scratch import scratch_dir
 
 from bench import client
 from bench.report import Row, exit_on_sigterm, median, print_report, seconds
-from bench.scale import cpu_seconds, nginx_workers, pin, retag, serving_cpus, typical_page, write_folder
-from bench.site import generate_site
+from bench.scale import cpu_seconds, nginx_workers, pin, retag, serving_cpus, typical_page
+from bench.site import generate_site, write_folder
 from bench.stack import DropHostStack
 from drophost import localdb, runner
 from drophost.client.digest import deploy_folder

@@ -32,8 +32,8 @@ from tests.harness.scratch import scratch_dir
 from bench import client, rulegen
 from bench.core import write_small_zip
 from bench.report import Row, exit_on_sigterm, median, print_report, seconds
-from bench.scale import cpu_seconds, nginx_workers, pin, retag, serving_cpus, wait_for_ok, write_folder, wrk
-from bench.site import generate_site
+from bench.scale import cpu_seconds, nginx_workers, pin, retag, serving_cpus, wait_for_ok, wrk
+from bench.site import generate_site, write_folder
 from bench.stack import DropHostStack, PlainNginx
 from drophost import runner
 from drophost.client.digest import deploy_folder

@@ -35,7 +35,7 @@ from tests.harness.scratch import scratch_dir
 from bench import client, gitbench
 from bench.core import small_site, write_small_zip
 from bench.report import Row, exit_on_sigterm, median, print_report, seconds
-from bench.site import SiteFile, generate_site, write_zip
+from bench.site import SiteFile, generate_site, write_folder, write_zip
 from bench.stack import DropHostStack, PlainNginx, process_tree
 from drophost import runner
 from drophost.client.digest import deploy_folder
@@ -151,14 +151,6 @@ def _retagged(path: str, tag: bytes, data: bytes) -> bytes:
     if path.endswith(".html"):
         return data.replace(b"<body>", b"<body><!-- " + tag + b" -->", 1)
     return tag + b"\n" + data
-
-
-def write_folder(site: Sequence[SiteFile], folder: Path) -> Path:
-    for item in site:
-        target = folder / item.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(item.data)
-    return folder
 
 
 def ratio_row(measurement: str, baseline: str, ours: str, ratio: float, goal: str, limit: float) -> Row:

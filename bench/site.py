@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,15 @@ def generate_site(seed: int, *, files: int = 1000, total_bytes: int = 26_000_000
             site.append(SiteFile(path, _content(rng, corpus, kind, path, size)))
     site.sort(key=lambda f: f.path)
     return site
+
+
+def write_folder(site: Sequence[SiteFile], folder: Path) -> Path:
+    """The site as files under `folder` (made as needed); returns the folder."""
+    for item in site:
+        target = folder / item.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(item.data)
+    return folder
 
 
 def write_zip(files: Iterable[SiteFile], target: Path, *, top_folder: str = "") -> Path:
