@@ -74,6 +74,13 @@ def _exists(name: str) -> bool:
 ROOT = Account(name="root", uid=0, gid=0)
 
 
+# What the service and PostgreSQL write themselves, under their own users: once a tree was handed
+# to the same accounts, what is added to it later is theirs already. Walking them at every start
+# cost minutes with 200,000 releases (an lchown per file), for nothing.
+OWNERS_FILE = ".owners"
+BULK_TREES = ("releases", "store", "git", "builds", "live")
+
+
 def apply_ownership(data_dir: Path, service: Account, db: Account) -> None:
     """Hand the data directory to the user the service runs as, the cluster to the database user.
 
@@ -81,12 +88,50 @@ def apply_ownership(data_dir: Path, service: Account, db: Account) -> None:
     owns ("dubious ownership"), so a service that keeps root keeps the data root's. <data>/tls stays
     root's (nginx's master reads the key as root); nginx's temporary folders are handed to its worker
     user by nginx itself at start.
+
+    The first start with these accounts walks everything; later ones walk what `drophost up` itself
+    writes as root (nginx's config, pages, the token) and only the top of the bulk trees, unless a
+    folder there has another owner (then that tree is walked again).
     """
-    own_tree(data_dir, service, skip={data_dir / "postgres", data_dir / "tls", data_dir / "nginx" / "tmp"})
+    marker = data_dir / OWNERS_FILE
+    handed = owners_record(service, db)
+    known = read_marker(marker) == handed
+    bulk = {data_dir / name for name in BULK_TREES} if known else set()
+    own_tree(data_dir, service, skip={data_dir / "postgres", data_dir / "tls", data_dir / "nginx" / "tmp"} | bulk)
+    for tree in sorted(bulk):
+        if tree.exists() and not owned_on_top(tree, service):
+            own_tree(tree, service, skip=set())
     postgres = data_dir / "postgres"
     if postgres.exists():
-        own_tree(postgres, db, skip=set())
+        if not (known and owned_on_top(postgres, db)):
+            own_tree(postgres, db, skip=set())
         os.chmod(postgres, 0o700)
+    if not known:
+        marker.write_text(handed)
+
+
+def owners_record(service: Account, db: Account) -> str:
+    return f"service {service.uid}:{service.gid}\ndb {db.uid}:{db.gid}\n"
+
+
+def read_marker(marker: Path) -> str:
+    try:
+        return marker.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+def owned_on_top(tree: Path, account: Account) -> bool:
+    """Whether `tree` and the entries directly in it belong to `account`."""
+    if not owned_by(tree, account):
+        return False
+    with os.scandir(tree) as entries:
+        return all(owned_by(Path(entry.path), account) for entry in entries)
+
+
+def owned_by(path: Path, account: Account) -> bool:
+    info = path.lstat()
+    return (info.st_uid, info.st_gid) == (account.uid, account.gid)
 
 
 def own_tree(root: Path, account: Account, *, skip: set[Path]) -> None:
