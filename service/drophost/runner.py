@@ -35,24 +35,43 @@ def run(
     preexec_fn: Callable[[], None] | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv (never through a shell); raise CommandError on failure or timeout."""
+    """Run argv (never through a shell); raise CommandError on failure or timeout.
+
+    The command runs in its own process group, so a timeout stops everything it started (git's
+    helpers, a shell's children), not only the command itself.
+    """
     try:
-        result = subprocess.run(
+        process = subprocess.Popen(
             argv,
             cwd=cwd,
             env=dict(env) if env is not None else None,
-            input=input_bytes,
-            capture_output=True,
-            timeout=timeout,
+            stdin=subprocess.PIPE if input_bytes is not None else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             preexec_fn=preexec_fn,
-            check=False,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise CommandError(
-            f"{Path(argv[0]).name} timed out after {timeout:g}s", returncode=None, output=_text(exc.stderr)
-        ) from None
     except OSError as exc:
         raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
+    with process:
+        try:
+            stdout, stderr = process.communicate(input_bytes, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            # What it wrote before it was stopped says where it was stuck (unless something it
+            # started left its group and still holds the pipe: then nothing is waited for).
+            try:
+                _, stderr = process.communicate(timeout=2)
+            except subprocess.TimeoutExpired:
+                stderr = b""
+            raise CommandError(
+                f"{Path(argv[0]).name} timed out after {timeout:g}s", returncode=None, output=_text(stderr)
+            ) from None
+        except BaseException:
+            _kill_group(process)
+            raise
+    result = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         output = _text(result.stderr) or _text(result.stdout)
         log.debug("command %s failed (%s): %s", argv[0], result.returncode, output)
