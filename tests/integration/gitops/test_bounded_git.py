@@ -173,8 +173,9 @@ def test_an_oversized_repository_is_stopped_while_it_is_fetched(git_server: GitH
         trees.source.fetch(url, "main")
     assert refused.value.message == f"{git_server.url('heavy')} is larger than {cap} bytes"
     assert refused.value.details["limit"] == "max_repository_bytes"
-    # Killed within a poll of passing the cap: nowhere near the 24 MiB the commit weighs.
-    assert peak[0] <= cap + 4 * MiB, peak[0]
+    # Killed within a poll or two of passing the cap (a late poll on a loaded machine lets git write
+    # a few MiB more): nowhere near the 24 MiB the commit weighs.
+    assert peak[0] <= cap + 8 * MiB, peak[0]
     assert not trees.source.mirror_path(url).exists()
     # A repository within the cap still fetches after the refusal.
     light = git_server.repo("light")

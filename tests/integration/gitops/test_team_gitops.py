@@ -48,6 +48,8 @@ def test_git_deploys_are_audited_with_their_actor(git_server: GitHttpServer, git
     assert wait_for_deployment(stack, queued)["status"] == "live"
     repo.commit({"index.html": "by polling"})
     assert wait_until(lambda: stack.get("/d/site/").text == "by polling")
+    # The outcome's row is written once the new version is live, so a moment after it is served.
+    assert wait_until(lambda: "poll" in [e["actor"] for e in audit(stack, target="site", action="git_deploy_result")])
     actors = [e["actor"] for e in audit(stack, target="site", action="git_deploy")]
     assert actors[-1] == "deploy.yaml"
     assert "webhook:generic" in actors and "poll" in actors
