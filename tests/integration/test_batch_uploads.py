@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -158,3 +159,68 @@ def test_a_batch_over_the_routes_body_cap_is_413(capped: Stack) -> None:
         answer = capped.client.post(f"/api/uploads/{upload}/batch", content=frame(blob), headers=AUTH)
         assert answer.status_code == 200, answer.text
     assert capped.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH).status_code == 201
+
+
+def at_once(slot: str, files: dict[str, bytes], sent: list[bytes], **fields: object) -> bytes:
+    """A POST /api/uploads/deploy body: the file list's JSON on one line, then `sent` framed."""
+    listed = {path: sha(data) for path, data in files.items()}
+    return json.dumps({"slot": slot, "files": listed, **fields}).encode() + b"\n" + (frame(*sent) if sent else b"")
+
+
+def test_one_request_deploys_a_file_list_with_its_new_files(stack: Stack) -> None:
+    assert stack.deploy(dict(PAGES), "once").status_code == 201
+    changed = {**PAGES, "p1.html": b"<p>changed</p>"}
+    answer = stack.client.post(
+        "/api/uploads/deploy", content=at_once("once", changed, [changed["p1.html"]]), headers=AUTH
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "live" and answer.json()["upload_id"]
+    assert stack.get("/d/once/p1.html").content == b"<p>changed</p>"
+    assert stack.get("/d/once/p4.html").content == PAGES["p4.html"]
+    # Nothing new at all: the file list alone deploys.
+    again = stack.client.post("/api/uploads/deploy", content=at_once("once", changed, []), headers=AUTH)
+    assert again.status_code == 201, again.text
+    # A draft, as finalize's {"activate": false}.
+    draft = stack.client.post("/api/uploads/deploy", content=at_once("once", PAGES, [], activate=False), headers=AUTH)
+    assert draft.status_code == 201 and draft.json()["status"] == "draft", draft.text
+    assert stack.get("/d/once/p1.html").content == b"<p>changed</p>"
+
+
+def test_a_wrong_guess_leaves_the_upload_open_for_the_files_the_server_lacks(stack: Stack) -> None:
+    files = {"a.html": b"<p>a</p>", "b.html": b"<p>b, never sent before</p>", "c.html": b"<p>c</p>"}
+    answer = stack.client.post("/api/uploads/deploy", content=at_once("guess", files, [files["a.html"]]), headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    upload = answer.json()["upload_id"]
+    assert answer.json() == {
+        "upload_id": upload,
+        "slot": "guess",
+        "files": 3,
+        "missing": sorted([sha(files["b.html"]), sha(files["c.html"])]),
+    }
+    assert stack.get("/d/guess/a.html").status_code == 404
+    rest = frame(files["b.html"], files["c.html"])
+    assert stack.client.post(f"/api/uploads/{upload}/batch", content=rest, headers=AUTH).status_code == 200
+    assert stack.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH).status_code == 201
+    assert stack.get("/d/guess/b.html").content == files["b.html"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b'{"slot": "bad", "files": ', 400, "not valid JSON"),
+        (b'["not an object"]\n', 400, "JSON object"),
+        (b'{"slot": "bad", "files": {}}\n', 422, "non-empty"),
+        (b'{"slot": "bad", "files": {"a.html": "' + sha(b"A").encode() + b'"}, "activate": "no"}\n', 422, "activate"),
+        (at_once("bad", {"a.html": b"A"}, [b"stranger"]), 422, "not part of this upload"),
+        (at_once("bad", {"a.html": b"A"}, [b"A"])[:-1], 400, "ended inside blob"),
+        (at_once("bad", {"a.html": b"A"}, []) + frame(b"B", digests=[sha(b"A")]), 422, "do not match"),
+    ],
+)
+def test_bad_input_in_one_request_is_a_4xx_and_deploys_nothing(
+    stack: Stack, body: bytes, status: int, fragment: str
+) -> None:
+    answer = stack.client.post("/api/uploads/deploy", content=body, headers=AUTH)
+    assert answer.status_code == status and fragment in answer.json()["error"], answer.text
+    assert stack.get("/d/bad/a.html").status_code == 404
+    assert not (stack.settings.releases_dir / "bad").exists()
+    assert stored(stack.settings) == set()

@@ -4,6 +4,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import httpx2 as httpx
 import pytest
 
 from drophost.cli import main
-from drophost.client import commands, digest
+from drophost.client import commands, digest, hashcache
 from drophost.client.commands import ProgressBar
 from drophost.client.http import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, ApiClient
+from drophost.digests import file_digest
 from tests.harness.auth import TOKEN
 from tests.harness.ports import free_port
 from tests.harness.stacks import LiveStack
@@ -168,8 +170,10 @@ def test_a_folder_goes_up_in_a_few_batches_under_one_bar_of_bytes_and_files(
     post_stream = ApiClient.post_stream
 
     def counted(self: ApiClient, path: str, chunks: Iterable[bytes], size: int) -> Any:
-        assert path.endswith("/batch")
-        batches.append(size)
+        # The one-request deploy carries the file list and the files the digest cache did not know.
+        assert path.endswith("/batch") or path == "/api/uploads/deploy"
+        if path.endswith("/batch"):
+            batches.append(size)
         return post_stream(self, path, chunks, size)
 
     def one_by_one(*args: object) -> None:
@@ -275,3 +279,61 @@ def test_plan_with_a_server_posts_the_local_deploy_yaml_to_it(
     declared.write_text("sites:\n  - slot: Blog!\n")
     assert main(["plan", str(declared), "--server", live.base_url]) == EXIT_REJECTED
     assert "deploy.yaml" in capsys.readouterr().err
+
+
+def test_one_changed_file_goes_up_with_the_file_list_in_one_request(
+    live: LiveStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"p{n}.html": f"<p>page {n}</p>" for n in range(12)}
+    folder = site(tmp_path, "oneshot", files)
+    cache = tmp_path / "digests.json"
+    time.sleep(0.05)  # past the file system's clock tick: the cache remembers only files older than that
+    client = ApiClient(live.base_url, TOKEN)
+    first = digest.deploy_folder(client, folder, slot="oneshot", hash_cache=cache)
+    assert first["uploaded_files"] == 12
+    calls: list[tuple[str, str]] = []
+    request, post_stream = ApiClient.request, ApiClient.post_stream
+
+    def counted_request(self: ApiClient, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append((method, path))
+        return request(self, method, path, *args, **kwargs)
+
+    def counted_stream(self: ApiClient, path: str, chunks: Iterable[bytes], size: int) -> Any:
+        calls.append(("POST", path))
+        return post_stream(self, path, chunks, size)
+
+    monkeypatch.setattr(ApiClient, "request", counted_request)
+    monkeypatch.setattr(ApiClient, "post_stream", counted_stream)
+    (folder / "p3.html").write_text("<p>changed</p>")
+    result = digest.deploy_folder(client, folder, slot="oneshot", hash_cache=cache)
+    assert calls == [("POST", "/api/uploads/deploy")]
+    assert result["status"] == "live" and result["uploaded_files"] == 1
+    assert live.get("/d/oneshot/p3.html").text == "<p>changed</p>"
+    assert live.get("/d/oneshot/p4.html").text == files["p4.html"]
+
+
+def test_a_wrong_guess_sends_what_the_server_lacks_then_finalizes(
+    live: LiveStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cache remembers every file (hashed before, as for a deploy to another server), but this
+    # server has none of them: the changed file goes with the list, the others in a batch.
+    files = {f"w{n}.html": f"<p>wrong guess {n}</p>" for n in range(8)}
+    folder = site(tmp_path, "wrongguess", files)
+    cache = tmp_path / "digests.json"
+    time.sleep(0.05)  # past the file system's clock tick: the cache remembers only files older than that
+    hashcache.hash_with_cache(digest.scan_folder(folder), cache, file_digest)
+    (folder / "w0.html").write_text("<p>changed</p>")
+    paths: list[str] = []
+    post_stream = ApiClient.post_stream
+
+    def counted_stream(self: ApiClient, path: str, chunks: Iterable[bytes], size: int) -> Any:
+        paths.append(path)
+        return post_stream(self, path, chunks, size)
+
+    monkeypatch.setattr(ApiClient, "post_stream", counted_stream)
+    client = ApiClient(live.base_url, TOKEN)
+    result = digest.deploy_folder(client, folder, slot="wrongguess", hash_cache=cache)
+    assert paths[0] == "/api/uploads/deploy" and paths[1:] and all(p.endswith("/batch") for p in paths[1:])
+    assert result["status"] == "live" and result["uploaded_files"] == 8
+    assert live.get("/d/wrongguess/w0.html").text == "<p>changed</p>"
+    assert live.get("/d/wrongguess/w5.html").text == files["w5.html"]

@@ -100,6 +100,7 @@ def test_every_route_declares_what_it_needs(tmp_path: Path) -> None:
         "/api/uploads/{upload_id}/batch",
         "/api/uploads/{upload_id}/blobs/{digest}",
         "/api/uploads/{upload_id}/finalize",
+        "/api/uploads/deploy",
     }
     assert {e.path for e in endpoints if e.auth == "deploy" and "{slot}" not in e.path} == body_slot
 

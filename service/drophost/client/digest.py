@@ -8,6 +8,7 @@ broken connection it still has every file it completed; the client asks which ar
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drophost.client.hashcache import hash_with_cache
+from drophost.client.hashcache import hash_folder
 from drophost.client.http import EXIT_UNREACHABLE, EXIT_USAGE, ApiClient, ClientError
 from drophost.digests import file_digest
 
@@ -30,6 +31,7 @@ IN_FLIGHT = 3  # batches sent at once: the server hashes and writes one while re
 ATTEMPTS = 3  # rounds of sending what the server still lacks, after a broken connection
 RETRY_PAUSE = 1.0  # seconds, times the round: time for a restarting server to come back
 PIECE = 256 * 1024  # bytes handed to the socket at once; small files share a piece
+INLINE_BYTES = BATCH_BYTES  # the most sent with the file list, in one request (POST /api/uploads/deploy)
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,22 @@ def deploy_folder(
     files = scan_folder(folder)
     if not files:
         raise ClientError(f"{folder} has no files to publish", EXIT_USAGE)
-    digests = hash_with_cache(files, hash_cache, file_digest)
+    digests, fresh = hash_folder(files, hash_cache, file_digest)
     body: dict[str, Any] = {"slot": slot, "files": digests, "name": (folder.resolve().name or "site")[:255]}
     if ttl:
         body["ttl"] = ttl
     if force:
         body["force"] = True
-    started = client.request("POST", "/api/uploads", body, long=True)
+    guess = likely_new(files, digests, fresh)
+    started = None if guess is None else deploy_at_once(client, body, guess, activate, progress, file_progress)
+    if started is not None and "missing" not in started:
+        started["uploaded_files"] = len(guess or ())
+        started["uploaded_bytes"] = sum(blob.size for blob in guess or ())
+        return started
+    # The guessed files the server took before it answered with what else it lacks.
+    sent = (guess or []) if started is not None else []
+    if started is None:
+        started = client.request("POST", "/api/uploads", body, long=True)
     upload_id = started["upload_id"]
     by_digest = {digest: files[rel] for rel, digest in digests.items()}
     # In path order: neighbouring files of a site tend to sit together on the disk.
@@ -170,9 +181,47 @@ def deploy_folder(
     send_blobs(client, upload_id, missing, tracker)
     finalize = {} if activate else {"activate": False}
     result: dict[str, Any] = client.request("POST", f"/api/uploads/{upload_id}/finalize", finalize, long=True)
-    result["uploaded_files"] = len(missing)
-    result["uploaded_bytes"] = tracker.total
+    result["uploaded_files"] = len(sent) + len(missing)
+    result["uploaded_bytes"] = sum(blob.size for blob in sent) + tracker.total
     return result
+
+
+def likely_new(files: dict[str, Path], digests: dict[str, str], fresh: set[str]) -> list[Blob] | None:
+    """The files to send with the file list: those hashed now, when the digest cache remembered the
+    others (so they were most likely deployed from this folder before) and they are few; else None."""
+    if len(fresh) == len(files):
+        return None
+    blobs = {digests[rel]: Blob(digests[rel], files[rel], files[rel].stat().st_size) for rel in sorted(fresh)}
+    chosen = list(blobs.values())
+    return chosen if sum(blob.size for blob in chosen) <= INLINE_BYTES else None
+
+
+def deploy_at_once(
+    client: ApiClient,
+    body: dict[str, Any],
+    blobs: Sequence[Blob],
+    activate: bool,
+    progress: Progress | None,
+    file_progress: FileProgress | None,
+) -> dict[str, Any] | None:
+    """POST /api/uploads/deploy: the file list and `blobs` in one request. The deployment; or, when the
+    server lacks other files too (the guess was wrong), the open upload with what it lacks; or None
+    when this server has no such endpoint or the connection broke (the caller starts over, step by step)."""
+    first = json.dumps(body if activate else {**body, "activate": False}, separators=(",", ":")).encode() + b"\n"
+    tracker = Tracker(blobs, progress, file_progress)
+    tracker.add(0, 0)
+
+    def pieces() -> Iterator[bytes]:
+        yield first
+        yield from batch_body(blobs, tracker)
+
+    try:
+        answer: dict[str, Any] = client.post_stream("/api/uploads/deploy", pieces(), len(first) + batch_size(blobs))
+    except ClientError as exc:
+        if is_broken(exc) or exc.status in (404, 405):
+            return None
+        raise
+    return answer
 
 
 def send_blobs(client: ApiClient, upload_id: str, blobs: Sequence[Blob], tracker: Tracker) -> None:

@@ -99,7 +99,14 @@ def _temp_of(path: Path) -> Path:
 
 
 def hash_with_cache(files: dict[str, Path], cache: Path | None, digest_of: Callable[[Path], str]) -> dict[str, str]:
-    """Relative path -> sha256 hex, reusing remembered digests of files that did not change.
+    """Relative path -> sha256 hex, reusing remembered digests of files that did not change."""
+    return hash_folder(files, cache, digest_of)[0]
+
+
+def hash_folder(
+    files: dict[str, Path], cache: Path | None, digest_of: Callable[[Path], str]
+) -> tuple[dict[str, str], set[str]]:
+    """(relative path -> sha256 hex, the paths hashed now: new or changed since the cache remembered them).
 
     One file after another: hashing the files of a site on several threads was slower here (most
     files are small, so the threads mostly take turns holding the GIL)."""
@@ -107,6 +114,7 @@ def hash_with_cache(files: dict[str, Path], cache: Path | None, digest_of: Calla
     started = start(cache) if cache is not None else None
     entries: dict[str, tuple[Stamp, str]] = {}
     digests: dict[str, str] = {}
+    fresh: set[str] = set()
     for rel, path in files.items():
         stamp = stamp_of(path.stat())
         remembered = known.get(rel)
@@ -114,6 +122,7 @@ def hash_with_cache(files: dict[str, Path], cache: Path | None, digest_of: Calla
             digest = remembered[1]
         else:
             digest = digest_of(path)
+            fresh.add(rel)
             # Stat again: a file written while it was read must not be remembered with its old stamp.
             if stamp_of(path.stat()) != stamp:
                 stamp = (-1, -1, -1, -1)
@@ -121,4 +130,4 @@ def hash_with_cache(files: dict[str, Path], cache: Path | None, digest_of: Calla
         digests[rel] = digest
     if cache is not None and started is not None:
         save(cache, entries, started_ns=started)
-    return digests
+    return digests, fresh

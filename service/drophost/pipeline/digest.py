@@ -57,6 +57,25 @@ class DigestUploads:
         source_name: str | None = None,
         site: SiteOptions | None = None,
     ) -> dict[str, Any]:
+        upload_id, row = self.start(slot=slot, ttl_seconds=ttl_seconds, files=files, source_name=source_name, site=site)
+        file_list: dict[str, str] = row["manifest"]
+        return {
+            "upload_id": upload_id,
+            "slot": slot,
+            "files": len(file_list),
+            "missing": self.artifacts.missing(file_list.values()),
+        }
+
+    def start(
+        self,
+        *,
+        slot: str,
+        ttl_seconds: int | None,
+        files: object,
+        source_name: str | None = None,
+        site: SiteOptions | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Check and record a new upload: its id, and its row as `open_upload` would read it."""
         validate_slot(slot)
         check_slot_name(self.ctx, slot)
         if source_name is not None and (len(source_name) > 255 or not source_name.isprintable()):
@@ -64,6 +83,13 @@ class DigestUploads:
         file_list = check_file_list(files, ArchiveLimits.from_settings(self.ctx.settings))
         upload_id = str(uuid.uuid4())
         self.artifacts.prepare()
+        row: dict[str, Any] = {
+            "slot": slot,
+            "ttl_seconds": ttl_seconds,
+            "manifest": file_list,
+            "source_name": source_name or None,
+            "site": siterules.options_json(site) if site is not None else None,
+        }
         with self.ctx.pool.connection() as conn:
             uploads.create_upload(
                 conn,
@@ -71,15 +97,10 @@ class DigestUploads:
                 slot=slot,
                 ttl_seconds=ttl_seconds,
                 manifest=file_list,
-                source_name=source_name or None,
-                site=siterules.options_json(site) if site is not None else None,
+                source_name=row["source_name"],
+                site=row["site"],
             )
-        return {
-            "upload_id": upload_id,
-            "slot": slot,
-            "files": len(file_list),
-            "missing": self.artifacts.missing(file_list.values()),
-        }
+        return upload_id, row
 
     def open_upload(self, upload_id: str) -> dict[str, Any]:
         try:
@@ -118,10 +139,23 @@ class DigestUploads:
 
     def finalize(self, upload_id: str, *, activate: bool = True) -> dict[str, Any]:
         row = self.open_upload(upload_id)
-        file_list: dict[str, str] = row["manifest"]
-        sizes, missing = self.artifacts.sizes(file_list.values())
+        sizes, missing = self.artifacts.sizes(row["manifest"].values())
         if missing:
             raise ConflictError(f"{len(missing)} files have not been uploaded yet", missing=missing[:1000])
+        return self._publish(upload_id, row, sizes, activate=activate)
+
+    def finalize_if_complete(
+        self, upload_id: str, row: dict[str, Any], *, activate: bool = True
+    ) -> tuple[dict[str, Any] | None, list[str]]:
+        """(the deployment, []) when the store has every file of the upload started as `row`; else
+        (None, the digests it lacks), and the upload stays open for them (POST .../batch, .../finalize)."""
+        sizes, missing = self.artifacts.sizes(row["manifest"].values())
+        if missing:
+            return None, missing
+        return self._publish(upload_id, row, sizes, activate=activate), []
+
+    def _publish(self, upload_id: str, row: dict[str, Any], sizes: dict[str, int], *, activate: bool) -> dict[str, Any]:
+        file_list: dict[str, str] = row["manifest"]
         total = sum(sizes[digest] for digest in file_list.values())
         limit = self.ctx.settings.max_unpacked_bytes
         if total > limit:

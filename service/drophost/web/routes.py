@@ -369,6 +369,22 @@ def _uploads(settings: Settings) -> list[Endpoint]:
             max_body=32 * 1024 * 1024,  # the file list of a large site
         ),
         Endpoint(
+            "POST",
+            "/api/uploads/deploy",
+            uploads.deploy_upload,
+            "Start a digest upload, send files and deploy in one body: the JSON of POST /api/uploads (plus"
+            ' "activate") on the first line, then files framed as in a batch. 202 when the store still lacks'
+            " files: send them in batches, then finalize",
+            {
+                201: ("Live, or a draft", DEPLOYMENT),
+                202: ("Files still missing", obj(upload_id=STRING, slot=STRING, files=INTEGER, missing=STRINGS)),
+            },
+            (400, 401, 409, 413, 422, 500),
+            auth="deploy",
+            body={"application/octet-stream": {"type": "string", "format": "binary"}},
+            max_body=settings.max_upload_bytes,
+        ),
+        Endpoint(
             "PUT",
             "/api/uploads/{upload_id}/blobs/{digest}",
             uploads.put_blob,

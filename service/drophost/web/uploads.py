@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from drophost.errors import BadRequestError, ValidationError
+from drophost.errors import BadRequestError, TooLargeError, ValidationError
+from drophost.jsonbody import load_object
 from drophost.names import parse_deploy_ttl, validate_slot
 from drophost.pipeline import siterules
 from drophost.pipeline.blobbatch import BlobBatch
@@ -18,10 +22,20 @@ from drophost.web.auth import authorize_slot
 from drophost.web.common import deployer_of, id_param, missing_version, path_slot, pool_of, read_json, settings_of
 from drophost.web.gitops import refuse_drift
 
+FILE_LIST_MAX_BYTES = 32 * 1024 * 1024  # the first line of POST /api/uploads/deploy: a large site's file list
+
 
 async def create_upload(request: Request) -> Response:
     """Start a digest upload: {"slot", "ttl"?, "name"?, "site"?, "files": {path: sha256}} -> the digests it lacks."""
     body = await read_json(request)
+    uploads = DigestUploads(deployer_of(request))
+    fields = await checked_start(request, body)
+    result = await run_in_threadpool(lambda: uploads.create(**fields))
+    return JSONResponse(result, status_code=201)
+
+
+async def checked_start(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of DigestUploads.create/start from a start body, with the caller allowed its slot."""
     slot = body.get("slot")
     if not isinstance(slot, str):
         raise ValidationError("slot is required", field="slot")
@@ -38,11 +52,63 @@ async def create_upload(request: Request) -> Response:
     if name is not None and not isinstance(name, str):
         raise ValidationError("name must be text", field="name")
     site = siterules.parse_options(body.get("site"), file="site", limits=RuleLimits.from_settings(settings_of(request)))
-    uploads = DigestUploads(deployer_of(request))
-    result = await run_in_threadpool(
-        uploads.create, slot=slot, ttl_seconds=ttl, files=body.get("files"), source_name=name, site=site
+    return {"slot": slot, "ttl_seconds": ttl, "files": body.get("files"), "source_name": name, "site": site}
+
+
+async def deploy_upload(request: Request) -> Response:
+    """Start a digest upload, send files and deploy, in one body: the JSON of POST /api/uploads (plus
+    "activate") on the first line, then files framed as in a batch. For a client that knows which
+    files are new to the server (one changed file of a site deployed before), one round trip instead
+    of three. 201 with the deployment once the store has every file; else 202 with what it still
+    lacks, and the upload stays open for POST .../batch and .../finalize."""
+    chunks = request.stream()
+    head, rest = await read_first_line(chunks)
+    body = await run_in_threadpool(load_object, head, what="the first line of the body")
+    activate = body.pop("activate", True)
+    if not isinstance(activate, bool):
+        raise ValidationError("activate must be true or false", field="activate")
+    deployer = deployer_of(request)
+    uploads = DigestUploads(deployer)
+    fields = await checked_start(request, body)
+    upload_id, row = await run_in_threadpool(lambda: uploads.start(**fields))
+    wanted = frozenset(row["manifest"].values())
+    batch = BlobBatch(deployer.artifacts, wanted, max_blob_bytes=deployer.settings.max_unpacked_bytes)
+    try:
+        if rest:
+            await run_in_threadpool(batch.feed, rest)
+        async for chunk in chunks:
+            if chunk:
+                await run_in_threadpool(batch.feed, chunk)
+        batch.end()
+    except ClientDisconnect:
+        raise BadRequestError(
+            f"the connection broke inside the files; {batch.complete} complete blobs were kept",
+            kept=batch.complete,
+            upload_id=upload_id,
+        ) from None
+    finally:
+        batch.close()
+    deployment, missing = await run_in_threadpool(
+        lambda: uploads.finalize_if_complete(upload_id, row, activate=activate)
     )
-    return JSONResponse(result, status_code=201)
+    if deployment is None:
+        status = {"upload_id": upload_id, "slot": row["slot"], "files": len(row["manifest"]), "missing": missing}
+        return JSONResponse(status, status_code=202)
+    return JSONResponse({**views.deployment(settings_of(request), deployment), "upload_id": upload_id}, status_code=201)
+
+
+async def read_first_line(chunks: AsyncIterator[bytes]) -> tuple[bytes, bytes]:
+    """(the body's first line, without its newline; what followed it in the same piece)."""
+    head = bytearray()
+    async for chunk in chunks:
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            head += chunk[:newline]
+            return bytes(head), chunk[newline + 1 :]
+        head += chunk
+        if len(head) > FILE_LIST_MAX_BYTES:
+            raise TooLargeError(f"the first line of the body is over {FILE_LIST_MAX_BYTES} bytes")
+    return bytes(head), b""
 
 
 async def put_blob(request: Request) -> Response:
