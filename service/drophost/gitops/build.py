@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from drophost.accounts import Account, ensure_user, own_tree
+from drophost.accounts import ensure_user
 from drophost.errors import BuildError, CommandError, GitError
 from drophost.gitops.manifest import BuildSpec
 from drophost.gitops.mirror import GitSource
@@ -135,7 +135,7 @@ class Builder:
                     raise BuildError(f'the path "{target.path}" is not a folder in the commit')
                 caches = self._caches(spec, target, tree, run_as)
                 if run_as is not None:
-                    own_tree(work, _account(run_as), skip=set())
+                    self._hand_over(git_dir, work, _index_of(checkout), run_as)
                 job = sandbox.Job(
                     command=spec.command,
                     tree=work,
@@ -173,7 +173,7 @@ class Builder:
         within the ZIP caps; what a build left or changed there is undone, and only the files that
         differ are written. A checkout that cannot be brought there is written again from nothing."""
         links = self._check_tree(git_dir, commit, limits)
-        index = checkout.with_name(checkout.name + ".index")
+        index = _index_of(checkout)
         try:
             self._update_checkout(git_dir, commit, checkout, index)
         except (CommandError, OSError):
@@ -199,6 +199,16 @@ class Builder:
             # read-tree would not write a file over an untracked one.
             self.source.git(git_dir, work_tree, "clean", "-ffdxq", env=env)
         self.source.git(git_dir, work_tree, "read-tree", "--reset", "-u", commit, env=env)
+
+    def _hand_over(self, git_dir: Path, work: Path, index: Path, run_as: sandbox.RunAs) -> None:
+        """Make the tree the build user's: only what git wrote this time changes owner, and the index
+        then learns the files' new status (git compares their contents, unchanged), so that the next
+        checkout still finds every file the build left alone up to date, and writes only the others."""
+        changed = _own_new(work, run_as)
+        if changed:
+            env = {"GIT_INDEX_FILE": str(index)}
+            with contextlib.suppress(CommandError):  # the next checkout writes those files again
+                self.source.git(git_dir, f"--work-tree={work}", "update-index", "-q", "--refresh", env=env)
 
     def _check_tree(self, git_dir: Path, commit: str, limits: ArchiveLimits) -> list[str]:
         """Refuse a commit past the caps before anything is written (entries and bytes, read as git
@@ -232,7 +242,7 @@ class Builder:
         processes may outlive it), and it is written again from nothing next time."""
         if not confined:
             _discard(work, self.settings.builds_dir / "trash")
-            checkout.with_name(checkout.name + ".index").unlink(missing_ok=True)
+            _index_of(checkout).unlink(missing_ok=True)
             return
         try:
             os.rename(work, checkout)
@@ -240,7 +250,7 @@ class Builder:
             return
         except OSError:
             _discard(work, self.settings.builds_dir / "trash")
-            checkout.with_name(checkout.name + ".index").unlink(missing_ok=True)
+            _index_of(checkout).unlink(missing_ok=True)
 
     def _slot_lock(self, slot: str) -> threading.Lock:
         with self._probe_lock:
@@ -320,6 +330,31 @@ def inside_tree(name: str, folder: str) -> bool:
     return joined != ".." and not joined.startswith("../") and not os.path.isabs(joined)
 
 
+def _index_of(checkout: Path) -> Path:
+    """The checkout's git index: beside it, never inside the build's tree."""
+    return checkout.with_name(checkout.name + ".index")
+
+
+def _own_new(root: Path, run_as: sandbox.RunAs) -> bool:
+    """Give the build user what it does not own yet in its tree (never following a link); whether
+    anything changed. A chown changes a file's status time, which git would take as a change."""
+    changed = False
+    for folder, dirs, files in os.walk(root):
+        for path in [folder] if folder == str(root) else []:
+            changed |= _own_one(path, run_as)
+        for name in dirs + files:
+            changed |= _own_one(os.path.join(folder, name), run_as)
+    return changed
+
+
+def _own_one(path: str, run_as: sandbox.RunAs) -> bool:
+    info = os.lstat(path)
+    if (info.st_uid, info.st_gid) == (run_as.uid, run_as.gid):
+        return False
+    os.lchown(path, run_as.uid, run_as.gid)
+    return True
+
+
 def _plain_folder(root: Path, relative: str) -> bool:
     """Whether `relative` under root is a folder reached through folders only, never a link: the
     build may have put links anywhere in its tree, and the service must not follow one out of it."""
@@ -395,7 +430,3 @@ def _remove(path: Path) -> None:
 
     if os.path.lexists(path):
         shutil.rmtree(path, onerror=allow)
-
-
-def _account(run_as: sandbox.RunAs) -> Account:
-    return Account(name="build", uid=run_as.uid, gid=run_as.gid)
