@@ -7,7 +7,7 @@ import pytest
 
 from drophost.errors import BuildError
 from drophost.pipeline.archive import ArchiveLimits
-from drophost.pipeline.buildoutput import adopt_output, copy_output
+from drophost.pipeline.buildoutput import adopt_output, copy_output, same_files
 
 
 def output(tmp_path: Path) -> Path:
@@ -85,3 +85,19 @@ def test_an_adopted_output_never_replaces_an_existing_folder(tmp_path: Path) -> 
     (tmp_path / "incoming").mkdir()
     with pytest.raises(FileExistsError):
         adopt_output(out, tmp_path / "incoming", ArchiveLimits())
+
+
+def test_same_files_compares_names_and_contents_linked_or_not(tmp_path: Path) -> None:
+    live, built = tmp_path / "live", tmp_path / "built"
+    (live / "docs").mkdir(parents=True)
+    (built / "docs").mkdir(parents=True)
+    (live / "index.html").write_text("home")
+    os.link(live / "index.html", built / "index.html")  # one blob of the store
+    (live / "docs" / "a.html").write_text("a")
+    (built / "docs" / "a.html").write_text("a")  # the same content, not linked
+    assert same_files(live, built)
+    (built / "docs" / "a.html").write_text("b")
+    assert not same_files(live, built)
+    (built / "docs" / "a.html").write_text("a")
+    (built / "docs" / "b.html").write_text("b")
+    assert not same_files(live, built)
