@@ -1,33 +1,38 @@
-"""Build a commit of a site with `build:` in deploy.yaml: its whole tree is written to a work folder,
-the command runs in the sandbox (pipeline/sandbox.py), and its output becomes the tree to publish.
+"""Build a commit of a site with `build:` in deploy.yaml: the slot's checkout is brought to the
+commit, the command runs in the sandbox (pipeline/sandbox.py), and its output becomes the tree to publish.
 
-The work folder is <data>/builds/work/<deployment id>, removed afterwards (moved to builds/trash,
-emptied in the background); the slot's cache folders live in <data>/builds/cache/<slot>/ between
-builds; the log in <data>/builds/logs/<deployment id>.log.
+Each slot keeps its checkout in <data>/builds/checkouts/<slot> between builds, with its git index
+beside it (<slot>.index, out of the build's view): the next build first removes what is not in the
+index (what the last build wrote) and then has git write only the files that differ from the commit
+(`read-tree --reset -u`, which also restores any tracked file a build changed), rather than every file
+of the commit again. For the build it is renamed to <data>/builds/work/<deployment id> (one rename),
+and back afterwards. The output folder is renamed out of it into the release (buildoutput.adopt_output).
+The slot's cache folders live in <data>/builds/cache/<slot>/ between builds; the log in
+<data>/builds/logs/<deployment id>.log.
 When DropHost runs as root, the build runs as its own user (DROPHOST_BUILD_USER).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import stat
-import tarfile
 import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from drophost.accounts import Account, ensure_user, own_tree
+from drophost.accounts import ensure_user
 from drophost.errors import BuildError, CommandError, GitError
 from drophost.gitops.manifest import BuildSpec
 from drophost.gitops.mirror import GitSource
 from drophost.pipeline import remotebuild, sandbox
 from drophost.pipeline.archive import ArchiveLimits
 from drophost.pipeline.buildlog import BuildLog
-from drophost.pipeline.buildoutput import Copied, copy_output
+from drophost.pipeline.buildoutput import Copied, adopt_output, copy_output
 from drophost.settings import Settings
 
 _READ = 1024 * 1024
@@ -98,62 +103,158 @@ class Builder:
         self._probe_lock = threading.Lock()
         self._sandbox_error: str | None = None
         self._probed = False
+        self._slot_locks: dict[str, threading.Lock] = {}
         self._system = sandbox.host_system()
 
     def build(
         self, spec: BuildSpec, target: Target, git_dir: Path, limits: ArchiveLimits, incoming: Path, log: BuildLog
     ) -> Copied:
-        """Build the commit and copy its output into `incoming` (which must not exist yet).
+        """Build the commit and move (or copy) its output into `incoming` (which must not exist yet).
 
         The caller holds a build slot (reserve()): builds past DROPHOST_BUILD_CONCURRENCY wait queued.
         """
         builds = self.settings.builds_dir
         work = builds / "work" / str(target.deployment_id)
+        checkout = builds / "checkouts" / target.slot
+        # Unconfined builds may leave processes behind that could still write: their output is
+        # copied and their tree not kept.
+        confined = self.settings.build_sandbox != "none" or bool(self.settings.builder_url)
         log.line(f"DropHost: building {target.commit[:12]} of {target.branch} for {target.slot}")
+        with self._slot_lock(target.slot):
+            try:
+                run_as = None if self.settings.builder_url else self._run_as()
+                if not self.settings.builder_url:
+                    self._check_sandbox(run_as)
+                _prepare_folder(builds / "work", 0o711)
+                _prepare_folder(builds / "checkouts", 0o700)
+                _remove(work)
+                self._check_out(git_dir, target.commit, checkout, limits)
+                os.rename(checkout, work)
+                tree = work / target.path if target.path else work
+                if not _plain_folder(work, target.path):
+                    raise BuildError(f'the path "{target.path}" is not a folder in the commit')
+                caches = self._caches(spec, target, tree, run_as)
+                if run_as is not None:
+                    self._hand_over(git_dir, work, _index_of(checkout), run_as)
+                job = sandbox.Job(
+                    command=spec.command,
+                    tree=work,
+                    workdir=target.path,
+                    caches=caches,
+                    env=tuple(build_env(self.settings, spec, target, self.environ).items()),
+                    network=spec.network,
+                    tools=tuple(Path(t) for t in self.settings.build_tools.split(":") if t),
+                )
+                timeout = min(spec.timeout, self.settings.build_max_timeout)
+                limits_ = sandbox.Limits(
+                    cpu_seconds=timeout,
+                    memory_bytes=self.settings.build_memory_bytes,
+                    processes=self.settings.build_processes,
+                    open_files=self.settings.build_open_files,
+                    file_bytes=self.settings.build_file_bytes,
+                )
+                log.line(f"DropHost: $ {' '.join(spec.command)}")
+                secrets = [value for name in spec.secrets_env if (value := self.environ.get(name))]
+                self._run(job, limits_, timeout, run_as, on_line=lambda text: log.line(mask(text, secrets)))
+                output = tree / spec.output
+                if not _plain_folder(tree, spec.output):
+                    raise BuildError("the build's output is not a folder (a link or a file)")
+                copied = adopt_output(output, incoming, limits) if confined else copy_output(output, incoming, limits)
+                log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
+                return copied
+            except BuildError as exc:
+                log.line(f"DropHost: {exc.message}")
+                raise
+            finally:
+                self._keep_checkout(work, checkout, confined=confined)
+
+    def _check_out(self, git_dir: Path, commit: str, checkout: Path, limits: ArchiveLimits) -> None:
+        """Bring the slot's checkout to the whole commit (dotfiles too: it is source, not output),
+        within the ZIP caps; what a build left or changed there is undone, and only the files that
+        differ are written. A checkout that cannot be brought there is written again from nothing."""
+        links = self._check_tree(git_dir, commit, limits)
+        index = _index_of(checkout)
         try:
-            run_as = None if self.settings.builder_url else self._run_as()
-            if not self.settings.builder_url:
-                self._check_sandbox(run_as)
-            _prepare_folder(builds / "work", 0o711)
-            _remove(work)
-            work.mkdir(mode=0o755)
-            self._write_source(git_dir, target.commit, work, limits)
-            tree = work / target.path if target.path else work
-            if not tree.is_dir() or tree.is_symlink():
-                raise BuildError(f'the path "{target.path}" is not a folder in the commit')
-            caches = self._caches(spec, target, tree, run_as)
-            if run_as is not None:
-                own_tree(work, _account(run_as), skip=set())
-            job = sandbox.Job(
-                command=spec.command,
-                tree=work,
-                workdir=target.path,
-                caches=caches,
-                env=tuple(build_env(self.settings, spec, target, self.environ).items()),
-                network=spec.network,
-                tools=tuple(Path(t) for t in self.settings.build_tools.split(":") if t),
-            )
-            timeout = min(spec.timeout, self.settings.build_max_timeout)
-            limits_ = sandbox.Limits(
-                cpu_seconds=timeout,
-                memory_bytes=self.settings.build_memory_bytes,
-                processes=self.settings.build_processes,
-                open_files=self.settings.build_open_files,
-                file_bytes=self.settings.build_file_bytes,
-            )
-            log.line(f"DropHost: $ {' '.join(spec.command)}")
-            secrets = [value for name in spec.secrets_env if (value := self.environ.get(name))]
-            self._run(job, limits_, timeout, run_as, on_line=lambda text: log.line(mask(text, secrets)))
-            # Unconfined builds may leave processes behind that could still write: those copy.
-            move = self.settings.build_sandbox != "none" or bool(self.settings.builder_url)
-            copied = copy_output(tree / spec.output, incoming, limits, move=move)
-            log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
-            return copied
-        except BuildError as exc:
-            log.line(f"DropHost: {exc.message}")
-            raise
-        finally:
-            _discard(work, builds / "trash")
+            self._update_checkout(git_dir, commit, checkout, index)
+        except (CommandError, OSError):
+            _discard(checkout, self.settings.builds_dir / "trash")
+            index.unlink(missing_ok=True)
+            try:
+                self._update_checkout(git_dir, commit, checkout, index)
+            except CommandError as exc:
+                raise GitError("the commit could not be read from the repository") from exc
+        for name in links:
+            # As a ZIP's: a link pointing out of the tree is not written (git writes every link).
+            path = checkout / name
+            with contextlib.suppress(OSError):
+                if not inside_tree(os.readlink(path), os.path.dirname(name)):
+                    os.unlink(path)
+
+    def _update_checkout(self, git_dir: Path, commit: str, checkout: Path, index: Path) -> None:
+        checkout.mkdir(mode=0o755, exist_ok=True)
+        env = {"GIT_INDEX_FILE": str(index)}
+        work_tree = f"--work-tree={checkout}"
+        if index.exists():
+            # What the last build wrote (its output, lock files, caches' mount points) goes first:
+            # read-tree would not write a file over an untracked one.
+            self.source.git(git_dir, work_tree, "clean", "-ffdxq", env=env)
+        self.source.git(git_dir, work_tree, "read-tree", "--reset", "-u", commit, env=env)
+
+    def _hand_over(self, git_dir: Path, work: Path, index: Path, run_as: sandbox.RunAs) -> None:
+        """Make the tree the build user's: only what git wrote this time changes owner, and the index
+        then learns the files' new status (git compares their contents, unchanged), so that the next
+        checkout still finds every file the build left alone up to date, and writes only the others."""
+        changed = _own_new(work, run_as)
+        if changed:
+            env = {"GIT_INDEX_FILE": str(index)}
+            with contextlib.suppress(CommandError):  # the next checkout writes those files again
+                self.source.git(git_dir, f"--work-tree={work}", "update-index", "-q", "--refresh", env=env)
+
+    def _check_tree(self, git_dir: Path, commit: str, limits: ArchiveLimits) -> list[str]:
+        """Refuse a commit past the caps before anything is written (entries and bytes, read as git
+        lists them); the names of its symbolic links."""
+        entries = 0
+        total = 0
+        links = []
+        try:
+            with self.source.git_stream(git_dir, "ls-tree", "-r", "-t", "-l", "-z", "--full-tree", commit) as out:
+                pending = b""
+                while chunk := out.read(_READ):
+                    records = (pending + chunk).split(b"\0")
+                    pending = records.pop()
+                    for record in records:
+                        meta, _, name = record.partition(b"\t")
+                        mode, _, _, size = meta.split()
+                        entries += 1
+                        total += int(size) if size.isdigit() else 0
+                        if entries > limits.max_entries:
+                            raise GitError(f"the tree has more than {limits.max_entries} entries")
+                        if total > limits.max_unpacked_bytes:
+                            raise GitError(f"the tree holds more than {limits.max_unpacked_bytes} bytes")
+                        if mode == b"120000":
+                            links.append(os.fsdecode(name))
+        except (CommandError, ValueError) as exc:
+            raise GitError("the commit could not be read from the repository") from exc
+        return links
+
+    def _keep_checkout(self, work: Path, checkout: Path, *, confined: bool) -> None:
+        """The build's tree becomes the slot's checkout again; an unconfined build's is not kept (its
+        processes may outlive it), and it is written again from nothing next time."""
+        if not confined:
+            _discard(work, self.settings.builds_dir / "trash")
+            _index_of(checkout).unlink(missing_ok=True)
+            return
+        try:
+            os.rename(work, checkout)
+        except FileNotFoundError:
+            return
+        except OSError:
+            _discard(work, self.settings.builds_dir / "trash")
+            _index_of(checkout).unlink(missing_ok=True)
+
+    def _slot_lock(self, slot: str) -> threading.Lock:
+        with self._probe_lock:
+            return self._slot_locks.setdefault(slot, threading.Lock())
 
     def _run(
         self,
@@ -205,26 +306,6 @@ class Builder:
                 " or set DROPHOST_BUILD_SANDBOX=none to build without a sandbox (trusting everyone who can push)"
             )
 
-    def _write_source(self, git_dir: Path, commit: str, work: Path, limits: ArchiveLimits) -> None:
-        """The whole commit (dotfiles too: it is source, not output), within the ZIP caps."""
-        entries = 0
-        total = 0
-        try:
-            with (
-                self.source.git_stream(git_dir, "archive", "--format=tar", "--end-of-options", commit) as out,
-                tarfile.open(fileobj=out, mode="r|") as tar,
-            ):
-                for member in tar:
-                    entries += 1
-                    total += max(member.size, 0)
-                    if entries > limits.max_entries:
-                        raise GitError(f"the tree has more than {limits.max_entries} entries")
-                    if total > limits.max_unpacked_bytes:
-                        raise GitError(f"the tree holds more than {limits.max_unpacked_bytes} bytes")
-                    _extract(tar, member, work)
-        except (tarfile.TarError, CommandError) as exc:
-            raise GitError("the commit could not be read from the repository") from exc
-
     def _caches(
         self, spec: BuildSpec, target: Target, tree: Path, run_as: sandbox.RunAs | None
     ) -> tuple[tuple[Path, str], ...]:
@@ -241,31 +322,51 @@ class Builder:
         return tuple(caches)
 
 
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, work: Path) -> None:
-    """Write one entry of the commit; a link pointing out of the tree is never followed, not written."""
-    if hasattr(tarfile, "data_filter"):
-        try:
-            tar.extract(member, work, filter="data")
-        except tarfile.FilterError:
-            pass
-        return
-    # Python before 3.11.4 (Debian 12's 3.11.2, as in the Compose test's local images) has no filters:
-    # the same rules by hand for what git archive writes (folders, files, symbolic links).
-    if not inside_tree(member.name, "") or not (member.isdir() or member.isreg() or member.issym()):
-        return
-    if member.issym() and not inside_tree(member.linkname, os.path.dirname(member.name)):
-        return
-    tar.extract(member, work, set_attrs=False)
-    if member.isreg() and member.mode & 0o111:
-        os.chmod(work / member.name, 0o755)
-
-
 def inside_tree(name: str, folder: str) -> bool:
     """Whether `name`, taken relative to `folder`, stays inside the tree (pure)."""
     if name.startswith("/") or "\0" in name:
         return False
     joined = os.path.normpath(os.path.join(folder, name))
     return joined != ".." and not joined.startswith("../") and not os.path.isabs(joined)
+
+
+def _index_of(checkout: Path) -> Path:
+    """The checkout's git index: beside it, never inside the build's tree."""
+    return checkout.with_name(checkout.name + ".index")
+
+
+def _own_new(root: Path, run_as: sandbox.RunAs) -> bool:
+    """Give the build user what it does not own yet in its tree (never following a link); whether
+    anything changed. A chown changes a file's status time, which git would take as a change."""
+    changed = False
+    for folder, dirs, files in os.walk(root):
+        for path in [folder] if folder == str(root) else []:
+            changed |= _own_one(path, run_as)
+        for name in dirs + files:
+            changed |= _own_one(os.path.join(folder, name), run_as)
+    return changed
+
+
+def _own_one(path: str, run_as: sandbox.RunAs) -> bool:
+    info = os.lstat(path)
+    if (info.st_uid, info.st_gid) == (run_as.uid, run_as.gid):
+        return False
+    os.lchown(path, run_as.uid, run_as.gid)
+    return True
+
+
+def _plain_folder(root: Path, relative: str) -> bool:
+    """Whether `relative` under root is a folder reached through folders only, never a link: the
+    build may have put links anywhere in its tree, and the service must not follow one out of it."""
+    current = root
+    for part in [p for p in relative.split("/") if p]:
+        current = current / part
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
 
 
 def _mount_point(tree: Path, relative: str) -> None:
@@ -329,7 +430,3 @@ def _remove(path: Path) -> None:
 
     if os.path.lexists(path):
         shutil.rmtree(path, onerror=allow)
-
-
-def _account(run_as: sandbox.RunAs) -> Account:
-    return Account(name="build", uid=run_as.uid, gid=run_as.gid)

@@ -17,7 +17,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -128,10 +128,11 @@ class GitSource:
         input_bytes: bytes | None = None,
         timeout: float | None = None,
         remote: RepoUrl | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> bytes:
         result = runner.run(
             self._argv(git_dir, args),
-            env={**self.env(), **(self.auth_env(remote) if remote else {})},
+            env={**self.env(), **(self.auth_env(remote) if remote else {}), **(env or {})},
             cwd=git_dir,
             timeout=timeout or self.settings.git_timeout,
             input_bytes=input_bytes,

@@ -19,7 +19,7 @@ from drophost.gitops.repourls import RepoUrl, parse_repo_url, repo_key, strip_cr
 from drophost.gitops.tree import Trees
 from drophost.pipeline import record, releases
 from drophost.pipeline.buildlog import BuildLog
-from drophost.pipeline.buildoutput import fingerprint
+from drophost.pipeline.buildoutput import same_files
 from drophost.pipeline.deployer import Deployer
 from drophost.pipeline.siterules import SiteOptions
 from drophost.settings import Settings
@@ -258,6 +258,10 @@ class Worker:
             copied = self.builder.build(
                 site.build, target, self.source.mirror_path(repo), self.deployer.archive_limits(), incoming, build_log
             )
+            # Into the artifact store now, not in publish_tree: each file is hashed once, and the
+            # comparison with the live version finds most files the same blob without reading them.
+            with self.deployer.artifacts.using():
+                self.deployer.artifacts.absorb_tree(incoming)
             # A draft is published even so: it was asked for its own release and permalink.
             if job.activate and self._serves_already(job.slot, incoming):
                 releases.remove(incoming)
@@ -291,6 +295,7 @@ class Worker:
                 ttl_seconds=job.ttl_seconds,
                 source="git",
                 deployment_id=job.deployment_id,
+                linked=True,
                 site=self.site_rules(job.slot, job.branch),
                 activate=job.activate,
             )
@@ -359,7 +364,7 @@ class Worker:
         if row is None or row["status"] != "live" or row["deployment_id"] is None:
             return False
         live = releases.release_dir(self.settings.releases_dir, slot, int(row["deployment_id"]))
-        return live.is_dir() and fingerprint(live) == fingerprint(incoming)
+        return live.is_dir() and same_files(live, incoming)
 
     def _record_refused_head(self, job: gitjobs.GitJob) -> None:
         """A fetch stopped at the size cap got no commit: ask the remote which one it was, so polling

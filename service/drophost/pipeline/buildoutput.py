@@ -7,6 +7,9 @@ With `move` (a sandboxed build, whose pid namespace took every process it starte
 with no other name is moved instead, made the service's own and 0644 first: nothing can write to it
 any more, and on a busy disk creating a thousand files again costs seconds. Across file systems
 (Compose's builds volume) and for a file with other names (links to a cache, say) it is copied.
+adopt_output goes further for such a build: the output folder itself is renamed into place (one
+rename instead of one per file) and then checked there by the same rules, what is not published
+removed, every file and folder made the service's own.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import stat
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +53,90 @@ def copy_output(output: Path, destination: Path, limits: ArchiveLimits, *, move:
     if counter.files == 0:
         raise BuildError("the build's output folder holds no files to publish")
     return Copied(files=counter.files, size=counter.size)
+
+
+def adopt_output(output: Path, destination: Path, limits: ArchiveLimits) -> Copied:
+    """The output folder of a build whose processes are all gone becomes the fresh folder
+    `destination` (renamed), checked like copy_output's copy; copied instead across file systems."""
+    try:
+        info = os.lstat(output)
+    except FileNotFoundError:
+        raise BuildError("the build did not write its output folder") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise BuildError("the build's output is not a folder (a link or a file)")
+    if os.path.lexists(destination):
+        raise FileExistsError(errno.EEXIST, "the release folder exists already", str(destination))
+    try:
+        os.rename(output, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        return copy_output(output, destination, limits, move=True)
+    _own(destination, 0o755)
+    counter = _Counter(limits, move=True)
+    _adopt_folder(destination, "", counter)
+    if counter.files == 0:
+        raise BuildError("the build's output folder holds no files to publish")
+    return Copied(files=counter.files, size=counter.size)
+
+
+def _adopt_folder(folder: Path, prefix: str, counter: _Counter) -> None:
+    with os.scandir(folder) as scanned:
+        entries = sorted(scanned, key=lambda e: e.name)
+    for entry in entries:
+        name = f"{prefix}{entry.name}"
+        parts = counter.count(name)
+        if entry.is_symlink():
+            raise BuildError(f"the build's output has a link: {show(name)}")
+        path = Path(entry.path)
+        if not is_published_path(parts):
+            _discard_entry(path)  # dotfiles are never published, as from a ZIP
+        elif entry.is_dir(follow_symlinks=False):
+            _own(path, 0o755)
+            _adopt_folder(path, f"{name}/", counter)
+        elif entry.is_file(follow_symlinks=False):
+            _adopt_file(path, name, counter)
+        else:
+            raise BuildError(f"the build's output has a special file: {show(name)}")
+
+
+def _adopt_file(path: Path, name: str, counter: _Counter) -> None:
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BuildError(f"the build's output has a special file: {show(name)}")
+        counter.add(info.st_size)
+        if info.st_nlink == 1:
+            if os.geteuid() == 0:
+                os.fchown(fd, os.geteuid(), os.getegid())
+            os.fchmod(fd, 0o644)
+            return
+        # Another name of this file stays with the build (a cache's, say): the release gets a copy.
+        temp = path.with_name(f".adopt-{uuid.uuid4().hex}")
+        with open(fd, "rb", closefd=False) as reader, os.fdopen(os.open(temp, _WRITE_FLAGS, 0o644), "wb") as out:
+            left = info.st_size
+            while left > 0 and (chunk := reader.read(min(_CHUNK, left))):
+                out.write(chunk)
+                left -= len(chunk)
+        os.replace(temp, path)
+    finally:
+        os.close(fd)
+
+
+def _own(folder: Path, mode: int) -> None:
+    if os.geteuid() == 0:
+        os.lchown(folder, os.geteuid(), os.getegid())
+    os.chmod(folder, mode)
+
+
+def _discard_entry(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        for folder, _, _ in os.walk(path):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 class _Counter:
@@ -124,15 +213,26 @@ def _moved(fd: int, source: Path, target: Path) -> bool:
     return True
 
 
-def fingerprint(root: Path) -> str:
-    """One digest of a tree's names and contents (links and special files are never in a release)."""
-    digest = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        relative = os.path.relpath(folder, root)
-        for name in sorted(files):
+def same_files(first: Path, second: Path) -> bool:
+    """Whether two trees hold the same files with the same contents (links and special files are
+    never in a release). Two names of one inode (both linked to one blob of the artifact store) are
+    the same without being read; only the others are hashed."""
+    mine, theirs = _inodes(first), _inodes(second)
+    if mine.keys() != theirs.keys():
+        return False
+    return all(inode == theirs[name] or _digest(first / name) == _digest(second / name) for name, inode in mine.items())
+
+
+def _inodes(root: Path) -> dict[str, tuple[int, int]]:
+    found = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
             path = os.path.join(folder, name)
-            digest.update(f"{relative}/{name}\0".encode("utf-8", "surrogateescape"))
-            with open(path, "rb") as handle:
-                digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()
+            info = os.lstat(path)
+            found[os.path.relpath(path, root)] = (info.st_dev, info.st_ino)
+    return found
+
+
+def _digest(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").digest()

@@ -120,7 +120,8 @@ async def get_deployment_log(request: Request) -> Response:
                 if rest := await run_in_threadpool(read_log, builds, deployment_id, offset):
                     yield rest
                 return
-            await asyncio.sleep(0.2)
+            # Short: a push's hook follows this log and returns only once it has ended.
+            await asyncio.sleep(0.05)
 
     return StreamingResponse(follow(), media_type=media)
 

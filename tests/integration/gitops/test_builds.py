@@ -217,6 +217,28 @@ def test_the_cache_is_kept_and_an_identical_output_is_unchanged(
     assert statuses == ["unchanged", "live", "superseded"]
 
 
+def test_each_build_sees_exactly_its_commit_though_the_slot_keeps_its_checkout(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    command = (
+        "mkdir dist; (find . -path ./dist -prune -o -type f -print | sort; cat a.txt README;"
+        " [ -L in ] && echo in-link; [ -L out ] || echo no-out-link) > dist/index.html;"
+        " echo tampered > a.txt; rm b.txt; echo junk > junk.txt; mkdir -p sub; echo x > sub/left"
+    )
+    served = served_stack(site_yaml(command))
+    work = work_repo(tmp_path, {"README": "x", "a.txt": "orig", "b.txt": "b"})
+    (work / "in").symlink_to("a.txt")
+    (work / "out").symlink_to("/etc/passwd")
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", "links", cwd=work)
+    seen = "./README\n./a.txt\n./b.txt\norig{readme}in-link\nno-out-link\n"
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == seen.format(readme="x")
+    commit_and_push(served, work, {"README": "y"})
+    assert httpx.get(served.sites_url + "/d/handbook/").text == seen.format(readme="y")
+
+
 def test_preview_branches_get_their_context_and_url(served_stack: Callable[..., Served], tmp_path: Path) -> None:
     yaml = (
         "sites:\n  - slot: pr-{branch}\n    repo: hosted:handbook\n    branches: ['feature/*']\n    build:\n"
