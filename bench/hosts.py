@@ -168,10 +168,12 @@ def measure_permalinks(options: Options, stack: DropHostStack) -> list[Row]:
             body = client.request(port, "GET", path, headers={"Host": host}, timeout=10).body
             if body != seeded_page(slot, shown):
                 raise RuntimeError(f"{host}{path} does not serve its deployment of {slot}: {body[:200]!r}")
-        found = alternate(stack, sides, replace(options, rounds=1), latency=True, first=number)
+        # Live, permalink, permalink, live (or the reverse): a drift of the machine's load within
+        # the round weighs on both sides alike; each side's p50 is the mean of its two runs.
+        found = alternate(stack, sides, replace(options, rounds=2), latency=True, first=2 * number)
         for side in p50:
-            p50[side].append(found[side][0][1])
-            cpu[side].append(found[side][0][2])
+            p50[side].append(sum(run[1] for run in found[side]) / 2)
+            cpu[side].append(sum(run[2] for run in found[side]) / 2)
         progress(
             f"(b) round {number + 1}, {slot}: live p50 {micros(p50['live'][-1])}, "
             f"permalink of deployment {old_id} p50 {micros(p50['permalink'][-1])}"
@@ -181,7 +183,8 @@ def measure_permalinks(options: Options, stack: DropHostStack) -> list[Row]:
     return [
         Row(
             f"(b) p50 latency, a kept deployment's permalink <id>--<slot>.localhost vs the slot's live "
-            f"<slot>.localhost, {size}, 1 keep-alive connection, median of {options.rounds} ratios{pinned_text()}",
+            f"<slot>.localhost, {size}, 1 keep-alive connection, rounds of live, permalink, permalink, live, "
+            f"median of {options.rounds} ratios{pinned_text()}",
             f"live URL: {micros(median(p50['live']))}",
             micros(median(p50["permalink"])),
             f"{ratio:.2f}",

@@ -61,3 +61,14 @@ def test_a_protected_slot_serves_no_permalinks(stack: Stack) -> None:
     assert answer.status_code == 201, answer.text
     assert by_host(stack, "guarded.localhost").status_code == 403
     assert by_host(stack, f"{answer.json()['id']}--guarded.localhost").status_code == 404
+
+
+def test_a_permalink_answers_a_folder_without_index_with_the_releases_404(stack: Stack) -> None:
+    answer = stack.deploy({"index.html": "home", "404.html": "own 404", "assets/a.css": "a{}"}, "folders")
+    assert answer.status_code == 201, answer.text
+    host = f"{answer.json()['id']}--folders.localhost"
+    for path in ("/assets/", "/nothing"):
+        missing = by_host(stack, host, path)
+        assert (missing.status_code, missing.text, missing.headers["x-robots-tag"]) == (404, "own 404", "noindex")
+    bare = stack.deploy({"index.html": "home"}, "bare").json()
+    assert by_host(stack, f"{bare['id']}--bare.localhost", "/nothing").status_code == 404

@@ -121,6 +121,20 @@ def test_clean_urls_both_ways(stack: Stack) -> None:
     assert fetch(stack, "/d/clean/.env").status_code == 404
 
 
+def test_folders_and_misses_after_a_one_pass_clean_url(stack: Stack) -> None:
+    # try_files $uri $uri.html finds no folder: nginx answers those from the family's @static.
+    deploy(stack, "folders", {**PAGES, "_headers": "/*\n  X-Rule: yes\n", "docs.html": "<p>docs page</p>"})
+    bare = fetch(stack, "/d/folders/static/")  # a folder without index.html
+    assert (bare.status_code, bare.text, bare.headers["x-rule"]) == (404, "<p>not here</p>", "yes")
+    moved = fetch(stack, "/d/folders/blog?a=1")
+    assert (moved.status_code, moved.headers["location"]) == (301, "/d/folders/blog/?a=1")
+    assert moved.headers["x-rule"] == "yes"
+    home = fetch(stack, "/d/folders/")
+    assert (home.status_code, home.text, home.headers["x-rule"]) == (200, "<p>home</p>", "yes")
+    assert fetch(stack, "/d/folders/docs").text == "<p>docs page</p>"
+    assert fetch(stack, "/d/folders/nothing/here").status_code == 404
+
+
 def test_a_slot_without_rules_serves_clean_urls_and_keeps_its_html_urls(stack: Stack) -> None:
     deploy(stack, "bare", PAGES)
     about = fetch(stack, "/d/bare/about")

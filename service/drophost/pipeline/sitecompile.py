@@ -176,7 +176,12 @@ class _Compiler:
                 '    return 301 "$drophost_site_base/$1$is_args$args";',
                 "}",
             ]
-        if family.key.exact and family.key.path.endswith("/") and not self._forced_rewrite(family.key.path):
+        if self.rules.clean_urls:
+            # A clean URL in one pass, as a hand-written config finds it, instead of a 404 and a
+            # second pass through @files. A folder is never a file here: nginx serves it from @static,
+            # as before (its redirect to the slash, its index.html).
+            lines.append(f"try_files $uri $uri.html {self._name(family, 'static')};")
+        elif family.key.exact and family.key.path.endswith("/") and not self._forced_rewrite(family.key.path):
             # nginx's index module would redirect internally to .../index.html, whose location (and
             # headers) may be another: serve it here instead.
             lines.append(f'try_files "${{uri}}index.html" {first};')
@@ -236,6 +241,13 @@ class _Compiler:
         out = []
         if self.rules.clean_urls:
             out += [f"location {files} {{", *_indent([*self.access, f"try_files $uri.html {fallback};", *headers]), "}"]
+            # What the family's try_files found no file for: nginx's own answer for a folder (or for
+            # its index.html, which the family's exact folder key serves itself), else the rules.
+            static = [*self.access, "recursive_error_pages on;", f"error_page 404 = {fallback};"]
+            static.append(f"error_page 403 = {fallback};")
+            if family.key.exact and family.key.path.endswith("/") and not self._forced_rewrite(family.key.path):
+                static.append(f'try_files "${{uri}}index.html" {fallback};')
+            out += [f"location {self._name(family, 'static')} {{", *_indent([*static, *headers]), "}"]
         body = [*self.access]
         if self.split:
             body += ["recursive_error_pages on;", *self._page(family, 404, "/404.html")]
