@@ -216,7 +216,7 @@ def set_up_serving(options: Options, work: Path, stack: DropHostStack, plain: Pl
     paths = {
         "page": f"/d/{SERVED}{tested}",
         "redirect": f"/d/{SERVED}{moved}",
-        "plain": f"/d/{PLAIN}{tested}.html",
+        "plain": f"/d/{PLAIN}{tested}",
     }
     expect_same_answers(stack, plain, paths)
     size = len(next(item.data for item in files if rulegen.clean_url(item.path) == tested))

@@ -560,9 +560,12 @@ def measure_serving(
     if not client.wait_for(lambda: client.header_of(plain.port, "/s/serve/", "X-Release") == "1", timeout=30):
         raise RuntimeError("the baseline nginx did not serve the site")
     page = typical_page(files)
-    ours_url = f"http://{client.HOST}:{stack.sites_port}/d/serve/{page}"
-    theirs_url = f"http://{client.HOST}:{plain.port}/s/serve/{page}"
-    for port, path in ((stack.sites_port, f"/d/serve/{page}"), (plain.port, f"/s/serve/{page}")):
+    # DropHost answers a page's .html URL with a redirect to its clean URL (clean_urls, the default),
+    # so its visitors read the page there; the minimal nginx serves the file by its name.
+    ours_path, theirs_path = f"/d/serve/{page.removesuffix('.html')}", f"/s/serve/{page}"
+    ours_url = f"http://{client.HOST}:{stack.sites_port}{ours_path}"
+    theirs_url = f"http://{client.HOST}:{plain.port}{theirs_path}"
+    for port, path in ((stack.sites_port, ours_path), (plain.port, theirs_path)):
         if not wait_for_ok(port, path):
             raise RuntimeError(f"{path} answered {_status(port, path)} on port {port}, not 200")
     masters = {"ours": stack.data_dir / "nginx" / "nginx.pid", "theirs": plain.root / "nginx.pid"}

@@ -71,11 +71,19 @@ def deploy_site(stack: Stack, files: dict[str, bytes], slot: str = "site") -> di
     return body
 
 
+def visited(path: str) -> str:
+    """The URL path a visitor reads a published file at: a page at its clean URL (about.html at
+    about, blog/index.html at blog/), since nginx redirects its .html URL there."""
+    if path == "index.html" or path.endswith("/index.html"):
+        return path.removesuffix("index.html")
+    return path.removesuffix(".html")
+
+
 def served(stack: Stack, slot: str, paths: list[str]) -> dict[str, str | int]:
     """sha256 of each path as nginx serves it now (the status code when it is not 200)."""
     found: dict[str, str | int] = {}
     for path in paths:
-        response = fetch(stack, f"/d/{slot}/{path}")
+        response = fetch(stack, f"/d/{slot}/{visited(path)}")
         found[path] = sha256(response.content) if response.status_code == 200 else response.status_code
     return found
 

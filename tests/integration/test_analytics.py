@@ -66,7 +66,7 @@ def test_rotation_and_restart_count_every_request_exactly_once(
         _deploy(client, "demo", {"index.html": "<p>demo</p>", "big.bin": "x" * 1000})
         _deploy(client, "other", {"index.html": "other"})
         _visit(sites, "/d/demo/", 5)
-        _visit(sites, "/d/demo/missing.html", 2)
+        _visit(sites, "/d/demo/missing", 2)
         _visit(sites, "/d/other/", 3)
         # Not visits: the main port's redirect, the API, and the sites origin outside any slot.
         httpx.get(f"http://127.0.0.1:{chosen.port}/d/demo/", timeout=10)
@@ -93,7 +93,7 @@ def test_rotation_and_restart_count_every_request_exactly_once(
         assert per_slot == {"demo": 16, "other": 5}
         top = {(row["slot"], row["path"]): row["requests"] for row in result["top_paths"]}
         assert top[("demo", "/d/demo/index.html")] == 10 and top[("demo", "/d/demo/big.bin")] == 4
-        assert top[("demo", "/d/demo/missing.html")] == 2  # the path asked for, not the 404 page
+        assert top[("demo", "/d/demo/missing")] == 2  # the path asked for, not the 404 page
         assert result["deployments"]["total"] == 2 and result["deployments"]["live"] == 2
         only_other = _report(client, "?slot=other")
         assert only_other["requests"]["requests"] == 5 and only_other["deployments"]["total"] == 1

@@ -54,7 +54,7 @@ def test_a_deploy_answers_201_with_the_live_site(stack: Stack) -> None:
     assert fetch(stack, "/d/demo/about/").content == b"<h1>about</h1>"
     assert fetch(stack, "/d/demo/img/pic.jpg").content == files["my-site/img/pic.jpg"]
     assert fetch(stack, "/d/demo/.env").status_code == 404
-    assert fetch(stack, "/d/demo/my-site/index.html").status_code == 404
+    assert fetch(stack, "/d/demo/my-site/").status_code == 404
     release = stack.settings.releases_dir / "demo" / str(body["id"])
     assert tree(release) == ["about", "about/index.html", "img", "img/pic.jpg", "index.html"]
 
@@ -68,7 +68,7 @@ def test_the_slot_defaults_to_the_file_name(stack: Stack) -> None:
 
 def test_nginx_serves_files_only(stack: Stack) -> None:
     deployed = deploy_site(stack, site("plain"), slot="demo")
-    assert fetch(stack, "/d/demo/missing.html").status_code == 404
+    assert fetch(stack, "/d/demo/missing").status_code == 404
     assert fetch(stack, "/d/demo/css/").status_code in (403, 404)  # no directory listings
     redirect = fetch(stack, "/d/demo")
     assert redirect.status_code == 301 and redirect.headers["location"] == "/d/demo/"

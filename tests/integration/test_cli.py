@@ -189,7 +189,7 @@ def test_a_folder_goes_up_in_a_few_batches_under_one_bar_of_bytes_and_files(
     lines = err.splitlines()
     assert lines[0].startswith("uploading [......") and lines[0].endswith(", 0/42 files")
     assert lines[-1].startswith("uploading [######") and " 100% " in lines[-1] and lines[-1].endswith(", 42/42 files")
-    assert live.get("/d/batched/pages/p7.html").text == files["pages/p7.html"]
+    assert live.get("/d/batched/pages/p7").text == files["pages/p7.html"]
     assert live.get("/d/batched/big.bin").content == bytes(range(256)) * 3000
     # Nothing changed: nothing is sent.
     batches.clear()

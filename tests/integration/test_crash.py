@@ -162,7 +162,7 @@ def test_a_deploy_killed_part_way_leaves_the_previous_version_served(
             # The swap is now only a link moving, and the record follows it within milliseconds:
             # the kill came after both (perhaps even after the answer). Then version 2 is what
             # PostgreSQL records, and what is served.
-            assert fetch(settings, "/d/site/f0.html").content == b"x"
+            assert fetch(settings, "/d/site/f0").content == b"x"
             assert_consistent(settings)
             return
         assert outcome["status"] != 201

@@ -132,7 +132,7 @@ def test_sign_in_deploy_a_folder_diff_roll_back_analytics_sign_out(page: Any, li
     for _ in range(5):
         httpx.get(url, timeout=10)
     httpx.get(url + "css/site.css", timeout=10)
-    httpx.get(url + "missing.html", timeout=10)
+    httpx.get(url + "missing", timeout=10)
     # With the 4 requests above (one a 404 for .git/HEAD), nginx served 11 requests for the slot.
     deadline = time.monotonic() + 20
     while True:
@@ -194,7 +194,7 @@ def test_dropping_a_zip_or_loose_files_deploys_them_with_a_ttl(page: Any, live: 
     page.click("#upload")
     url = page.wait_for_selector("#live-link").get_attribute("href")
     assert url == f"http://loose-files.localhost:{live.settings.sites_listen_port}/"
-    assert live.get("/d/loose-files/about.html").text == "about"
+    assert live.get("/d/loose-files/about").text == "about"
 
     page.goto(f"{live.base_url}/deploy")
     drop(page, {"broken.zip": b"not a zip"}, "application/zip")

@@ -307,7 +307,7 @@ def test_the_deploy_page_checks_first_asks_before_replacing_and_works_by_keyboar
     page.fill("#slot", "loose-files")
     page.click("#upload")
     page.wait_for_selector("#live-link")
-    assert live.get("/d/loose-files/about.html").text == "about"
+    assert live.get("/d/loose-files/about").text == "about"
     assert "site" not in [s["slot"] for s in live.api("GET", "/api/slots").json()["slots"]]
 
 
@@ -366,7 +366,7 @@ def test_analytics_knows_its_slots_splits_404s_and_draws_visitors(page: Any, loo
     for name in names:
         assert deploy_api(live, name, {"index.html": name}).status_code == 201
         httpx.get(f"{live.sites_base_url}/d/{name}/", timeout=10)
-    httpx.get(f"{live.sites_base_url}/d/shop-0/missing.html", timeout=10)
+    httpx.get(f"{live.sites_base_url}/d/shop-0/missing", timeout=10)
     sign_in(page, live)
     deadline = time.monotonic() + 20
     while True:
@@ -379,8 +379,8 @@ def test_analytics_knows_its_slots_splits_404s_and_draws_visitors(page: Any, loo
     colours = {lines.nth(i).get_attribute("stroke") for i in range(10)}
     assert len(colours) == 10
     assert "Status" in page.inner_text("#top-paths thead")
-    assert "/d/shop-0/missing.html" in page.inner_text("#top-404s")
-    assert "missing.html" not in page.inner_text("#top-paths")
+    assert "/d/shop-0/missing" in page.inner_text("#top-404s")
+    assert "missing" not in page.inner_text("#top-paths")
     shot(page, look, "analytics")
     page.fill("#analytics-slot", "shop-99")
     page.click("form.filters button[type=submit]")

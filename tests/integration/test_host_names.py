@@ -103,6 +103,33 @@ def test_rules_behave_the_same_under_the_host_name(stack: Stack) -> None:
         assert fetch(f"{prefix}/blog/").text == "blog"
 
 
+def test_a_slot_without_rules_moves_its_html_urls_to_clean_ones_on_both_forms(stack: Stack) -> None:
+    # https://developers.cloudflare.com/pages/configuration/serving-pages/ ("Route matching").
+    files = {**SITE, "about.html": "about", "docs/page.html": "page", "docs.html": "shadowed by docs/"}
+    assert stack.deploy(files, "bare").status_code == 201  # type: ignore[arg-type]
+    for fetch, prefix in ((lambda p: by_host(stack, "bare.localhost", p), ""), (stack.get, "/d/bare")):
+        for path, location in (
+            ("/about.html?a=1&b=2", "/about?a=1&b=2"),
+            ("/docs/page.html", "/docs/page"),
+            ("/index.html", "/"),
+            ("/docs/index.html?x", "/docs/?x"),
+            ("/docs.html", "/docs"),  # whatever /docs leads to (the folder), as on Cloudflare Pages
+        ):
+            moved = fetch(f"{prefix}{path}")
+            assert (moved.status_code, moved.headers["location"]) == (301, f"{prefix}{location}"), path
+        assert fetch(f"{prefix}/about").text == "about"
+        assert fetch(f"{prefix}/docs/page").text == "page"
+        assert fetch(f"{prefix}/docs/").text == "<p>docs</p>"
+        assert fetch(f"{prefix}/css/site.css").text == "body{color:red}"
+        missing = fetch(f"{prefix}/nothing.html")
+        assert (missing.status_code, missing.headers["location"]) == (301, f"{prefix}/nothing")
+        assert fetch(f"{prefix}/nothing").text == "<p>own 404</p>"
+    # The dashboard's port only sends /d/ links on to the sites origin, unchanged.
+    old_link = httpx.get(f"{stack.base_url}/d/bare/about.html?a=1", timeout=10)
+    moved_on = f"{stack.sites_base_url}/d/bare/about.html?a=1"
+    assert (old_link.status_code, old_link.headers["location"]) == (302, moved_on)
+
+
 def test_a_site_host_name_on_the_main_port_is_sent_to_the_sites_port(stack: Stack) -> None:
     port = stack.settings.port
     moved = httpx.get(f"http://127.0.0.1:{port}/api/slots", headers={"Host": f"docs.localhost:{port}"}, timeout=10)

@@ -43,7 +43,7 @@ def test_a_deploy_with_one_changed_file_writes_one_new_file(stack: Stack) -> Non
     old, new = sorted(releases.iterdir(), key=lambda p: int(p.name))
     assert (old / "page1.html").stat().st_ino == (new / "page1.html").stat().st_ino
     assert (old / "page7.html").stat().st_ino != (new / "page7.html").stat().st_ino
-    assert stack.get("/d/inc/page7.html").text == "<p>changed</p>"
+    assert stack.get("/d/inc/page7").text == "<p>changed</p>"
 
 
 def test_digest_upload_sends_only_missing_files_and_deploys(stack: Stack) -> None:
@@ -62,8 +62,8 @@ def test_digest_upload_sends_only_missing_files_and_deploys(stack: Stack) -> Non
     done = stack.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH)
     assert done.status_code == 201, done.text
     assert done.json()["source"] == "upload" and done.json()["config_version"] == 2
-    assert stack.get("/d/dig/c/new.html").text == "NEW"
-    assert stack.get("/d/dig/a.html").text == "A"
+    assert stack.get("/d/dig/c/new").text == "NEW"
+    assert stack.get("/d/dig/a").text == "A"
     assert stack.get("/d/dig/.env").status_code == 404
     again = stack.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH)
     assert again.status_code == 409
@@ -155,7 +155,7 @@ def test_the_folder_client_uploads_only_what_changed(live: LiveStack, tmp_path: 
     (folder / "p3.html").write_text("changed")
     second = deploy_folder(client, folder, slot="cli")
     assert second["uploaded_files"] == 1 and second["config_version"] == 2
-    assert live.get("/d/cli/p3.html").text == "changed"
+    assert live.get("/d/cli/p3").text == "changed"
     assert live.get("/d/cli/.secret").status_code == 404
     with pytest.raises(ClientError) as failure:
         deploy_folder(ApiClient(live.base_url, "wrong-token"), folder, slot="cli")

@@ -88,7 +88,7 @@ def test_the_nginx_and_postgres_users_cannot_change_what_is_served(up_data_dir: 
         assert cluster.returncode != 0
 
         assert client.get(f"{up.sites_url}/d/guarded/").content == b"<h1>guarded</h1>"
-        assert client.get(f"{up.sites_url}/d/guarded/evil.html").status_code == 404
+        assert client.get(f"{up.sites_url}/d/guarded/evil").status_code == 404
         up.stop()
     # Keeping root is said once, with the reason and what to do (issue 19), never left unexplained.
     said = (tmp_path / "up.log").read_text()

@@ -111,7 +111,7 @@ def test_rolling_back_to_an_unsealed_release_checks_and_seals_it_first(stack: St
     assert "cannot be made live" in refused.json()["error"]
     assert str(stack.settings.data_dir) not in refused.text
     assert served(stack, "site", list(three)) == hashes(three)
-    assert fetch(stack, "/d/site/leak.html").status_code == 404
+    assert fetch(stack, "/d/site/leak").status_code == 404
     slots = stack.client.get("/api/slots", headers=AUTH).json()["slots"]
     assert [(s["slot"], s["active_version"]) for s in slots] == [("site", 3)]
 

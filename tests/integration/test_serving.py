@@ -15,6 +15,7 @@ from drophost.client.http import ApiClient
 from drophost.web.app import create_app
 from tests.harness.auth import AUTH, TOKEN
 from tests.harness.stacks import LiveStack, Stack
+from tests.integration.support import visited
 
 DEFAULT_CACHE = "public, max-age=0, must-revalidate"
 PAGE = "<!doctype html><p>" + "a page long enough to be worth compressing. " * 40 + "</p>"
@@ -87,7 +88,7 @@ def test_every_answer_carries_cache_control_and_files_an_etag(stack: Stack) -> N
         assert again.status_code == 304 and again.headers["cache-control"] == DEFAULT_CACHE, path
     # Compressing changes the bytes: nginx weakens the ETag (W/) rather than drop it.
     assert get(stack, "/d/cached/", **{"Accept-Encoding": "gzip"}).headers["etag"].startswith('W/"')
-    missing = get(stack, "/d/cached/nope.html")
+    missing = get(stack, "/d/cached/nope")
     assert (missing.status_code, missing.text) == (404, "<h1>lost</h1>")
     assert missing.headers["cache-control"] == DEFAULT_CACHE
     moved = get(stack, "/d/cached")
@@ -158,7 +159,7 @@ def test_an_expired_slot_answers_410_until_it_is_deployed_again_also_after_a_res
 
 def _assert_well_known_served(stack: Stack, slot: str) -> None:
     for path in SERVED:
-        answer = get(stack, f"/d/{slot}/{path}")
+        answer = get(stack, f"/d/{slot}/{visited(path)}")
         assert answer.status_code == 200 and answer.text == WELL_KNOWN[path], path
     association = get(stack, f"/d/{slot}/.well-known/apple-app-site-association")
     assert association.status_code == 200 and association.headers["content-type"].startswith("application/json")

@@ -135,14 +135,28 @@ def test_folders_and_misses_after_a_one_pass_clean_url(stack: Stack) -> None:
     assert fetch(stack, "/d/folders/nothing/here").status_code == 404
 
 
-def test_a_slot_without_rules_serves_clean_urls_and_keeps_its_html_urls(stack: Stack) -> None:
+def test_a_slot_without_rules_serves_clean_urls_both_ways(stack: Stack) -> None:
     deploy(stack, "bare", PAGES)
     about = fetch(stack, "/d/bare/about")
     assert (about.status_code, about.text, about.headers["x-drophost-slot"]) == (200, "<p>about</p>", "bare")
     assert fetch(stack, "/d/bare/blog/my-post").text == "<p>post</p>"
-    # No rules: the .html URLs answer as they always did (the redirect to the clean URL is a rule).
-    assert fetch(stack, "/d/bare/about.html").text == "<p>about</p>"
+    # The .html URLs move to the clean ones, as in a slot with rules (test_clean_urls_both_ways).
+    for path, location in (
+        ("/d/bare/about.html?a=b", "/d/bare/about?a=b"),
+        ("/d/bare/blog/my-post.html", "/d/bare/blog/my-post"),
+        ("/d/bare/index.html", "/d/bare/"),
+        ("/d/bare/blog/index.html?x=1", "/d/bare/blog/?x=1"),
+        ("/d/bare/404.html", "/d/bare/404"),
+    ):
+        moved = fetch(stack, path)
+        assert (moved.status_code, moved.headers["location"]) == (301, location), path
+        assert moved.headers["x-drophost-slot"] == "bare", path
+    assert fetch(stack, "/d/bare/").text == "<p>home</p>"  # index.html, served at its folder
     assert fetch(stack, "/d/bare/blog/").text == "<p>blog</p>"
+    assert fetch(stack, "/d/bare/static/a.css").text == "a{}"  # only .html moves
+    missing = stack.get("/d/bare/nowhere.html", follow_redirects=True)
+    assert (missing.status_code, missing.text) == (404, "<p>not here</p>")
+    assert fetch(stack, "/d/never-deployed/about.html").status_code == 404  # not a redirect
     assert fetch(stack, "/d/bare/blog").status_code == 301  # a folder, as today
     missing = fetch(stack, "/d/bare/nothing")
     assert (missing.status_code, missing.text, missing.headers["x-drophost-slot"]) == (404, "<p>not here</p>", "bare")
@@ -150,6 +164,17 @@ def test_a_slot_without_rules_serves_clean_urls_and_keeps_its_html_urls(stack: S
     assert fetch(stack, "/d/bare/.env").status_code == 404
     deploy(stack, "bare404", {"index.html": "home"})
     assert fetch(stack, "/d/bare404/nothing").status_code == 404  # nginx's own page
+
+
+def test_clean_urls_false_turns_both_halves_off_for_a_slot_without_other_rules(stack: Stack) -> None:
+    answer = stack.deploy(dict(PAGES), "kept", site=json.dumps({"clean_urls": False}))  # type: ignore[arg-type]
+    assert answer.status_code == 201, answer.text
+    about = fetch(stack, "/d/kept/about.html?a=b")
+    assert (about.status_code, about.text) == (200, "<p>about</p>")
+    assert fetch(stack, "/d/kept/index.html").text == "<p>home</p>"
+    assert fetch(stack, "/d/kept/blog/index.html").text == "<p>blog</p>"
+    missing = fetch(stack, "/d/kept/about")
+    assert (missing.status_code, missing.text) == (404, "<p>not here</p>")
 
 
 def test_cloudflares_documented_headers_are_served(stack: Stack) -> None:

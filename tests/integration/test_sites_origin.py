@@ -111,10 +111,10 @@ def test_with_the_per_request_check_a_link_planted_in_a_live_release_is_never_fo
         (release / "leak.txt").symlink_to(secret)
         (release / "docs" / "up").symlink_to(release.parent.parent.parent)
         (release / "again.html").symlink_to(release / "index.html")
-        assert stack.get("/d/links/docs/page.html").text == "page"
+        assert stack.get("/d/links/docs/page").text == "page"
         assert stack.get("/d/links/leak.txt").status_code in (403, 404)
         assert stack.get("/d/links/docs/up/outside.txt").status_code in (403, 404)
-        assert stack.get("/d/links/again.html").status_code in (403, 404)
+        assert stack.get("/d/links/again").status_code in (403, 404)
 
 
 def test_a_missing_page_answers_404_with_the_sites_own_404_page(stack: Stack) -> None:
@@ -122,12 +122,12 @@ def test_a_missing_page_answers_404_with_the_sites_own_404_page(stack: Stack) ->
     assert stack.deploy(custom, "custom").status_code == 201
     assert stack.deploy({"index.html": "plain", "docs/page.html": "page"}, "plain").status_code == 201
     # A folder without index.html is not there either (not 403).
-    for path in ("/d/custom/missing.html", "/d/custom/docs/nope/", "/d/custom/empty/", "/d/custom/empty/img/"):
+    for path in ("/d/custom/missing", "/d/custom/docs/nope/", "/d/custom/empty/", "/d/custom/empty/img/"):
         got = stack.get(path)
         assert (got.status_code, got.text, got.headers.get("x-drophost-slot")) == (404, "<h1>lost</h1>", "custom"), path
-    assert stack.get("/d/custom/404.html").status_code == 200
-    assert stack.get("/d/custom/docs/page.html").text == "page"
+    assert stack.get("/d/custom/404").status_code == 200  # the page itself, at its clean URL
+    assert stack.get("/d/custom/docs/page").text == "page"
     # Without a 404.html: nginx's own 404 page, never another site's.
-    for path in ("/d/plain/missing.html", "/d/plain/docs/", "/d/plain/404.html"):
+    for path in ("/d/plain/missing", "/d/plain/docs/", "/d/plain/404"):
         got = stack.get(path)
         assert got.status_code == 404 and "lost" not in got.text, path

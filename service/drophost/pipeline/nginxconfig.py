@@ -48,6 +48,28 @@ PART_MARKER = "# nginx/slots/"
 MAPS_MARKER = "# nginx/maps/"
 
 
+# Where a slot's path starts in $drophost_request_uri, for the generic location (any slot).
+ANY_SLOT_PREFIX = "/d/[a-z0-9][a-z0-9-]{0,62}"
+
+
+def clean_url_redirects(prefix: str) -> list[str]:
+    """The other half of clean URLs: /about.html answers 301 to /about, /blog/index.html to /blog/.
+
+    `prefix` is a regex for /d/<slot> (a slot name is one). `$drophost_site_base` must be set before
+    (a map's regex would replace $1). Matched against the request as sent (as if to /d/<slot>/ on the
+    slot's host name), so nginx's own internal redirect to index.html (a folder was asked for) and the
+    site's 404 page do not redirect again.
+    """
+    return [
+        f'if ($drophost_request_uri ~ "^{prefix}/((?:[^?]*/)?)index\\.html(?:\\?|$)") {{',
+        '    return 301 "$drophost_site_base/$1$is_args$args";',
+        "}",
+        f'if ($drophost_request_uri ~ "^{prefix}/([^?]*[^/?])\\.html(?:\\?|$)") {{',
+        '    return 301 "$drophost_site_base/$1$is_args$args";',
+        "}",
+    ]
+
+
 @dataclass(frozen=True)
 class SiteConfig:
     slot: str
@@ -216,6 +238,7 @@ def render_main_config(
         max_body_bytes=int(settings.max_upload_bytes) + 1024 * 1024,
         worker_user=worker_user,
         worker_processes="auto",
+        clean_url_redirects="\n".join(clean_url_redirects(ANY_SLOT_PREFIX)),
     )
 
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from drophost.names import validate_slot
-from drophost.pipeline.nginxconfig import MAPS_MARKER
+from drophost.pipeline.nginxconfig import MAPS_MARKER, clean_url_redirects
 from drophost.pipeline.siterules import PLACEHOLDER, Access, HeaderRule, Redirect, RuleError, SiteRules
 
 # More header blocks than this: locations per block (see the module docstring). Fewer locations
@@ -166,16 +166,7 @@ class _Compiler:
             lines.append("recursive_error_pages on;")
         lines += [f"error_page 404 = {first};", f"error_page 403 = {first};", *self._rewrites(family)]
         if self.rules.clean_urls:
-            # Matched against the request as sent (as if to /d/<slot>/ on the slot's host name), so
-            # nginx's own internal redirect to index.html (a folder was asked for) does not redirect again.
-            lines += [
-                f'if ($drophost_request_uri ~ "^{self.prefix}/((?:[^?]*/)?)index\\.html(?:\\?|$)") {{',
-                '    return 301 "$drophost_site_base/$1$is_args$args";',
-                "}",
-                f'if ($drophost_request_uri ~ "^{self.prefix}/([^?]*[^/?])\\.html(?:\\?|$)") {{',
-                '    return 301 "$drophost_site_base/$1$is_args$args";',
-                "}",
-            ]
+            lines += clean_url_redirects(self.prefix)
         if self.rules.clean_urls:
             # A clean URL in one pass, as a hand-written config finds it, instead of a 404 and a
             # second pass through @files. A folder is never a file here: nginx serves it from @static,

@@ -75,7 +75,7 @@ def test_symlinks_and_dotfiles_are_not_published(git_server: GitHttpServer, gito
     stack = gitops_stack(declared(git_server))
     row = wait_for_deployment(stack, 1)
     assert row["status"] == "live" and row["files"] == 2
-    assert stack.get("/d/docs/sub/page.html").text == "page"
+    assert stack.get("/d/docs/sub/page").text == "page"
     for path in ("passwd", "up/", "sub/loop", ".env"):
         assert stack.get(f"/d/docs/{path}").status_code == 404, path
     release = stack.settings.releases_dir / "docs" / str(row["id"])

@@ -130,11 +130,11 @@ def test_an_ssh_remote_deploys_with_the_deploy_key_and_known_hosts(
     row = wait_for_deployment(stack, 1)
     assert row["status"] == "live", row
     assert row["commit_sha"] == first and row["repo"] == url.replace("root@", "")  # the user is not recorded
-    assert stack.get("/d/docs/public/index.html").text == "<h1>over ssh</h1>"
+    assert stack.get("/d/docs/public/").text == "<h1>over ssh</h1>"
     second = repo.commit({"public/index.html": "<h1>pushed</h1>"})
     row = deliver_push(stack, url)
     assert row["status"] == "live" and row["trigger"] == "webhook" and row["commit_sha"] == second, row
-    assert stack.get("/d/docs/public/index.html").text == "<h1>pushed</h1>"
+    assert stack.get("/d/docs/public/").text == "<h1>pushed</h1>"
 
 
 def test_an_unknown_host_key_fails_clearly_and_nothing_live_changes(
