@@ -555,14 +555,14 @@ def measure_serving(
     folder = write_folder(files, work / "serve")
     result = deploy_folder(ApiClient(f"http://{client.HOST}:{stack.port}", stack.token), folder, slot="serve")
     stack.check_served("serve", result["id"])
-    plain.set_site("serve", folder, 1)
+    plain.set_site("serve", folder, 1, clean_urls=True)
     plain.reload()
     if not client.wait_for(lambda: client.header_of(plain.port, "/s/serve/", "X-Release") == "1", timeout=30):
         raise RuntimeError("the baseline nginx did not serve the site")
     page = typical_page(files)
     # DropHost answers a page's .html URL with a redirect to its clean URL (clean_urls, the default),
-    # so its visitors read the page there; the minimal nginx serves the file by its name.
-    ours_path, theirs_path = f"/d/serve/{page.removesuffix('.html')}", f"/s/serve/{page}"
+    # so its visitors read the page there; so do the minimal nginx's, through try_files.
+    ours_path, theirs_path = f"/d/serve/{page.removesuffix('.html')}", f"/s/serve/{page.removesuffix('.html')}"
     ours_url = f"http://{client.HOST}:{stack.sites_port}{ours_path}"
     theirs_url = f"http://{client.HOST}:{plain.port}{theirs_path}"
     for port, path in ((stack.sites_port, ours_path), (plain.port, theirs_path)):

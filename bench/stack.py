@@ -148,10 +148,12 @@ class PlainNginx:
         if not client.wait_for(lambda: _accepts(self.port), timeout=10, interval=0.02):
             raise RuntimeError("the baseline nginx did not start listening")
 
-    def set_site(self, name: str, directory: Path, release: int) -> None:
-        """Serve `directory` at /s/<name>/, answering X-Release: <release>."""
+    def set_site(self, name: str, directory: Path, release: int, *, clean_urls: bool = False) -> None:
+        """Serve `directory` at /s/<name>/, answering X-Release: <release>; with `clean_urls`, /about
+        serves about.html as a person writes it (try_files), for a side by side with DropHost's."""
+        lookup = "  try_files $uri $uri.html $uri/ =404;\n" if clean_urls else ""
         text = (
-            f"location ^~ /s/{name}/ {{\n  alias {directory}/;\n  index index.html;\n"
+            f"location ^~ /s/{name}/ {{\n  alias {directory}/;\n  index index.html;\n{lookup}"
             f'  add_header X-Release "{release}" always;\n}}\n'
         )
         tmp = self.sites_dir / f".{name}.tmp"
