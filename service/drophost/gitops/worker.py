@@ -122,10 +122,12 @@ class Worker:
                 # this worker takes the next deploy that needs none.
                 job = gitjobs.claim_next(conn, None if reserved or self.builder is None else self._build_targets())
         except BaseException:
-            self._release(reserved)
+            self._release(reserved, wake=False)
             raise
         if job is None or not self._builds(job):
-            self._release(reserved)
+            # Held only for the claim: no worker is woken by giving it back, or idle workers would
+            # wake each other forever, polling the database hundreds of times a second.
+            self._release(reserved, wake=False)
             reserved = False
         if job is None:
             return False
@@ -139,10 +141,11 @@ class Worker:
             self.record_outcome(job)
         return True
 
-    def _release(self, reserved: bool) -> None:
+    def _release(self, reserved: bool, *, wake: bool = True) -> None:
         if reserved and self.builder is not None:
             self.builder.release()
-            self.intake.wake.set()  # a build left queued may start now
+            if wake:
+                self.intake.wake.set()  # a build left queued may start now
 
     def _skipped_builds(self) -> gitjobs.Builds | None:
         """The builds a worker would leave queued now (every build slot taken), else None. While a
