@@ -8,7 +8,7 @@ every measurement prints next to its baseline from the same run.
     vs a hand-written nginx config with the same rules, same page                 goal >= 0.95
   2 with 10,000 live slots of which 1,000 have rules, against the same at 1 slot:
     a content-only deploy <= 1.2x; a rules change (`_redirects`, PATCH site) <= 2x;
-    `nginx -t` of that configuration reported
+    `nginx -t` of that configuration and a reload alone (wall, and the master's CPU) reported
 
 Results and how to read them: bench/RESULTS.md.
 """
@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from bench.stack import DropHostStack, PlainNginx
 from drophost import runner
 from drophost.client.digest import deploy_folder
 from drophost.client.http import ApiClient
+from drophost.pipeline import nginxprocess
 
 # nginx's master takes one reload per ~100 ms; each sample of (2) waits this long first (as bench.scale).
 PAUSE = 0.15
@@ -307,10 +309,14 @@ class Prober:
         found["patch"] = median([self.patch() for _ in range(options.rule_samples)])
         found["test"] = median([self.nginx_test() for _ in range(5)])
         found["test-part"] = median([self.nginx_test(only=PROBE) for _ in range(5)])
+        reloads = [self.nginx_reload() for _ in range(5)]
+        found["reload"] = median([wall for wall, _ in reloads])
+        found["reload-cpu"] = median([cpu for _, cpu in reloads])
         progress(
             f"(2) {len(live_slots(self.stack)):,} live slots: content-only deploy {seconds(found['content'])}, "
             f"_redirects changed {seconds(found['files'])}, PATCH site {seconds(found['patch'])}, "
-            f"nginx -t {seconds(found['test'])}, of the probe's part only {seconds(found['test-part'])}"
+            f"nginx -t {seconds(found['test'])}, of the probe's part only {seconds(found['test-part'])}, "
+            f"reload {seconds(found['reload'])} (master CPU {seconds(found['reload-cpu'])})"
         )
         return found
 
@@ -364,6 +370,29 @@ class Prober:
         runner.run(["nginx", "-e", str(root / "error.log"), "-c", str(conf), "-t", "-q"], timeout=120)
         return time.perf_counter() - began
 
+    def nginx_reload(self) -> tuple[float, float]:
+        """A reload alone, as a rules change waits for it (Nginx.reload, wait_for_reload): SIGHUP until
+        new workers exist and no old one accepts; and the master's CPU time for it (its parse of
+        the whole configuration), which the machine's load does not stretch."""
+        master = int((self.stack.data_dir / "nginx" / "nginx.pid").read_text())
+        time.sleep(PAUSE)
+        old = nginxprocess.children(master)
+        cpu = cpu_seconds([master])
+        began = time.perf_counter()
+        os.kill(master, signal.SIGHUP)
+        told: set[int] = set()
+        while time.perf_counter() - began < 60:
+            started = nginxprocess.children(master) - old
+            accepting = {pid for pid in old if nginxprocess.accepting_worker(pid)}
+            if started and not accepting:
+                break
+            if started:
+                for pid in accepting - told:
+                    told.add(pid)
+                    nginxprocess.stop_old_worker(pid, master)
+            time.sleep(0.002)
+        return time.perf_counter() - began, cpu_seconds([master]) - cpu
+
 
 def slot_rows(options: Options, one: dict[str, float], many: dict[str, float], with_rules: int) -> list[Row]:
     size = f"{options.slots:,} live slots ({with_rules:,} with rules)"
@@ -379,6 +408,8 @@ def slot_rows(options: Options, one: dict[str, float], many: dict[str, float], w
             f"(2) `nginx -t` of what a rules change tests: the main config and the changed part, {size} (p50 of 5)",
             0.0,
         ),
+        ("reload", f"(2) reload alone: SIGHUP until new workers serve and the old ones let go, {size} (p50 of 5)", 0.0),
+        ("reload-cpu", f"(2) the same: nginx master's CPU time per reload (its parse), {size} (p50 of 5)", 0.0),
     ):
         ratio = many[key] / one[key]
         rows.append(

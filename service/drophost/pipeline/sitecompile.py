@@ -404,12 +404,21 @@ def _header_lines(prefix: str, rules: Sequence[HeaderRule]) -> tuple[list[str], 
     adds: list[str] = []
     earlier: list[tuple[str, str]] = []  # (header name lowered, variable)
     cache_control: list[str] = []
+    # With no `! Cache-Control` and no empty value, the last matching block's value wins whatever
+    # came before: set directly in its block, without a variable and an `if` of its own (each `if`
+    # is a location nginx builds and merges at every reload, for every slot with rules).
+    direct = not any(_is_cc(name) for rule in rules for name in rule.remove) and all(
+        value for rule in rules for name, value in rule.set if _is_cc(name)
+    )
     for number, rule in enumerate(rules, start=1):
         regex, _ = _regex(prefix, rule.pattern)
         body: list[str] = []
         for name in rule.remove:
             body += [f'set {var} "";' for lowered, var in earlier if lowered == name.lower()]
         for index, (name, value) in enumerate(rule.set, start=1):
+            if direct and _is_cc(name):
+                body.append(f'set $drophost_cache_control "{value}";')
+                continue
             var = f"$drophost_h{number}_{index}"
             sets.append(f'set {var} "";')
             body.append(f'set {var} "{value}";')
