@@ -39,14 +39,19 @@ class Copied:
     size: int
 
 
-def copy_output(output: Path, destination: Path, limits: ArchiveLimits, *, move: bool = False) -> Copied:
-    """Copy (or move) the publishable files of `output` into the fresh folder `destination`, or raise BuildError."""
+def check_output_folder(output: Path) -> None:
+    """The build wrote `output` as a folder of its own (not a link, not a file), or BuildError."""
     try:
         info = os.lstat(output)
     except FileNotFoundError:
         raise BuildError("the build did not write its output folder") from None
     if not stat.S_ISDIR(info.st_mode):
         raise BuildError("the build's output is not a folder (a link or a file)")
+
+
+def copy_output(output: Path, destination: Path, limits: ArchiveLimits, *, move: bool = False) -> Copied:
+    """Copy (or move) the publishable files of `output` into the fresh folder `destination`, or raise BuildError."""
+    check_output_folder(output)
     destination.mkdir(mode=0o755, exist_ok=False)
     counter = _Counter(limits, move)
     _copy_folder(output, destination, "", counter)
@@ -58,12 +63,7 @@ def copy_output(output: Path, destination: Path, limits: ArchiveLimits, *, move:
 def adopt_output(output: Path, destination: Path, limits: ArchiveLimits) -> Copied:
     """The output folder of a build whose processes are all gone becomes the fresh folder
     `destination` (renamed), checked like copy_output's copy; copied instead across file systems."""
-    try:
-        info = os.lstat(output)
-    except FileNotFoundError:
-        raise BuildError("the build did not write its output folder") from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise BuildError("the build's output is not a folder (a link or a file)")
+    check_output_folder(output)
     if os.path.lexists(destination):
         raise FileExistsError(errno.EEXIST, "the release folder exists already", str(destination))
     try:
