@@ -195,6 +195,9 @@ class Builder:
         env = {"GIT_INDEX_FILE": str(index)}
         work_tree = f"--work-tree={checkout}"
         if index.exists():
+            # git clean and read-tree never look at a path named .git: one the last build left (a
+            # .git/config with core.fsmonitor or hooks) would run in the next build's own git.
+            _remove_git_entries(checkout)
             # What the last build wrote (its output, lock files, caches' mount points) goes first:
             # read-tree would not write a file over an untracked one.
             self.source.git(git_dir, work_tree, "clean", "-ffdxq", env=env)
@@ -409,6 +412,24 @@ def _empty(trash: Path) -> None:
     with _emptying:
         for entry in os.scandir(trash):
             _remove(Path(entry.path))
+
+
+def _remove_git_entries(tree: Path) -> None:
+    """Remove every entry named .git in `tree`, at any depth (links are not followed)."""
+
+    def stop(error: OSError) -> None:
+        raise error  # a folder it cannot read may hold one: the caller writes the checkout anew
+
+    for folder, dirs, files in os.walk(tree, onerror=stop):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            if name != ".git":
+                continue
+            if path.is_dir() and not path.is_symlink():
+                _remove(path)
+            else:
+                path.unlink()
+        dirs[:] = [name for name in dirs if name != ".git"]
 
 
 def _prepare_folder(path: Path, mode: int) -> None:

@@ -223,7 +223,10 @@ def test_each_build_sees_exactly_its_commit_though_the_slot_keeps_its_checkout(
     command = (
         "mkdir dist; (find . -path ./dist -prune -o -type f -print | sort; cat a.txt README;"
         " [ -L in ] && echo in-link; [ -L out ] || echo no-out-link) > dist/index.html;"
-        " echo tampered > a.txt; rm b.txt; echo junk > junk.txt; mkdir -p sub; echo x > sub/left"
+        " echo tampered > a.txt; rm b.txt; echo junk > junk.txt; mkdir -p sub; echo x > sub/left;"
+        # git clean and read-tree leave paths named .git alone: a planted config would run in the
+        # next build's git (core.fsmonitor, hooks) if the service did not remove them.
+        " mkdir -p .git/hooks sub/.git; echo '[core]' > .git/config; echo x > sub/.git/x"
     )
     served = served_stack(site_yaml(command))
     work = work_repo(tmp_path, {"README": "x", "a.txt": "orig", "b.txt": "b"})
