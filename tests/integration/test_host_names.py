@@ -153,3 +153,27 @@ def test_the_dashboard_is_never_on_a_site_host_name(settings: Settings) -> None:
     with pytest.raises(SettingsError, match="domain"):
         render_main_config(env, replace(settings, sites_domain="bad domain;"), sites_map="/tmp/m")
     render_main_config(env, replace(settings, public_url="http://localhost:8080"), sites_map="/tmp/m")
+
+
+def test_no_redirect_of_a_host_name_leads_to_another_host(stack: Stack) -> None:
+    # On a host name a redirect's base is empty: a path kept as sent ("//x", "/\x", %5C decoded)
+    # would make Location "//evil.example", which a browser reads as another site.
+    assert stack.deploy({**SITE, "sub/index.html": "sub"}, "bare").status_code == 201  # type: ignore[arg-type]
+    ruled = {**SITE, "sub/index.html": "sub", "_headers": "/*\n  X-Rule: yes\n"}
+    assert stack.deploy(ruled, "ruled").status_code == 201  # type: ignore[arg-type]
+    for host in ("bare.localhost", "ruled.localhost"):
+        for path in (
+            "//evil.example.html",
+            "//evil.example/index.html",
+            "/%5Cevil.example.html",
+            "/d/bare/%5Cevil.example/",
+            "/d/ruled/%5Cevil.example/",
+            "/d/bare//evil.example/",
+        ):
+            answer = by_host(stack, host, path)
+            location = answer.headers.get("location", "")
+            # (A Location of /%5C... is a path of this site: browsers do not decode it.)
+            assert not location.startswith(("//", "/\\")), (host, path, location)
+        # What a visitor meant still moves as it did.
+        moved = by_host(stack, host, "/sub/index.html")
+        assert (moved.status_code, moved.headers["location"]) == (301, "/sub/")

@@ -60,11 +60,13 @@ def clean_url_redirects(prefix: str) -> list[str]:
     slot's host name), so nginx's own internal redirect to index.html (a folder was asked for) and the
     site's 404 page do not redirect again.
     """
+    # The path after the slash never starts with another slash or a backslash (the request as sent
+    # keeps them): on a host name, where the base is empty, "//evil.example" would be another site.
     return [
-        f'if ($drophost_request_uri ~ "^{prefix}/((?:[^?]*/)?)index\\.html(?:\\?|$)") {{',
+        f'if ($drophost_request_uri ~ "^{prefix}/(?![/\\x5c])((?:[^?]*/)?)index\\.html(?:\\?|$)") {{',
         '    return 301 "$drophost_site_base/$1$is_args$args";',
         "}",
-        f'if ($drophost_request_uri ~ "^{prefix}/([^?]*[^/?])\\.html(?:\\?|$)") {{',
+        f'if ($drophost_request_uri ~ "^{prefix}/(?![/\\x5c])([^?]*[^/?])\\.html(?:\\?|$)") {{',
         '    return 301 "$drophost_site_base/$1$is_args$args";',
         "}",
     ]
