@@ -176,15 +176,15 @@ def test_one_request_deploys_a_file_list_with_its_new_files(stack: Stack) -> Non
     )
     assert answer.status_code == 201, answer.text
     assert answer.json()["status"] == "live" and answer.json()["upload_id"]
-    assert stack.get("/d/once/p1.html").content == b"<p>changed</p>"
-    assert stack.get("/d/once/p4.html").content == PAGES["p4.html"]
+    assert stack.get("/d/once/p1").content == b"<p>changed</p>"
+    assert stack.get("/d/once/p4").content == PAGES["p4.html"]
     # Nothing new at all: the file list alone deploys.
     again = stack.client.post("/api/uploads/deploy", content=at_once("once", changed, []), headers=AUTH)
     assert again.status_code == 201, again.text
     # A draft, as finalize's {"activate": false}.
     draft = stack.client.post("/api/uploads/deploy", content=at_once("once", PAGES, [], activate=False), headers=AUTH)
     assert draft.status_code == 201 and draft.json()["status"] == "draft", draft.text
-    assert stack.get("/d/once/p1.html").content == b"<p>changed</p>"
+    assert stack.get("/d/once/p1").content == b"<p>changed</p>"
 
 
 def test_a_wrong_guess_leaves_the_upload_open_for_the_files_the_server_lacks(stack: Stack) -> None:
@@ -198,11 +198,11 @@ def test_a_wrong_guess_leaves_the_upload_open_for_the_files_the_server_lacks(sta
         "files": 3,
         "missing": sorted([sha(files["b.html"]), sha(files["c.html"])]),
     }
-    assert stack.get("/d/guess/a.html").status_code == 404
+    assert stack.get("/d/guess/a").status_code == 404
     rest = frame(files["b.html"], files["c.html"])
     assert stack.client.post(f"/api/uploads/{upload}/batch", content=rest, headers=AUTH).status_code == 200
     assert stack.client.post(f"/api/uploads/{upload}/finalize", headers=AUTH).status_code == 201
-    assert stack.get("/d/guess/b.html").content == files["b.html"]
+    assert stack.get("/d/guess/b").content == files["b.html"]
 
 
 @pytest.mark.parametrize(
@@ -222,6 +222,6 @@ def test_bad_input_in_one_request_is_a_4xx_and_deploys_nothing(
 ) -> None:
     answer = stack.client.post("/api/uploads/deploy", content=body, headers=AUTH)
     assert answer.status_code == status and fragment in answer.json()["error"], answer.text
-    assert stack.get("/d/bad/a.html").status_code == 404
+    assert stack.get("/d/bad/a").status_code == 404
     assert not (stack.settings.releases_dir / "bad").exists()
     assert stored(stack.settings) == set()

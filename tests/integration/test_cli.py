@@ -308,8 +308,8 @@ def test_one_changed_file_goes_up_with_the_file_list_in_one_request(
     result = digest.deploy_folder(client, folder, slot="oneshot", hash_cache=cache)
     assert calls == [("POST", "/api/uploads/deploy")]
     assert result["status"] == "live" and result["uploaded_files"] == 1
-    assert live.get("/d/oneshot/p3.html").text == "<p>changed</p>"
-    assert live.get("/d/oneshot/p4.html").text == files["p4.html"]
+    assert live.get("/d/oneshot/p3").text == "<p>changed</p>"
+    assert live.get("/d/oneshot/p4").text == files["p4.html"]
 
 
 def test_a_wrong_guess_sends_what_the_server_lacks_then_finalizes(
@@ -335,5 +335,5 @@ def test_a_wrong_guess_sends_what_the_server_lacks_then_finalizes(
     result = digest.deploy_folder(client, folder, slot="wrongguess", hash_cache=cache)
     assert paths[0] == "/api/uploads/deploy" and paths[1:] and all(p.endswith("/batch") for p in paths[1:])
     assert result["status"] == "live" and result["uploaded_files"] == 8
-    assert live.get("/d/wrongguess/w0.html").text == "<p>changed</p>"
-    assert live.get("/d/wrongguess/w5.html").text == files["w5.html"]
+    assert live.get("/d/wrongguess/w0").text == "<p>changed</p>"
+    assert live.get("/d/wrongguess/w5").text == files["w5.html"]

@@ -111,3 +111,18 @@ def test_one_cache_file_per_folder(tmp_path: Path) -> None:
     one, other = hashcache.cache_file(root, tmp_path / "a"), hashcache.cache_file(root, tmp_path / "b")
     assert one != other and one.parent == root
     assert hashcache.cache_file(root, tmp_path / "a" / ".." / "a") == one
+
+
+def test_only_new_content_counts_as_new_though_a_touched_file_is_read_again(tmp_path: Path) -> None:
+    folder = site(tmp_path)
+    settle()
+    cache = tmp_path / "cache" / "one.json"
+    _, fresh = hashcache.hash_folder(scan_folder(folder), cache, CountingDigest())
+    assert len(fresh) == 5
+    os.utime(folder / "page1.html", (1, 1))  # touched: read again, same bytes
+    (folder / "page2.html").write_text("page 2, edited\n")
+    settle()
+    again = CountingDigest()
+    _, fresh = hashcache.hash_folder(scan_folder(folder), cache, again)
+    assert sorted(again.read) == ["page1.html", "page2.html"]
+    assert fresh == {"page2.html"}

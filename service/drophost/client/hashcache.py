@@ -106,7 +106,7 @@ def hash_with_cache(files: dict[str, Path], cache: Path | None, digest_of: Calla
 def hash_folder(
     files: dict[str, Path], cache: Path | None, digest_of: Callable[[Path], str]
 ) -> tuple[dict[str, str], set[str]]:
-    """(relative path -> sha256 hex, the paths hashed now: new or changed since the cache remembered them).
+    """(relative path -> sha256 hex, the paths whose content is new or changed since the cache remembered them).
 
     One file after another: hashing the files of a site on several threads was slower here (most
     files are small, so the threads mostly take turns holding the GIL)."""
@@ -122,7 +122,10 @@ def hash_folder(
             digest = remembered[1]
         else:
             digest = digest_of(path)
-            fresh.add(rel)
+            # Hashed again but the same content (touched, or written in the tick the cache was
+            # saved in): the server has it if it had it before.
+            if remembered is None or remembered[1] != digest:
+                fresh.add(rel)
             # Stat again: a file written while it was read must not be remembered with its old stamp.
             if stamp_of(path.stat()) != stamp:
                 stamp = (-1, -1, -1, -1)
