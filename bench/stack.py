@@ -137,7 +137,10 @@ class PlainNginx:
             f"{user}worker_processes auto;\ndaemon off;\npid {self.root}/nginx.pid;\n"
             f"error_log {self.root}/error.log warn;\nevents {{ worker_connections 1024; }}\n"
             f"http {{\n  include {mime_types};\n  default_type application/octet-stream;\n  sendfile on;\n"
-            f"  access_log off;\n  client_body_temp_path {tmp};\n  proxy_temp_path {tmp};\n"
+            # A config written by hand logs its requests (nginx's default), as DropHost does for its
+            # analytics: both buffered alike, so a side by side compares what each does per request.
+            f"  access_log {self.root}/access.log combined buffer=64k flush=1s;\n"
+            f"  client_body_temp_path {tmp};\n  proxy_temp_path {tmp};\n"
             f"  fastcgi_temp_path {tmp};\n  uwsgi_temp_path {tmp};\n  scgi_temp_path {tmp};\n"
             f"  server {{\n    listen {client.HOST}:{self.port};\n    include {self.sites_dir}/*.conf;\n  }}\n}}\n"
         )
