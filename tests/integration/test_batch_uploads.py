@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
+import psycopg
 import pytest
 
 from drophost.settings import Settings
@@ -225,3 +226,6 @@ def test_bad_input_in_one_request_is_a_4xx_and_deploys_nothing(
     assert stack.get("/d/bad/a").status_code == 404
     assert not (stack.settings.releases_dir / "bad").exists()
     assert stored(stack.settings) == set()
+    # Nor an open upload waiting for its expiry.
+    with psycopg.connect(stack.settings.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM uploads WHERE slot = 'bad'").fetchone() == (0,)

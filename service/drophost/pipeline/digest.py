@@ -137,6 +137,12 @@ class DigestUploads:
         if digest not in set(row["manifest"].values()):
             raise ValidationError("that digest is not part of this upload's file list", field="digest")
 
+    def abandon(self, upload_id: str) -> None:
+        """Forget an upload its own request failed to fill (POST /api/uploads/deploy): bad input
+        leaves nothing behind. The blobs already checked stay in the store, as after a batch."""
+        with self.ctx.pool.connection() as conn:
+            uploads.delete_open_upload(conn, upload_id)
+
     def finalize(self, upload_id: str, *, activate: bool = True) -> dict[str, Any]:
         row = self.open_upload(upload_id)
         sizes, missing = self.artifacts.sizes(row["manifest"].values())

@@ -46,6 +46,11 @@ def set_upload_deployment(conn: Conn, upload_id: str, deployment_id: int) -> Non
     conn.execute("UPDATE uploads SET deployment_id = %s WHERE id = %s", (deployment_id, upload_id))
 
 
+def delete_open_upload(conn: Conn, upload_id: str) -> None:
+    """Forget an upload that was never finalized (its request failed before its files were in)."""
+    conn.execute("DELETE FROM uploads WHERE id = %s AND finalized_at IS NULL", (upload_id,))
+
+
 def delete_stale_uploads(conn: Conn, older_than_seconds: int) -> int:
     rows = fetch_all(
         conn,

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from drophost.errors import BadRequestError, TooLargeError, ValidationError
+from drophost.errors import BadRequestError, DrophostError, TooLargeError, ValidationError
 from drophost.jsonbody import load_object
 from drophost.names import parse_deploy_ttl, validate_slot
 from drophost.pipeline import siterules
@@ -86,6 +86,10 @@ async def deploy_upload(request: Request) -> Response:
             kept=batch.complete,
             upload_id=upload_id,
         ) from None
+    except DrophostError:
+        # A bad frame or a wrong digest: answered 4xx, and no open upload is left waiting for expiry.
+        await run_in_threadpool(uploads.abandon, upload_id)
+        raise
     finally:
         batch.close()
     deployment, missing = await run_in_threadpool(
