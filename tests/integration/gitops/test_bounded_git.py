@@ -165,7 +165,7 @@ def test_a_fetch_is_shallow_and_later_fetches_bring_only_what_changed(
 
 def test_an_oversized_repository_is_stopped_while_it_is_fetched(git_server: GitHttpServer, tmp_path: Path) -> None:
     repo = git_server.repo("heavy")
-    plant_random_files(repo.bare, files=24, size=1 * MiB)
+    plant_random_files(repo.bare, files=48, size=1 * MiB)
     cap = 2 * MiB
     trees = trees_for(tmp_path, max_repository_bytes=cap)
     url = parse_repo_url(git_server.url("heavy"))
@@ -174,8 +174,8 @@ def test_an_oversized_repository_is_stopped_while_it_is_fetched(git_server: GitH
     assert refused.value.message == f"{git_server.url('heavy')} is larger than {cap} bytes"
     assert refused.value.details["limit"] == "max_repository_bytes"
     # Killed within a poll or two of passing the cap (a late poll on a loaded machine lets git write
-    # a few MiB more): nowhere near the 24 MiB the commit weighs.
-    assert peak[0] <= cap + 8 * MiB, peak[0]
+    # several MiB more: 11 MiB past it once at load 17): nowhere near the 48 MiB the commit weighs.
+    assert peak[0] <= cap + 16 * MiB, peak[0]
     assert not trees.source.mirror_path(url).exists()
     # A repository within the cap still fetches after the refusal.
     light = git_server.repo("light")
