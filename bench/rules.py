@@ -9,6 +9,9 @@ every measurement prints next to its baseline from the same run.
   2 with 10,000 live slots of which 1,000 have rules, against the same at 1 slot:
     a content-only deploy <= 1.2x; a rules change (`_redirects`, PATCH site) <= 2x;
     `nginx -t` of that configuration and a reload alone (wall, and the master's CPU) reported
+  3 (`--only 3`, no stack) the CPU of `nginx -t` on synthetic configurations, 10,000 sites-map
+    entries and 1,000 slots with (2)'s rules: their parts as compiled today, against the shapes
+    of "rules as data" (shared locations, per-slot values in maps), for choosing a design
 
 Results and how to read them: bench/RESULTS.md.
 """
@@ -19,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -39,7 +43,11 @@ from bench.stack import DropHostStack, PlainNginx
 from drophost import runner
 from drophost.client.digest import deploy_folder
 from drophost.client.http import ApiClient
-from drophost.pipeline import nginxprocess
+from drophost.pipeline import nginxprocess, siterules
+from drophost.pipeline.nginxconfig import render_main_config, split_part, template_environment
+from drophost.pipeline.sitecompile import render_part
+from drophost.pipeline.siterules import SiteRules
+from drophost.settings import Settings
 
 # nginx's master takes one reload per ~100 ms; each sample of (2) waits this long first (as bench.scale).
 PAUSE = 0.15
@@ -65,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     exit_on_sigterm()
     started = time.perf_counter()
+    if options.only == "3":
+        with scratch_dir("dh-rules-") as work:
+            rows = measure_shapes(work, rules_slots=options.slots // options.rules_every)
+        print_report(rows, started)
+        return 0
     with scratch_dir("dh-rules-") as work:
         progress(f"starting drophost up and a baseline nginx in {work}")
         with DropHostStack(work) as stack, PlainNginx(work) as plain:
@@ -80,7 +93,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--rounds", type=int, default=defaults.wrk_rounds, help="wrk rounds of (1)")
     parser.add_argument("--slots", type=int, default=defaults.slots, help="live slots for (2)")
     parser.add_argument("--samples", type=int, default=defaults.samples, help="content-only deploys per size")
-    parser.add_argument("--only", default=defaults.only, help="which measurements: '1', '2' or '12'")
+    parser.add_argument("--only", default=defaults.only, help="which measurements: '1', '2', '12' or '3'")
     args = parser.parse_args(argv)
     if args.slots < 100:
         parser.error("--slots must be at least 100")
@@ -487,6 +500,154 @@ class Filler:
         if answer.status != 201:
             raise RuntimeError(f"{method} {path} answered {answer.status}: {answer.body[:300]!r}")
         return answer.json()
+
+
+# -- (3) the parse cost of configuration shapes ---------------------------------------------------
+SHAPES = {
+    "none": "{entries:,} sites-map entries, no slot with rules",
+    "today": "{slots:,} parts as sitecompile compiles (2)'s rules today (17 locations and ifs each)",
+    "ifs": "{slots:,} light parts: one prefix location each, its 7 redirects and 1 header block as ifs",
+    "entries": "rules as data, values only: shared locations, every slot's values entries of shared maps",
+    "maps-1": "rules as data: the same, and each slot's redirects in a map of its own ({slots:,} maps)",
+    "maps-2": "rules as data: the same, and its path-dependent header in a second map ({maps:,} maps)",
+}
+
+
+def measure_shapes(work: Path, rules_slots: int, rounds: int = 5) -> list[Row]:
+    """The CPU of `nginx -t` (about what a reload's parse costs nginx's master) per shape, in
+    interleaved rounds; the configurations are written, never served."""
+    confs = {shape: write_shape(work / shape, shape, rules_slots) for shape in SHAPES}
+    cpu: dict[str, list[float]] = {shape: [] for shape in SHAPES}
+    for number in range(rounds):
+        progress(f"(3) round {number + 1} of {rounds}")
+        for shape, conf in confs.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            runner.run(["nginx", "-e", str(work / "error.log"), "-c", str(conf), "-t", "-q"], timeout=120)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[shape].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    base = median(cpu["none"])
+    return [
+        Row(
+            f"(3) `nginx -t` CPU, {what.format(slots=rules_slots, maps=2 * rules_slots)} (median of {rounds})",
+            f"{SHAPES['none'].format(entries=10 * rules_slots)}: {seconds(base)}",
+            seconds(median(cpu[shape])),
+            f"{(median(cpu[shape]) - base) / max(rules_slots, 1) * 1e6:.0f} us a slot",
+            "(reported)",
+            None,
+        )
+        for shape, what in SHAPES.items()
+        if shape != "none"
+    ]
+
+
+def write_shape(folder: Path, shape: str, rules_slots: int) -> Path:
+    """A whole nginx.conf (from nginx.conf.j2) with 10,000 sites-map entries and `rules_slots`
+    slots with (2)'s rules in the given shape."""
+    for sub in ("nginx/slots", "nginx/maps", "nginx/tmp"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=folder)
+    (folder / "sites.map").write_text("".join(f"fill-{n:05d} live;\n" for n in range(10 * rules_slots)))
+    (folder / "nginx" / "mime.types").write_text("types { text/html html; }\n")
+    ruled = [f"fill-{n * 10:05d}" for n in range(rules_slots)]
+    server, http = shape_text(shape, ruled)
+    (folder / "nginx" / "slots" / "all.conf").write_text(server)
+    (folder / "nginx" / "maps" / "all.conf").write_text(http)
+    conf = folder / "nginx.conf"
+    conf.write_text(render_main_config(template_environment(), settings, sites_map=str(folder / "sites.map")))
+    return conf
+
+
+def shape_text(shape: str, slots: Sequence[str]) -> tuple[str, str]:
+    """The server-level and the http-level text of a shape."""
+    if shape == "none" or not slots:
+        return "", ""
+    if shape == "today":
+        parts = [split_part(render_part(slot, probe_site_rules(slot))) for slot in slots]
+        return "".join(server for server, _ in parts), "".join(maps for _, maps in parts)
+    if shape == "ifs":
+        out = []
+        for slot in slots:
+            prefix = f"/d/{slot}"
+            out.append(f"location ^~ {prefix}/ {{\n")
+            out.append(
+                f'    if ($drophost_requested_path ~ "^{prefix}/assets/") {{ set $drophost_cache_control "x"; }}\n'
+            )
+            out += [f'    if ($uri ~ "^{prefix}/r{n}/?$") {{ return 301 "/x{n}"; }}\n' for n in range(7)]
+            out.append("}\n")
+        return "".join(out), ""
+    return _shared_locations(), _data_maps(shape, slots)
+
+
+def probe_site_rules(slot: str) -> SiteRules:
+    files = probe_rules(slot)
+    redirects = siterules.parse_redirects(files["_redirects"].decode())
+    headers = siterules.parse_headers(files["_headers"].decode())
+    return siterules.combine(siterules.parse_options(None, file="site"), redirects, headers)
+
+
+def _data_maps(shape: str, slots: Sequence[str]) -> str:
+    """Per slot: entries of shared maps keyed by the slot, and its own maps ("maps-1", "maps-2")."""
+    own: list[str] = []
+    dispatch: dict[str, list[str]] = {"rr": [], "xfo": [], "xcto": [], "rp": [], "cc": []}
+    for slot in slots:
+        name, prefix = slot.replace("-", "_"), f"/d/{slot}"
+        dispatch["xfo"].append(f"    {slot} DENY;\n")
+        dispatch["xcto"].append(f"    {slot} nosniff;\n")
+        dispatch["rp"].append(f"    {slot} strict-origin-when-cross-origin;\n")
+        if shape == "entries":
+            dispatch["rr"].append(f'    {slot} "301 /x";\n')
+            continue
+        own.append(
+            f"map $uri $drophost_{name}_r {{\n"
+            f'    "~^{prefix}/home/?$" "301 $drophost_base/";\n'
+            f'    "~^{prefix}/blog/([^/]+)/([^/]+)/?$" "301 $drophost_base/posts/$1/$2";\n'
+            f'    "~^{prefix}/docs/(.*)$" "302 $drophost_base/guide/$1";\n'
+            f'    "~^{prefix}/old-about/?$" "301 $drophost_base/about";\n'
+            f'    "~^{prefix}/shop/?$" "308 https://shop.example.com";\n'
+            f'    "~^{prefix}/campaign/?$" "302 $drophost_base/offers/x-1";\n'
+            f'    "~^{prefix}/app/(.*)$" "200 {prefix}/app/index.html";\n'
+            "}\n"
+        )
+        dispatch["rr"].append(f"    {slot} $drophost_{name}_r;\n")
+        if shape == "maps-2":
+            own.append(
+                f"map $drophost_requested_path $drophost_{name}_cc {{\n"
+                f'    "~^{prefix}/assets/" "public, max-age=31536000, immutable";\n'
+                '    default "public, max-age=0, must-revalidate";\n'
+                "}\n"
+            )
+            dispatch["cc"].append(f"    {slot} $drophost_{name}_cc;\n")
+    shared = [
+        f'map $drophost_slot $drophost_data_{kind} {{\n    default "";\n{"".join(lines)}}}\n'
+        for kind, lines in dispatch.items()
+    ]
+    shared.append('map $drophost_data_rr $drophost_data_code { "~^(?<drophost_rc>[0-9]+) " $drophost_rc; }\n')
+    shared.append('map $drophost_data_rr $drophost_data_target { "~^[0-9]+ (?<drophost_rt>.*)$" $drophost_rt; }\n')
+    return "".join(own) + "".join(shared)
+
+
+def _shared_locations() -> str:
+    """What every slot with rules would share (a constant number of blocks)."""
+    returns = "".join(
+        f"    if ($drophost_data_code = {code}) {{ return {code} $drophost_data_target; }}\n"
+        for code in (301, 302, 303, 307, 308)
+    )
+    return (
+        'location ~ "^/d/drophost-data-shape/" {\n'
+        "    try_files $uri $uri.html @drophost-data-static;\n"
+        "    add_header X-Frame-Options $drophost_data_xfo always;\n"
+        "    add_header X-Content-Type-Options $drophost_data_xcto always;\n"
+        "    add_header Referrer-Policy $drophost_data_rp always;\n"
+        '    location ~ "^/d/drophost-data-shape/.*/\\." { return 404; }\n'
+        '    location ~ "^/d/drophost-data-shape/aasa$" { default_type application/json; }\n'
+        "}\n"
+        "location @drophost-data-static { error_page 404 = @drophost-data-rules; }\n"
+        "location @drophost-data-files { try_files $uri.html @drophost-data-rules; }\n"
+        f"location @drophost-data-rules {{\n{returns}"
+        "    if ($drophost_data_code = 200) { rewrite ^ $drophost_data_target break; }\n"
+        "    return 404;\n"
+        "}\n"
+    )
 
 
 if __name__ == "__main__":

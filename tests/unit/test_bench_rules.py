@@ -12,9 +12,11 @@ from bench.rulegen import (
     headers_text,
     redirects_text,
 )
-from bench.rules import comparable_headers, probe_rules
+from bench.rules import SHAPES, comparable_headers, probe_rules, probe_site_rules, shape_text
 
 from drophost.pipeline import siterules
+from drophost.pipeline.nginxconfig import split_part
+from drophost.pipeline.sitecompile import render_part
 
 PAGES = [f"/docs/section-{n % 20:02d}/page-{n:04d}" for n in range(200)]
 
@@ -78,3 +80,24 @@ def test_probe_rules_change_with_their_number_only() -> None:
     assert probe_rules("s", 1) == probe_rules("s", 1)
     siterules.parse_redirects(probe_rules("s", 1)["_redirects"].decode())
     siterules.parse_headers(probe_rules("s", 1)["_headers"].decode())
+
+
+def test_configuration_shapes_scale_as_their_names_say() -> None:
+    slots = ["fill-00000", "fill-00010"]
+    texts = {shape: shape_text(shape, slots) for shape in SHAPES}
+    assert texts["none"] == shape_text("none", [])
+    assert texts["today"] == tuple(
+        "".join(pieces)
+        for pieces in zip(*(split_part(render_part(slot, probe_site_rules(slot))) for slot in slots), strict=True)
+    )
+    # Rules as data: the shared locations once, and per slot 0, 1 or 2 maps of its own.
+    for shape, own in (("entries", 0), ("maps-1", 1), ("maps-2", 2)):
+        server, http = texts[shape]
+        assert server.count("location") == texts["entries"][0].count("location")
+        assert sum(
+            f"$drophost_{slot.replace('-', '_')}_" in line
+            for line in http.splitlines()
+            for slot in slots
+            if line.startswith("map ")
+        ) == own * len(slots)
+    assert texts["ifs"][0].count("if (") == 8 * len(slots)
