@@ -120,8 +120,7 @@ def exchange(
     waiting for or reading the answer (as urllib does), and whatever the body's pieces raise."""
     head = request_head(address, method, path, headers, body)
     try:
-        # The host as bytes: as text, getaddrinfo would import the idna codec first (~1 ms).
-        connection = socket.create_connection((address.host.encode("ascii"), address.port), timeout)
+        connection = socket.create_connection((address.host, address.port), timeout)
     except OSError as exc:
         raise SendError(exc) from None
     with connection:
