@@ -56,13 +56,17 @@ def load(path: Path) -> dict[str, tuple[Stamp, str]]:
         return {}
     found: dict[str, tuple[Stamp, str]] = {}
     for rel, entry in data["files"].items():
-        if (
-            isinstance(entry, list)
-            and len(entry) == 5
-            and all(isinstance(n, int) for n in entry[:4])
-            and isinstance(entry[4], str)
-        ):
-            found[rel] = ((entry[0], entry[1], entry[2], entry[3]), entry[4])
+        # Unrolled: this runs for every file of the folder on every deploy.
+        if isinstance(entry, list) and len(entry) == 5:
+            size, mtime, ctime, inode, digest = entry
+            if (
+                isinstance(size, int)
+                and isinstance(mtime, int)
+                and isinstance(ctime, int)
+                and isinstance(inode, int)
+                and isinstance(digest, str)
+            ):
+                found[rel] = ((size, mtime, ctime, inode), digest)
     return found
 
 
