@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import io
+import json
 import os
 import socket
 import threading
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from drophost.client import wire
+from drophost.client.http import ApiClient, ClientError
 
 
 def recorded_request(send: object) -> bytes:
@@ -146,3 +149,54 @@ def test_answers_are_read_by_length_by_chunks_and_to_the_end() -> None:
 def test_a_connection_closed_without_an_answer_is_named_as_http_client_names_it() -> None:
     with pytest.raises(ConnectionResetError, match="^Remote end closed connection without response$"):
         wire.read_answer(io.BytesIO(b""), "GET")
+
+
+class Redirecting(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the status in its path's first segment, to /target on the same server;
+    /target answers as DropHost does."""
+
+    def answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if self.path.startswith("/target"):
+            body = json.dumps({"method": self.command}).encode()
+            self.send_response(200)
+        else:
+            body = b""
+            self.send_response(int(self.path.split("/")[1]))
+            self.send_header("Location", "/target")
+        self.send_header("X-Drophost-Api", "1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def redirecting() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_redirects_are_followed_or_refused_as_urllib_does(redirecting: str) -> None:
+    client = ApiClient(redirecting, "t")
+    assert client.get("/301") == {"method": "GET"}
+    assert client.get("/308") == {"method": "GET"}
+    assert client.request("POST", "/303", {"a": 1}) == {"method": "GET"}  # followed without the body
+    assert client.post_stream("/302", iter([b"xy"]), 2) == {"method": "GET"}
+    for refused in ("/307", "/308"):
+        with pytest.raises(ClientError) as raised:
+            client.request("POST", refused, {})
+        assert (raised.value.message, raised.value.status) == (f"the server answered {refused[1:]}", int(refused[1:]))
+    with pytest.raises(ClientError) as raised:
+        client.get("/300")
+    assert (raised.value.message, raised.value.status) == ("the server answered 300", 300)

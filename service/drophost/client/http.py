@@ -53,6 +53,7 @@ def exit_code_for(status: int) -> int:
 
 API_MARKER = "X-Drophost-Api"
 NGINX_OWN_ANSWERS = (413, 500, 502, 503, 504)
+REDIRECTS = (301, 302, 303, 307, 308)  # what urllib's redirect handler follows; any other 3xx is refused
 DEFAULT_TIMEOUT = 30.0
 # An upload's answer comes once the server has unpacked, published and switched: it may take minutes.
 UPLOAD_TIMEOUT = 600.0
@@ -143,7 +144,7 @@ class ApiClient:
         if 200 <= answer.status < 300:
             self._check_marker(answer.header(API_MARKER), answer.status)
             return _decode(answer.body)
-        if 300 <= answer.status < 400:
+        if answer.status in REDIRECTS:
             return self._redirected(method, path, sent, answer, timeout)
         raise self._refusal(answer.status, answer.header(API_MARKER), answer.body)
 
