@@ -7,12 +7,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 CHUNK = 1024 * 1024
-_HEX = frozenset("0123456789abcdef")
+_HEX_DIGITS = "0123456789abcdef"
 
 
 def is_digest(text: str) -> bool:
     """64 lowercase hex characters: the name of a file in the artifact store."""
-    return len(text) == 64 and set(text) <= _HEX
+    # A deploy checks each digest of its file list about three times: stripping the hex digits is a
+    # third of the cost of building a set of the characters.
+    return len(text) == 64 and not text.strip(_HEX_DIGITS)
 
 
 def stream_digest(chunks: Iterable[bytes]) -> str:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import configparser
 import json
 import sys
 import urllib.parse
-import webbrowser
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from drophost.client import deployguard, manage, prompts
+from drophost.client import manage, prompts
 from drophost.client.digest import deploy_folder
 from drophost.client.hashcache import cache_file, cache_root
 from drophost.client.http import (
@@ -55,8 +53,19 @@ EXIT_CODES_HELP = (
 )
 
 
-def add_commands(commands: Any) -> None:
-    """Register the client commands on the `drophost` parser's subparsers."""
+class _Unused(argparse.ArgumentParser):
+    """Stands in for the parser of a command that is not being run (add_commands' `only`)."""
+
+    def __init__(self) -> None:  # no parser is built: that is the point
+        pass
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        return argparse.Action([], "unused")
+
+
+def add_commands(commands: Any, only: str | None = None) -> None:
+    """Register the client commands on the `drophost` parser's subparsers; with `only`, that one alone."""
+    unused = _Unused()
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", help=f"the DropHost URL (env DROPHOST_URL; default {DEFAULT_SERVER})")
     common.add_argument("--token", help="the API token (env DROPHOST_API_TOKEN)")
@@ -71,6 +80,8 @@ def add_commands(commands: Any) -> None:
     )
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return unused
         parser: argparse.ArgumentParser = commands.add_parser(
             name, help=help_text, parents=[common], epilog=EXIT_CODES_HELP
         )
@@ -137,6 +148,8 @@ def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> ApiClient:
     config_path = Path(args.config) if args.config else default_config_path(environ)
     stored: Mapping[str, str] = {}
     if config_path.is_file():
+        import configparser  # only with a config file: every command pays its import otherwise
+
         parser = configparser.ConfigParser()
         try:
             parser.read(config_path)
@@ -299,6 +312,9 @@ def guard_target(client: ApiClient, args: argparse.Namespace, path: Path, err: I
         return  # the server names what is wrong with it
     if not is_valid_slot(slot):
         return
+    # Here, not at the top: a deploy without a terminal (scripts, CI) never needs it, nor difflib.
+    from drophost.client import deployguard
+
     deployguard.confirm_target(client, slot, named=args.slot is not None, source_name=source_name, err=err)
 
 
@@ -433,6 +449,8 @@ def open_site(client: ApiClient, args: argparse.Namespace, out: IO[str], err: IO
     if found["status"] != "live":
         print(f"drophost: {slot} is {found['status']}", file=err)
     if not args.print_only and not args.json:
+        import webbrowser  # ~10 ms of imports (subprocess, shutil) that no other command needs
+
         webbrowser.open(found["url"])
     return EXIT_OK if found["status"] == "live" else EXIT_FAILED
 

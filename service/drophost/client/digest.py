@@ -14,12 +14,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from drophost.client.hashcache import hash_folder
+from drophost.client.hashcache import hash_scanned
 from drophost.client.http import EXIT_UNREACHABLE, EXIT_USAGE, ApiClient, ClientError
 from drophost.digests import file_digest
 
@@ -34,8 +32,12 @@ PIECE = 256 * 1024  # bytes handed to the socket at once; small files share a pi
 INLINE_BYTES = BATCH_BYTES  # the most sent with the file list, in one request (POST /api/uploads/deploy)
 
 
-@dataclass(frozen=True)
-class Blob:
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+
+class Blob(NamedTuple):
+    # A tuple, not a dataclass: dataclasses' import (inspect, ast, dis) cost every deploy ~10 ms.
     digest: str
     path: Path
     size: int
@@ -47,25 +49,31 @@ WELL_KNOWN = ".well-known"
 
 
 def scan_folder(folder: Path) -> dict[str, Path]:
-    """Relative POSIX path -> file, skipping symlinks and dotfiles (which are never published).
+    """Relative POSIX path -> file, skipping symlinks and dotfiles (which are never published)."""
+    return {rel: Path(path) for rel, (path, _) in scan_stats(folder).items()}
 
-    One `scandir` per folder, whose entries know their type without a system call per file: on a
-    1,000-file site that is most of what a deploy of one changed file costs the CLI."""
-    found: dict[str, Path] = {}
+
+def scan_stats(folder: Path) -> dict[str, tuple[str, os.stat_result]]:
+    """Relative POSIX path -> (the file's path, its lstat), sorted, as scan_folder finds them.
+
+    One `scandir` per folder, whose entries know their type without a system call per file, and
+    one `lstat` per file, which the digest cache compares (a file is never a link here): on a
+    1,000-file site that is most of what a deploy of one changed file costs the CLI. Paths stay
+    text: a Path per file cost more than its stat."""
+    found: dict[str, tuple[str, os.stat_result]] = {}
     pending: list[tuple[str, str]] = [(str(folder), "")]
     while pending:
         directory, prefix = pending.pop()
         with os.scandir(directory) as entries:
-            listed = sorted(entries, key=lambda entry: entry.name)
-        for entry in listed:
-            name = entry.name
-            if entry.is_symlink():
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                if not name.startswith(".") or (not prefix and name == WELL_KNOWN):
-                    pending.append((entry.path, f"{prefix}{name}/"))
-            elif entry.is_file(follow_symlinks=False) and not name.startswith("."):
-                found[prefix + name] = Path(entry.path)
+            for entry in entries:
+                name = entry.name
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if not name.startswith(".") or (not prefix and name == WELL_KNOWN):
+                        pending.append((entry.path, f"{prefix}{name}/"))
+                elif entry.is_file(follow_symlinks=False) and not name.startswith("."):
+                    found[prefix + name] = (entry.path, entry.stat(follow_symlinks=False))
     return dict(sorted(found.items()))
 
 
@@ -149,10 +157,11 @@ def deploy_folder(
 
     `hash_cache` is a file remembering the digests of this folder's files between deploys, so that
     only files changed since are read (client/hashcache.py)."""
-    files = scan_folder(folder)
-    if not files:
+    scanned = scan_stats(folder)
+    if not scanned:
         raise ClientError(f"{folder} has no files to publish", EXIT_USAGE)
-    digests, fresh = hash_folder(files, hash_cache, file_digest)
+    digests, fresh = hash_scanned(scanned, hash_cache, file_digest)
+    files = {rel: path for rel, (path, _) in scanned.items()}
     body: dict[str, Any] = {"slot": slot, "files": digests, "name": (folder.resolve().name or "site")[:255]}
     if ttl:
         body["ttl"] = ttl
@@ -173,7 +182,7 @@ def deploy_folder(
     # In path order: neighbouring files of a site tend to sit together on the disk.
     order = {digest: rel for rel, digest in sorted(digests.items(), reverse=True)}
     missing = [
-        Blob(digest, by_digest[digest], by_digest[digest].stat().st_size)
+        Blob(digest, Path(by_digest[digest]), os.stat(by_digest[digest]).st_size)
         for digest in sorted(set(started["missing"]), key=order.__getitem__)
     ]
     tracker = Tracker(missing, progress, file_progress)
@@ -186,12 +195,12 @@ def deploy_folder(
     return result
 
 
-def likely_new(files: dict[str, Path], digests: dict[str, str], fresh: set[str]) -> list[Blob] | None:
+def likely_new(files: dict[str, str], digests: dict[str, str], fresh: set[str]) -> list[Blob] | None:
     """The files to send with the file list: those hashed now, when the digest cache remembered the
     others (so they were most likely deployed from this folder before) and they are few; else None."""
     if len(fresh) == len(files):
         return None
-    blobs = {digests[rel]: Blob(digests[rel], files[rel], files[rel].stat().st_size) for rel in sorted(fresh)}
+    blobs = {digests[rel]: Blob(digests[rel], Path(files[rel]), os.stat(files[rel]).st_size) for rel in sorted(fresh)}
     chosen = list(blobs.values())
     return chosen if sum(blob.size for blob in chosen) <= INLINE_BYTES else None
 
@@ -244,6 +253,9 @@ def send_batches(
     client: ApiClient, upload_id: str, batches: Sequence[Sequence[Blob]], tracker: Tracker
 ) -> ClientError | None:
     """Send the batches, IN_FLIGHT at a time. A refusal (4xx) raises; a broken connection is returned."""
+    # Here: the one-request deploy of a few changed files never needs a pool (nor logging, its import).
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     path = f"/api/uploads/{upload_id}/batch"
     broken: ClientError | None = None
     with ThreadPoolExecutor(IN_FLIGHT) as pool:

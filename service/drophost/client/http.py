@@ -1,16 +1,25 @@
-"""A small HTTP client for the DropHost API (standard library only), used by the CLI."""
+"""A small HTTP client for the DropHost API (standard library only), used by the CLI.
+
+A plain http:// server without a proxy is spoken to over a socket of our own (client/wire.py):
+urllib.request imports http.client, email and ssl, about a third of what a `drophost deploy` of one
+changed file costs. https://, a proxy, a redirect and the streamed build log go through urllib
+as they always did; the answers, errors and messages are the same either way.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import urllib.error
+import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from email.message import Message
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from drophost.client import wire
+
+if TYPE_CHECKING:
+    import urllib.error
+    import urllib.request
 
 Progress = Callable[[int, int], None]
 
@@ -44,6 +53,7 @@ def exit_code_for(status: int) -> int:
 
 API_MARKER = "X-Drophost-Api"
 NGINX_OWN_ANSWERS = (413, 500, 502, 503, 504)
+REDIRECTS = (301, 302, 303, 307, 308)  # what urllib's redirect handler follows; any other 3xx is refused
 DEFAULT_TIMEOUT = 30.0
 # An upload's answer comes once the server has unpacked, published and switched: it may take minutes.
 UPLOAD_TIMEOUT = 600.0
@@ -59,6 +69,7 @@ class ApiClient:
         self.upload_timeout = max(upload_timeout, timeout)
         self.token_source = "--token"  # shown when the server refuses the token; never the token
         self._described: bool | None = None
+        self._address = wire.address_of(self.server) if sys.platform not in ("darwin", "win32") else None
 
     def get(self, path: str, **query: Any) -> Any:
         shown = {k: v for k, v in query.items() if v is not None}
@@ -69,18 +80,14 @@ class ApiClient:
         """A JSON call; `long` for one whose answer waits for a deploy (finalize), with the upload timeout."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
-        request = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
-        return self._send(request, self.upload_timeout if long else self.timeout)
+        return self._call(method, path, data, headers, self.upload_timeout if long else self.timeout)
 
     def post_bytes(self, path: str, data: bytes, content_type: str) -> Any:
-        headers = {"Content-Type": content_type}
-        return self._send(
-            urllib.request.Request(self.server + path, data=data, method="POST", headers=headers), self.timeout
-        )
+        return self._call("POST", path, data, {"Content-Type": content_type}, self.timeout)
 
     def upload(self, archive: IO[bytes], filename: str, fields: dict[str, str], progress: Progress | None) -> Any:
         """POST /api/deployments as multipart/form-data, streamed from `archive`."""
-        boundary = "drophost-" + secrets.token_hex(16)
+        boundary = "drophost-" + os.urandom(16).hex()  # secrets.token_hex, without importing secrets
         head = b"".join(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
             for name, value in fields.items()
@@ -104,13 +111,8 @@ class ApiClient:
                     progress(sent, total)
                 yield piece
 
-        request = urllib.request.Request(
-            self.server + "/api/deployments",
-            data=chunks(),
-            method="POST",
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(total)},
-        )
-        return self._send(request, self.upload_timeout)
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(total)}
+        return self._call("POST", "/api/deployments", chunks(), headers, self.upload_timeout)
 
     def put_file(self, path: str, handle: IO[bytes], size: int) -> Any:
         """PUT raw bytes streamed from an open file (digest uploads)."""
@@ -121,22 +123,70 @@ class ApiClient:
         return self._send_bytes("POST", path, chunks, size)
 
     def _send_bytes(self, method: str, path: str, body: IO[bytes] | Iterable[bytes], size: int) -> Any:
-        request = urllib.request.Request(
-            self.server + path,
-            data=body,
-            method=method,
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-        )
-        return self._send(request, self.upload_timeout)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        return self._call(method, path, body, headers, self.upload_timeout)
+
+    def _call(self, method: str, path: str, data: wire.Body, headers: dict[str, str], timeout: float) -> Any:
+        """One request: over our own socket when urllib would connect straight to a plain http:// server."""
+        if self._address is None or wire.http_proxy_set(os.environ):
+            import urllib.request
+
+            request = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
+            return self._send(request, timeout)
+        sent = {**headers, "Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        try:
+            answer = wire.exchange(self._address, method, path, sent, data, timeout)
+        except wire.SendError as exc:
+            # urllib reports what broke while connecting or sending as the reason of a URLError.
+            raise ClientError(f"cannot reach {self.server}: {exc.reason}", EXIT_UNREACHABLE) from None
+        except (TimeoutError, ConnectionError) as exc:
+            raise self._unreachable(exc, timeout) from None
+        if 200 <= answer.status < 300:
+            self._check_marker(answer.header(API_MARKER), answer.status)
+            return _decode(answer.body)
+        if answer.status in REDIRECTS:
+            return self._redirected(method, path, sent, answer, timeout)
+        raise self._refusal(answer.status, answer.header(API_MARKER), answer.body)
+
+    def _redirected(self, method: str, path: str, headers: dict[str, str], answer: wire.Answer, timeout: float) -> Any:
+        """What urllib does with a 3xx answer: a GET or HEAD follows it, a POST answered 301 to 303
+        follows it as a GET without the body, anything else is refused with that status."""
+        import http.client
+        import io
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.server + path, method=method, headers=headers)
+        request.timeout = timeout
+        message = http.client.parse_headers(io.BytesIO(answer.head))
+        handler = urllib.request.HTTPRedirectHandler()
+        handler.add_parent(urllib.request.build_opener())
+        try:
+            followed = handler.http_error_302(request, io.BytesIO(answer.body), answer.status, answer.reason, message)
+            if followed is None:  # a 3xx without a place to go: urllib's default handler refuses it
+                raise urllib.error.HTTPError(
+                    request.full_url, answer.status, answer.reason, message, io.BytesIO(answer.body)
+                )
+            with followed as response:
+                body = response.read()
+                self._check_marker(response.headers.get(API_MARKER), response.status)
+                return _decode(body)
+        except urllib.error.HTTPError as exc:
+            raise self._refused(exc) from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+            raise self._unreachable(exc, timeout) from None
 
     def stream(self, path: str) -> Iterator[bytes]:
         """A text answer's bytes as they come (a followed build log: a build may be quiet for minutes)."""
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(self.server + path, method="GET")
         request.add_header("Authorization", f"Bearer {self.token}")
         timeout = self.upload_timeout
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) only
-                self._check_marker(response.headers, response.status)
+                self._check_marker(response.headers.get(API_MARKER), response.status)
                 while chunk := response.read1(64 * 1024):
                     yield chunk
         except urllib.error.HTTPError as exc:
@@ -145,22 +195,25 @@ class ApiClient:
             raise self._unreachable(exc, timeout) from None
 
     def _send(self, request: urllib.request.Request, timeout: float) -> Any:
+        import urllib.error
+        import urllib.request
+
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) only
                 body = response.read()
-                self._check_marker(response.headers, response.status)
+                self._check_marker(response.headers.get(API_MARKER), response.status)
                 return _decode(body)
         except urllib.error.HTTPError as exc:
             raise self._refused(exc) from None
         except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
             raise self._unreachable(exc, timeout) from None
 
-    def _check_marker(self, headers: Message, status: int) -> None:
+    def _check_marker(self, marker: str | None, status: int) -> None:
         """Every answer of the DropHost service carries X-Drophost-Api; the sites port and other servers' do not."""
         # nginx itself answers a few on DropHost's own port (body too large, the service down).
-        if headers.get(API_MARKER) is not None or status in NGINX_OWN_ANSWERS or self._describes_drophost():
+        if marker is not None or status in NGINX_OWN_ANSWERS or self._describes_drophost():
             return
         raise ClientError(
             f"this is not a DropHost API at {self.server} (it answered {status} without DropHost's"
@@ -172,6 +225,8 @@ class ApiClient:
     def _describes_drophost(self) -> bool:
         """A DropHost from before the marker still describes itself at /api/openapi.json (asked once)."""
         if self._described is None:
+            import urllib.request
+
             try:
                 request = urllib.request.Request(self.server + "/api/openapi.json", method="GET")
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only
@@ -184,10 +239,13 @@ class ApiClient:
 
     def _refused(self, exc: urllib.error.HTTPError) -> ClientError:
         body = exc.read()
-        self._check_marker(exc.headers, exc.code)
+        return self._refusal(exc.code, exc.headers.get(API_MARKER), body)
+
+    def _refusal(self, status: int, marker: str | None, body: bytes) -> ClientError:
+        self._check_marker(marker, status)
         answer = _decode(body)
         message = answer.get("error") if isinstance(answer, dict) else None
-        return ClientError(str(message or f"the server answered {exc.code}"), exit_code_for(exc.code), status=exc.code)
+        return ClientError(str(message or f"the server answered {status}"), exit_code_for(status), status=status)
 
     def _unreachable(self, exc: OSError, timeout: float) -> ClientError:
         if isinstance(exc, TimeoutError):
