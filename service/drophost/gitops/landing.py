@@ -23,6 +23,7 @@ from drophost.gitops.intake import Intake
 from drophost.gitops.manifest import Manifest, SiteSpec
 from drophost.gitops.mirror import SHA, GitSource
 from drophost.gitops.targets import Target
+from drophost.pipeline.buildlog import BuildLog, log_path
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
 from drophost.store import audit, gitjobs
@@ -107,7 +108,12 @@ class Landing:
             self._record(actor, target, deployment_id, "draft", done["error"])
             return f"DropHost: {slot} was not made live: {done['error']}"
         self._record(actor, target, deployment_id, "live", None)
-        return f"live at {self.settings.site_base_url}/d/{slot}/ (version {done['config_version']})"
+        url = f"{self.settings.site_base_url}/d/{slot}/"
+        if log_path(self.settings.builds_dir, deployment_id).exists():
+            build_log = BuildLog(self.settings.builds_dir, deployment_id, self.settings.build_log_bytes)
+            build_log.line(f"DropHost: live at {url}")
+            build_log.close()
+        return f"live at {url} (version {done['config_version']})"
 
     def _refused(self, target: Target, commit: str) -> str | None:
         """Why the draft of `commit` must not go live now (asked under the slot's lock), or None."""
