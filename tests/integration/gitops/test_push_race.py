@@ -1,20 +1,22 @@
-"""Two pushes racing for one branch of a hosted repository: the site serves the one git kept.
+"""A hosted push goes live only once git has moved its branch (post-receive makes its draft live).
 
-Both start from the same commit, so git lets only the first hook to finish move the branch (its
-update checks the old value). The loser's deploy must never be what stays live.
+Two pushes racing for one branch, both from the same commit: git lets only the first hook to finish
+move the branch (its update checks the old value). The loser's deploy must never be what is live,
+nor be announced live.
 """
 
 from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from tests.harness.git import git, push, work_repo
+from tests.harness.git import HANDBOOK, git, push, work_repo
+from tests.harness.receiver import Receiver
 from tests.harness.stacks import Served
 from tests.harness.waiting import wait_until
 
@@ -26,11 +28,20 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewr
 SLOW_BUILD = "mkdir dist; if [ -f slow ]; then sleep 4; fi; cp index.html dist/"
 
 
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    server.status = 200
+    yield server
+    server.close()
+
+
 @needs_bwrap
 def test_of_two_racing_pushes_the_site_serves_the_one_the_branch_kept(
-    served_stack: Callable[..., Served], tmp_path: Path
+    served_stack: Callable[..., Served], receiver: Receiver, tmp_path: Path
 ) -> None:
-    served = served_stack(build_yaml(SLOW_BUILD), {"SITE_SECRET": "x"})
+    notify = f"notifications:\n  - url: {receiver.url('/json')}\n    format: json\n    events: [live, promote]\n"
+    served = served_stack(build_yaml(SLOW_BUILD) + notify, {"SITE_SECRET": "x"})
     work = work_repo(tmp_path, {"index.html": "X"})
     code, output = push(work, served.push_url("handbook"), "main")
     assert code == 0, output
@@ -67,3 +78,30 @@ def test_of_two_racing_pushes_the_site_serves_the_one_the_branch_kept(
     (live,) = [row for row in deployments(served) if row["status"] == "live"]
     assert live["commit_sha"] == head
     assert httpx.get(served.sites_url + "/d/handbook/").text == ("A" if head == slow else "B")
+    # The loser's deploy stays a draft, never announced: one `live` per commit that went live.
+    (kept,) = [row for row in deployments(served) if row["commit_sha"] == (fast if head == slow else slow)]
+    assert kept["status"] == "draft"
+    assert wait_until(lambda: len(receiver.received()) == 2)
+    announced = [request.json() for request in receiver.received()]
+    assert sorted((body["event"], body["commit"]) for body in announced) == sorted([("live", base), ("live", head)])
+
+
+def test_a_push_to_a_locked_slot_moves_its_branch_and_leaves_its_draft_waiting(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    assert served.api("POST", "/api/slots/handbook/lock", json={"reason": "release freeze"}).status_code == 200
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    assert "remote: DropHost: handbook was not made live: slot is locked (release freeze" in output, output
+    assert remote_head(served, work) == pushed
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+    newest = deployments(served)[0]
+    assert (newest["status"], newest["commit_sha"]) == ("draft", pushed)
+    promoted = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": newest["id"]})
+    assert promoted.status_code == 200, promoted.text
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
