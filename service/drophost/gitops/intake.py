@@ -167,7 +167,7 @@ class Intake:
             )
         if actor is not None:
             verb = "queued" if queued.new else "joined the queued"
-            if not activate:
+            if not activate and pinned is None:  # a push's held draft is its deploy: it goes live once landed
                 verb += " draft"
             result = f"{verb} deployment {queued.deployment_id} of {strip_credentials(site.repo.text)} {branch}"
             audit.record(conn, actor=actor, action="git_deploy", target=slot, result=result)

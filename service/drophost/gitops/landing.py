@@ -68,7 +68,11 @@ class Landing:
         push output's lines (where each site is live, or why it is not)."""
         sites = [site for site in manifest.sites if site.repo.hosted_name == name]
         messages = []
+        landed = set()
         for target, pushed in moved_targets(sites, updates):
+            if (target.slot, pushed) in landed:
+                continue  # one site following two pushed branches: one draft of that commit
+            landed.add((target.slot, pushed))
             line = self._land(target, pushed, pusher or "push")
             if line is not None:
                 messages.append(line)

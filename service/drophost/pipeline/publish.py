@@ -174,8 +174,10 @@ def publish_draft(ctx: Context, slot: str, deployment_id: int, *, refused: Calla
         with ctx.pool.connection() as conn:
             row = deployments.get_deployment(conn, deployment_id)
             target = versions.version_of_deployment(conn, slot, deployment_id)
-        if row is None or row["slot"] != slot or target is None or target["status"] != "draft":
+        if row is None or row["slot"] != slot or target is None or target["status"] not in ("draft", "active"):
             raise ConflictError(f"deployment {deployment_id} is not a draft of slot {slot!r} waiting to go live")
+        if target["status"] == "active":
+            return record.deployment(ctx, deployment_id)  # made live already (one push, two refs)
         reason = refused() or _lock_reason(ctx, slot)
         if reason is not None:
             record.draft_kept(ctx, deployment_id, reason)
