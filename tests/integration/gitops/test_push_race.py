@@ -105,3 +105,35 @@ def test_a_push_to_a_locked_slot_moves_its_branch_and_leaves_its_draft_waiting(
     promoted = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": newest["id"]})
     assert promoted.status_code == 200, promoted.text
     assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
+
+
+def test_a_draft_whose_branch_a_later_push_moved_on_is_not_made_live(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    base = git("rev-parse", "HEAD", cwd=work)
+    # The first push's post-receive comes late: here, only once the next push has landed.
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    saved = hook.read_bytes()
+    hook.unlink()
+    early = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    hook.write_bytes(saved)
+    hook.chmod(0o755)
+    later = commit(work, {"index.html": "three"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and f"remote: live at {served.sites_url}/d/handbook/ (version 3)" in output, output
+
+    late = {"stage": "post-receive", "repository": "handbook", "updates": [[base, early, "refs/heads/main"]]}
+    answer = served.api("POST", "/api/git/hook", json=late)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["messages"] == [
+        f"DropHost: handbook was not made live: a later push moved main on to {later[:12]}; that push makes it live"
+    ]
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "three"
+    kept = next(row for row in deployments(served) if row["commit_sha"] == early)
+    assert kept["status"] == "draft" and kept["error"].startswith("a later push moved main on")
