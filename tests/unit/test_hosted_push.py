@@ -1,5 +1,6 @@
 """The pieces of a hosted push deployed in pre-receive that need no git server: the quarantine folder a
-hook may name, secrets masked in build lines, and how long a push waits."""
+hook may name, secrets masked in build lines, how long a push waits, and which drafts the refs git
+moved make live."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from drophost.errors import ValidationError
+from drophost.gitops import manifest
 from drophost.gitops.build import mask
 from drophost.gitops.hosted import HostedRepos
 from drophost.gitops.intake import push_timeouts
+from drophost.gitops.landing import moved_targets
 from drophost.gitops.mirror import GitSource
 from drophost.settings import Settings
 
@@ -66,3 +69,36 @@ def test_a_push_waits_for_a_worker_then_for_a_whole_build(tmp_path: Path) -> Non
     queued, total = push_timeouts(settings)
     assert queued == 600 + 2 * 300
     assert total == queued + 600 + 2 * 300 + 60
+
+
+MOVED = """
+sites:
+  - slot: handbook
+    repo: hosted:handbook
+    branch: main
+  - slot: "handbook-{branch}"
+    repo: hosted:handbook
+    branches: ["feature/*"]
+  - slot: releases
+    repo: hosted:handbook
+    tags: "v*"
+"""
+
+
+def test_the_refs_git_moved_name_the_drafts_pre_receive_made() -> None:
+    sites = manifest.parse(MOVED.encode(), "deploy.yaml").sites
+    a, b, c, d = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
+    updates = [
+        ("0" * 40, a, "refs/heads/main"),
+        ("0" * 40, b, "refs/heads/feature/x"),
+        ("0" * 40, c, "refs/tags/v1.9"),
+        ("0" * 40, d, "refs/tags/v1.10"),
+        (a, "0" * 40, "refs/heads/feature/gone"),  # deleted: post-receive takes its preview offline
+        ("0" * 40, a, "refs/heads/elsewhere"),  # no site follows it
+    ]
+    moved = [(target.slot, target.branch, target.ref, pushed) for target, pushed in moved_targets(sites, updates)]
+    assert moved == [
+        ("releases", "refs/tags/v1.10", "refs/tags/v1.10", d),  # only the newest pushed tag
+        ("handbook", "main", None, a),
+        ("handbook-feature-x", "feature/x", None, b),
+    ]

@@ -17,6 +17,7 @@ from drophost.gitops.declared import Declared
 from drophost.gitops.delivery import Delivery
 from drophost.gitops.hosted import HostedRepos
 from drophost.gitops.intake import Intake
+from drophost.gitops.landing import Landing
 from drophost.gitops.manifest import Manifest, token_for
 from drophost.gitops.mirror import GitSource
 from drophost.gitops.plan import DRIFT, Plan
@@ -39,6 +40,7 @@ class GitOps:
         self.trees = Trees(self.source)
         self.hosted = HostedRepos(settings, self.source)
         self.intake = Intake(settings, pool, deployer, self.source, environ)
+        self.landing = Landing(settings, pool, deployer, self.source, self.intake)
         self.declared = Declared(settings, pool, deployer, self.hosted, self.intake, environ)
         self._stop = threading.Event()
         self.worker = Worker(
@@ -127,8 +129,11 @@ class GitOps:
         objects = self.hosted.quarantine(name, quarantine)
         return self.intake.hosted_pre_receive(self.declared.manifest, name, updates, pusher, objects)
 
-    def hosted_deletions(self, name: str, updates: list[tuple[str, str, str]], pusher: str | None) -> None:
-        self.intake.hosted_deletions(self.declared.manifest, name, updates, pusher)
+    def hosted_post_receive(self, name: str, updates: list[tuple[str, str, str]], pusher: str | None) -> list[str]:
+        """The refs git moved: their drafts go live, deleted branches' previews go offline."""
+        manifest = self.declared.manifest
+        self.intake.hosted_deletions(manifest, name, updates, pusher)
+        return self.landing.land(manifest, name, updates, pusher)
 
     def settle_push(self, deployment_ids: list[int]) -> list[dict[str, Any]]:
         return self.intake.settle_push(deployment_ids)

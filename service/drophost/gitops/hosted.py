@@ -21,8 +21,9 @@ from drophost.settings import Settings
 # What the smart HTTP protocol asks for; anything else under /git/NAME.git/ is refused.
 SMART_PATHS = {("GET", "info/refs"), ("POST", "git-upload-pack"), ("POST", "git-receive-pack")}
 SERVICES = {"git-upload-pack", "git-receive-pack"}
-# pre-receive refuses a push past the tree caps, then deploys it, before any ref moves: a failed
-# deploy refuses the push. post-receive takes the previews of deleted branches offline.
+# pre-receive refuses a push past the tree caps, then deploys it as drafts, before any ref moves:
+# a failed deploy refuses the push. post-receive, run only for the refs git moved, makes those
+# drafts live (landing.py) and takes the previews of deleted branches offline.
 HOOKS = ("pre-receive", "post-receive")
 # Where receive-pack keeps a push's objects until pre-receive accepts it (git's tmp_objdir).
 QUARANTINE_PREFIX = "tmp_objdir-incoming-"

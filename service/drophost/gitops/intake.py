@@ -144,6 +144,7 @@ class Intake:
                     ttl_seconds=site.ttl_seconds,
                     commit=pinned.commit,
                     objects=str(pinned.objects),
+                    activate=activate,
                 ),
                 new=True,
             )
@@ -166,7 +167,7 @@ class Intake:
             )
         if actor is not None:
             verb = "queued" if queued.new else "joined the queued"
-            if not activate:
+            if not activate and pinned is None:  # a push's held draft is its deploy: it goes live once landed
                 verb += " draft"
             result = f"{verb} deployment {queued.deployment_id} of {strip_credentials(site.repo.text)} {branch}"
             audit.record(conn, actor=actor, action="git_deploy", target=slot, result=result)
@@ -406,9 +407,9 @@ class Intake:
     def hosted_pre_receive(
         self, manifest: Manifest, name: str, updates: list[tuple[str, str, str]], pusher: str | None, objects: Path
     ) -> list[int]:
-        """The pre-receive hook's refs: queue a deploy of each pushed commit a declared site follows
-        (for a site following tags, the newest pushed tag, unless the slot has a newer one), read
-        from git's quarantine folder, before any ref moves (settle_push waits for them)."""
+        """The pre-receive hook's refs: queue a draft deploy of each pushed commit a declared site
+        follows (for a site following tags, the newest pushed tag, unless the slot has a newer one),
+        read from git's quarantine folder, before any ref moves (settle_push waits for them)."""
         sites = [site for site in manifest.sites if site.repo.hosted_name == name]
         wanted: list[tuple[Target, str]] = []
         pushed_tags = {
@@ -439,7 +440,11 @@ class Intake:
             with self.pool.connection() as conn, conn.transaction():
                 pinned = Pinned(commit=new, objects=objects)
                 actor = pusher or "push"
-                job = self._queue(conn, target, trigger="push", pusher=pusher, actor=actor, pinned=pinned)
+                # A draft: git may still refuse to move the ref (a racing push won), so it goes
+                # live only from post-receive, once the branch holds this commit (landing.py).
+                job = self._queue(
+                    conn, target, trigger="push", pusher=pusher, actor=actor, pinned=pinned, activate=False
+                )
             queued.append(job.deployment_id)
         if queued:
             self.wake.set()

@@ -33,6 +33,11 @@ WORKERS = 2
 SKIP_UNCHANGED_TRIGGERS = ("push", "webhook", "poll")
 
 
+def held_for_push(job: gitjobs.GitJob) -> bool:
+    """A hosted push's draft: it goes live from post-receive, once git moved the branch to its commit."""
+    return job.objects is not None and not job.activate
+
+
 class Worker:
     def __init__(
         self,
@@ -227,6 +232,7 @@ class Worker:
                 linked=copied == 0,
                 site=self.site_rules(job.slot, job.branch),
                 activate=job.activate,
+                held=held_for_push(job),
             )
         except DrophostError as exc:
             log.warning("git deployment %s of slot %s failed: %s", job.deployment_id, job.slot, exc.message)
@@ -266,7 +272,7 @@ class Worker:
             with self.deployer.artifacts.using():
                 self.deployer.artifacts.absorb_tree(incoming)
             # A draft is published even so: it was asked for its own release and permalink.
-            if job.activate and self._serves_already(job.slot, incoming):
+            if (job.activate or held_for_push(job)) and self._serves_already(job.slot, incoming):
                 releases.remove(incoming)
                 build_log.line("DropHost: the output is what the slot serves already: no new version")
                 build_log.close()
@@ -301,8 +307,11 @@ class Worker:
                 linked=True,
                 site=self.site_rules(job.slot, job.branch),
                 activate=job.activate,
+                held=held_for_push(job),
             )
-            if published["status"] == "draft":
+            if held_for_push(job):
+                build_log.line("DropHost: ready; it goes live once git has moved the pushed branch")
+            elif published["status"] == "draft":
                 build_log.line(f"DropHost: kept as a draft, not live; promote deployment {job.deployment_id}")
             else:
                 build_log.line(f"DropHost: live at {self.settings.site_base_url}/d/{job.slot}/")

@@ -104,6 +104,17 @@ class Activator:
             raise mine.error
         return mine.old_workers
 
+    def check(self, slot: str, text: str) -> None:
+        """nginx -t the configuration as it would be with this config of the slot, changing nothing
+        (a held draft: its push is refused now if nginx would refuse it when it goes live)."""
+        if self.nginx.has_entry(slot, text):
+            return
+        with self.lock:
+            try:
+                self.nginx.check_candidates({slot: text})
+            finally:
+                self.nginx.discard_staged()
+
     def restore(self, slot: str, text: str | None, release_dir: Path | str | None) -> None:
         """Put one slot back to what PostgreSQL records (None, None: offline). No nginx -t: these
         are the files nginx had before the switch that could not be recorded."""

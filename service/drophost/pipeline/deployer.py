@@ -6,6 +6,7 @@ does it: archive (ZIP intake), publish, slotops, reconcile, retention, record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +47,7 @@ class Deployer(Context):
         linked: bool = False,
         site: SiteOptions | None = None,
         activate: bool = True,
+        held: bool = False,
         **fields: Any,
     ) -> dict[str, Any]:
         return publish.publish_tree(
@@ -60,8 +62,12 @@ class Deployer(Context):
             linked=linked,
             site=site,
             activate=activate,
+            held=held,
             **fields,
         )
+
+    def publish_draft(self, slot: str, deployment_id: int, *, refused: Callable[[], str | None]) -> dict[str, Any]:
+        return publish.publish_draft(self, slot, deployment_id, refused=refused)
 
     def rollback(self, slot: str, version: int | None) -> dict[str, Any]:
         return slotops.rollback(self, slot, version)

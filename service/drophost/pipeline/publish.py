@@ -7,11 +7,12 @@ nginx to it, record the outcome, then let retention drop what the slot no longer
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from drophost.errors import DrophostError
+from drophost.errors import ConflictError, DrophostError
 from drophost.names import NO_TTL, validate_new_slot
 from drophost.pipeline import record, releases, retention, sitefiles
 from drophost.pipeline.context import Context
@@ -35,6 +36,7 @@ def publish_tree(
     linked: bool = False,
     site: SiteOptions | None = None,
     activate: bool = True,
+    held: bool = False,
     **fields: Any,
 ) -> dict[str, Any]:
     """Turn a tree under releases/ into a live version of `slot` and return its deployment.
@@ -45,6 +47,8 @@ def publish_tree(
     again; otherwise each distinct file is absorbed into the artifact store here.
     `site`: the rules deploy.yaml or the API give; the tree's `_redirects` and `_headers` add theirs.
     `activate`: False publishes a draft: release, config version and permalink, the live site unchanged.
+    `held`: a draft that waits to go live (a hosted push's, until git moved its branch: publish_draft),
+    so nothing announces it as a draft meanwhile.
     """
     with ctx.slot_lock(slot):
         try:
@@ -68,11 +72,16 @@ def publish_tree(
             rule_files = sitefiles.take_rule_files(final)
             part, compiled_from = sitefiles.compile_site(ctx, slot, site or SiteOptions(), rule_files)
             releases.seal(final)
-            held = _lock_reason(ctx, slot) if activate else None
-            if activate and held is None:
+            locked = _lock_reason(ctx, slot) if activate else None
+            if activate and locked is None:
                 _go_live(ctx, slot, deployment_id, final, files, size, ttl_seconds, part, compiled_from)
             else:
-                _keep_draft(ctx, slot, deployment_id, final, files, size, part, compiled_from, note=held)
+                version = _next_version(ctx, slot, deployment_id, final, part, compiled_from)
+                if held:
+                    ctx.activator.check(slot, version["config"])
+                record.drafted(
+                    ctx, deployment_id=deployment_id, files=files, size=size, note=locked, announce=not held, **version
+                )
         except DrophostError as exc:
             releases.remove(incoming)
             releases.remove(final)
@@ -109,22 +118,6 @@ def check_slot_name(ctx: Context, slot: str) -> None:
     if "--" in slot:
         with ctx.pool.connection() as conn:
             validate_new_slot(slot, known=versions.slot_known(conn, slot))
-
-
-def _keep_draft(
-    ctx: Context,
-    slot: str,
-    deployment_id: int,
-    final: Path,
-    files: int,
-    size: int,
-    part: str,
-    compiled_from: dict[str, Any],
-    *,
-    note: str | None,
-) -> None:
-    version = _next_version(ctx, slot, deployment_id, final, part, compiled_from)
-    record.drafted(ctx, deployment_id=deployment_id, files=files, size=size, note=note, **version)
 
 
 def _next_version(
@@ -170,6 +163,43 @@ def _go_live(
     record.deployed(
         ctx, slot=slot, version=version, deployment_id=deployment_id, expires_at=expires_at, files=files, size=size
     )
+
+
+def publish_draft(ctx: Context, slot: str, deployment_id: int, *, refused: Callable[[], str | None]) -> dict[str, Any]:
+    """A held draft goes live as its deploy would have (its time to live counted from now, `live`
+    announced), under the slot's lock, unless `refused()` gives a reason against it (checked under
+    the lock: a later push moved the branch) or the slot is locked: the draft then stays one, the
+    reason its note. Returns the deployment."""
+    with ctx.slot_lock(slot):
+        with ctx.pool.connection() as conn:
+            row = deployments.get_deployment(conn, deployment_id)
+            target = versions.version_of_deployment(conn, slot, deployment_id)
+        if row is None or row["slot"] != slot or target is None or target["status"] not in ("draft", "active"):
+            raise ConflictError(f"deployment {deployment_id} is not a draft of slot {slot!r} waiting to go live")
+        if target["status"] == "active":
+            return record.deployment(ctx, deployment_id)  # made live already (one push, two refs)
+        reason = refused() or _lock_reason(ctx, slot)
+        if reason is not None:
+            record.draft_kept(ctx, deployment_id, reason)
+            return record.deployment(ctx, deployment_id)
+        version = int(target["version"])
+        release = releases.locate(ctx.settings.releases_dir, target["release_dir"])
+        try:
+            ctx.activator.activate(slot, target["config"], release)
+        except DrophostError as exc:
+            record.version_failed(ctx, slot, version)
+            record.deploy_failed(ctx, deployment_id, exc.message)
+            raise
+        expires_at = _expiry(ctx, slot, row["ttl_seconds"])
+        files, size = int(row["files"] or 0), int(row["bytes"] or 0)
+        record.deployed(
+            ctx, slot=slot, version=version, deployment_id=deployment_id, expires_at=expires_at, files=files, size=size
+        )
+        try:
+            retention.retain(ctx.pool, ctx.settings, slot)
+        except Exception:  # the deploy is live; retention runs again next time
+            log.exception("retention failed for slot %s", slot)
+    return record.deployment(ctx, deployment_id)
 
 
 def _expiry(ctx: Context, slot: str, ttl_seconds: int | None) -> datetime | None:

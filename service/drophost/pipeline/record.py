@@ -60,14 +60,29 @@ def rolled_back(ctx: Context, *, slot: str, version: int, deployment_id: int, ac
 
 
 def drafted(
-    ctx: Context, *, deployment_id: int, files: int, size: int, note: str | None = None, **version: Any
+    ctx: Context,
+    *,
+    deployment_id: int,
+    files: int,
+    size: int,
+    note: str | None = None,
+    announce: bool = True,
+    **version: Any,
 ) -> None:
     """A deployment published without going live: its version waits as a draft, nginx unchanged.
-    `note`: why it was not made live when it was asked to be (a locked slot), kept on the deployment."""
+    `note`: why it was not made live when it was asked to be (a locked slot), kept on the deployment.
+    `announce`: False for a draft held to go live (its success is planned then, by `deployed`)."""
     with ctx.pool.connection() as conn, conn.transaction():
         versions.insert_config_version(conn, deployment_id=deployment_id, status="draft", **version)
         deployments.mark_ready(conn, deployment_id, files=files, size=size, note=note)
-        _plan_deployment(ctx, conn, deployment_id, SUCCESS, draft=True)
+        if announce:
+            _plan_deployment(ctx, conn, deployment_id, SUCCESS, draft=True)
+
+
+def draft_kept(ctx: Context, deployment_id: int, note: str) -> None:
+    """A held draft that did not go live stays a draft; `note` says why."""
+    with ctx.pool.connection() as conn, conn.transaction():
+        deployments.set_note(conn, deployment_id, note)
 
 
 def rules_changed(ctx: Context, *, slot: str, version: int, deployment_id: int, expires_at: datetime | None) -> None:

@@ -56,6 +56,11 @@ def mark_ready(conn: Conn, deployment_id: int, *, files: int, size: int, note: s
     )
 
 
+def set_note(conn: Conn, deployment_id: int, note: str) -> None:
+    """Why a ready deployment is not live (a draft a later push superseded, a locked slot)."""
+    conn.execute("UPDATE deployments SET error = %s WHERE id = %s AND state = 'ready'", (note, deployment_id))
+
+
 def mark_unchanged(conn: Conn, deployment_id: int) -> None:
     """A build whose output is what the slot serves already: no version was made."""
     conn.execute(

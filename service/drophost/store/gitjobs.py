@@ -200,6 +200,7 @@ def queue_pinned(
     commit: str,
     objects: str,
     ref: str | None = None,
+    activate: bool = True,
 ) -> int:
     """Queue a deploy of one pushed commit (a hosted push waiting in pre-receive for its outcome).
 
@@ -210,8 +211,9 @@ def queue_pinned(
         conn,
         "WITH d AS (INSERT INTO deployments (slot, source, state, trigger, repo, branch, pusher, ttl_seconds)"
         " VALUES (%(slot)s, 'git', 'queued', 'push', %(repo)s, %(branch)s, %(pusher)s, %(ttl)s) RETURNING id)"
-        " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, commit_sha, objects)"
-        " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s, %(commit)s, %(objects)s"
+        " INSERT INTO git_jobs (deployment_id, slot, repo, branch, path, template, ref, commit_sha, objects, activate)"
+        " SELECT d.id, %(slot)s, %(repo)s, %(branch)s, %(path)s, %(template)s, %(ref)s, %(commit)s, %(objects)s,"
+        " %(activate)s"
         " FROM d"
         " RETURNING deployment_id",
         {
@@ -225,6 +227,7 @@ def queue_pinned(
             "commit": commit,
             "objects": objects,
             "ref": ref,
+            "activate": activate,
         },
     )
     assert row is not None
@@ -251,6 +254,28 @@ def live_git_source(conn: Conn, slot: str) -> Row | None:
         " WHERE s.slot = %s AND s.status = 'live' AND d.source = 'git' AND d.commit_sha IS NOT NULL",
         (slot,),
     )
+
+
+def pushed_deployment(conn: Conn, slot: str, repo: str, pushed: str) -> Row | None:
+    """The newest deploy of a slot a hosted push's pre-receive hook queued for the object `pushed`."""
+    return fetch_one(
+        conn,
+        "SELECT d.id, d.state, d.commit_sha, d.error FROM git_jobs j JOIN deployments d ON d.id = j.deployment_id"
+        " WHERE j.slot = %s AND j.repo = %s AND j.commit_sha = %s AND j.objects IS NOT NULL"
+        " ORDER BY d.id DESC LIMIT 1",
+        (slot, repo, pushed),
+    )
+
+
+def activated_since(conn: Conn, slot: str, deployment_id: int) -> bool:
+    """Whether the slot switched to another version (or went offline) after the deployment was queued."""
+    row = fetch_one(
+        conn,
+        "SELECT 1 AS found FROM activations a JOIN deployments d ON d.id = %s"
+        " WHERE a.slot = %s AND a.created_at >= d.created_at LIMIT 1",
+        (deployment_id, slot),
+    )
+    return row is not None
 
 
 def _transaction(conn: Conn) -> AbstractContextManager[object]:
@@ -371,7 +396,7 @@ def deployment_states(conn: Conn, deployment_ids: list[int]) -> list[Row]:
     return fetch_all(
         conn,
         "SELECT d.id, d.slot, d.state, d.error, cv.version FROM deployments d"
-        " LEFT JOIN config_versions cv ON cv.deployment_id = d.id AND cv.status IN ('active', 'inactive')"
+        " LEFT JOIN config_versions cv ON cv.deployment_id = d.id AND cv.status IN ('active', 'inactive', 'draft')"
         " WHERE d.id = ANY(%s) ORDER BY d.id",
         (deployment_ids,),
     )

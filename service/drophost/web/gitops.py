@@ -106,10 +106,10 @@ async def create_git_deployment(request: Request) -> Response:
 # -- git push ----------------------------------------------------------------------------------
 async def git_hook(request: Request) -> Response:
     """Called by a hosted repository's hooks. paths: the folder of each pushed branch the tree caps
-    apply to; pre-receive: queue a deploy of each pushed commit (the hook then follows their logs);
-    result: wait for them, report each, accept or refuse the push;
-    post-receive: take the previews of deleted branches offline. Without a stage (a hook installed
-    before pre-receive deployed): queue the pushed branches, wait, report."""
+    apply to; pre-receive: queue a draft of each pushed commit (the hook then follows their logs);
+    result: wait for them, report each, accept or refuse the push; post-receive: make the drafts of
+    the refs git moved live, take deleted branches' previews offline. Without a stage (a hook
+    installed before pre-receive deployed): queue the pushed branches, wait, report."""
     body = await read_json(request)
     name = body.get("repository")
     updates = body.get("updates")
@@ -124,7 +124,9 @@ async def git_hook(request: Request) -> Response:
         rows = await run_in_threadpool(gitops.settle_push, ids[:100])
         accepted = all(row["state"] in ("ready", "unchanged") for row in rows)
         # The hook has printed each build's log already: an error's log tail is not repeated.
-        messages = _outcome_lines(settings, [{**row, "error": (row["error"] or "").split("\n")[0]} for row in rows])
+        messages = _outcome_lines(
+            settings, [{**row, "error": (row["error"] or "").split("\n")[0]} for row in rows], held=True
+        )
         if not ids:
             messages.append("DropHost: no site in deploy.yaml deploys the pushed branch(es)")
         elif not accepted:
@@ -140,8 +142,7 @@ async def git_hook(request: Request) -> Response:
         queued = await run_in_threadpool(gitops.hosted_pre_receive, name, refs, who, body.get("quarantine"))
         return JSONResponse({"deployments": queued})
     if stage == "post-receive":
-        await run_in_threadpool(gitops.hosted_deletions, name, refs, who)
-        return JSONResponse({"messages": []})
+        return JSONResponse({"messages": await run_in_threadpool(gitops.hosted_post_receive, name, refs, who)})
     queued = await run_in_threadpool(gitops.hosted_push, name, refs, who)
     rows = await run_in_threadpool(gitops.wait_for, queued, settings.git_timeout)
     messages = _outcome_lines(settings, rows)
@@ -150,12 +151,15 @@ async def git_hook(request: Request) -> Response:
     return JSONResponse({"messages": messages, "deployments": queued})
 
 
-def _outcome_lines(settings: Settings, rows: list[dict[str, Any]]) -> list[str]:
+def _outcome_lines(settings: Settings, rows: list[dict[str, Any]], *, held: bool = False) -> list[str]:
+    """`held`: pre-receive's drafts, which post-receive makes live once git moved their branch."""
     messages = []
     for row in rows:
         # The path form: a push often comes from a machine whose resolver knows no *.localhost name.
         url = views.slot_path_url(settings, row["slot"])
-        if row["state"] == "ready" and row["error"]:
+        if row["state"] == "ready" and held:
+            messages.append(f"DropHost: {row['slot']} version {row['version']} is ready: live once git moves the ref")
+        elif row["state"] == "ready" and row["error"]:
             messages.append(f"DropHost: {row['slot']} was not made live: {row['error']}")  # a locked slot's draft
         elif row["state"] == "ready":
             messages.append(f"live at {url} (version {row['version']})")

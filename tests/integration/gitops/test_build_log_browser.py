@@ -57,11 +57,14 @@ def test_the_deployment_page_streams_the_build_log_while_it_runs(
     assert "step 2" not in page.inner_text("#build-log-text")
     assert served.api("GET", f"/api/deployments/{deployment_id}").json()["status"] == "building"
 
-    # When the build ends the page comes back with the outcome and the whole log.
-    page.wait_for_selector(".badge.live", timeout=30_000)
+    # When the build ends the page comes back with the outcome and the whole log: a draft until git
+    # has moved the branch and post-receive made it live.
+    page.wait_for_selector(".badge.draft, .badge.live", timeout=30_000)
+    pushed.join(timeout=30)
+    page.reload()
+    page.wait_for_selector(".badge.live")
     log = page.inner_text("#build-log-text")
     assert log.index("step 1") < log.index("step 2") < log.index("DropHost: live at")
-    pushed.join(timeout=30)
 
     page.goto(f"{served.base_url}/slots/handbook")
     page.click(f"a[href='/deployments/{deployment_id}']")

@@ -1,0 +1,147 @@
+"""A hosted push lands: git moved its refs, and the post-receive hook makes their drafts live.
+
+pre-receive checked, built and sealed each pushed commit a site follows into a held draft
+(intake.hosted_pre_receive), so a bad push is still refused before any ref moves. But git moves a
+ref only after pre-receive exits, and only if it still holds the old value: of two pushes from the
+same commit, the first hook to finish wins and the other's update fails. So a draft goes live
+here, from post-receive (which git runs only for the refs it moved), under the slot's lock, and
+only while the ref still holds its commit (a later push may have moved it on): the site never
+serves a commit its branch never held.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from drophost.errors import DrophostError
+from drophost.gitops import refs, targets, webhooks
+from drophost.gitops.intake import Intake
+from drophost.gitops.manifest import Manifest, SiteSpec
+from drophost.gitops.mirror import SHA, GitSource
+from drophost.gitops.targets import Target
+from drophost.pipeline.buildlog import BuildLog, log_path
+from drophost.pipeline.deployer import Deployer
+from drophost.settings import Settings
+from drophost.store import audit, gitjobs
+
+log = logging.getLogger(__name__)
+
+
+def moved_targets(sites: Sequence[SiteSpec], updates: Sequence[tuple[str, str, str]]) -> list[tuple[Target, str]]:
+    """What each moved ref deploys, with the object pushed to it: the branch of each site following
+    it, and for a site following tags the newest tag pushed (pure; what pre-receive queued)."""
+    pushed_tags = {
+        tag: new
+        for _old, new, ref in updates
+        if (tag := refs.tag_of(ref)) and new != webhooks.ZERO_SHA and SHA.fullmatch(new)
+    }
+    moved: list[tuple[Target, str]] = []
+    for site in sites:
+        newest = refs.newest(tag for tag in pushed_tags if site.wants_tag(tag))
+        if newest is not None:
+            moved.append((targets.tag_target(site, newest), pushed_tags[newest]))
+    for _old, new, ref in updates:
+        if ref.startswith("refs/heads/") and new != webhooks.ZERO_SHA and SHA.fullmatch(new):
+            branch = ref[len("refs/heads/") :]
+            moved += [(targets.branch_target(site, branch), new) for site in sites if site.wants(branch)]
+    return moved
+
+
+class Landing:
+    def __init__(
+        self, settings: Settings, pool: ConnectionPool[Any], deployer: Deployer, source: GitSource, intake: Intake
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.deployer = deployer
+        self.source = source
+        self.intake = intake
+
+    def land(
+        self, manifest: Manifest, name: str, updates: Sequence[tuple[str, str, str]], pusher: str | None
+    ) -> list[str]:
+        """The post-receive hook's moved refs: each draft pre-receive made of them goes live. The
+        push output's lines (where each site is live, or why it is not)."""
+        sites = [site for site in manifest.sites if site.repo.hosted_name == name]
+        messages = []
+        landed = set()
+        for target, pushed in moved_targets(sites, updates):
+            if (target.slot, pushed) in landed:
+                continue  # one site following two pushed branches: one draft of that commit
+            landed.add((target.slot, pushed))
+            line = self._land(target, pushed, pusher or "push")
+            if line is not None:
+                messages.append(line)
+        return messages
+
+    def _land(self, target: Target, pushed: str, actor: str) -> str | None:
+        slot, repo = target.slot, target.site.repo
+        stale = False
+        with self.pool.connection() as conn:
+            row = gitjobs.pushed_deployment(conn, slot, repo.text, pushed)
+            if row is not None and row["state"] == "unchanged":
+                stale = gitjobs.activated_since(conn, slot, int(row["id"]))
+        if row is None or row["state"] not in ("ready", "unchanged"):
+            return None  # nothing was queued (an older tag), or pre-receive reported it already
+        deployment_id = int(row["id"])
+        if row["state"] == "unchanged":
+            if not stale:
+                return None
+            # It was compared with what was live then; the slot has switched since (a push that
+            # landed meanwhile): deploy the head again, compared with what is live now.
+            queued = self.intake.enqueue_target(target, trigger="push", pusher=actor)
+            return f"DropHost: {slot} changed while this push was checked: deploying it again (deployment {queued})"
+        commit = str(row["commit_sha"])
+        try:
+            done = self.deployer.publish_draft(slot, deployment_id, refused=lambda: self._refused(target, commit))
+        except DrophostError as exc:
+            self._record(actor, target, deployment_id, "failed", exc.message)
+            return (
+                f"DropHost: {slot} could not be made live: {exc.message}; the branch moved, what was live stays"
+                f" live (push again, or promote deployment {deployment_id})"
+            )
+        except Exception:
+            log.exception("making deployment %s of slot %s live failed", deployment_id, slot)
+            self._record(actor, target, deployment_id, "failed", "internal error")
+            return f"DropHost: {slot} could not be made live (internal error); promote deployment {deployment_id}"
+        if done["status"] != "live":
+            self._record(actor, target, deployment_id, "draft", done["error"])
+            return f"DropHost: {slot} was not made live: {done['error']}"
+        self._record(actor, target, deployment_id, "live", None)
+        url = f"{self.settings.site_base_url}/d/{slot}/"
+        if log_path(self.settings.builds_dir, deployment_id).exists():
+            build_log = BuildLog(self.settings.builds_dir, deployment_id, self.settings.build_log_bytes)
+            build_log.line(f"DropHost: live at {url}")
+            build_log.close()
+        return f"live at {url} (version {done['config_version']})"
+
+    def _refused(self, target: Target, commit: str) -> str | None:
+        """Why the draft of `commit` must not go live now (asked under the slot's lock), or None."""
+        shown = target.branch if target.ref is None else target.ref.removeprefix("refs/tags/")
+        head = self.source.remote_head(target.site.repo, target.branch, ref=target.ref)
+        if head is None:
+            return f"{shown} no longer exists"
+        if head != commit:
+            return f"a later push moved {shown} on to {head[:12]}; that push makes it live"
+        tag = refs.tag_of(target.ref or "")
+        newer = None if tag is None else targets.older_than(target.site, tag, self.intake.tags_given(target.slot))
+        return None if newer is None else f"the slot has the newer tag {newer}"
+
+    def _record(self, actor: str, target: Target, deployment_id: int, result: str, error: str | None) -> None:
+        detail = f"deployment {deployment_id} of {target.site.repo.text} {target.branch}, after git moved it"
+        try:
+            with self.pool.connection() as conn:
+                audit.record(
+                    conn,
+                    actor=actor,
+                    action="git_deploy_result",
+                    target=target.slot,
+                    result=result,
+                    detail=f"{detail}: {error}" if error else detail,
+                )
+        except Exception:  # the outcome itself is recorded on the deployment
+            log.exception("could not write the audit log entry for deployment %s", deployment_id)

@@ -1,0 +1,139 @@
+"""A hosted push goes live only once git has moved its branch (post-receive makes its draft live).
+
+Two pushes racing for one branch, both from the same commit: git lets only the first hook to finish
+move the branch (its update checks the old value). The loser's deploy must never be what is live,
+nor be announced live.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from tests.harness.git import HANDBOOK, git, push, work_repo
+from tests.harness.receiver import Receiver
+from tests.harness.stacks import Served
+from tests.harness.waiting import wait_until
+
+from .test_push_deploys import build_yaml, commit, deployments, remote_head
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+
+# A commit holding `slow` builds for a few seconds, long enough for the other push to queue behind it.
+SLOW_BUILD = "mkdir dist; if [ -f slow ]; then sleep 4; fi; cp index.html dist/"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    server.status = 200
+    yield server
+    server.close()
+
+
+@needs_bwrap
+def test_of_two_racing_pushes_the_site_serves_the_one_the_branch_kept(
+    served_stack: Callable[..., Served], receiver: Receiver, tmp_path: Path
+) -> None:
+    notify = f"notifications:\n  - url: {receiver.url('/json')}\n    format: json\n    events: [live, promote]\n"
+    served = served_stack(build_yaml(SLOW_BUILD) + notify, {"SITE_SECRET": "x"})
+    work = work_repo(tmp_path, {"index.html": "X"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    base = git("rev-parse", "HEAD", cwd=work)
+    slow = commit(work, {"index.html": "A", "slow": "yes"})
+    git("reset", "--quiet", "--hard", base, cwd=work)
+    (work / "slow").unlink(missing_ok=True)
+    fast = commit(work, {"index.html": "B"})
+
+    outcomes: dict[str, tuple[int, str]] = {}
+
+    def push_slow() -> None:
+        outcomes["slow"] = push(work, served.push_url("handbook"), f"{slow}:refs/heads/main")
+
+    racer = threading.Thread(target=push_slow)
+    racer.start()
+    try:
+        assert wait_until(
+            lambda: any(row["commit_sha"] == slow and row["status"] == "building" for row in deployments(served))
+        )
+        # Queued behind the slow build of its slot, from the same old commit.
+        outcomes["fast"] = push(work, served.push_url("handbook"), f"{fast}:refs/heads/main")
+    finally:
+        racer.join(timeout=120)
+
+    codes = sorted(code for code, _ in outcomes.values())
+    assert codes[0] == 0 and codes[1] != 0, outcomes
+    head = remote_head(served, work)
+    assert head in (slow, fast)
+    loser = "fast" if head == slow else "slow"
+    assert outcomes[loser][0] != 0 and "-> main (failed to update ref)" in outcomes[loser][1], outcomes[loser][1]
+    winner = "slow" if loser == "fast" else "fast"
+    assert f"remote: live at {served.sites_url}/d/handbook/" in outcomes[winner][1], outcomes[winner][1]
+    (live,) = [row for row in deployments(served) if row["status"] == "live"]
+    assert live["commit_sha"] == head
+    assert httpx.get(served.sites_url + "/d/handbook/").text == ("A" if head == slow else "B")
+    # The loser's deploy stays a draft, never announced: one `live` per commit that went live.
+    (kept,) = [row for row in deployments(served) if row["commit_sha"] == (fast if head == slow else slow)]
+    assert kept["status"] == "draft"
+    assert wait_until(lambda: len(receiver.received()) == 2)
+    announced = [request.json() for request in receiver.received()]
+    assert sorted((body["event"], body["commit"]) for body in announced) == sorted([("live", base), ("live", head)])
+
+
+def test_a_push_to_a_locked_slot_moves_its_branch_and_leaves_its_draft_waiting(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    assert served.api("POST", "/api/slots/handbook/lock", json={"reason": "release freeze"}).status_code == 200
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    assert "remote: DropHost: handbook was not made live: slot is locked (release freeze" in output, output
+    assert remote_head(served, work) == pushed
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+    newest = deployments(served)[0]
+    assert (newest["status"], newest["commit_sha"]) == ("draft", pushed)
+    promoted = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": newest["id"]})
+    assert promoted.status_code == 200, promoted.text
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
+
+
+def test_a_draft_whose_branch_a_later_push_moved_on_is_not_made_live(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    base = git("rev-parse", "HEAD", cwd=work)
+    # The first push's post-receive comes late: here, only once the next push has landed.
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    saved = hook.read_bytes()
+    hook.unlink()
+    early = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    hook.write_bytes(saved)
+    hook.chmod(0o755)
+    later = commit(work, {"index.html": "three"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and f"remote: live at {served.sites_url}/d/handbook/ (version 3)" in output, output
+
+    late = {"stage": "post-receive", "repository": "handbook", "updates": [[base, early, "refs/heads/main"]]}
+    answer = served.api("POST", "/api/git/hook", json=late)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["messages"] == [
+        f"DropHost: handbook was not made live: a later push moved main on to {later[:12]}; that push makes it live"
+    ]
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "three"
+    kept = next(row for row in deployments(served) if row["commit_sha"] == early)
+    assert kept["status"] == "draft" and kept["error"].startswith("a later push moved main on")
