@@ -3,9 +3,9 @@
 Reads pre-built HTTP/1.1 requests from stdin (each preceded by its length as a decimal line), sends
 them on non-blocking sockets from one thread, IN_FLIGHT at a time, each on a fresh connection, and
 prints one JSON object: each request's latency (from creating its socket to the last byte of its
-answer), each answer's status, and the CPU time it spent sending them. One thread and no GIL shared with
-the benchmark's git server (which serves the burst's deploy from the benchmark's process) keep the
-sender's own work out of the latencies it measures.
+answer), each answer's status, when it was sent, and the CPU time spent sending them. One thread,
+and no GIL shared with the benchmark's git server (which serves the burst's deploy from the
+benchmark's process), keep the sender's own work out of the latencies it measures.
 """
 
 from __future__ import annotations
@@ -38,12 +38,15 @@ def read_requests(stream: bytes) -> list[bytes]:
     return requests
 
 
-def send_all(port: int, requests: list[bytes], in_flight: int) -> tuple[list[float], list[int]]:
-    """Each request's latency in seconds and its answer's status, in the order they finished."""
+def send_all(port: int, requests: list[bytes], in_flight: int) -> tuple[list[float], list[int], list[float]]:
+    """Each request's latency in seconds, its answer's status and when it was sent (seconds from
+    the first), in the order they finished."""
     selector = selectors.DefaultSelector()
     waiting = list(reversed(requests))
     latencies: list[float] = []
     statuses: list[int] = []
+    sent: list[float] = []
+    began = time.perf_counter()
 
     def start() -> None:
         request = waiting.pop()
@@ -68,22 +71,23 @@ def send_all(port: int, requests: list[bytes], in_flight: int) -> tuple[list[flo
                 exchange.answer.append(chunk)
                 continue
             latencies.append(time.perf_counter() - exchange.started)
+            sent.append(exchange.started - began)
             selector.unregister(exchange.sock)
             exchange.sock.close()
             statuses.append(int(b"".join(exchange.answer).split(b" ", 2)[1]))
             if waiting:
                 start()
-    return latencies, statuses
+    return latencies, statuses, sent
 
 
 def main() -> None:
     port, in_flight = int(sys.argv[1]), int(sys.argv[2])
     requests = read_requests(sys.stdin.buffer.read())
     before = resource.getrusage(resource.RUSAGE_SELF)
-    latencies, statuses = send_all(port, requests, in_flight)
+    latencies, statuses, sent = send_all(port, requests, in_flight)
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    json.dump({"latencies": latencies, "statuses": statuses, "cpu": cpu}, sys.stdout)
+    json.dump({"latencies": latencies, "statuses": statuses, "sent": sent, "cpu": cpu}, sys.stdout)
 
 
 if __name__ == "__main__":

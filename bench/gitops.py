@@ -56,7 +56,7 @@ ROUNDS = 5  # cold first deploys in (a): one sample swings with the disk
 DELIVERIES = 200  # in a burst of (c)
 IN_FLIGHT = 8
 TICKS = os.sysconf("SC_CLK_TCK")
-Sender = Callable[[int, list[bytes]], tuple[list[float], float]]
+Sender = Callable[[int, list[bytes]], "Sent"]
 
 
 def delivery_request(port: int, body: bytes, delivery: str) -> bytes:
@@ -79,30 +79,31 @@ def send_raw(port: int, request: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
-def send_from_threads(port: int, requests: list[bytes]) -> tuple[list[float], float]:
+def send_from_threads(port: int, requests: list[bytes]) -> Sent:
     """The sender used up to 2026-12-07: IN_FLIGHT threads of this process, one request each at a time."""
+    began = time.perf_counter()
 
-    def deliver(request: bytes) -> float:
+    def deliver(request: bytes) -> tuple[float, float]:
         t0 = time.perf_counter()
         status = send_raw(port, request)
         assert status == 202, status
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, t0 - began
 
     before = time.process_time()
     with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
-        latencies = list(pool.map(deliver, requests))
+        done = list(pool.map(deliver, requests))
     # The whole process's CPU: the git server's threads (serving the burst's fetch) count too.
-    return latencies, time.process_time() - before
+    return Sent([t for t, _ in done], [at for _, at in done], time.process_time() - before)
 
 
-def send_from_process(port: int, requests: list[bytes]) -> tuple[list[float], float]:
+def send_from_process(port: int, requests: list[bytes]) -> Sent:
     """bench.burst in a process of its own: one thread, non-blocking sockets."""
     stream = b"".join(b"%d\n%s" % (len(request), request) for request in requests)
     argv = [sys.executable, "-m", "bench.burst", str(port), str(IN_FLIGHT)]
     done = subprocess.run(argv, input=stream, capture_output=True, check=True, timeout=300)
     sent = json.loads(done.stdout)
     assert all(status == 202 for status in sent["statuses"]), sent["statuses"]
-    return sent["latencies"], sent["cpu"]
+    return Sent(sent["latencies"], sent["sent"], sent["cpu"])
 
 
 SENDERS = {"process": send_from_process, "threads": send_from_threads}
@@ -125,14 +126,28 @@ def cpu_by_program(root: int) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class Sent:
+    latencies: list[float]
+    sent: list[float]  # when each was sent, seconds into the burst
+    cpu: float  # the sender's CPU seconds
+
+
+@dataclass(frozen=True)
 class Burst:
     latencies: list[float]
+    sent: list[float]
     deploys: int
     cpu_ms: dict[str, float]  # per delivery, by program, and the sender's
 
     @property
     def p99(self) -> float:
         return percentile(self.latencies, 0.99)
+
+    def slowest_sent(self) -> str:
+        """When the slowest IN_FLIGHT answers were sent: together, they were held up by one stall."""
+        slowest = sorted(zip(self.latencies, self.sent, strict=True), reverse=True)[:IN_FLIGHT]
+        times = sorted(at * 1000 for _, at in slowest)
+        return f"{times[0]:.0f} to {times[-1]:.0f} ms into the burst"
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -197,7 +212,8 @@ def measure(stack: DropHostStack, git: GitServer, only: str, bursts: int, sender
             cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(one.cpu_ms.items()))
             print(f"(c) burst of {DELIVERIES}: p99 {one.p99 * 1000:.1f} ms, median "
                   f"{statistics.median(one.latencies) * 1000:.1f} ms (goal <= 20 ms); deploys {one.deploys} "
-                  f"(goal <= 3); CPU ms per delivery: {cpu}", flush=True)  # fmt: skip
+                  f"(goal <= 3); CPU ms per delivery: {cpu}; the {IN_FLIGHT} slowest sent {one.slowest_sent()}",
+                  flush=True)  # fmt: skip
         if bursts > 1:
             p99s = sorted(one.p99 * 1000 for one in done)
             medians = sorted(statistics.median(one.latencies) * 1000 for one in done)
@@ -253,7 +269,7 @@ def burst(stack: DropHostStack, git: GitServer, repo: Repo, number: int, sender:
     requests = [delivery_request(stack.port, body, f"{marker}-{n}") for n in range(DELIVERIES)]
     assert stack.process is not None
     cpu_before = cpu_by_program(stack.process.pid)
-    latencies, sender_cpu = sender(stack.port, requests)
+    sent = sender(stack.port, requests)
     cpu_after = cpu_by_program(stack.process.pid)
     git.wait_served(stack, repo, marker)
     client.wait_for(
@@ -261,8 +277,8 @@ def burst(stack: DropHostStack, git: GitServer, repo: Repo, number: int, sender:
     )
     rows = [row for row in deployments() if row["id"] > before]
     cpu_ms = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / DELIVERIES for name in cpu_after}
-    cpu_ms["sender"] = sender_cpu * 1000 / DELIVERIES
-    return Burst(latencies, len(rows), cpu_ms)
+    cpu_ms["sender"] = sent.cpu * 1000 / DELIVERIES
+    return Burst(sent.latencies, sent.sent, len(rows), cpu_ms)
 
 
 if __name__ == "__main__":
