@@ -340,3 +340,56 @@ def test_headers_are_what_http_client_makes_of_them(head: bytes) -> None:
     names = ("content-length", "transfer-encoding", "x-drophost-api", "x-a", "content-type", "location")
     expected = {name: message.get(name) for name in names}
     assert {name: wire.parse_headers(head).get(name) for name in names} == expected
+
+
+class Answering(http.server.BaseHTTPRequestHandler):
+    """/to/URL redirects to URL; anything else answers with the Authorization header it was sent."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/to/"):
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/to/") :])
+            body = b""
+        else:
+            self.send_response(200)
+            body = json.dumps({"authorization": self.headers.get("Authorization")}).encode()
+        self.send_header("X-Drophost-Api", "1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def two_servers() -> Iterator[tuple[str, str]]:
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tuple(f"http://127.0.0.1:{server.server_address[1]}" for server in servers)  # type: ignore[misc]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("over", ["wire", "urllib"])
+def test_the_token_goes_along_a_redirect_only_to_the_same_server(two_servers: tuple[str, str], over: str) -> None:
+    here, elsewhere = two_servers
+    client = ApiClient(here, "secret", timeout=5)
+    if over == "urllib":
+        client._address = None  # as behind a proxy or for https://
+    assert client.get("/to//same") == {"authorization": "Bearer secret"}
+    assert client.get(f"/to/{here}/same") == {"authorization": "Bearer secret"}
+    assert client.get(f"/to/{elsewhere}/other") == {"authorization": None}
+    assert client.get(f"/to/{elsewhere}/to/{here}/back") == {"authorization": None}  # once dropped, gone
+    assert list(client.stream(f"/to/{elsewhere}/other")) == [b'{"authorization": null}']
+    assert list(client.stream(f"/to/{here}/same")) == [b'{"authorization": "Bearer secret"}']
+
+
+def test_an_origin_is_scheme_host_and_port() -> None:
+    from drophost.client.redirects import origin
+
+    assert origin("http://Example.lan/a") == origin("http://example.lan:80/b") == ("http", "example.lan", 80)
+    assert origin("https://example.lan") == ("https", "example.lan", 443)
+    assert origin("http://example.lan:x/") is None
