@@ -99,6 +99,10 @@ def test_a_request_is_sent_as_urllib_sends_it(method: str, body: object, headers
         ("https://drophost.lan", None),
         ("http://user:secret@drophost.lan", None),
         ("http://drophost.lan:http", None),
+        ("http://drophost.lan?x", None),  # urllib would send /?x/api/..., not /api/...
+        ("http://drophost.lan#x", None),
+        ("http://drop\x01host.lan", None),  # http.client refuses control characters in the host too
+        ("http://drophost.lan:80\x7f", None),
     ],
 )
 def test_only_a_plain_http_address_is_spoken_to_directly(server: str, expected: tuple[str, int, str, str]) -> None:

@@ -23,6 +23,8 @@ _MAX_HEADERS = 100  # http.client's limit on the header lines of an answer
 _MAX_HEAD_BYTES = 256 * 1024
 # What http.client refuses in a request's target (_contains_disallowed_url_pchar_re): controls and space.
 _NOT_IN_TARGET = frozenset(map(chr, [*range(0x21), 0x7F]))
+# A query or fragment in the server URL moves or drops each request's path in urllib's hands.
+_NOT_IN_SERVER = _NOT_IN_TARGET | {"?", "#"}
 _NOT_IN_HEADER = frozenset("\r\n\x00")  # what would end a header line early or cut it
 _PIECE = 256 * 1024
 _BODY_METHODS = ("PATCH", "POST", "PUT")  # sent with Content-Length: 0 when they carry nothing
@@ -56,13 +58,13 @@ class SendError(Exception):
 
 def address_of(server: str) -> Address | None:
     """Where to connect for a plain http:// server URL, as http.client parses its host and port;
-    None for anything else (https://, credentials in the URL, a port that is not a number, a path that
-    http.client would refuse or could not send: a control character, a space, anything not ASCII) (pure)."""
-    if not server.startswith("http://"):
+    None for anything else (https://, credentials in the URL, a port that is not a number, a query or a
+    fragment, what http.client would refuse or could not send: a control character, a space, anything
+    not ASCII) (pure)."""
+    if not server.startswith("http://") or not server.isascii() or any(c in _NOT_IN_SERVER for c in server):
         return None
     netloc, slash, path = server[len("http://") :].partition("/")
-    netloc = netloc.split("#", 1)[0].split("?", 1)[0]
-    if not netloc or any(c in netloc for c in "@%\x00\r\n\t "):
+    if not netloc or "@" in netloc or "%" in netloc:
         return None
     host, port = netloc, 80
     colon, bracket = netloc.rfind(":"), netloc.rfind("]")
@@ -73,12 +75,9 @@ def address_of(server: str) -> Address | None:
         host, port = netloc[:colon], int(digits) if digits else 80
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not host or not host.isascii():
+    if not host:
         return None
-    base = slash + path
-    if "?" in base or "#" in base or not base.isascii() or any(c in _NOT_IN_TARGET for c in base):
-        return None
-    return Address(host, port, netloc, base)
+    return Address(host, port, netloc, slash + path)
 
 
 def http_proxy_set(environ: Mapping[str, str]) -> bool:
