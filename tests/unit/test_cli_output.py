@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,3 +66,28 @@ def test_the_token_source_and_the_timeout_come_from_flag_environment_or_cli_ini(
     assert (flagged.token_source, flagged.timeout, flagged.upload_timeout) == ("--token", 900.0, 900.0)
     with pytest.raises(ClientError, match="must be a number of seconds above 0"):
         client("--timeout", "-1")
+
+
+@pytest.mark.parametrize("token", ["s3cr\r\nX-Injected: yes", "s3cr\net", "s3cr\x00", "s3cr\x7f", "s3\x85cr"])
+def test_a_token_with_a_control_character_is_refused_naming_its_source_never_the_token(
+    tmp_path: Path, token: str
+) -> None:
+    config = tmp_path / "cli.ini"
+    # configparser reads an indented next line as the value's continuation: "s3cr\net".
+    config.write_text("[drophost]\nserver = http://127.0.0.1:9\ntoken = s3cr\n  et\n")
+    parser = argparse.ArgumentParser()
+    commands.add_commands(parser.add_subparsers(dest="command"))
+    cases = [
+        (["list", "--token", token], {}, "--token"),
+        (["list"], {"DROPHOST_API_TOKEN": token}, "the environment variable DROPHOST_API_TOKEN"),
+        (["list", "--config", str(config)], {}, str(config)),
+    ]
+    for argv, environ, source in cases:
+        out, err = io.StringIO(), io.StringIO()
+        args = parser.parse_args(argv)
+        code = commands.run(args, {"HOME": str(tmp_path), "DROPHOST_URL": "http://127.0.0.1:9", **environ}, out, err)
+        assert code == 2
+        assert err.getvalue() == (
+            f"drophost: the API token from {source} has a control character (a line break?) in it; copy it again\n"
+        )
+        assert "s3" not in err.getvalue() + out.getvalue()

@@ -173,6 +173,11 @@ def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> ApiClient:
     )
     if not token:
         raise ClientError("no API token: pass --token, set DROPHOST_API_TOKEN or put it in the config file", EXIT_AUTH)
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in token.strip()):
+        # http.client's error would print the whole header, the token with it.
+        raise ClientError(
+            f"the API token from {source} has a control character (a line break?) in it; copy it again", EXIT_USAGE
+        )
     given = getattr(args, "timeout", None)
     timeout = _timeout(given if given is not None else environ.get("DROPHOST_TIMEOUT") or stored.get("timeout"))
     client = ApiClient(validate_server(server), token.strip(), timeout=timeout)

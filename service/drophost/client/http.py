@@ -156,11 +156,13 @@ class ApiClient:
         import urllib.error
         import urllib.request
 
+        from drophost.client import redirects
+
         request = urllib.request.Request(self.server + path, method=method, headers=headers)
         request.timeout = timeout
         message = http.client.parse_headers(io.BytesIO(answer.head))
-        handler = urllib.request.HTTPRedirectHandler()
-        handler.add_parent(urllib.request.build_opener())
+        handler = redirects.SameOriginAuthorization()
+        handler.add_parent(redirects.opener())
         try:
             followed = handler.http_error_302(request, io.BytesIO(answer.body), answer.status, answer.reason, message)
             if followed is None:  # a 3xx without a place to go: urllib's default handler refuses it
@@ -181,11 +183,13 @@ class ApiClient:
         import urllib.error
         import urllib.request
 
+        from drophost.client import redirects
+
         request = urllib.request.Request(self.server + path, method="GET")
         request.add_header("Authorization", f"Bearer {self.token}")
         timeout = self.upload_timeout
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) only
+            with redirects.opener().open(request, timeout=timeout) as response:  # http(s) only
                 self._check_marker(response.headers.get(API_MARKER), response.status)
                 while chunk := response.read1(64 * 1024):
                     yield chunk
@@ -196,12 +200,13 @@ class ApiClient:
 
     def _send(self, request: urllib.request.Request, timeout: float) -> Any:
         import urllib.error
-        import urllib.request
+
+        from drophost.client import redirects
 
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) only
+            with redirects.opener().open(request, timeout=timeout) as response:  # http(s) only
                 body = response.read()
                 self._check_marker(response.headers.get(API_MARKER), response.status)
                 return _decode(body)
