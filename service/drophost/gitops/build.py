@@ -31,6 +31,7 @@ from drophost.gitops.manifest import BuildSpec
 from drophost.gitops.mirror import GitSource
 from drophost.pipeline import remotebuild, sandbox
 from drophost.pipeline.archive import ArchiveLimits
+from drophost.pipeline.artifacts import ArtifactStore
 from drophost.pipeline.buildlog import BuildLog
 from drophost.pipeline.buildoutput import Copied, adopt_output, copy_output
 from drophost.settings import Settings
@@ -107,9 +108,17 @@ class Builder:
         self._system = sandbox.host_system()
 
     def build(
-        self, spec: BuildSpec, target: Target, git_dir: Path, limits: ArchiveLimits, incoming: Path, log: BuildLog
+        self,
+        spec: BuildSpec,
+        target: Target,
+        git_dir: Path,
+        limits: ArchiveLimits,
+        incoming: Path,
+        log: BuildLog,
+        artifacts: ArtifactStore,
     ) -> Copied:
-        """Build the commit and move (or copy) its output into `incoming` (which must not exist yet).
+        """Build the commit and move (or copy) its output into `incoming` (which must not exist yet),
+        each file linked into the artifact store as it goes.
 
         The caller holds a build slot (reserve()): builds past DROPHOST_BUILD_CONCURRENCY wait queued.
         """
@@ -159,7 +168,12 @@ class Builder:
                 output = tree / spec.output
                 if not _plain_folder(tree, spec.output):
                     raise BuildError("the build's output is not a folder (a link or a file)")
-                copied = adopt_output(output, incoming, limits) if confined else copy_output(output, incoming, limits)
+                # Held while linking blobs, so garbage collection never removes one meanwhile.
+                with artifacts.using():
+                    if confined:
+                        copied = adopt_output(output, incoming, limits, artifacts)
+                    else:
+                        copied = copy_output(output, incoming, limits, store=artifacts)
                 log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
                 return copied
             except BuildError as exc:
