@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drophost.pipeline.buildlog import BuildLog, log_path, logged_ids, read_log, remove_log
+from drophost.pipeline.buildlog import BuildLog, is_written, log_path, logged_ids, read_log, remove_log
 
 
 def test_a_log_stops_at_its_cap_says_so_and_still_keeps_the_last_lines(tmp_path: Path) -> None:
@@ -26,3 +26,13 @@ def test_logged_ids_lists_the_logs_on_disk_and_remove_log_removes_one(tmp_path: 
     remove_log(tmp_path, 12)
     remove_log(tmp_path, 12)  # gone already: nothing to do
     assert logged_ids(tmp_path) == [3] and not log_path(tmp_path, 12).exists()
+
+
+def test_a_log_is_written_while_a_build_log_has_it_open_and_not_after(tmp_path: Path) -> None:
+    assert not is_written(tmp_path, 5)  # no log at all
+    log = BuildLog(tmp_path, 5, max_bytes=1000)
+    log.line("building")
+    assert is_written(tmp_path, 5)
+    assert is_written(tmp_path, 5)  # asking does not take the writer's lock away
+    log.close()
+    assert not is_written(tmp_path, 5)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 
 from drophost.errors import BuildError
 from drophost.pipeline.archive import ArchiveLimits
+from drophost.pipeline.artifacts import ArtifactStore
 from drophost.pipeline.buildoutput import adopt_output, copy_output, same_files
 
 
@@ -101,3 +103,40 @@ def test_same_files_compares_names_and_contents_linked_or_not(tmp_path: Path) ->
     (built / "docs" / "a.html").write_text("a")
     (built / "docs" / "b.html").write_text("b")
     assert not same_files(live, built)
+
+
+def stored(tmp_path: Path) -> ArtifactStore:
+    store = ArtifactStore(tmp_path / "artifacts")
+    store.prepare()
+    return store
+
+
+def test_an_adopted_output_goes_into_the_store_read_only_as_it_is_taken(tmp_path: Path) -> None:
+    store = stored(tmp_path)
+    known = tmp_path / "known"
+    known.write_text("a")  # what docs/a.html holds: the store has that blob already
+    os.chmod(known, 0o444)
+    store.adopt_file(str(known), hashlib.sha256(b"a").hexdigest())
+    out = output(tmp_path)
+    os.link(out / "index.html", tmp_path / "cache-file")  # a name the build keeps: published as a copy
+    copied = adopt_output(out, tmp_path / "incoming", ArchiveLimits(), store)
+    assert (copied.files, copied.size) == (2, 5)
+    release = tmp_path / "incoming"
+    for name, content in (("index.html", b"home"), ("docs/a.html", b"a")):
+        info = (release / name).stat()
+        blob = store.path(hashlib.sha256(content).hexdigest())
+        assert (info.st_ino, info.st_mode & 0o777) == (blob.stat().st_ino, 0o444)
+    assert known.stat().st_ino == (release / "docs" / "a.html").stat().st_ino
+    (tmp_path / "cache-file").chmod(0o644)
+    (tmp_path / "cache-file").write_text("changed by the next build")
+    assert (release / "index.html").read_text() == "home"
+    assert sorted(str(p.relative_to(release)) for p in release.rglob("*")) == ["docs", "docs/a.html", "index.html"]
+
+
+@pytest.mark.parametrize("move", [False, True])
+def test_a_copied_or_moved_output_goes_into_the_store_too(tmp_path: Path, move: bool) -> None:
+    store = stored(tmp_path)
+    copy_output(output(tmp_path), tmp_path / "incoming", ArchiveLimits(), move=move, store=store)
+    info = (tmp_path / "incoming" / "index.html").stat()
+    assert (info.st_nlink, info.st_mode & 0o777) == (2, 0o444)
+    assert store.path(hashlib.sha256(b"home").hexdigest()).stat().st_ino == info.st_ino

@@ -4,6 +4,7 @@ moved make live."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from drophost.errors import ValidationError
 from drophost.gitops import manifest
 from drophost.gitops.build import mask
-from drophost.gitops.hosted import HostedRepos
+from drophost.gitops.hosted import HostedRepos, hook_text
 from drophost.gitops.intake import push_timeouts
 from drophost.gitops.landing import moved_targets
 from drophost.gitops.mirror import GitSource
@@ -102,3 +103,31 @@ def test_the_refs_git_moved_name_the_drafts_pre_receive_made() -> None:
         ("handbook", "main", None, a),
         ("handbook-feature-x", "feature/x", None, b),
     ]
+
+
+HOOK = '#!/usr/bin/env python3\n"""A hook."""\nimport sys\n'
+
+
+def test_hooks_are_installed_to_run_with_the_services_own_python_isolated() -> None:
+    installed = hook_text(HOOK, "/opt/drophost/.venv/bin/python")
+    assert installed == HOOK.replace("/usr/bin/env python3", "/opt/drophost/.venv/bin/python -IS")
+
+
+@pytest.mark.parametrize(
+    "interpreter",
+    ["", "python3", "/opt/my tools/python", "/" + "x" * 200 + "/python"],  # unknown, relative, a space, too long
+)
+def test_an_interpreter_a_shebang_cannot_name_keeps_the_packaged_line(interpreter: str) -> None:
+    assert hook_text(HOOK, interpreter) == HOOK
+
+
+def test_the_installed_hooks_are_the_packaged_ones_after_their_first_line(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    hosted = HostedRepos(settings, GitSource(settings))
+    path = hosted.ensure("handbook")
+    for hook in ("pre-receive", "post-receive"):
+        packaged = (Path(__file__).parents[2] / "hooks" / hook).read_text()
+        installed = (path / "hooks" / hook).read_text()
+        assert installed.partition("\n")[2] == packaged.partition("\n")[2]
+        assert installed.startswith(f"#!{sys.executable} -IS\n")
+        assert (path / "hooks" / hook).stat().st_mode & 0o777 == 0o755

@@ -31,11 +31,13 @@ from drophost.gitops.manifest import BuildSpec
 from drophost.gitops.mirror import GitSource
 from drophost.pipeline import remotebuild, sandbox
 from drophost.pipeline.archive import ArchiveLimits
+from drophost.pipeline.artifacts import ArtifactStore
 from drophost.pipeline.buildlog import BuildLog
 from drophost.pipeline.buildoutput import Copied, adopt_output, copy_output
 from drophost.settings import Settings
 
 _READ = 1024 * 1024
+CHECKOUT_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,17 @@ class Builder:
         self._system = sandbox.host_system()
 
     def build(
-        self, spec: BuildSpec, target: Target, git_dir: Path, limits: ArchiveLimits, incoming: Path, log: BuildLog
+        self,
+        spec: BuildSpec,
+        target: Target,
+        git_dir: Path,
+        limits: ArchiveLimits,
+        incoming: Path,
+        log: BuildLog,
+        artifacts: ArtifactStore,
     ) -> Copied:
-        """Build the commit and move (or copy) its output into `incoming` (which must not exist yet).
+        """Build the commit and move (or copy) its output into `incoming` (which must not exist yet),
+        each file linked into the artifact store as it goes.
 
         The caller holds a build slot (reserve()): builds past DROPHOST_BUILD_CONCURRENCY wait queued.
         """
@@ -159,7 +169,12 @@ class Builder:
                 output = tree / spec.output
                 if not _plain_folder(tree, spec.output):
                     raise BuildError("the build's output is not a folder (a link or a file)")
-                copied = adopt_output(output, incoming, limits) if confined else copy_output(output, incoming, limits)
+                # Held while linking blobs, so garbage collection never removes one meanwhile.
+                with artifacts.using():
+                    if confined:
+                        copied = adopt_output(output, incoming, limits, artifacts)
+                    else:
+                        copied = copy_output(output, incoming, limits, store=artifacts)
                 log.line(f"DropHost: the build's output holds {copied.files} files ({copied.size} bytes)")
                 return copied
             except BuildError as exc:
@@ -201,7 +216,11 @@ class Builder:
             # What the last build wrote (its output, lock files, caches' mount points) goes first:
             # read-tree would not write a file over an untracked one.
             self.source.git(git_dir, work_tree, "clean", "-ffdxq", env=env)
-        self.source.git(git_dir, work_tree, "read-tree", "--reset", "-u", commit, env=env)
+        # Writing files is where a cold checkout waits (on a busy disk each file costs ~0.5 ms):
+        # from 100 files to write on, git shares them among worker processes (1,000 files took
+        # 0.4 to 1.0 s alone and 0.1 to 0.75 s with 4 workers here).
+        parallel = f"checkout.workers={CHECKOUT_WORKERS}"
+        self.source.git(git_dir, "-c", parallel, work_tree, "read-tree", "--reset", "-u", commit, env=env)
 
     def _hand_over(self, git_dir: Path, work: Path, index: Path, run_as: sandbox.RunAs) -> None:
         """Make the tree the build user's: only what git wrote this time changes owner, and the index

@@ -264,13 +264,18 @@ class Worker:
                 preview=site.is_preview or site.is_pull_request,
             )
             incoming = releases.incoming_dir(self.settings.releases_dir)
+            # Into the artifact store as the output is taken, not in publish_tree: each file is read
+            # once, and the comparison with the live version finds most files the same blob without
+            # reading them.
             copied = self.builder.build(
-                site.build, target, self.source.mirror_path(repo), self.deployer.archive_limits(), incoming, build_log
+                site.build,
+                target,
+                self.source.mirror_path(repo),
+                self.deployer.archive_limits(),
+                incoming,
+                build_log,
+                self.deployer.artifacts,
             )
-            # Into the artifact store now, not in publish_tree: each file is hashed once, and the
-            # comparison with the live version finds most files the same blob without reading them.
-            with self.deployer.artifacts.using():
-                self.deployer.artifacts.absorb_tree(incoming)
             # A draft is published even so: it was asked for its own release and permalink.
             if (job.activate or held_for_push(job)) and self._serves_already(job.slot, incoming):
                 releases.remove(incoming)

@@ -3,11 +3,15 @@
 Capped (DROPHOST_BUILD_LOG_BYTES): past the cap the lines are no longer written (one line says so),
 but the last ones are still kept in memory for the deployment's error. Kept as long as retention
 keeps the deployment's release (pipeline/retention.py removes it with the release).
+While a BuildLog has its file open it holds a shared lock on it (flock, released by the kernel when
+the file is closed or the process ends): a follower knows the last line is written once the lock is
+gone, instead of waiting a while after the deployment has ended.
 """
 
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -34,6 +38,7 @@ class BuildLog:
         path = log_path(builds_dir, deployment_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115 (closed by close())
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_SH)  # shared: one build's writers never wait for each other
         self._max = max_bytes
         self._written = 0
         self._full = False
@@ -58,6 +63,21 @@ class BuildLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def is_written(builds_dir: Path, deployment_id: int) -> bool:
+    """Whether a BuildLog has this log open still (more lines may come)."""
+    try:
+        fd = os.open(log_path(builds_dir, deployment_id), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the lock just taken
+    return False
 
 
 def logged_ids(builds_dir: Path) -> list[int]:

@@ -10,6 +10,9 @@ any more, and on a busy disk creating a thousand files again costs seconds. Acro
 adopt_output goes further for such a build: the output folder itself is renamed into place (one
 rename instead of one per file) and then checked there by the same rules, what is not published
 removed, every file and folder made the service's own.
+Given the artifact store, each file goes into it as it is published (made read-only, hashed from
+the descriptor already open, linked in): the output is walked and read once, not again by
+ArtifactStore.absorb_tree.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from drophost.errors import BuildError, DrophostError
 from drophost.pipeline.archive import ArchiveLimits, check_entry_name
+from drophost.pipeline.artifacts import ArtifactStore
 from drophost.pipeline.releases import is_published_path
 from drophost.text import show
 
@@ -49,18 +53,21 @@ def check_output_folder(output: Path) -> None:
         raise BuildError("the build's output is not a folder (a link or a file)")
 
 
-def copy_output(output: Path, destination: Path, limits: ArchiveLimits, *, move: bool = False) -> Copied:
-    """Copy (or move) the publishable files of `output` into the fresh folder `destination`, or raise BuildError."""
+def copy_output(
+    output: Path, destination: Path, limits: ArchiveLimits, *, move: bool = False, store: ArtifactStore | None = None
+) -> Copied:
+    """Copy (or move) the publishable files of `output` into the fresh folder `destination` (and
+    into the store, if given), or raise BuildError."""
     check_output_folder(output)
     destination.mkdir(mode=0o755, exist_ok=False)
-    counter = _Counter(limits, move)
+    counter = _Counter(limits, move, store)
     _copy_folder(output, destination, "", counter)
     if counter.files == 0:
         raise BuildError("the build's output folder holds no files to publish")
     return Copied(files=counter.files, size=counter.size)
 
 
-def adopt_output(output: Path, destination: Path, limits: ArchiveLimits) -> Copied:
+def adopt_output(output: Path, destination: Path, limits: ArchiveLimits, store: ArtifactStore | None = None) -> Copied:
     """The output folder of a build whose processes are all gone becomes the fresh folder
     `destination` (renamed), checked like copy_output's copy; copied instead across file systems."""
     check_output_folder(output)
@@ -71,9 +78,9 @@ def adopt_output(output: Path, destination: Path, limits: ArchiveLimits) -> Copi
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        return copy_output(output, destination, limits, move=True)
+        return copy_output(output, destination, limits, move=True, store=store)
     _own(destination, 0o755)
-    counter = _Counter(limits, move=True)
+    counter = _Counter(limits, True, store)
     _adopt_folder(destination, "", counter)
     if counter.files == 0:
         raise BuildError("the build's output folder holds no files to publish")
@@ -110,16 +117,14 @@ def _adopt_file(path: Path, name: str, counter: _Counter) -> None:
         if info.st_nlink == 1:
             if os.geteuid() == 0:
                 os.fchown(fd, os.geteuid(), os.getegid())
-            os.fchmod(fd, 0o644)
+            os.fchmod(fd, counter.mode)
+            counter.store_file(path, _fd_digest(fd))
             return
         # Another name of this file stays with the build (a cache's, say): the release gets a copy.
         temp = path.with_name(f".adopt-{uuid.uuid4().hex}")
-        with open(fd, "rb", closefd=False) as reader, os.fdopen(os.open(temp, _WRITE_FLAGS, 0o644), "wb") as out:
-            left = info.st_size
-            while left > 0 and (chunk := reader.read(min(_CHUNK, left))):
-                out.write(chunk)
-                left -= len(chunk)
+        digest = _copy_fd(fd, info.st_size, temp, counter.mode)
         os.replace(temp, path)
+        counter.store_file(path, digest)
     finally:
         os.close(fd)
 
@@ -140,12 +145,19 @@ def _discard_entry(path: Path) -> None:
 
 
 class _Counter:
-    def __init__(self, limits: ArchiveLimits, move: bool) -> None:
+    def __init__(self, limits: ArchiveLimits, move: bool, store: ArtifactStore | None = None) -> None:
         self.limits = limits
         self.move = move
+        self.store = store
+        # The store's blobs are read-only: a file linked to one is too.
+        self.mode = 0o644 if store is None else 0o444
         self.entries = 0
         self.files = 0
         self.size = 0
+
+    def store_file(self, path: Path, digest: str) -> None:
+        if self.store is not None:
+            self.store.adopt_file(str(path), digest)
 
     def count(self, name: str) -> list[str]:
         self.entries += 1
@@ -188,23 +200,38 @@ def _copy_file(source: Path, target: Path, name: str, counter: _Counter) -> None
         if not stat.S_ISREG(info.st_mode):
             raise BuildError(f"the build's output has a special file: {show(name)}")
         counter.add(info.st_size)
-        if counter.move and info.st_nlink == 1 and _moved(fd, source, target):
+        if counter.move and info.st_nlink == 1 and _moved(fd, source, target, counter.mode):
+            counter.store_file(target, _fd_digest(fd))
             return
-        with open(fd, "rb", closefd=False) as reader, os.fdopen(os.open(target, _WRITE_FLAGS, 0o644), "wb") as out:
-            left = info.st_size
-            while left > 0 and (chunk := reader.read(min(_CHUNK, left))):
-                out.write(chunk)
-                left -= len(chunk)
+        counter.store_file(target, _copy_fd(fd, info.st_size, target, counter.mode))
     finally:
         os.close(fd)
 
 
-def _moved(fd: int, source: Path, target: Path) -> bool:
+def _copy_fd(fd: int, size: int, target: Path, mode: int) -> str:
+    """Copy at most `size` bytes of an open file into the new file `target`; the copy's sha256."""
+    digest = hashlib.sha256()
+    with open(fd, "rb", closefd=False) as reader, os.fdopen(os.open(target, _WRITE_FLAGS, mode), "wb") as out:
+        left = size
+        while left > 0 and (chunk := reader.read(min(_CHUNK, left))):
+            out.write(chunk)
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def _fd_digest(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    with open(fd, "rb", closefd=False) as reader:
+        return hashlib.file_digest(reader, "sha256").hexdigest()
+
+
+def _moved(fd: int, source: Path, target: Path, mode: int) -> bool:
     """Move one of the build's files into the release; False where it has to be copied instead."""
     try:
         if os.geteuid() == 0:
             os.fchown(fd, os.geteuid(), os.getegid())
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, mode)
         os.rename(source, target)
     except OSError as exc:
         if exc.errno in (errno.EXDEV, errno.EACCES, errno.EPERM):

@@ -21,7 +21,7 @@ from drophost.errors import (
 from drophost.jsonbody import MAX_DEPTH, nests_deeper_than
 from drophost.names import parse_deploy_ttl, parse_ttl, slot_from_filename, validate_slot
 from drophost.pipeline import releases, siterules, versiondiff
-from drophost.pipeline.buildlog import read_log
+from drophost.pipeline.buildlog import is_written, read_log
 from drophost.pipeline.siterules import RuleLimits, SiteOptions
 from drophost.settings import Settings
 from drophost.store import deployments, slots, versions
@@ -109,18 +109,23 @@ async def get_deployment_log(request: Request) -> Response:
     async def follow() -> AsyncIterator[bytes]:
         offset = 0
         while True:
-            row = await run_in_threadpool(deployer.deployment, deployment_id)
+            # While the build writes its log, the deployment has not ended (or its last lines are
+            # still to come): no need to ask the database. Short waits: a push's hook follows this
+            # log and returns only once it has ended.
+            writing = await run_in_threadpool(is_written, builds, deployment_id)
             data = await run_in_threadpool(read_log, builds, deployment_id, offset)
             if data:
                 offset += len(data)
                 yield data
+            if writing:
+                await asyncio.sleep(0.02)
+                continue
+            row = await run_in_threadpool(deployer.deployment, deployment_id)
             if row["state"] not in ("queued", "building"):
-                # The last lines are written as the deployment ends: one more read after it has.
-                await asyncio.sleep(0.2)
+                # Ended, and its log closed (or never opened): what is left of it is all there is.
                 if rest := await run_in_threadpool(read_log, builds, deployment_id, offset):
                     yield rest
                 return
-            # Short: a push's hook follows this log and returns only once it has ended.
             await asyncio.sleep(0.05)
 
     return StreamingResponse(follow(), media_type=media)

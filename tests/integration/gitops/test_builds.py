@@ -242,6 +242,23 @@ def test_each_build_sees_exactly_its_commit_though_the_slot_keeps_its_checkout(
     assert httpx.get(served.sites_url + "/d/handbook/").text == seen.format(readme="y")
 
 
+def test_a_commit_of_many_files_is_checked_out_whole_by_gits_parallel_workers(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    # From 100 files to write, read-tree shares them among checkout workers.
+    command = "mkdir dist; find src -type f | sort | xargs cat > dist/index.html"
+    served = served_stack(site_yaml(command))
+    files = {f"src/{n % 7}/f{n:03d}.txt": f"{n} " for n in range(150)}
+    work = work_repo(tmp_path, files)
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "".join(files[name] for name in sorted(files))
+    changed = {name: f"{text}changed " for name, text in list(files.items())[:120]}
+    commit_and_push(served, work, changed)
+    files.update(changed)
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "".join(files[name] for name in sorted(files))
+
+
 def test_preview_branches_get_their_context_and_url(served_stack: Callable[..., Served], tmp_path: Path) -> None:
     yaml = (
         "sites:\n  - slot: pr-{branch}\n    repo: hosted:handbook\n    branches: ['feature/*']\n    build:\n"

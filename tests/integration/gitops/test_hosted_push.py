@@ -102,3 +102,21 @@ def test_the_pusher_is_the_token_s_user_and_a_token_without_deploy_rights_cannot
     assert (rows[0]["pusher"], rows[0]["status"]) == ("dee", "live")
     queued = served.api("GET", "/api/audit", params={"action": "git_deploy"}).json()["entries"]
     assert queued[0]["actor"] == "dee" and queued[0]["target"] == "handbook"
+
+
+PREVIEWS = HANDBOOK + '  - slot: "handbook-{branch}"\n    repo: hosted:handbook\n    branches: ["feature/*"]\n'
+
+
+def test_deleting_a_pushed_preview_branch_takes_its_preview_offline(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(PREVIEWS)
+    work = work_repo(tmp_path, {"index.html": "preview"})
+    code, output = push(work, served.push_url("handbook"), "main", "main:feature/x")
+    assert code == 0, output
+    assert httpx.get(served.sites_url + "/d/handbook-feature-x/").text == "preview"
+    # post-receive starts Python only for a push that deletes a branch: this one does
+    code, output = push(work, served.push_url("handbook"), ":feature/x")
+    assert code == 0, output
+    assert httpx.get(served.sites_url + "/d/handbook-feature-x/").status_code == 404
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "preview"
