@@ -58,15 +58,7 @@ def become_subreaper() -> None:
 
 def stop_orphans(keep: set[int]) -> list[int]:
     """Kill and reap every child of this process but `keep` (what a dead service left behind)."""
-    me = os.getpid()
-    found: set[int] = set()
-    try:
-        for task in os.scandir(f"/proc/{me}/task"):
-            with open(f"/proc/{me}/task/{task.name}/children", "rb") as handle:
-                found.update(int(pid) for pid in handle.read().split())
-    except (OSError, ValueError):
-        return []
-    orphans = sorted(found - keep)
+    orphans = sorted(_children() - keep)
     for pid in orphans:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -80,6 +72,42 @@ def stop_orphans(keep: set[int]) -> list[int]:
     if orphans:
         log.warning("stopped %d process(es) the service left behind: %s", len(orphans), orphans)
     return orphans
+
+
+def _children() -> set[int]:
+    me = os.getpid()
+    found: set[int] = set()
+    try:
+        for task in os.scandir(f"/proc/{me}/task"):
+            with open(f"/proc/{me}/task/{task.name}/children", "rb") as handle:
+                found.update(int(pid) for pid in handle.read().split())
+    except (OSError, ValueError):
+        return set()
+    return found
+
+
+def reap_zombies(skip: set[int]) -> list[int]:
+    """Reap the orphans that have already exited, except `skip` (children someone waits for).
+
+    As a subreaper this process inherits what its children's children leave: bubblewrap exits
+    without waiting for the sandbox's first process, so every build would otherwise leave a zombie
+    holding a pid for as long as `drophost up` runs. Only zombies: a live orphan is left alone
+    while the service runs (stop_orphans stops those when it dies)."""
+    reaped = []
+    for pid in sorted(_children() - skip):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                state = handle.read().rpartition(b")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != b"Z":
+            continue
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped.append(pid)
+        except ChildProcessError:
+            pass
+    return reaped
 
 
 def death_reason(returncode: int) -> str:
@@ -178,6 +206,7 @@ class Supervisor:
                 return returncode
             except subprocess.TimeoutExpired:
                 pass
+            reap_zombies(self.keep | {child.pid})
             if self.hangups.is_set() and self.ready():
                 self.hangups.clear()
                 child.send_signal(signal.SIGHUP)
