@@ -82,7 +82,7 @@ class Landing:
         slot, repo = target.slot, target.site.repo
         stale = False
         with self.pool.connection() as conn:
-            row = gitjobs.pushed_deployment(conn, slot, repo.text, pushed)
+            row = gitjobs.pushed_deployment(conn, slot, repo.text, target.branch, pushed)
             if row is not None and row["state"] == "unchanged":
                 stale = gitjobs.activated_since(conn, slot, int(row["id"]))
         if row is None or row["state"] not in ("ready", "unchanged"):

@@ -256,14 +256,18 @@ def live_git_source(conn: Conn, slot: str) -> Row | None:
     )
 
 
-def pushed_deployment(conn: Conn, slot: str, repo: str, pushed: str) -> Row | None:
-    """The newest deploy of a slot a hosted push's pre-receive hook queued for the object `pushed`."""
+def pushed_deployment(conn: Conn, slot: str, repo: str, ref: str, pushed: str) -> Row | None:
+    """The newest deploy of a slot a hosted push's pre-receive hook made of the object `pushed` for
+    `ref` (a branch, or a tag's full ref) that is ready to land: a held draft (or one made live
+    already), or unchanged. Not one still building: a second push of the same commit may be."""
     return fetch_one(
         conn,
         "SELECT d.id, d.state, d.commit_sha, d.error FROM git_jobs j JOIN deployments d ON d.id = j.deployment_id"
-        " WHERE j.slot = %s AND j.repo = %s AND j.commit_sha = %s AND j.objects IS NOT NULL"
+        " WHERE j.slot = %(slot)s AND j.repo = %(repo)s AND j.branch = %(ref)s AND j.commit_sha = %(pushed)s"
+        " AND j.objects IS NOT NULL AND (d.state = 'unchanged' OR (d.state = 'ready' AND EXISTS ("
+        "SELECT 1 FROM config_versions cv WHERE cv.deployment_id = d.id AND cv.status IN ('draft', 'active'))))"
         " ORDER BY d.id DESC LIMIT 1",
-        (slot, repo, pushed),
+        {"slot": slot, "repo": repo, "ref": ref, "pushed": pushed},
     )
 
 

@@ -137,3 +137,35 @@ def test_a_draft_whose_branch_a_later_push_moved_on_is_not_made_live(
     assert httpx.get(served.sites_url + "/d/handbook/").text == "three"
     kept = next(row for row in deployments(served) if row["commit_sha"] == early)
     assert kept["status"] == "draft" and kept["error"].startswith("a later push moved main on")
+
+
+@needs_bwrap
+def test_of_two_pushes_of_one_commit_the_one_git_kept_goes_live(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(build_yaml(SLOW_BUILD), {"SITE_SECRET": "x"})
+    work = work_repo(tmp_path, {"index.html": "BASE"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    pushed = commit(work, {"index.html": "X", "slow": "yes"})
+    outcomes: dict[str, tuple[int, str]] = {}
+
+    def push_first() -> None:
+        outcomes["first"] = push(work, served.push_url("handbook"), f"{pushed}:refs/heads/main")
+
+    racer = threading.Thread(target=push_first)
+    racer.start()
+    try:
+        assert wait_until(
+            lambda: any(row["commit_sha"] == pushed and row["status"] == "building" for row in deployments(served))
+        )
+        # The same commit again: its own draft builds behind the first one's.
+        outcomes["second"] = push(work, served.push_url("handbook"), f"{pushed}:refs/heads/main")
+    finally:
+        racer.join(timeout=120)
+
+    assert remote_head(served, work) == pushed
+    winners = [output for code, output in outcomes.values() if code == 0]
+    assert len(winners) == 1, outcomes
+    assert f"remote: live at {served.sites_url}/d/handbook/" in winners[0], winners[0]
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "X"
