@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from drophost.web.app import create_app
 from tests.harness.git import HANDBOOK, git, push, work_repo
+from tests.harness.processes import serve_in_thread, stop_server
 from tests.harness.receiver import Receiver
 from tests.harness.stacks import Served
 from tests.harness.waiting import wait_until
@@ -169,3 +171,50 @@ def test_of_two_pushes_of_one_commit_the_one_git_kept_goes_live(
     assert len(winners) == 1, outcomes
     assert f"remote: live at {served.sites_url}/d/handbook/" in winners[0], winners[0]
     assert httpx.get(served.sites_url + "/d/handbook/").text == "X"
+
+
+def test_a_push_whose_post_receive_never_reached_the_service_goes_live_by_the_poller(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    hook.unlink()  # as if the service were unreachable when git ran it
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    assert remote_head(served, work) == pushed
+    (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
+    assert f"remote: DropHost: handbook version 2 is ready (deployment {held['id']})" in output, output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+    # Pushing again cannot help (git has the branch there already); the poller lands it.
+    Path(served.settings.config).write_text("poll_interval: 1s\n" + HANDBOOK)
+    assert served.api("POST", "/api/reload").status_code == 200
+    assert wait_until(lambda: httpx.get(served.sites_url + "/d/handbook/").text == "two")
+    (live,) = [row for row in deployments(served) if row["status"] == "live"]
+    assert live["id"] == held["id"]
+
+
+def test_a_push_whose_post_receive_never_reached_the_service_goes_live_when_it_starts(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    hook.unlink()  # as if the service had stopped before git ran it
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    (thread,) = [t for t in threading.enumerate() if getattr(t, "_target", None) == served.server.run]
+    stop_server(served.server, thread)
+    server, thread = serve_in_thread(served.settings, create_app(served.settings, {}))
+    try:
+        assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
+        (live,) = [row for row in deployments(served) if row["status"] == "live"]
+        assert live["commit_sha"] == pushed
+    finally:
+        stop_server(server, thread)
