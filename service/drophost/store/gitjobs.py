@@ -78,11 +78,15 @@ def last_commit(conn: Conn, slot: str) -> str | None:
 def tag_refs(conn: Conn, slot: str) -> list[str]:
     """Every tag ref a git job of this slot was given (queued, deployed or failed): what the slot's
     newest tag is measured against."""
-    # Not a hosted push's refused tag: that push was undone, the tag never existed.
+    # Not a hosted push's refused tag: that push was undone, the tag never existed. A hosted push's
+    # held draft counts once it went live (git moved the tag), or its output was what was live.
     rows = fetch_all(
         conn,
         "SELECT DISTINCT j.ref FROM git_jobs j JOIN deployments d ON d.id = j.deployment_id"
-        " WHERE j.slot = %s AND j.ref LIKE 'refs/tags/%%' AND NOT (j.commit_sha IS NOT NULL AND d.state = 'failed')",
+        " WHERE j.slot = %s AND j.ref LIKE 'refs/tags/%%' AND NOT (j.commit_sha IS NOT NULL AND d.state = 'failed')"
+        " AND (j.activate OR j.objects IS NULL OR d.state = 'unchanged' OR EXISTS ("
+        "SELECT 1 FROM config_versions cv JOIN activations a ON a.slot = cv.slot AND a.version = cv.version"
+        " WHERE cv.deployment_id = d.id))",
         (slot,),
     )
     return [r["ref"] for r in rows]
