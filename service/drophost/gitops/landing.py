@@ -95,9 +95,8 @@ class Landing:
             # landed meanwhile): deploy the head again, compared with what is live now.
             queued = self.intake.enqueue_target(target, trigger="push", pusher=actor)
             return f"DropHost: {slot} changed while this push was checked: deploying it again (deployment {queued})"
-        commit = str(row["commit_sha"])
         try:
-            done = self.deployer.publish_draft(slot, deployment_id, refused=lambda: self._refused(target, commit))
+            done = self.deployer.publish_draft(slot, deployment_id, refused=lambda: self._refused(target, pushed))
         except DrophostError as exc:
             self._record(actor, target, deployment_id, "failed", exc.message)
             return (
@@ -176,13 +175,14 @@ class Landing:
         log.info("slot %s serves %s, its branch holds %s: deploying it", slot, live["commit_sha"], head)
         return self.intake.enqueue_target(target, trigger="poll", pusher=None)
 
-    def _refused(self, target: Target, commit: str) -> str | None:
-        """Why the draft of `commit` must not go live now (asked under the slot's lock), or None."""
+    def _refused(self, target: Target, pushed: str) -> str | None:
+        """Why the draft of the object `pushed` must not go live now (asked under the slot's lock), or None."""
         shown = target.branch if target.ref is None else target.ref.removeprefix("refs/tags/")
-        head = self.source.remote_head(target.site.repo, target.branch, ref=target.ref)
+        # The ref's own value, compared with the object pushed to it (a tag's, not peeled).
+        head = self.source.hosted_ref(target.site.repo, target.ref or f"refs/heads/{target.branch}")
         if head is None:
             return f"{shown} no longer exists"
-        if head != commit:
+        if head != pushed:
             return f"a later push moved {shown} on to {head[:12]}; that push makes it live"
         tag = refs.tag_of(target.ref or "")
         newer = None if tag is None else targets.older_than(target.site, tag, self.intake.tags_given(target.slot))

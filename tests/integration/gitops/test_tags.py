@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -148,3 +149,19 @@ def test_a_refused_push_of_a_tag_does_not_hold_back_an_older_tag(
     code, output = push(work, served.push_url("handbook"), "v1.5")
     assert code == 0, output
     assert httpx.get(served.sites_url + "/d/releases/").text == "two"
+    # Landing a tag reads its ref alone: no `git cat-file --batch` is left running for the web thread.
+    assert not git_readers(), git_readers()
+
+
+def git_readers() -> list[str]:
+    """The `git cat-file` processes this process (the service runs in it) has left running."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid() and b"cat-file" in cmdline:
+            found.append(b" ".join(cmdline).decode(errors="replace"))
+    return found
