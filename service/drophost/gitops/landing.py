@@ -162,6 +162,8 @@ class Landing:
             newest = gitjobs.last_commit(conn, slot)
             pending = gitjobs.has_pending(conn, slot)
         if row is not None and row["state"] == "ready":
+            if row["error"]:
+                return None  # a landing kept it a draft (a locked slot): its note says why; promote it
             deployment_id = int(row["id"])
             done = self.deployer.publish_draft(slot, deployment_id, refused=lambda: self._refused(target, head))
             if done["status"] != "live":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -104,9 +105,13 @@ def test_a_push_to_a_locked_slot_moves_its_branch_and_leaves_its_draft_waiting(
     assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
     newest = deployments(served)[0]
     assert (newest["status"], newest["commit_sha"]) == ("draft", pushed)
-    promoted = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": newest["id"]})
-    assert promoted.status_code == 200, promoted.text
-    assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
+    # Unlocking, even with a restart, makes nothing live by itself: the draft waits for a promote.
+    assert served.api("POST", "/api/slots/handbook/unlock").status_code == 200
+    with restarted(served):
+        assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+        promoted = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": newest["id"]})
+        assert promoted.status_code == 200, promoted.text
+        assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
 
 
 def test_a_draft_whose_branch_a_later_push_moved_on_is_not_made_live(
@@ -209,12 +214,19 @@ def test_a_push_whose_post_receive_never_reached_the_service_goes_live_when_it_s
     pushed = commit(work, {"index.html": "two"})
     code, output = push(work, served.push_url("handbook"), "main")
     assert code == 0 and "live at" not in output, output
-    (thread,) = [t for t in threading.enumerate() if getattr(t, "_target", None) == served.server.run]
-    stop_server(served.server, thread)
-    server, thread = serve_in_thread(served.settings, create_app(served.settings, {}))
-    try:
+    with restarted(served):
         assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
         (live,) = [row for row in deployments(served) if row["status"] == "live"]
         assert live["commit_sha"] == pushed
+
+
+@contextmanager
+def restarted(served: Served) -> Iterator[None]:
+    """The service stopped and started again on the same socket, until the block ends."""
+    (old,) = [t for t in threading.enumerate() if getattr(t, "_target", None) == served.server.run]
+    stop_server(served.server, old)
+    served.server, thread = serve_in_thread(served.settings, create_app(served.settings, {}))
+    try:
+        yield
     finally:
-        stop_server(server, thread)
+        stop_server(served.server, thread)
