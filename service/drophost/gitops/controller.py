@@ -6,6 +6,7 @@ queue, poller.py finds what webhooks missed; mirror.py, tree.py and hosted.py ar
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,8 @@ from drophost.gitops.worker import Worker
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
 from drophost.store import audit, gitjobs
+
+log = logging.getLogger(__name__)
 
 
 class GitOps:
@@ -57,6 +60,7 @@ class GitOps:
         # The outbox's commit statuses and notifications (deploy.yaml declares them).
         self.delivery = Delivery(settings, pool, environ, self._stop)
         # Tokens come from the deploy.yaml in force at each fetch, and the variables it names.
+        self.poller.catch_up = lambda: self.landing.catch_up(self.declared.manifest, queue=False)
         self.source.tokens = lambda repo: token_for(self.declared.manifest, repo, environ)
         self.worker.site_rules = lambda slot, branch: self.declared.manifest.site_rules(slot, branch)
         self._threads: list[threading.Thread] = []
@@ -85,6 +89,10 @@ class GitOps:
     def start(self) -> None:
         """Start the workers, the poller and the outbox's delivery."""
         self.trees.prune_blobs()
+        try:
+            self.landing.catch_up(self.manifest, queue=True)
+        except Exception:  # serving goes on; the poller tries again
+            log.exception("catching up hosted pushes failed")
         self._threads = [*self.worker.start(), self.poller.start(), *self.delivery.start()]
 
     def stop(self) -> None:

@@ -82,7 +82,7 @@ class Landing:
         slot, repo = target.slot, target.site.repo
         stale = False
         with self.pool.connection() as conn:
-            row = gitjobs.pushed_deployment(conn, slot, repo.text, pushed)
+            row = gitjobs.pushed_deployment(conn, slot, repo.text, target.branch, pushed)
             if row is not None and row["state"] == "unchanged":
                 stale = gitjobs.activated_since(conn, slot, int(row["id"]))
         if row is None or row["state"] not in ("ready", "unchanged"):
@@ -95,14 +95,13 @@ class Landing:
             # landed meanwhile): deploy the head again, compared with what is live now.
             queued = self.intake.enqueue_target(target, trigger="push", pusher=actor)
             return f"DropHost: {slot} changed while this push was checked: deploying it again (deployment {queued})"
-        commit = str(row["commit_sha"])
         try:
-            done = self.deployer.publish_draft(slot, deployment_id, refused=lambda: self._refused(target, commit))
+            done = self.deployer.publish_draft(slot, deployment_id, refused=lambda: self._refused(target, pushed))
         except DrophostError as exc:
             self._record(actor, target, deployment_id, "failed", exc.message)
             return (
                 f"DropHost: {slot} could not be made live: {exc.message}; the branch moved, what was live stays"
-                f" live (push again, or promote deployment {deployment_id})"
+                f" live (promote deployment {deployment_id} once the cause is fixed)"
             )
         except Exception:
             log.exception("making deployment %s of slot %s live failed", deployment_id, slot)
@@ -119,13 +118,73 @@ class Landing:
             build_log.close()
         return f"live at {url} (version {done['config_version']})"
 
-    def _refused(self, target: Target, commit: str) -> str | None:
-        """Why the draft of `commit` must not go live now (asked under the slot's lock), or None."""
+    def catch_up(self, manifest: Manifest, *, queue: bool) -> list[int]:
+        """Land what a post-receive never did (the service was down or unreachable, or stopped
+        between making a draft live and recording it): for each hosted branch whose head is not what
+        its slot serves, its held draft of that head goes live; else, with `queue` (at start), a
+        deploy of the head is queued for a declared branch whose live slot came from git. Pushing
+        again cannot: git sees the branch there already. The deployments landed or queued."""
+        by_repo: dict[str, list[SiteSpec]] = {}
+        for site in manifest.sites:
+            if site.repo.is_hosted and site.tags is None and not site.is_pull_request:
+                by_repo.setdefault(site.repo.text, []).append(site)
+        done: list[int] = []
+        for sites in by_repo.values():
+            try:
+                heads = self.source.remote_heads(sites[0].repo)
+            except DrophostError as exc:
+                log.info("catching up %s: %s", sites[0].repo.shown, exc.message)
+                continue
+            for site in sites:
+                branches = [b for b in heads if site.wants(b)] if site.is_preview else [site.branch]
+                for branch in branches:
+                    head = heads.get(branch)
+                    if head is None:
+                        continue
+                    # A preview's slot is made by its push: only a held draft of it lands.
+                    target = targets.branch_target(site, branch)
+                    try:
+                        landed = self._catch_up(target, head, queue=queue and not site.is_preview)
+                    except Exception:  # the next start or poll tries again
+                        log.exception("catching up slot %s with %s failed", target.slot, branch)
+                        continue
+                    if landed is not None:
+                        done.append(landed)
+        return done
+
+    def _catch_up(self, target: Target, head: str, *, queue: bool) -> int | None:
+        slot, repo = target.slot, target.site.repo
+        with self.pool.connection() as conn:
+            live = gitjobs.live_git_source(conn, slot)
+            if live is not None and live["commit_sha"] == head:
+                return None
+            row = gitjobs.pushed_deployment(conn, slot, repo.text, target.branch, head)
+            newest = gitjobs.last_commit(conn, slot)
+            pending = gitjobs.has_pending(conn, slot)
+        if row is not None and row["state"] == "ready":
+            if row["error"]:
+                return None  # a landing kept it a draft (a locked slot): its note says why; promote it
+            deployment_id = int(row["id"])
+            done = self.deployer.publish_draft(slot, deployment_id, refused=lambda: self._refused(target, head))
+            if done["status"] != "live":
+                return None
+            log.info("slot %s: deployment %s went live (its post-receive did not land it)", slot, deployment_id)
+            self._record("drophost", target, deployment_id, "live", None)
+            return deployment_id
+        # Not a commit already tried (failed, unchanged, pending): a deploy is queued once per head.
+        if not queue or live is None or newest == head or pending:
+            return None
+        log.info("slot %s serves %s, its branch holds %s: deploying it", slot, live["commit_sha"], head)
+        return self.intake.enqueue_target(target, trigger="poll", pusher=None)
+
+    def _refused(self, target: Target, pushed: str) -> str | None:
+        """Why the draft of the object `pushed` must not go live now (asked under the slot's lock), or None."""
         shown = target.branch if target.ref is None else target.ref.removeprefix("refs/tags/")
-        head = self.source.remote_head(target.site.repo, target.branch, ref=target.ref)
+        # The ref's own value, compared with the object pushed to it (a tag's, not peeled).
+        head = self.source.hosted_ref(target.site.repo, target.ref or f"refs/heads/{target.branch}")
         if head is None:
             return f"{shown} no longer exists"
-        if head != commit:
+        if head != pushed:
             return f"a later push moved {shown} on to {head[:12]}; that push makes it live"
         tag = refs.tag_of(target.ref or "")
         newer = None if tag is None else targets.older_than(target.site, tag, self.intake.tags_given(target.slot))

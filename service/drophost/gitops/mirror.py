@@ -307,6 +307,11 @@ class GitSource:
         # An annotated tag names a tag object: what is deployed (and recorded) is its commit.
         return self._peel(git_dir, sha) if full.startswith(TAGS_PREFIX) else sha
 
+    def hosted_ref(self, repo: RepoUrl, full: str) -> str | None:
+        """The object a hosted repository's ref names now (a tag's own object, not peeled), read from
+        its ref files alone: no object is read, so no long-lived git process serves this thread."""
+        return self._local_ref(self.mirror_path(repo), full)
+
     def _local_ref(self, git_dir: Path, full: str) -> str | None:
         try:
             return SymbolicReference.dereference_recursive(self._repo(git_dir), full) or None

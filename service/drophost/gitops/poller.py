@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -44,6 +45,8 @@ class Poller:
         self.declared = declared
         self.intake = intake
         self._stop = stop
+        # Hosted pushes whose post-receive never reached the service (the controller sets it: landing.py).
+        self.catch_up: Callable[[], object] = lambda: None
 
     def interval(self) -> float:
         declared = self.declared.manifest.poll_interval
@@ -65,6 +68,10 @@ class Poller:
                 self.poll_once()
             except Exception:  # the poller must survive
                 log.exception("polling failed")
+            try:
+                self.catch_up()
+            except Exception:
+                log.exception("catching up hosted pushes failed")
 
     def poll_once(self) -> list[int]:
         """Deploy what webhooks missed: new heads of declared branches, new or deleted preview branches."""

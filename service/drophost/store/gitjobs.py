@@ -78,11 +78,15 @@ def last_commit(conn: Conn, slot: str) -> str | None:
 def tag_refs(conn: Conn, slot: str) -> list[str]:
     """Every tag ref a git job of this slot was given (queued, deployed or failed): what the slot's
     newest tag is measured against."""
-    # Not a hosted push's refused tag: that push was undone, the tag never existed.
+    # Not a hosted push's refused tag: that push was undone, the tag never existed. A hosted push's
+    # held draft counts once it went live (git moved the tag), or its output was what was live.
     rows = fetch_all(
         conn,
         "SELECT DISTINCT j.ref FROM git_jobs j JOIN deployments d ON d.id = j.deployment_id"
-        " WHERE j.slot = %s AND j.ref LIKE 'refs/tags/%%' AND NOT (j.commit_sha IS NOT NULL AND d.state = 'failed')",
+        " WHERE j.slot = %s AND j.ref LIKE 'refs/tags/%%' AND NOT (j.commit_sha IS NOT NULL AND d.state = 'failed')"
+        " AND (j.activate OR j.objects IS NULL OR d.state = 'unchanged' OR EXISTS ("
+        "SELECT 1 FROM config_versions cv JOIN activations a ON a.slot = cv.slot AND a.version = cv.version"
+        " WHERE cv.deployment_id = d.id))",
         (slot,),
     )
     return [r["ref"] for r in rows]
@@ -256,14 +260,18 @@ def live_git_source(conn: Conn, slot: str) -> Row | None:
     )
 
 
-def pushed_deployment(conn: Conn, slot: str, repo: str, pushed: str) -> Row | None:
-    """The newest deploy of a slot a hosted push's pre-receive hook queued for the object `pushed`."""
+def pushed_deployment(conn: Conn, slot: str, repo: str, ref: str, pushed: str) -> Row | None:
+    """The newest deploy of a slot a hosted push's pre-receive hook made of the object `pushed` for
+    `ref` (a branch, or a tag's full ref) that is ready to land: a held draft (or one made live
+    already), or unchanged. Not one still building: a second push of the same commit may be."""
     return fetch_one(
         conn,
         "SELECT d.id, d.state, d.commit_sha, d.error FROM git_jobs j JOIN deployments d ON d.id = j.deployment_id"
-        " WHERE j.slot = %s AND j.repo = %s AND j.commit_sha = %s AND j.objects IS NOT NULL"
+        " WHERE j.slot = %(slot)s AND j.repo = %(repo)s AND j.branch = %(ref)s AND j.commit_sha = %(pushed)s"
+        " AND j.objects IS NOT NULL AND (d.state = 'unchanged' OR (d.state = 'ready' AND EXISTS ("
+        "SELECT 1 FROM config_versions cv WHERE cv.deployment_id = d.id AND cv.status IN ('draft', 'active'))))"
         " ORDER BY d.id DESC LIMIT 1",
-        (slot, repo, pushed),
+        {"slot": slot, "repo": repo, "ref": ref, "pushed": pushed},
     )
 
 

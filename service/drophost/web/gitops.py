@@ -158,7 +158,8 @@ def _outcome_lines(settings: Settings, rows: list[dict[str, Any]], *, held: bool
         # The path form: a push often comes from a machine whose resolver knows no *.localhost name.
         url = views.slot_path_url(settings, row["slot"])
         if row["state"] == "ready" and held:
-            messages.append(f"DropHost: {row['slot']} version {row['version']} is ready: live once git moves the ref")
+            ready = f"DropHost: {row['slot']} version {row['version']} is ready (deployment {row['id']})"
+            messages.append(f"{ready}: live once git moves the ref")
         elif row["state"] == "ready" and row["error"]:
             messages.append(f"DropHost: {row['slot']} was not made live: {row['error']}")  # a locked slot's draft
         elif row["state"] == "ready":

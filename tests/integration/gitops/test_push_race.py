@@ -10,12 +10,15 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
+from drophost.web.app import create_app
 from tests.harness.git import HANDBOOK, git, push, work_repo
+from tests.harness.processes import serve_in_thread, stop_server
 from tests.harness.receiver import Receiver
 from tests.harness.stacks import Served
 from tests.harness.waiting import wait_until
@@ -102,9 +105,13 @@ def test_a_push_to_a_locked_slot_moves_its_branch_and_leaves_its_draft_waiting(
     assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
     newest = deployments(served)[0]
     assert (newest["status"], newest["commit_sha"]) == ("draft", pushed)
-    promoted = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": newest["id"]})
-    assert promoted.status_code == 200, promoted.text
-    assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
+    # Unlocking, even with a restart, makes nothing live by itself: the draft waits for a promote.
+    assert served.api("POST", "/api/slots/handbook/unlock").status_code == 200
+    with restarted(served):
+        assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+        promoted = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": newest["id"]})
+        assert promoted.status_code == 200, promoted.text
+        assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
 
 
 def test_a_draft_whose_branch_a_later_push_moved_on_is_not_made_live(
@@ -137,3 +144,89 @@ def test_a_draft_whose_branch_a_later_push_moved_on_is_not_made_live(
     assert httpx.get(served.sites_url + "/d/handbook/").text == "three"
     kept = next(row for row in deployments(served) if row["commit_sha"] == early)
     assert kept["status"] == "draft" and kept["error"].startswith("a later push moved main on")
+
+
+@needs_bwrap
+def test_of_two_pushes_of_one_commit_the_one_git_kept_goes_live(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(build_yaml(SLOW_BUILD), {"SITE_SECRET": "x"})
+    work = work_repo(tmp_path, {"index.html": "BASE"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    pushed = commit(work, {"index.html": "X", "slow": "yes"})
+    outcomes: dict[str, tuple[int, str]] = {}
+
+    def push_first() -> None:
+        outcomes["first"] = push(work, served.push_url("handbook"), f"{pushed}:refs/heads/main")
+
+    racer = threading.Thread(target=push_first)
+    racer.start()
+    try:
+        assert wait_until(
+            lambda: any(row["commit_sha"] == pushed and row["status"] == "building" for row in deployments(served))
+        )
+        # The same commit again: its own draft builds behind the first one's.
+        outcomes["second"] = push(work, served.push_url("handbook"), f"{pushed}:refs/heads/main")
+    finally:
+        racer.join(timeout=120)
+
+    assert remote_head(served, work) == pushed
+    winners = [output for code, output in outcomes.values() if code == 0]
+    assert len(winners) == 1, outcomes
+    assert f"remote: live at {served.sites_url}/d/handbook/" in winners[0], winners[0]
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "X"
+
+
+def test_a_push_whose_post_receive_never_reached_the_service_goes_live_by_the_poller(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    hook.unlink()  # as if the service were unreachable when git ran it
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    assert remote_head(served, work) == pushed
+    (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
+    assert f"remote: DropHost: handbook version 2 is ready (deployment {held['id']})" in output, output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+    # Pushing again cannot help (git has the branch there already); the poller lands it.
+    Path(served.settings.config).write_text("poll_interval: 1s\n" + HANDBOOK)
+    assert served.api("POST", "/api/reload").status_code == 200
+    assert wait_until(lambda: httpx.get(served.sites_url + "/d/handbook/").text == "two")
+    (live,) = [row for row in deployments(served) if row["status"] == "live"]
+    assert live["id"] == held["id"]
+
+
+def test_a_push_whose_post_receive_never_reached_the_service_goes_live_when_it_starts(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0, output
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    hook.unlink()  # as if the service had stopped before git ran it
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    with restarted(served):
+        assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
+        (live,) = [row for row in deployments(served) if row["status"] == "live"]
+        assert live["commit_sha"] == pushed
+
+
+@contextmanager
+def restarted(served: Served) -> Iterator[None]:
+    """The service stopped and started again on the same socket, until the block ends."""
+    (old,) = [t for t in threading.enumerate() if getattr(t, "_target", None) == served.server.run]
+    stop_server(served.server, old)
+    served.server, thread = serve_in_thread(served.settings, create_app(served.settings, {}))
+    try:
+        yield
+    finally:
+        stop_server(served.server, thread)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from tests.harness.git import GitHttpServer, git, push, work_repo
 from tests.harness.stacks import GitopsFactory, Served, Stack
 from tests.harness.waiting import wait_for_deployment, wait_until
 from tests.harness.webhooks import ENV, SECRET, only_queued
+
+from .test_push_deploys import commit
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
 ZERO = "0" * 40
@@ -122,3 +125,43 @@ def test_git_push_tags_to_a_hosted_repository(served_stack: Callable[..., Served
     assert httpx.get(served.sites_url + "/d/releases/").text == "v1.10"
     rows = served.api("GET", "/api/deployments").json()["deployments"]
     assert [(r["branch"], r["trigger"]) for r in rows] == [("refs/tags/v1.10", "push")]
+
+
+def test_a_refused_push_of_a_tag_does_not_hold_back_an_older_tag(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(
+        "sites:\n  - slot: handbook\n    repo: hosted:handbook\n    branch: main\n"
+        '  - slot: releases\n    repo: hosted:handbook\n    tags: "v*"\n'
+    )
+    work = work_repo(tmp_path, {"index.html": "one"})
+    git("tag", "v1.0", cwd=work)
+    code, output = push(work, served.push_url("handbook"), "main", "v1.0")
+    assert code == 0, output
+    good = commit(work, {"index.html": "two"})
+    git("tag", "v2.0", cwd=work)
+    commit(work, {"index.html": "bad", "_redirects": "/only-a-source\n"})
+    # main's deploy fails, so git moves neither ref: v2.0's ready draft never lands.
+    code, output = push(work, served.push_url("handbook"), "main", "v2.0")
+    assert code != 0, output
+    assert "v2.0" not in git("ls-remote", "--tags", served.push_url("handbook"), cwd=work)
+    git("tag", "v1.5", good, cwd=work)
+    code, output = push(work, served.push_url("handbook"), "v1.5")
+    assert code == 0, output
+    assert httpx.get(served.sites_url + "/d/releases/").text == "two"
+    # Landing a tag reads its ref alone: no `git cat-file --batch` is left running for the web thread.
+    assert not git_readers(), git_readers()
+
+
+def git_readers() -> list[str]:
+    """The `git cat-file` processes this process (the service runs in it) has left running."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid() and b"cat-file" in cmdline:
+            found.append(b" ".join(cmdline).decode(errors="replace"))
+    return found
