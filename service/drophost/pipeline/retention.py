@@ -80,11 +80,10 @@ def retain(
     slot's leftovers (a release whose removal a crash stopped) go too."""
     with pool.connection() as conn:
         rows = versions.retention_candidates(conn, slot)
-    prunes = plan_retention(rows, settings.keep_versions)
-    if dry_run:
-        return prunes
-    if prunes:
-        with pool.connection() as conn:
+        prunes = plan_retention(rows, settings.keep_versions)
+        if dry_run:
+            return prunes
+        if prunes:
             # Recorded first: a version marked pruned is never made live, even if removal stops half-way.
             versions.mark_pruned(conn, slot, [p.version for p in prunes])
     pruned = {p.version for p in prunes}
@@ -130,10 +129,10 @@ class Removals:
             self._workers[slot] = worker
         worker.start()
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Until every removal queued so far is done (or `timeout` seconds)."""
+    def wait(self, timeout: float | None = None, *, slot: str | None = None) -> None:
+        """Until every removal queued so far (of `slot`, or of all) is done, or `timeout` seconds."""
         with self._guard:
-            workers = list(self._workers.values())
+            workers = [worker for name, worker in self._workers.items() if slot is None or name == slot]
         for worker in workers:
             worker.join(timeout)
 
