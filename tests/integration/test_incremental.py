@@ -140,6 +140,44 @@ def test_retention_keeps_the_last_versions_pinned_ones_and_gc_frees_their_files(
     assert stack.client.post("/api/gc", json={"dry_run": "yes"}, headers=AUTH).status_code == 422
 
 
+def test_retention_removes_files_after_the_answer_and_what_a_crash_left_is_found_again(
+    retaining_stack: Stack,
+) -> None:
+    stack = retaining_stack
+    removals = stack.client.app.state.deployer.removals  # type: ignore[attr-defined]
+    ids = [stack.deploy({"index.html": f"v{n}", "big.bin": os.urandom(4096)}, "tidy").json()["id"] for n in range(3)]
+    folder = stack.settings.releases_dir / "tidy"
+    # Pruned and out of every address at once; its files go after the answer.
+    assert not (folder / str(ids[0])).exists()
+    assert stack.client.post("/api/slots/tidy/rollback", json={"version": 1}, headers=AUTH).status_code == 409
+    removals.wait(30)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(str(i) for i in ids[1:])
+
+    # A removal a crash stopped (set aside, or not even that), and its only link to a blob: the
+    # next gc finds both, counts their blobs in a dry run, and removes them.
+    assert stack.client.post("/api/gc", json={}, headers=AUTH).json()["blobs"] == 2  # the pruned version's
+    blobs_before = _blobs(stack.settings)
+    for name in (f"{ids[0]}.removing", str(ids[0])):
+        (folder / name).mkdir()
+        (folder / name / "index.html").write_text("stale")
+    lone = stack.settings.data_dir / "store" / "blobs" / "ab" / ("cd" * 31)
+    lone.parent.mkdir(parents=True, exist_ok=True)
+    lone.write_text("only in a leftover")
+    os.link(lone, folder / f"{ids[0]}.removing" / "lone.txt")
+    dry = stack.client.post("/api/gc", json={"dry_run": True}, headers=AUTH).json()
+    assert dry["blobs"] == 1 and (folder / str(ids[0])).is_dir()
+    real = stack.client.post("/api/gc", json={}, headers=AUTH).json()
+    assert real["blobs"] == 1 and _blobs(stack.settings) == blobs_before
+    assert sorted(p.name for p in folder.iterdir()) == sorted(str(i) for i in ids[1:])
+
+    # So does the slot's next retention.
+    (folder / f"{ids[0]}.removing").mkdir()
+    newest = stack.deploy({"index.html": "v3"}, "tidy").json()["id"]
+    removals.wait(30)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(str(i) for i in (ids[2], newest))
+    assert stack.get("/d/tidy/").text == "v3"
+
+
 def test_the_folder_client_uploads_only_what_changed(live: LiveStack, tmp_path: Path) -> None:
     folder = tmp_path / "site"
     (folder / "css").mkdir(parents=True)

@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from drophost.errors import ValidationError
+from drophost.pipeline import releases
 from drophost.pipeline.artifacts import ArtifactStore
-from drophost.pipeline.retention import Prune, plan_retention
+from drophost.pipeline.retention import Prune, Removals, plan_retention
 
 
 def _row(slot: str, version: int, status: str = "inactive", pinned: bool = False) -> dict[str, object]:
@@ -109,3 +113,50 @@ def test_releases_of_a_moved_data_directory_are_not_orphans(tmp_path: Path) -> N
     (root / ".incoming" / "abc").mkdir(parents=True)
     kept = {"/old-place/releases/docs/1", "/old-place/releases/blog/7"}
     assert orphaned(root, kept) == [root / ".incoming" / "abc", root / "docs" / "2"]
+
+
+def _release(root: Path, slot: str, name: str) -> Path:
+    path = root / slot / name
+    (path / "sub").mkdir(parents=True)
+    (path / "sub" / "index.html").write_text(name)
+    releases.seal(path)
+    return path
+
+
+def test_a_slots_leftovers_are_its_releases_no_kept_version_names(tmp_path: Path) -> None:
+    root = tmp_path / "releases"
+    kept = [_release(root, "a", "7"), _release(root, "a", "9")]
+    stale = _release(root, "a", "3")
+    aside = releases.set_aside(_release(root, "a", "5"))
+    _release(root, "b", "1")
+    assert aside == root / "a" / "5.removing"
+    # Kept ones are matched by slot and id, also when stored under another data directory.
+    stored = {str(kept[0]), "/moved/releases/a/9"}
+    assert releases.leftovers(root, "a", stored) == [stale, aside]
+    assert releases.leftovers(root, "nothing", stored) == []
+    assert releases.leftovers(root, releases.INCOMING, stored) == []
+
+
+def test_removals_wait_for_the_slots_lock_and_run_one_worker_per_slot(tmp_path: Path) -> None:
+    locks: dict[str, threading.Lock] = {}
+
+    @contextmanager
+    def slot_lock(slot: str) -> Iterator[None]:
+        with locks.setdefault(slot, threading.Lock()):
+            yield
+
+    removals = Removals(slot_lock)
+    first, second = _release(tmp_path, "a", "1"), _release(tmp_path, "a", "2")
+    other = _release(tmp_path, "b", "1")
+    with slot_lock("a"):
+        removals.remove_later("a", [first])
+        removals.remove_later("a", [second, tmp_path / "a" / "gone already"])
+        removals.remove_later("b", [other])
+        removals.remove_later("c", [])
+        removals.wait(30, slot="b")  # a's worker waits for the lock a deploy of slot a holds
+        assert not other.exists() and first.exists() and second.exists()
+    removals.wait(30)
+    assert not first.exists() and not second.exists()
+    removals.remove_later("a", [_release(tmp_path, "a", "3")])  # a new worker once the last one ended
+    removals.wait(30)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == []

@@ -15,6 +15,7 @@ from drophost.pipeline.activate import Activator
 from drophost.pipeline.artifacts import ArtifactStore
 from drophost.pipeline.feedback import FeedbackConfig
 from drophost.pipeline.nginx import Nginx
+from drophost.pipeline.retention import Removals
 from drophost.settings import Settings
 
 
@@ -33,6 +34,8 @@ class Context:
         self.feedback = FeedbackConfig()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Releases retention dropped, removed after the deploy that dropped them answered.
+        self.removals = Removals(self.slot_lock)
 
     @contextmanager
     def slot_lock(self, slot: str) -> Iterator[None]:

@@ -94,7 +94,7 @@ def publish_tree(
             record.deploy_failed(ctx, deployment_id, "internal error")
             raise
         try:
-            retention.retain(ctx.pool, ctx.settings, slot)
+            retention.retain(ctx.pool, ctx.settings, slot, removals=ctx.removals)
         except Exception:  # the deploy is live; retention runs again next time
             log.exception("retention failed for slot %s", slot)
     return record.deployment(ctx, deployment_id)
@@ -196,7 +196,7 @@ def publish_draft(ctx: Context, slot: str, deployment_id: int, *, refused: Calla
             ctx, slot=slot, version=version, deployment_id=deployment_id, expires_at=expires_at, files=files, size=size
         )
         try:
-            retention.retain(ctx.pool, ctx.settings, slot)
+            retention.retain(ctx.pool, ctx.settings, slot, removals=ctx.removals)
         except Exception:  # the deploy is live; retention runs again next time
             log.exception("retention failed for slot %s", slot)
     return record.deployment(ctx, deployment_id)

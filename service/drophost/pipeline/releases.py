@@ -20,6 +20,8 @@ from pathlib import Path
 from drophost.errors import UnsafeReleaseError
 
 INCOMING = ".incoming"
+# The suffix of a release set aside for removal after the deploy that pruned it answered.
+REMOVING = ".removing"
 SEALED_FOLDER = 0o555
 SEALED_FILE = 0o444
 # The one dot-folder a site may publish, at its top only (as on Netlify and Cloudflare Pages):
@@ -69,6 +71,26 @@ def remove(path: Path) -> None:
         except OSError:
             pass  # rmtree reports nothing either: whatever stays is found again as an orphan
     shutil.rmtree(path, ignore_errors=True)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a release that is to go to a name no address serves (same folder: one rename), so
+    that removing its files can wait; the new path. What a crash leaves there is found again by
+    leftovers() (and by orphaned() at start)."""
+    aside = path.with_name(path.name + REMOVING)
+    os.rename(path, aside)
+    return aside
+
+
+def leftovers(releases_root: Path, slot: str, kept: set[str]) -> list[Path]:
+    """The slot's release directories no stored, rollback-able config points at: pruned ones, set
+    aside ones whose removal a crash stopped (plan, no effect). Only meaningful under the slot's
+    lock, where no deploy of the slot has a release that is not recorded yet."""
+    folder = releases_root / slot
+    if slot in ("", ".", "..", INCOMING) or not folder.is_dir() or folder.is_symlink():
+        return []
+    kept_here = {locate(releases_root, path) for path in kept}
+    return sorted(candidate for candidate in folder.iterdir() if candidate not in kept_here)
 
 
 def is_sealed(path: Path) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -15,6 +17,8 @@ from drophost.pipeline import buildlog, releases
 from drophost.pipeline.artifacts import ArtifactStore, links_in
 from drophost.settings import Settings
 from drophost.store import uploads, versions
+
+log = logging.getLogger(__name__)
 
 SlotLock = Callable[[str], AbstractContextManager[None]]
 
@@ -60,20 +64,91 @@ def plan_retention(rows: list[dict[str, Any]], keep: int) -> list[Prune]:
     return prunes
 
 
-def retain(pool: ConnectionPool[Any], settings: Settings, slot: str, *, dry_run: bool = False) -> list[Prune]:
-    """Apply retention to one slot (the caller holds the slot's lock)."""
+def retain(
+    pool: ConnectionPool[Any],
+    settings: Settings,
+    slot: str,
+    *,
+    dry_run: bool = False,
+    removals: Removals | None = None,
+) -> list[Prune]:
+    """Apply retention to one slot (the caller holds the slot's lock).
+
+    With `removals`, the releases it drops are renamed aside at once (no address serves them from
+    then on) and their files removed after the caller let go of the lock: a deploy answers without
+    deleting 1,000 files first. Without it, they are removed before this returns. Either way the
+    slot's leftovers (a release whose removal a crash stopped) go too."""
     with pool.connection() as conn:
         rows = versions.retention_candidates(conn, slot)
-    prunes = plan_retention(rows, settings.keep_versions)
-    if prunes and not dry_run:
-        with pool.connection() as conn:
+        prunes = plan_retention(rows, settings.keep_versions)
+        if dry_run:
+            return prunes
+        if prunes:
             # Recorded first: a version marked pruned is never made live, even if removal stops half-way.
             versions.mark_pruned(conn, slot, [p.version for p in prunes])
-        for prune in prunes:
-            releases.remove(releases.locate(settings.releases_dir, prune.release_dir))
-    if not dry_run:
-        drop_build_logs(pool, settings, slot)
+    pruned = {p.version for p in prunes}
+    kept = {row["release_dir"] for row in rows if int(row["version"]) not in pruned}
+    doomed = releases.leftovers(settings.releases_dir, slot, kept)
+    if removals is None:
+        for path in doomed:
+            releases.remove(path)
+    else:
+        removals.remove_later(slot, [_set_aside(path) for path in doomed])
+    drop_build_logs(pool, settings, slot)
     return prunes
+
+
+def _set_aside(path: Path) -> Path:
+    if path.name.endswith(releases.REMOVING):
+        return path
+    try:
+        return releases.set_aside(path)
+    except OSError:
+        return path  # removed later where it is, as it would have been
+
+
+class Removals:
+    """Releases retention set aside, removed in the background: one worker per slot at a time,
+    holding the slot's lock while it removes (so never beside a deploy, gc or another removal of
+    that slot). What it has not removed when the process stops is a leftover of the slot."""
+
+    def __init__(self, slot_lock: SlotLock) -> None:
+        self._slot_lock = slot_lock
+        self._queued: dict[str, list[Path]] = {}
+        self._workers: dict[str, threading.Thread] = {}
+        self._guard = threading.Lock()
+
+    def remove_later(self, slot: str, paths: list[Path]) -> None:
+        if not paths:
+            return
+        with self._guard:
+            self._queued.setdefault(slot, []).extend(paths)
+            if slot in self._workers:
+                return
+            worker = threading.Thread(target=self._work, args=(slot,), name=f"removals-{slot}", daemon=True)
+            self._workers[slot] = worker
+        worker.start()
+
+    def wait(self, timeout: float | None = None, *, slot: str | None = None) -> None:
+        """Until every removal queued so far (of `slot`, or of all) is done, or `timeout` seconds."""
+        with self._guard:
+            workers = [worker for name, worker in self._workers.items() if slot is None or name == slot]
+        for worker in workers:
+            worker.join(timeout)
+
+    def _work(self, slot: str) -> None:
+        while True:
+            with self._slot_lock(slot):
+                with self._guard:
+                    paths = self._queued.pop(slot, [])
+                    if not paths:
+                        del self._workers[slot]
+                        return
+                for path in paths:
+                    try:
+                        releases.remove(path)
+                    except Exception:  # a leftover: the slot's next retention or gc removes it
+                        log.exception("could not remove %s", path)
 
 
 def drop_build_logs(pool: ConnectionPool[Any], settings: Settings, slot: str) -> list[int]:
@@ -99,12 +174,16 @@ def collect(
         slots = sorted({row["slot"] for row in versions.retention_candidates(conn)})
         if not dry_run:
             uploads.delete_stale_uploads(conn, _STALE_UPLOAD_SECONDS)
+    root = settings.releases_dir
+    doomed: set[Path] = set()
     for slot in slots:
         with slot_lock(slot):
-            report.releases.extend(retain(pool, settings, slot, dry_run=dry_run))
+            prunes = retain(pool, settings, slot, dry_run=dry_run)
+            report.releases.extend(prunes)
+            if dry_run:
+                doomed.update(releases.locate(root, p.release_dir) for p in prunes)
+                doomed.update(releases.leftovers(root, slot, _kept(pool, slot)))
     with artifacts.sweeping():
-        root = settings.releases_dir
-        doomed = {releases.locate(root, p.release_dir) for p in report.releases} if dry_run else set()
         for blob in artifacts.unreferenced(ignoring=doomed):
             report.blobs += 1
             report.bytes += blob.stat().st_size
@@ -120,6 +199,11 @@ def collect(
             artifacts.forget_dangling_hints()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _kept(pool: ConnectionPool[Any], slot: str) -> set[str]:
+    with pool.connection() as conn:
+        return {row["release_dir"] for row in versions.retention_candidates(conn, slot)}
 
 
 def unreferenced_git_blobs(folder: Path, *, ignoring: set[Path]) -> list[Path]:
