@@ -160,3 +160,27 @@ def test_removals_wait_for_the_slots_lock_and_run_one_worker_per_slot(tmp_path: 
     removals.remove_later("a", [_release(tmp_path, "a", "3")])  # a new worker once the last one ended
     removals.wait(30)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == []
+
+
+def test_a_worker_that_could_not_start_does_not_hold_up_the_slots_later_removals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @contextmanager
+    def slot_lock(slot: str) -> Iterator[None]:
+        yield
+
+    removals = Removals(slot_lock)
+    first = _release(tmp_path, "a", "1")
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError):
+        removals.remove_later("a", [first])
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    second = _release(tmp_path, "a", "2")
+    removals.remove_later("a", [second])  # starts a worker: the failed one was never registered
+    removals.wait(30)
+    assert not first.exists() and not second.exists()

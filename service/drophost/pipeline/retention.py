@@ -126,8 +126,10 @@ class Removals:
             if slot in self._workers:
                 return
             worker = threading.Thread(target=self._work, args=(slot,), name=f"removals-{slot}", daemon=True)
+            # Started under the guard: a thread that failed to start must not stay registered, or
+            # every later removal of the slot would wait for it forever.
+            worker.start()
             self._workers[slot] = worker
-        worker.start()
 
     def wait(self, timeout: float | None = None, *, slot: str | None = None) -> None:
         """Until every removal queued so far (of `slot`, or of all) is done, or `timeout` seconds."""
@@ -137,18 +139,24 @@ class Removals:
             worker.join(timeout)
 
     def _work(self, slot: str) -> None:
-        while True:
-            with self._slot_lock(slot):
-                with self._guard:
-                    paths = self._queued.pop(slot, [])
-                    if not paths:
-                        del self._workers[slot]
-                        return
-                for path in paths:
-                    try:
-                        releases.remove(path)
-                    except Exception:  # a leftover: the slot's next retention or gc removes it
-                        log.exception("could not remove %s", path)
+        try:
+            while True:
+                with self._slot_lock(slot):
+                    with self._guard:
+                        paths = self._queued.pop(slot, [])
+                        if not paths:
+                            del self._workers[slot]  # with the check: a path queued after it starts a worker
+                            return
+                    for path in paths:
+                        try:
+                            releases.remove(path)
+                        except Exception:  # a leftover: the slot's next retention or gc removes it
+                            log.exception("could not remove %s", path)
+        except Exception:  # the lock failed: what is queued stays, the next removal of the slot starts a worker
+            log.exception("removals of slot %s stopped", slot)
+            with self._guard:
+                if self._workers.get(slot) is threading.current_thread():
+                    del self._workers[slot]
 
 
 def drop_build_logs(pool: ConnectionPool[Any], settings: Settings, slot: str) -> list[int]:
