@@ -3,18 +3,14 @@
 run() waits for a command (with a timeout, its output captured); watched() waits for one while a
 check of the caller's runs every so often (a size cap on what it writes); stream() hands its output
 over as it comes, so a caller holds one chunk at a time; spawn() streams a CGI's output; start()
-leaves a long-running child (nginx) running for its caller to stop. With background=True a
-command runs at a lower CPU and I/O priority than the service (a deploy's git next to the answers).
+leaves a long-running child (nginx) running for its caller to stop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import logging
 import os
-import platform
 import signal
 import subprocess
 import tempfile
@@ -28,14 +24,6 @@ from drophost.errors import CommandError
 
 log = logging.getLogger(__name__)
 
-# A background command's niceness and I/O priority (best-effort, lowest level: it still gets the
-# disk when nothing else wants it, never waits behind idle-class starvation).
-BACKGROUND_NICE = 10
-_IOPRIO_CLASS_BEST_EFFORT = 2
-_IOPRIO_LOWEST = 7
-_IOPRIO_WHO_PGRP = 2
-_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}.get(platform.machine())
-
 
 def run(
     argv: list[str],
@@ -46,12 +34,11 @@ def run(
     input_bytes: bytes | None = None,
     preexec_fn: Callable[[], None] | None = None,
     check: bool = True,
-    background: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv (never through a shell); raise CommandError on failure or timeout.
 
     The command runs in its own process group, so a timeout stops everything it started (git's
-    helpers, a shell's children), not only the command itself. background=True lowers its priority.
+    helpers, a shell's children), not only the command itself.
     """
     try:
         process = subprocess.Popen(
@@ -66,8 +53,6 @@ def run(
         )
     except OSError as exc:
         raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
-    if background:
-        _lower_priority(process.pid)
     with process:
         try:
             stdout, stderr = process.communicate(input_bytes, timeout=timeout)
@@ -106,22 +91,13 @@ def watched(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
-    background: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv as run() does, calling watch() every `interval` seconds while it runs.
 
     An exception from watch() kills the command and all it started (its own process group), then
     propagates: the caller's check decides, the runner only stops the work.
     """
-    process = _popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        background=background,
-    )
+    process = _popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -155,7 +131,6 @@ def stream(
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     input_bytes: bytes | None = None,
-    background: bool = False,
 ) -> Iterator[IO[bytes]]:
     """Start argv and yield its stdout to read incrementally; memory is whatever the caller keeps.
 
@@ -166,9 +141,7 @@ def stream(
     """
     with tempfile.TemporaryFile() as errors:
         stdin = subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL
-        process = _popen(
-            argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=errors, background=background
-        )
+        process = _popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=errors)
         timed_out = threading.Event()
 
         def expire() -> None:
@@ -214,11 +187,10 @@ def _popen(
     stdin: int,
     stdout: int,
     stderr: int | IO[bytes],
-    background: bool = False,
 ) -> subprocess.Popen[bytes]:
     # Its own process group: git starts helpers (index-pack, remote-https, ssh) that must die with it.
     try:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             cwd=cwd,
             env=dict(env) if env is not None else None,
@@ -229,29 +201,6 @@ def _popen(
         )
     except OSError as exc:
         raise CommandError(f"{Path(argv[0]).name} could not be started", returncode=None, output=str(exc)) from None
-    if background:
-        _lower_priority(process.pid)
-    return process
-
-
-def _lower_priority(group: int) -> None:
-    """Lower the CPU and I/O priority of a command just started in its own process group.
-
-    Set from here, not in the child before exec: a preexec_fn would make every start a full fork of
-    the service's process. The helpers the command starts later inherit it; one started in the
-    microseconds between its exec and this call would not (git starts none that early).
-    """
-    # Best effort: a command that ended already, or a kernel that refuses, runs as it would have.
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PGRP, group, BACKGROUND_NICE)
-    if _IOPRIO_SET is not None:
-        ioprio = (_IOPRIO_CLASS_BEST_EFFORT << 13) | _IOPRIO_LOWEST
-        _libc().syscall(_IOPRIO_SET, _IOPRIO_WHO_PGRP, group, ioprio)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def _feed(process: subprocess.Popen[bytes], data: bytes) -> threading.Thread:

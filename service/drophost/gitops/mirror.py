@@ -67,9 +67,6 @@ _SAFE_CONFIG = (
 # folder until the hook accepts the push, so the deploy's git calls read that folder as an alternate.
 # Set per thread (the worker's, for one job), never for the whole service.
 _incoming: ContextVar[Path | None] = ContextVar("drophost_incoming_objects", default=None)
-# Set by a git worker for its jobs: their git commands run at a lower CPU and I/O priority, so a
-# deploy's fetch, listing and repacking leave the cores and the disk to the service's answers first.
-_background: ContextVar[bool] = ContextVar("drophost_git_background", default=False)
 
 
 class GitSource:
@@ -124,15 +121,6 @@ class GitSource:
         finally:
             _incoming.reset(token)
 
-    @contextmanager
-    def in_background(self) -> Iterator[None]:
-        """Within this block, this thread's git commands run at a lower priority (runner's background)."""
-        token = _background.set(True)
-        try:
-            yield
-        finally:
-            _background.reset(token)
-
     def git(
         self,
         git_dir: Path,
@@ -148,7 +136,6 @@ class GitSource:
             cwd=git_dir,
             timeout=timeout or self.settings.git_timeout,
             input_bytes=input_bytes,
-            background=_background.get(),
         )
         return result.stdout
 
@@ -162,7 +149,6 @@ class GitSource:
             cwd=git_dir,
             timeout=self.settings.git_timeout,
             input_bytes=input_bytes,
-            background=_background.get(),
         ) as stdout:
             yield stdout
 
@@ -298,7 +284,6 @@ class GitSource:
             [self.settings.git_binary, "init", "--quiet", "--bare", "--initial-branch=main", "--", str(path)],
             env=self.env(),
             timeout=30,
-            background=_background.get(),
         )
 
     def fetch(self, repo: RepoUrl, branch: str, *, ref: str | None = None) -> str:
@@ -376,7 +361,6 @@ class GitSource:
                 env={**self.env(), **self.auth_env(repo)},
                 cwd=git_dir,
                 timeout=self.settings.git_timeout,
-                background=_background.get(),
             )
             self._refuse_above(_bytes_under(objects), repo)
         except CommandError as exc:

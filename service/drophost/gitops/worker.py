@@ -186,7 +186,7 @@ class Worker:
     def run_job(self, job: gitjobs.GitJob) -> None:
         """Fetch, read the commit's tree like a ZIP (or build it), then hand it to the core pipeline."""
         # A hosted push deployed from its pre-receive hook: its objects are still in quarantine.
-        with self.source.in_background(), self.source.reading_incoming(Path(job.objects) if job.objects else None):
+        with self.source.reading_incoming(Path(job.objects) if job.objects else None):
             site = self.site_of(job)
             if site is not None and site.build is not None and self.builder is not None:
                 self.run_build(job, site)
