@@ -125,6 +125,27 @@ def cpu_by_program(root: int) -> dict[str, float]:
     return found
 
 
+def waits_by_program(root: int) -> dict[str, float]:
+    """Seconds `root` and its descendants' threads have waited so far for a core while runnable
+    (the kernel's schedstat), summed by program: how long the answers queued behind other work."""
+    found: dict[str, float] = {}
+    for pid in process_tree(root):
+        try:
+            program = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        name = "service" if program.startswith("python") else program
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as handle:
+                    waited = int(handle.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            found[name] = found.get(name, 0.0) + waited / 1e9
+    return found
+
+
 @dataclass(frozen=True)
 class Sent:
     latencies: list[float]
@@ -138,6 +159,7 @@ class Burst:
     sent: list[float]
     deploys: int
     cpu_ms: dict[str, float]  # per delivery, by program, and the sender's
+    wait_ms: dict[str, float]  # waiting for a core while runnable, per delivery, by program
 
     @property
     def p99(self) -> float:
@@ -210,9 +232,11 @@ def measure(stack: DropHostStack, git: GitServer, only: str, bursts: int, sender
         done = [burst(stack, git, repo, number, sender) for number in range(bursts)]
         for one in done:
             cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(one.cpu_ms.items()))
+            waits = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(one.wait_ms.items()))
             print(f"(c) burst of {DELIVERIES}: p99 {one.p99 * 1000:.1f} ms, median "
                   f"{statistics.median(one.latencies) * 1000:.1f} ms (goal <= 20 ms); deploys {one.deploys} "
-                  f"(goal <= 3); CPU ms per delivery: {cpu}; the {IN_FLIGHT} slowest sent {one.slowest_sent()}",
+                  f"(goal <= 3); CPU ms per delivery: {cpu}; waiting for a core, ms per delivery: {waits}; "
+                  f"the {IN_FLIGHT} slowest sent {one.slowest_sent()}",
                   flush=True)  # fmt: skip
         if bursts > 1:
             p99s = sorted(one.p99 * 1000 for one in done)
@@ -269,8 +293,10 @@ def burst(stack: DropHostStack, git: GitServer, repo: Repo, number: int, sender:
     requests = [delivery_request(stack.port, body, f"{marker}-{n}") for n in range(DELIVERIES)]
     assert stack.process is not None
     cpu_before = cpu_by_program(stack.process.pid)
+    waits_before = waits_by_program(stack.process.pid)
     sent = sender(stack.port, requests)
     cpu_after = cpu_by_program(stack.process.pid)
+    waits_after = waits_by_program(stack.process.pid)
     git.wait_served(stack, repo, marker)
     client.wait_for(
         lambda: all(row["status"] not in ("queued", "building") for row in deployments()), timeout=120, interval=0.1
@@ -278,7 +304,9 @@ def burst(stack: DropHostStack, git: GitServer, repo: Repo, number: int, sender:
     rows = [row for row in deployments() if row["id"] > before]
     cpu_ms = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / DELIVERIES for name in cpu_after}
     cpu_ms["sender"] = sent.cpu * 1000 / DELIVERIES
-    return Burst(sent.latencies, sent.sent, len(rows), cpu_ms)
+    # Only the long-lived programs (the service, PostgreSQL, nginx): a git that ended is gone from /proc.
+    wait_ms = {name: (waits_after[name] - waits_before.get(name, 0.0)) * 1000 / DELIVERIES for name in waits_after}
+    return Burst(sent.latencies, sent.sent, len(rows), cpu_ms, wait_ms)
 
 
 if __name__ == "__main__":

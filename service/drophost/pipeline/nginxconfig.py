@@ -218,7 +218,8 @@ def render_main_config(
         sites_domain=settings.sites_domain,
         domain_regex=domain_regex,
         site_hosts_redirect=site_hosts_redirect(settings),
-        service_upstream=upstream,
+        # upstream's `server` takes the address alone: unix:/path or host:port.
+        service_server=upstream.removeprefix("http://").removesuffix(":"),
         sites_map=safe_path(sites_map),
         site_root=safe_path(settings.nginx_dir / "root"),
         slot_includes=(
