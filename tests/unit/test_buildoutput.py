@@ -140,3 +140,40 @@ def test_a_copied_or_moved_output_goes_into_the_store_too(tmp_path: Path, move: 
     info = (tmp_path / "incoming" / "index.html").stat()
     assert (info.st_nlink, info.st_mode & 0o777) == (2, 0o444)
     assert store.path(hashlib.sha256(b"home").hexdigest()).stat().st_ino == info.st_ino
+
+
+def test_an_adopted_output_drops_dot_names_at_any_depth_and_hashes_large_files_whole(tmp_path: Path) -> None:
+    store = stored(tmp_path)
+    out = output(tmp_path)
+    (out / "docs" / ".cache").mkdir()
+    (out / "docs" / ".cache" / "x.html").write_text("never published")
+    (out / "docs" / "deep" / "er").mkdir(parents=True)
+    (out / "docs" / "deep" / "er" / ".env").write_text("never published")
+    large = os.urandom(3 * 1024 * 1024 + 7)  # read in chunks, not in one pread
+    (out / "docs" / "deep" / "er" / "big.bin").write_bytes(large)
+    (out / "empty.txt").write_bytes(b"")
+    adopt_output(out, tmp_path / "incoming", ArchiveLimits(), store)
+    release = tmp_path / "incoming"
+    assert sorted(str(p.relative_to(release)) for p in release.rglob("*") if p.is_file()) == [
+        "docs/a.html",
+        "docs/deep/er/big.bin",
+        "empty.txt",
+        "index.html",
+    ]
+    for name, content in (("docs/deep/er/big.bin", large), ("empty.txt", b""), ("index.html", b"home")):
+        blob = store.path(hashlib.sha256(content).hexdigest())
+        assert blob.stat().st_ino == (release / name).stat().st_ino
+        assert blob.read_bytes() == content
+
+
+def test_the_store_makes_its_blob_folders_when_prepared_once(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "store")
+    store.prepare()
+    assert sorted(p.name for p in store.blobs.iterdir()) == [f"{n:02x}" for n in range(256)]
+    store.prepare()
+    (store.blobs / "7f").rmdir()  # removed by hand: its first blob makes it again
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\x00" * 9)
+    digest = "7f" + hashlib.sha256(b"x").hexdigest()[2:]
+    assert store.adopt_file(str(blob), digest)
+    assert store.path(digest).stat().st_ino == blob.stat().st_ino

@@ -55,6 +55,21 @@ class ArtifactStore:
         for folder in (self.blobs, self.tmp, self.crc_index):
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o755)
+        self._make_blob_folders()
+
+    def _make_blob_folders(self) -> None:
+        """All 256 blobs/<2 hex> folders, made once: on a busy disk an empty store's first deploy
+        spent ~110 ms making them one by one between its links. "ff" is made last, so a store that
+        has it has them all (one stat per later call); a folder missing anyway (removed by hand) is
+        still made when its first blob comes (adopt_file)."""
+        base = str(self.blobs)
+        if os.path.isdir(f"{base}/ff"):
+            return
+        for number in range(256):
+            try:
+                os.mkdir(f"{base}/{number:02x}", 0o755)
+            except FileExistsError:
+                pass
 
     def path(self, digest: str) -> Path:
         return Path(self.blob_file(digest))

@@ -79,15 +79,17 @@ def adopt_output(output: Path, destination: Path, limits: ArchiveLimits, store: 
         if exc.errno != errno.EXDEV:
             raise
         return copy_output(output, destination, limits, move=True, store=store)
-    _own(destination, 0o755)
     counter = _Counter(limits, True, store)
-    _adopt_folder(destination, "", counter)
+    counter.own_folder(str(destination))
+    _adopt_folder(str(destination), "", counter)
     if counter.files == 0:
         raise BuildError("the build's output folder holds no files to publish")
     return Copied(files=counter.files, size=counter.size)
 
 
-def _adopt_folder(folder: Path, prefix: str, counter: _Counter) -> None:
+def _adopt_folder(folder: str, prefix: str, counter: _Counter) -> None:
+    # Paths stay text and the checks run once per name: at a thousand files or more, a Path per
+    # entry, a second check of the folders above and hashlib's reader cost more than the syscalls.
     with os.scandir(folder) as scanned:
         entries = sorted(scanned, key=lambda e: e.name)
     for entry in entries:
@@ -95,11 +97,13 @@ def _adopt_folder(folder: Path, prefix: str, counter: _Counter) -> None:
         parts = counter.count(name)
         if entry.is_symlink():
             raise BuildError(f"the build's output has a link: {show(name)}")
-        path = Path(entry.path)
-        if not is_published_path(parts):
-            _discard_entry(path)  # dotfiles are never published, as from a ZIP
+        path = entry.path
+        # The folders above were published (a folder that is not is removed, never entered): only
+        # a name of its own starting with a dot can make this one unpublished.
+        if entry.name.startswith(".") and not is_published_path(parts):
+            _discard_entry(Path(path))  # dotfiles are never published, as from a ZIP
         elif entry.is_dir(follow_symlinks=False):
-            _own(path, 0o755)
+            counter.own_folder(path)
             _adopt_folder(path, f"{name}/", counter)
         elif entry.is_file(follow_symlinks=False):
             _adopt_file(path, name, counter)
@@ -107,7 +111,7 @@ def _adopt_folder(folder: Path, prefix: str, counter: _Counter) -> None:
             raise BuildError(f"the build's output has a special file: {show(name)}")
 
 
-def _adopt_file(path: Path, name: str, counter: _Counter) -> None:
+def _adopt_file(path: str, name: str, counter: _Counter) -> None:
     fd = os.open(path, _READ_FLAGS)
     try:
         info = os.fstat(fd)
@@ -115,24 +119,18 @@ def _adopt_file(path: Path, name: str, counter: _Counter) -> None:
             raise BuildError(f"the build's output has a special file: {show(name)}")
         counter.add(info.st_size)
         if info.st_nlink == 1:
-            if os.geteuid() == 0:
-                os.fchown(fd, os.geteuid(), os.getegid())
+            if counter.root:
+                os.fchown(fd, counter.uid, counter.gid)
             os.fchmod(fd, counter.mode)
-            counter.store_file(path, _fd_digest(fd))
+            counter.store_file(path, _fd_digest(fd, info.st_size))
             return
         # Another name of this file stays with the build (a cache's, say): the release gets a copy.
-        temp = path.with_name(f".adopt-{uuid.uuid4().hex}")
+        temp = Path(path).with_name(f".adopt-{uuid.uuid4().hex}")
         digest = _copy_fd(fd, info.st_size, temp, counter.mode)
         os.replace(temp, path)
         counter.store_file(path, digest)
     finally:
         os.close(fd)
-
-
-def _own(folder: Path, mode: int) -> None:
-    if os.geteuid() == 0:
-        os.lchown(folder, os.geteuid(), os.getegid())
-    os.chmod(folder, mode)
 
 
 def _discard_entry(path: Path) -> None:
@@ -154,8 +152,16 @@ class _Counter:
         self.entries = 0
         self.files = 0
         self.size = 0
+        self.uid, self.gid = os.geteuid(), os.getegid()
+        self.root = self.uid == 0
 
-    def store_file(self, path: Path, digest: str) -> None:
+    def own_folder(self, folder: str) -> None:
+        """A folder of the output becomes the service's own, 0755."""
+        if self.root:
+            os.lchown(folder, self.uid, self.gid)
+        os.chmod(folder, 0o755)
+
+    def store_file(self, path: Path | str, digest: str) -> None:
         if self.store is not None:
             self.store.adopt_file(str(path), digest)
 
@@ -201,7 +207,7 @@ def _copy_file(source: Path, target: Path, name: str, counter: _Counter) -> None
             raise BuildError(f"the build's output has a special file: {show(name)}")
         counter.add(info.st_size)
         if counter.move and info.st_nlink == 1 and _moved(fd, source, target, counter.mode):
-            counter.store_file(target, _fd_digest(fd))
+            counter.store_file(target, _fd_digest(fd, info.st_size))
             return
         counter.store_file(target, _copy_fd(fd, info.st_size, target, counter.mode))
     finally:
@@ -220,7 +226,13 @@ def _copy_fd(fd: int, size: int, target: Path, mode: int) -> str:
     return digest.hexdigest()
 
 
-def _fd_digest(fd: int) -> str:
+def _fd_digest(fd: int, size: int) -> str:
+    """The sha256 of an open file of `size` bytes (as fstat saw it), read from its start."""
+    if size < _CHUNK:
+        # One pread of the whole file (one more byte: it grew?), no file object around the descriptor.
+        data = os.pread(fd, size + 1, 0)
+        if len(data) <= size:
+            return hashlib.sha256(data).hexdigest()
     os.lseek(fd, 0, os.SEEK_SET)
     with open(fd, "rb", closefd=False) as reader:
         return hashlib.file_digest(reader, "sha256").hexdigest()

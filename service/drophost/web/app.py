@@ -66,6 +66,7 @@ def create_app(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             with pool.connection() as conn:
                 migrate(conn)
             nginx.prepare()
+            deployer.artifacts.prepare()  # the store's folders, before the first deploy needs them
             gitops.prime_feedback()  # so reconcile reports the deploys a crash cut short (outbox)
             # A service that died under `drophost up` (killed, out of memory) may have been killed by
             # the deploy it was running: that one fails with the reason and is not tried again.
