@@ -13,6 +13,7 @@ import os
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 from drophost.client import wire
@@ -163,7 +164,7 @@ class ApiClient:
         message = http.client.parse_headers(io.BytesIO(answer.head))
         handler = redirects.SameOriginAuthorization()
         handler.add_parent(redirects.opener())
-        try:
+        with self._urllib_errors(timeout):
             followed = handler.http_error_302(request, io.BytesIO(answer.body), answer.status, answer.reason, message)
             if followed is None:  # a 3xx without a place to go: urllib's default handler refuses it
                 raise urllib.error.HTTPError(
@@ -173,10 +174,6 @@ class ApiClient:
                 body = response.read()
                 self._check_marker(response.headers.get(API_MARKER), response.status)
                 return _decode(body)
-        except urllib.error.HTTPError as exc:
-            raise self._refused(exc) from None
-        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
-            raise self._unreachable(exc, timeout) from None
 
     def stream(self, path: str) -> Iterator[bytes]:
         """A text answer's bytes as they come (a followed build log: a build may be quiet for minutes)."""
@@ -188,28 +185,31 @@ class ApiClient:
         request = urllib.request.Request(self.server + path, method="GET")
         request.add_header("Authorization", f"Bearer {self.token}")
         timeout = self.upload_timeout
-        try:
+        with self._urllib_errors(timeout):
             with redirects.opener().open(request, timeout=timeout) as response:  # http(s) only
                 self._check_marker(response.headers.get(API_MARKER), response.status)
                 while chunk := response.read1(64 * 1024):
                     yield chunk
-        except urllib.error.HTTPError as exc:
-            raise self._refused(exc) from None
-        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
-            raise self._unreachable(exc, timeout) from None
 
     def _send(self, request: urllib.request.Request, timeout: float) -> Any:
-        import urllib.error
 
         from drophost.client import redirects
 
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
-        try:
+        with self._urllib_errors(timeout):
             with redirects.opener().open(request, timeout=timeout) as response:  # http(s) only
                 body = response.read()
                 self._check_marker(response.headers.get(API_MARKER), response.status)
                 return _decode(body)
+
+    @contextmanager
+    def _urllib_errors(self, timeout: float) -> Iterator[None]:
+        """urllib's errors as the CLI's: a refusal with the service's message, or the server unreachable."""
+        import urllib.error
+
+        try:
+            yield
         except urllib.error.HTTPError as exc:
             raise self._refused(exc) from None
         except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
