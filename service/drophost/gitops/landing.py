@@ -102,7 +102,7 @@ class Landing:
             self._record(actor, target, deployment_id, "failed", exc.message)
             return (
                 f"DropHost: {slot} could not be made live: {exc.message}; the branch moved, what was live stays"
-                f" live (promote deployment {deployment_id} once the cause is fixed)"
+                " live (once the cause is fixed, push a new commit or deploy the branch: POST /api/deployments)"
             )
         except Exception:
             log.exception("making deployment %s of slot %s live failed", deployment_id, slot)

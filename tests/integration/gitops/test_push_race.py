@@ -8,6 +8,7 @@ nor be announced live.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -277,6 +278,37 @@ def test_a_start_keeps_offline_a_slot_taken_offline_after_a_push_its_post_receiv
         r = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": held["id"]})
         assert r.status_code == 200, r.text
         assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
+
+
+def test_a_push_nginx_could_not_make_live_says_what_makes_it_live(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    assert push(work, served.push_url("handbook"), "main")[0] == 0
+    # The landing's switch finds no nginx to signal (its pid names a process that has ended); the
+    # nginx in front keeps serving the push itself.
+    pid_file = served.settings.nginx_dir / "nginx.pid"
+    real = pid_file.read_text()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    pid_file.write_text(f"{ended.pid}\n")
+    try:
+        pushed = commit(work, {"index.html": "two"})
+        code, output = push(work, served.push_url("handbook"), "main")
+    finally:
+        pid_file.write_text(real)
+    assert code == 0 and remote_head(served, work) == pushed, output
+    assert (
+        "DropHost: handbook could not be made live: nginx is not running; the branch moved, what was live"
+        " stays live (once the cause is fixed, push a new commit or deploy the branch: POST /api/deployments)"
+    ) in output, output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+    # What it says works (a promote of that deployment does not: its version failed).
+    commit(work, {"index.html": "three"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" in output, output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "three"
 
 
 @contextmanager
