@@ -168,9 +168,16 @@ class Landing:
             if row["error"]:
                 return None  # a landing kept it a draft (a locked slot): its note says why; promote it
             deployment_id = int(row["id"])
-            done = self.deployer.publish_draft(
-                slot, deployment_id, refused=lambda: self._refused(target, head) or self._changed(slot, deployment_id)
-            )
+            try:
+                done = self.deployer.publish_draft(
+                    slot,
+                    deployment_id,
+                    refused=lambda: self._refused(target, head) or self._changed(slot, deployment_id),
+                )
+            except DrophostError as exc:  # recorded on the deployment too; a new commit deploys the branch
+                log.warning("slot %s: deployment %s could not be made live: %s", slot, deployment_id, exc.message)
+                self._record("drophost", target, deployment_id, "failed", exc.message)
+                return None
             if done["status"] != "live":
                 return None
             log.info("slot %s: deployment %s went live (its post-receive did not land it)", slot, deployment_id)

@@ -311,6 +311,37 @@ def test_a_push_nginx_could_not_make_live_says_what_makes_it_live(
     assert httpx.get(served.sites_url + "/d/handbook/").text == "three"
 
 
+def test_a_landing_a_start_could_not_make_live_is_audited_as_failed(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    assert push(work, served.push_url("handbook"), "main")[0] == 0
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    hook.unlink()
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
+    pid_file = served.settings.nginx_dir / "nginx.pid"
+    real = pid_file.read_text()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    pid_file.write_text(f"{ended.pid}\n")
+    try:
+        with restarted(served):  # the start's catch_up ran before it serves
+            pid_file.write_text(real)
+            entries = served.api("GET", "/api/audit", params={"target": "handbook", "action": "git_deploy_result"})
+            results = [
+                (e["actor"], e["result"])
+                for e in entries.json()["entries"]
+                if e["detail"].startswith(f"deployment {held['id']} ") and "after git moved it" in e["detail"]
+            ]
+            assert results == [("drophost", "failed")], entries.text
+    finally:
+        pid_file.write_text(real)
+
+
 @contextmanager
 def restarted(served: Served) -> Iterator[None]:
     """The service stopped and started again on the same socket, until the block ends."""
