@@ -27,6 +27,7 @@ from drophost.pipeline.buildlog import BuildLog, log_path
 from drophost.pipeline.deployer import Deployer
 from drophost.settings import Settings
 from drophost.store import audit, gitjobs
+from drophost.store.rows import Conn
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Landing:
             self._record(actor, target, deployment_id, "failed", exc.message)
             return (
                 f"DropHost: {slot} could not be made live: {exc.message}; the branch moved, what was live stays"
-                f" live (promote deployment {deployment_id} once the cause is fixed)"
+                " live (once the cause is fixed, push a new commit or deploy the branch: POST /api/deployments)"
             )
         except Exception:
             log.exception("making deployment %s of slot %s live failed", deployment_id, slot)
@@ -121,9 +122,11 @@ class Landing:
     def catch_up(self, manifest: Manifest, *, queue: bool) -> list[int]:
         """Land what a post-receive never did (the service was down or unreachable, or stopped
         between making a draft live and recording it): for each hosted branch whose head is not what
-        its slot serves, its held draft of that head goes live; else, with `queue` (at start), a
-        deploy of the head is queued for a declared branch whose live slot came from git. Pushing
-        again cannot: git sees the branch there already. The deployments landed or queued."""
+        its slot serves, its held draft of that head goes live unless the slot switched since that
+        push (a promote, rollback, upload or offline stands: the draft waits for a promote); else,
+        with `queue` (at start), a deploy of the head is queued for a declared branch whose live slot
+        came from git, if git never deployed that commit to it. Pushing again cannot: git sees the
+        branch there already. The deployments landed or queued."""
         by_repo: dict[str, list[SiteSpec]] = {}
         for site in manifest.sites:
             if site.repo.is_hosted and site.tags is None and not site.is_pull_request:
@@ -159,23 +162,52 @@ class Landing:
             if live is not None and live["commit_sha"] == head:
                 return None
             row = gitjobs.pushed_deployment(conn, slot, repo.text, target.branch, head)
-            newest = gitjobs.last_commit(conn, slot)
-            pending = gitjobs.has_pending(conn, slot)
+            if row is None and queue and live is not None:
+                queue = self._may_queue(conn, slot, head)
         if row is not None and row["state"] == "ready":
             if row["error"]:
                 return None  # a landing kept it a draft (a locked slot): its note says why; promote it
             deployment_id = int(row["id"])
-            done = self.deployer.publish_draft(slot, deployment_id, refused=lambda: self._refused(target, head))
+            try:
+                done = self.deployer.publish_draft(
+                    slot,
+                    deployment_id,
+                    refused=lambda: self._refused(target, head) or self._changed(slot, deployment_id),
+                )
+            except DrophostError as exc:  # recorded on the deployment too; a new commit deploys the branch
+                log.warning("slot %s: deployment %s could not be made live: %s", slot, deployment_id, exc.message)
+                self._record("drophost", target, deployment_id, "failed", exc.message)
+                return None
             if done["status"] != "live":
                 return None
             log.info("slot %s: deployment %s went live (its post-receive did not land it)", slot, deployment_id)
             self._record("drophost", target, deployment_id, "live", None)
             return deployment_id
-        # Not a commit already tried (failed, unchanged, pending): a deploy is queued once per head.
-        if not queue or live is None or newest == head or pending:
+        if row is not None or not queue or live is None:
             return None
         log.info("slot %s serves %s, its branch holds %s: deploying it", slot, live["commit_sha"], head)
         return self.intake.enqueue_target(target, trigger="poll", pusher=None)
+
+    def _may_queue(self, conn: Conn, slot: str, head: str) -> bool:
+        """Whether a deploy of `head` is queued at start: only a commit git never deployed to the
+        slot (any outcome: a failed one is not retried, one a user rolled back stays so), to a slot
+        not locked and not switched (promote, rollback, offline, upload) since its newest git deploy."""
+        if gitjobs.had_commit(conn, slot, head) or gitjobs.has_pending(conn, slot):
+            return False
+        if audit.slot_lock(conn, slot) is not None:
+            return False
+        newest = gitjobs.newest_git_deployment(conn, slot)
+        return newest is None or not gitjobs.activated_since(conn, slot, int(newest["id"]))
+
+    def _changed(self, slot: str, deployment_id: int) -> str | None:
+        """Why catch_up must not land a draft whose slot switched since its push (a promote,
+        rollback, upload, another deploy, or taken offline): that later choice stands. Asked under
+        the slot's lock. A landing that never reached the database recorded no switch."""
+        with self.pool.connection() as conn:
+            changed = gitjobs.activated_since(conn, slot, deployment_id)
+        if not changed:
+            return None
+        return f"the slot changed since this push: promote deployment {deployment_id} to make it live"
 
     def _refused(self, target: Target, pushed: str) -> str | None:
         """Why the draft of the object `pushed` must not go live now (asked under the slot's lock), or None."""

@@ -75,6 +75,16 @@ def last_commit(conn: Conn, slot: str) -> str | None:
     return None if row is None else row["commit_sha"]
 
 
+def had_commit(conn: Conn, slot: str, commit_sha: str) -> bool:
+    """Whether any git deployment of the slot (in any state) was of this commit."""
+    row = fetch_one(
+        conn,
+        "SELECT 1 AS found FROM deployments WHERE slot = %s AND source = 'git' AND commit_sha = %s LIMIT 1",
+        (slot, commit_sha),
+    )
+    return row is not None
+
+
 def tag_refs(conn: Conn, slot: str) -> list[str]:
     """Every tag ref a git job of this slot was given (queued, deployed or failed): what the slot's
     newest tag is measured against."""
@@ -86,7 +96,7 @@ def tag_refs(conn: Conn, slot: str) -> list[str]:
         " WHERE j.slot = %s AND j.ref LIKE 'refs/tags/%%' AND NOT (j.commit_sha IS NOT NULL AND d.state = 'failed')"
         " AND (j.activate OR j.objects IS NULL OR d.state = 'unchanged' OR EXISTS ("
         "SELECT 1 FROM config_versions cv JOIN activations a ON a.slot = cv.slot AND a.version = cv.version"
-        " WHERE cv.deployment_id = d.id))",
+        " WHERE cv.slot = j.slot AND cv.deployment_id = d.id))",
         (slot,),
     )
     return [r["ref"] for r in rows]
@@ -269,7 +279,8 @@ def pushed_deployment(conn: Conn, slot: str, repo: str, ref: str, pushed: str) -
         "SELECT d.id, d.state, d.commit_sha, d.error FROM git_jobs j JOIN deployments d ON d.id = j.deployment_id"
         " WHERE j.slot = %(slot)s AND j.repo = %(repo)s AND j.branch = %(ref)s AND j.commit_sha = %(pushed)s"
         " AND j.objects IS NOT NULL AND (d.state = 'unchanged' OR (d.state = 'ready' AND EXISTS ("
-        "SELECT 1 FROM config_versions cv WHERE cv.deployment_id = d.id AND cv.status IN ('draft', 'active'))))"
+        "SELECT 1 FROM config_versions cv WHERE cv.slot = d.slot AND cv.deployment_id = d.id"
+        " AND cv.status IN ('draft', 'active'))))"
         " ORDER BY d.id DESC LIMIT 1",
         {"slot": slot, "repo": repo, "ref": ref, "pushed": pushed},
     )

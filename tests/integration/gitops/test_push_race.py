@@ -8,6 +8,7 @@ nor be announced live.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -218,6 +219,127 @@ def test_a_push_whose_post_receive_never_reached_the_service_goes_live_when_it_s
         assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
         (live,) = [row for row in deployments(served) if row["status"] == "live"]
         assert live["commit_sha"] == pushed
+
+
+# A build that fails for a commit holding `bad`: its push is refused, the branch stays where it was.
+FAILS_IF_BAD = build_yaml("mkdir dist; if [ -f bad ]; then exit 1; fi; cp index.html dist/").replace(
+    "      secrets_env: [SITE_SECRET]\n", ""
+)
+
+
+@needs_bwrap
+@pytest.mark.parametrize("undo", ["rollback", "promote"])
+def test_a_start_keeps_what_a_user_made_live_after_the_head_went_live(
+    served_stack: Callable[..., Served], tmp_path: Path, undo: str
+) -> None:
+    served = served_stack(FAILS_IF_BAD)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    assert push(work, served.push_url("handbook"), "main")[0] == 0
+    commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" in output, output
+    if undo == "rollback":
+        r = served.api("POST", "/api/slots/handbook/rollback", json={"version": 1})
+    else:
+        first = min(row["id"] for row in deployments(served))
+        r = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": first})
+    assert r.status_code == 200, r.text
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+    # A fix whose build fails: the push is refused, the branch stays at two (which went live once).
+    commit(work, {"index.html": "three", "bad": "x"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code != 0, output
+    before = {row["id"] for row in deployments(served)}
+    with restarted(served):  # the start's catch_up ran (and queued nothing) before it serves
+        assert {row["id"] for row in deployments(served)} == before
+        assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+
+
+def test_a_start_keeps_offline_a_slot_taken_offline_after_a_push_its_post_receive_missed(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    assert push(work, served.push_url("handbook"), "main")[0] == 0
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    hook.unlink()
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
+    r = served.api("DELETE", "/api/slots/handbook")
+    assert r.status_code == 200, r.text
+    note = f"the slot changed since this push: promote deployment {held['id']} to make it live"
+    with restarted(served):  # the start's catch_up ran before it serves
+        assert httpx.get(served.sites_url + "/d/handbook/").status_code == 404
+        (row,) = [row for row in deployments(served) if row["id"] == held["id"]]
+        assert row["status"] == "draft" and note in (row["error"] or ""), row
+        # The note's advice works.
+        r = served.api("POST", "/api/slots/handbook/promote", json={"deployment_id": held["id"]})
+        assert r.status_code == 200, r.text
+        assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
+
+
+def test_a_push_nginx_could_not_make_live_says_what_makes_it_live(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    assert push(work, served.push_url("handbook"), "main")[0] == 0
+    # The landing's switch finds no nginx to signal (its pid names a process that has ended); the
+    # nginx in front keeps serving the push itself.
+    pid_file = served.settings.nginx_dir / "nginx.pid"
+    real = pid_file.read_text()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    pid_file.write_text(f"{ended.pid}\n")
+    try:
+        pushed = commit(work, {"index.html": "two"})
+        code, output = push(work, served.push_url("handbook"), "main")
+    finally:
+        pid_file.write_text(real)
+    assert code == 0 and remote_head(served, work) == pushed, output
+    assert (
+        "DropHost: handbook could not be made live: nginx is not running; the branch moved, what was live"
+        " stays live (once the cause is fixed, push a new commit or deploy the branch: POST /api/deployments)"
+    ) in output, output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "one"
+    # What it says works (a promote of that deployment does not: its version failed).
+    commit(work, {"index.html": "three"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" in output, output
+    assert httpx.get(served.sites_url + "/d/handbook/").text == "three"
+
+
+def test_a_landing_a_start_could_not_make_live_is_audited_as_failed(
+    served_stack: Callable[..., Served], tmp_path: Path
+) -> None:
+    served = served_stack(HANDBOOK)
+    work = work_repo(tmp_path, {"index.html": "one"})
+    assert push(work, served.push_url("handbook"), "main")[0] == 0
+    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    hook.unlink()
+    pushed = commit(work, {"index.html": "two"})
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
+    pid_file = served.settings.nginx_dir / "nginx.pid"
+    real = pid_file.read_text()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    pid_file.write_text(f"{ended.pid}\n")
+    try:
+        with restarted(served):  # the start's catch_up ran before it serves
+            pid_file.write_text(real)
+            entries = served.api("GET", "/api/audit", params={"target": "handbook", "action": "git_deploy_result"})
+            results = [
+                (e["actor"], e["result"])
+                for e in entries.json()["entries"]
+                if e["detail"].startswith(f"deployment {held['id']} ") and "after git moved it" in e["detail"]
+            ]
+            assert results == [("drophost", "failed")], entries.text
+    finally:
+        pid_file.write_text(real)
 
 
 @contextmanager
