@@ -55,21 +55,8 @@ def test_of_two_racing_pushes_the_site_serves_the_one_the_branch_kept(
     (work / "slow").unlink(missing_ok=True)
     fast = commit(work, {"index.html": "B"})
 
-    outcomes: dict[str, tuple[int, str]] = {}
-
-    def push_slow() -> None:
-        outcomes["slow"] = push(work, served.push_url("handbook"), f"{slow}:refs/heads/main")
-
-    racer = threading.Thread(target=push_slow)
-    racer.start()
-    try:
-        assert wait_until(
-            lambda: any(row["commit_sha"] == slow and row["status"] == "building" for row in deployments(served))
-        )
-        # Queued behind the slow build of its slot, from the same old commit.
-        outcomes["fast"] = push(work, served.push_url("handbook"), f"{fast}:refs/heads/main")
-    finally:
-        racer.join(timeout=120)
+    # The fast one queued behind the slow build of its slot, from the same old commit.
+    outcomes = dict(zip(("slow", "fast"), race(served, work, slow, fast), strict=True))
 
     codes = sorted(code for code, _ in outcomes.values())
     assert codes[0] == 0 and codes[1] != 0, outcomes
@@ -156,21 +143,8 @@ def test_of_two_pushes_of_one_commit_the_one_git_kept_goes_live(
     code, output = push(work, served.push_url("handbook"), "main")
     assert code == 0, output
     pushed = commit(work, {"index.html": "X", "slow": "yes"})
-    outcomes: dict[str, tuple[int, str]] = {}
-
-    def push_first() -> None:
-        outcomes["first"] = push(work, served.push_url("handbook"), f"{pushed}:refs/heads/main")
-
-    racer = threading.Thread(target=push_first)
-    racer.start()
-    try:
-        assert wait_until(
-            lambda: any(row["commit_sha"] == pushed and row["status"] == "building" for row in deployments(served))
-        )
-        # The same commit again: its own draft builds behind the first one's.
-        outcomes["second"] = push(work, served.push_url("handbook"), f"{pushed}:refs/heads/main")
-    finally:
-        racer.join(timeout=120)
+    # The same commit again: its own draft builds behind the first one's.
+    outcomes = dict(zip(("first", "second"), race(served, work, pushed, pushed), strict=True))
 
     assert remote_head(served, work) == pushed
     winners = [output for code, output in outcomes.values() if code == 0]
@@ -340,6 +314,25 @@ def test_a_landing_a_start_could_not_make_live_is_audited_as_failed(
             assert results == [("drophost", "failed")], entries.text
     finally:
         pid_file.write_text(real)
+
+
+def race(served: Served, work: Path, first: str, second: str) -> tuple[tuple[int, str], tuple[int, str]]:
+    """Push `first` to main, then `second` while the first one's build runs: both from the same old commit."""
+    outcomes: dict[str, tuple[int, str]] = {}
+
+    def push_first() -> None:
+        outcomes["first"] = push(work, served.push_url("handbook"), f"{first}:refs/heads/main")
+
+    racer = threading.Thread(target=push_first)
+    racer.start()
+    try:
+        assert wait_until(
+            lambda: any(row["commit_sha"] == first and row["status"] == "building" for row in deployments(served))
+        )
+        outcomes["second"] = push(work, served.push_url("handbook"), f"{second}:refs/heads/main")
+    finally:
+        racer.join(timeout=120)
+    return outcomes["first"], outcomes["second"]
 
 
 @contextmanager
