@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from drophost.client.digest import deploy_folder
 from drophost.client.http import ApiClient, ClientError
 from drophost.pipeline.artifacts import ArtifactStore
 from drophost.settings import Settings
+from drophost.store import versions as store_versions
 from drophost.web.app import create_app
 from tests.harness.auth import AUTH, TOKEN
 from tests.harness.processes import start_nginx, stop_process
@@ -128,6 +131,12 @@ def test_retention_keeps_the_last_versions_pinned_ones_and_gc_frees_their_files(
     assert versions == {4: "active", 3: "inactive", 2: "pruned", 1: "inactive"}
     refused = stack.client.post("/api/slots/keep/rollback", json={"version": 2}, headers=AUTH)
     assert refused.status_code == 409 and "retention" in refused.json()["error"]
+    # Pinning a pruned version cannot bring its files back: 409, not a 200 that keeps nothing.
+    late_pin = stack.client.post("/api/slots/keep/versions/2/pin", json={}, headers=AUTH)
+    assert late_pin.status_code == 409 and "no longer on disk" in late_pin.json()["error"]
+    # A pin that lands after retention read the versions wins: marking skips a pinned version.
+    with psycopg.connect(stack.settings.database_url, autocommit=True, row_factory=dict_row) as conn:
+        assert store_versions.mark_pruned(conn, "keep", [1]) == set()
     dry = stack.client.post("/api/gc", json={"dry_run": True}, headers=AUTH).json()
     assert dry["dry_run"] is True and dry["blobs"] >= 2
     blobs_before = _blobs(stack.settings)

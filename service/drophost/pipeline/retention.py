@@ -85,7 +85,9 @@ def retain(
             return prunes
         if prunes:
             # Recorded first: a version marked pruned is never made live, even if removal stops half-way.
-            versions.mark_pruned(conn, slot, [p.version for p in prunes])
+            # Only what was marked goes: a version pinned since the read keeps its files.
+            marked = versions.mark_pruned(conn, slot, [p.version for p in prunes])
+            prunes = [p for p in prunes if p.version in marked]
     pruned = {p.version for p in prunes}
     kept = {row["release_dir"] for row in rows if int(row["version"]) not in pruned}
     doomed = releases.leftovers(settings.releases_dir, slot, kept)

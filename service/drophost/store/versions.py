@@ -97,12 +97,16 @@ def retention_candidates(conn: Conn, slot: str | None = None) -> list[Row]:
     )
 
 
-def mark_pruned(conn: Conn, slot: str, versions: list[int]) -> None:
-    conn.execute(
+def mark_pruned(conn: Conn, slot: str, versions: list[int]) -> set[int]:
+    """Mark those of `versions` still unpinned and not live as pruned; returns the ones marked (a pin
+    that came after retention read the versions keeps its version)."""
+    rows = fetch_all(
+        conn,
         "UPDATE config_versions SET status = 'pruned' WHERE slot = %s AND version = ANY(%s)"
-        " AND status IN ('inactive', 'draft')",
+        " AND status IN ('inactive', 'draft') AND NOT pinned RETURNING version",
         (slot, versions),
     )
+    return {int(row["version"]) for row in rows}
 
 
 def logs_past_retention(conn: Conn, slot: str, logged: list[int]) -> list[int]:
@@ -123,10 +127,16 @@ def logs_past_retention(conn: Conn, slot: str, logged: list[int]) -> list[int]:
     return [int(row["id"]) for row in rows]
 
 
-def set_pinned(conn: Conn, slot: str, version: int, pinned: bool) -> bool:
+def set_pinned(conn: Conn, slot: str, version: int, pinned: bool) -> str | None:
+    """The version's status after (un)pinning it; None if there is no such version. A pruned version
+    is not pinned: its files are gone (the status says so)."""
     rows = fetch_all(
         conn,
-        "UPDATE config_versions SET pinned = %s WHERE slot = %s AND version = %s RETURNING version",
-        (pinned, slot, version),
+        "UPDATE config_versions SET pinned = %s WHERE slot = %s AND version = %s"
+        " AND (NOT %s OR status <> 'pruned') RETURNING status",
+        (pinned, slot, version, pinned),
     )
-    return bool(rows)
+    if rows:
+        return str(rows[0]["status"])
+    row = get_version(conn, slot, version)
+    return None if row is None else str(row["status"])

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from drophost.errors import BadRequestError, DrophostError, TooLargeError, ValidationError
+from drophost.errors import BadRequestError, ConflictError, DrophostError, TooLargeError, ValidationError
 from drophost.jsonbody import load_object
 from drophost.names import parse_deploy_ttl, validate_slot
 from drophost.pipeline import siterules
@@ -198,8 +198,13 @@ async def pin_version(request: Request) -> Response:
 
     def pin() -> None:
         with pool.connection() as conn:
-            if not versions.set_pinned(conn, slot, version, pinned):
+            status = versions.set_pinned(conn, slot, version, pinned)
+            if status is None:
                 raise missing_version(conn, slot, version)
+            if pinned and status == "pruned":
+                raise ConflictError(
+                    f'the files of config version {version} of slot "{slot}" are no longer on disk: it cannot be pinned'
+                )
 
     await run_in_threadpool(pin)
     return JSONResponse({"slot": slot, "version": version, "pinned": pinned})
