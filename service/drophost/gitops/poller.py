@@ -82,7 +82,9 @@ class Poller:
                 by_repo.setdefault(repo_key(site.repo.text), []).append(site)
         for sites in by_repo.values():
             branch_sites = [site for site in sites if site.tags is None]
-            tag_sites = [site for site in sites if site.tags is not None]
+            # A hosted repository's tags are deployed by their push (post-receive): not read here,
+            # where peeling them would start git object readers on this thread for nothing.
+            tag_sites = [site for site in sites if site.tags is not None and not site.repo.is_hosted]
             try:
                 heads = self.source.remote_heads(sites[0].repo) if branch_sites else {}
                 tags = self.source.remote_tags(sites[0].repo) if tag_sites else {}
@@ -99,7 +101,7 @@ class Poller:
         """The newest matching tag, unless the slot has it already (or has a newer one: no roll back)."""
         assert site.tags is not None
         newest = refs.newest(refs.matching_tags(tags, site.tags))
-        if newest is None or site.repo.is_hosted:  # deployed by the push itself (see _poll_site)
+        if newest is None:
             return []
         with self.pool.connection() as conn:
             if gitjobs.last_commit(conn, site.slot) == tags[newest] or gitjobs.has_pending(conn, site.slot):
@@ -109,8 +111,9 @@ class Poller:
     def _poll_site(self, site: SiteSpec, heads: dict[str, str]) -> list[int]:
         branches = [b for b in heads if site.wants(b)] if site.is_preview else [site.branch]
         queued = []
-        # A hosted repository deploys each push in its pre-receive hook, before the branch moves:
-        # there is nothing for polling to catch up on, and a head it read mid-push would be stale.
+        # A hosted repository's pushes go live from their own hooks (pre-receive makes the draft,
+        # post-receive lands it; Landing.catch_up lands one whose post-receive never came): a head
+        # read here mid-push would be stale.
         for branch in [] if site.repo.is_hosted else branches:
             head = heads.get(branch)
             if head is None:
