@@ -108,6 +108,18 @@ class Builder:
         self._slot_locks: dict[str, threading.Lock] = {}
         self._system = sandbox.host_system()
 
+    def discard_leftovers(self) -> int:
+        """Move aside the build trees a stopped service left in builds/work (call before any build
+        starts: each build's tree is its deployment's, and those deployments failed at the restart)."""
+        folder = self.settings.builds_dir / "work"
+        try:
+            names = [entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            _discard(folder / name, self.settings.builds_dir / "trash")
+        return len(names)
+
     def build(
         self,
         spec: BuildSpec,

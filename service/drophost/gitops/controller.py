@@ -89,6 +89,8 @@ class GitOps:
     def start(self) -> None:
         """Start the workers, the poller and the outbox's delivery."""
         self.trees.prune_blobs()
+        if self.worker.builder is not None and (left := self.worker.builder.discard_leftovers()):
+            log.warning("removing %d build tree(s) a stopped service left behind", left)
         try:
             self.landing.catch_up(self.manifest, queue=True)
         except Exception:  # serving goes on; the poller tries again
