@@ -309,7 +309,7 @@ class Builder:
         else:
             argv = sandbox.plan_bwrap(self.settings.build_bwrap, job, limits, self._system)
             env = {"PATH": sandbox.PATH}
-            sandbox.run(argv, cwd=Path("/"), env=env, timeout=timeout, run_as=run_as, on_line=on_line)
+            sandbox.run(argv, cwd=Path("/"), env=env, timeout=timeout, run_as=run_as, on_line=on_line, sandboxed=True)
 
     def reserve(self, *, blocking: bool = False) -> bool:
         """Take one of the DROPHOST_BUILD_CONCURRENCY build slots if one is free, or wait for one

@@ -225,6 +225,7 @@ class BuilderServer(ThreadingHTTPServer):
                     timeout=request.timeout,
                     run_as=None,
                     on_line=lambda text: send({"line": text}),
+                    sandboxed=True,
                 )
         except BuildError as exc:
             return exc.message

@@ -11,7 +11,9 @@ wall time by the runner, which kills the sandbox (and, through its pid namespace
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -23,6 +25,8 @@ from pathlib import Path
 from drophost.errors import BuildError
 
 INSIDE = "/build"
+# How long the sandbox's processes get to go once bwrap has exited (the kernel kills them at once).
+_SANDBOX_END_SECONDS = 10.0
 PATH = "/usr/local/bin:/usr/bin:/bin"
 _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # What of /etc a build may need (the loader's cache, names of users, certificates for network: true).
@@ -155,12 +159,22 @@ def run(
     timeout: float,
     run_as: RunAs | None,
     on_line: Callable[[str], None],
+    sandboxed: bool = False,
 ) -> None:
     """Run a planned build, handing each output line (stdout and stderr) to on_line as it comes.
 
     Raises BuildError when the command fails or runs past its timeout (then it and all it started
     are killed: its own session, and bwrap's pid namespace dies with it).
+
+    `sandboxed`: `argv` is plan_bwrap's. This then returns only once every process of the sandbox
+    is gone: bwrap exits as soon as the command does, and what the command left running dies a
+    moment later, when the kernel takes down the pid namespace. Until then it could still write
+    into the output (a file already hashed into the content store, under another file's digest).
     """
+    info_read, info_write = os.pipe() if sandboxed else (-1, -1)
+    if sandboxed:
+        # bwrap writes the sandbox's first process (its pid 1) there once it started it.
+        argv = [argv[0], "--info-fd", str(info_write), *argv[1:]]
     try:
         process = subprocess.Popen(
             list(argv),
@@ -173,9 +187,58 @@ def run(
             user=None if run_as is None else run_as.uid,
             group=None if run_as is None else run_as.gid,
             extra_groups=None if run_as is None else [],
+            pass_fds=(info_write,) if sandboxed else (),
         )
     except OSError as exc:
+        if sandboxed:
+            os.close(info_read)
         raise BuildError(f"the build could not be started ({exc.strerror})") from None
+    finally:
+        if sandboxed:
+            os.close(info_write)
+    first = _sandbox_init(info_read) if sandboxed else None
+    try:
+        _run(process, timeout, on_line)
+    finally:
+        if first is not None:
+            _wait_gone(first)
+
+
+def _sandbox_init(info: int) -> int | None:
+    """A pidfd of the sandbox's pid 1, from bwrap's --info-fd (closed by bwrap once it is written,
+    or when bwrap fails before); None if bwrap never started one or it is already gone."""
+    data = b""
+    try:
+        while chunk := os.read(info, 4096):
+            data += chunk
+    finally:
+        os.close(info)
+    try:
+        pid = int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    try:
+        # Opened while bwrap runs: its pid 1 is bwrap's child until then, so the pid is not reused.
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _wait_gone(pidfd: int) -> None:
+    """Until the sandbox's pid 1 has exited: the kernel ends a pid namespace's other processes
+    before its pid 1 exits, so then nothing of the build runs any more."""
+    try:
+        for grace in (_SANDBOX_END_SECONDS, _SANDBOX_END_SECONDS):
+            if select.select([pidfd], [], [], grace)[0]:
+                return
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        raise BuildError("a process of the build outlived it and could not be stopped")
+    finally:
+        os.close(pidfd)
+
+
+def _run(process: subprocess.Popen[bytes], timeout: float, on_line: Callable[[str], None]) -> None:
     timed_out = threading.Event()
 
     def expire() -> None:
@@ -219,7 +282,7 @@ def probe(bwrap: str, *, run_as: RunAs | None, system: System) -> str | None:
     argv = plan_bwrap(bwrap, job, Limits(10, 1 << 30, 64, 64, 1 << 20), system)
     lines: list[str] = []
     try:
-        run(argv, cwd=Path("/"), env={"PATH": PATH}, timeout=30, run_as=run_as, on_line=lines.append)
+        run(argv, cwd=Path("/"), env={"PATH": PATH}, timeout=30, run_as=run_as, on_line=lines.append, sandboxed=True)
     except BuildError as exc:
         detail = " ".join(lines)[-300:] or exc.message
         return f"bubblewrap ({bwrap}) cannot make a sandbox here: {detail}"
