@@ -70,9 +70,11 @@ class HostedRepos:
         hooks.mkdir(exist_ok=True)
         for hook in HOOKS:
             packaged = resources.files("drophost.hooks").joinpath(hook).read_text()
-            target = hooks / hook
-            target.write_text(hook_text(packaged, sys.executable))
-            os.chmod(target, 0o755)
+            # Written aside and renamed: a push running now reads the old hook or the new, never half of one.
+            staged = hooks / f".{hook}.new"
+            staged.write_text(hook_text(packaged, sys.executable))
+            os.chmod(staged, 0o755)
+            os.replace(staged, hooks / hook)
         for key, value in (
             ("http.receivepack", "true"),
             ("receive.maxInputSize", str(self.settings.max_upload_bytes)),
