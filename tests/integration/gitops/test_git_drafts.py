@@ -98,5 +98,7 @@ def test_a_draft_and_a_live_request_queued_together_both_happen(
     assert stack.get("/d/site/").text == "head"
     assert by_host(stack, f"{shown_draft['id']}--site.localhost").text == "head"
     versions = stack.client.get("/api/slots/site/versions", headers=AUTH).json()
-    assert versions["active"] == 1
-    assert [(v["version"], v["status"]) for v in versions["versions"]] == [(2, "draft"), (1, "active")]
+    # Two workers take the two jobs at once: either may reach the slot's lock first and get version 1.
+    numbered = {v["status"]: v["version"] for v in versions["versions"]}
+    assert len(versions["versions"]) == 2 and sorted(numbered.values()) == [1, 2]
+    assert versions["active"] == numbered["active"] and "draft" in numbered
