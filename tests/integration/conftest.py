@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from drophost.localdb import LocalPostgres
+from tests.harness.receiver import Receiver
 from tests.harness.scratch import make_scratch_dir
 from tests.integration.up_process import alive, read_pid
 
@@ -26,3 +27,12 @@ def up_data_dir(scratch_root: Path) -> Iterator[Path]:
     if (path / "postgres" / "data" / "postmaster.pid").exists():
         LocalPostgres(path / "postgres", run_as="drophost").stop()
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local HTTP server that records the requests it is sent and answers 200 (notifications, statuses)."""
+    server = Receiver()
+    server.status = 200
+    yield server
+    server.close()

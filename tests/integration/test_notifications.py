@@ -44,14 +44,6 @@ ALL = "[live, failed, rollback, promote, offline, expired, expiring]"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.status = 200
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def notified(settings: Settings, data_dir: Path) -> Iterator[Any]:
     """Start nginx and the app with a deploy.yaml of notifications only."""
     opened: list[Stack] = []

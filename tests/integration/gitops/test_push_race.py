@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -30,14 +31,6 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewr
 
 # A commit holding `slow` builds for a few seconds, long enough for the other push to queue behind it.
 SLOW_BUILD = "mkdir dist; if [ -f slow ]; then sleep 4; fi; cp index.html dist/"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.status = 200
-    yield server
-    server.close()
 
 
 @needs_bwrap
@@ -111,7 +104,7 @@ def test_a_draft_whose_branch_a_later_push_moved_on_is_not_made_live(
     assert code == 0, output
     base = git("rev-parse", "HEAD", cwd=work)
     # The first push's post-receive comes late: here, only once the next push has landed.
-    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+    hook = post_receive(served)
     saved = hook.read_bytes()
     hook.unlink()
     early = commit(work, {"index.html": "two"})
@@ -160,11 +153,8 @@ def test_a_push_whose_post_receive_never_reached_the_service_goes_live_by_the_po
     work = work_repo(tmp_path, {"index.html": "one"})
     code, output = push(work, served.push_url("handbook"), "main")
     assert code == 0, output
-    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
-    hook.unlink()  # as if the service were unreachable when git ran it
-    pushed = commit(work, {"index.html": "two"})
-    code, output = push(work, served.push_url("handbook"), "main")
-    assert code == 0 and "live at" not in output, output
+    held, output = push_missing_its_post_receive(served, work, {"index.html": "two"})
+    pushed = held["commit_sha"]
     assert remote_head(served, work) == pushed
     (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
     assert f"remote: DropHost: handbook version 2 is ready (deployment {held['id']})" in output, output
@@ -184,11 +174,8 @@ def test_a_push_whose_post_receive_never_reached_the_service_goes_live_when_it_s
     work = work_repo(tmp_path, {"index.html": "one"})
     code, output = push(work, served.push_url("handbook"), "main")
     assert code == 0, output
-    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
-    hook.unlink()  # as if the service had stopped before git ran it
-    pushed = commit(work, {"index.html": "two"})
-    code, output = push(work, served.push_url("handbook"), "main")
-    assert code == 0 and "live at" not in output, output
+    held, output = push_missing_its_post_receive(served, work, {"index.html": "two"})
+    pushed = held["commit_sha"]
     with restarted(served):
         assert httpx.get(served.sites_url + "/d/handbook/").text == "two"
         (live,) = [row for row in deployments(served) if row["status"] == "live"]
@@ -235,12 +222,7 @@ def test_a_start_keeps_offline_a_slot_taken_offline_after_a_push_its_post_receiv
     served = served_stack(HANDBOOK)
     work = work_repo(tmp_path, {"index.html": "one"})
     assert push(work, served.push_url("handbook"), "main")[0] == 0
-    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
-    hook.unlink()
-    pushed = commit(work, {"index.html": "two"})
-    code, output = push(work, served.push_url("handbook"), "main")
-    assert code == 0 and "live at" not in output, output
-    (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
+    held, output = push_missing_its_post_receive(served, work, {"index.html": "two"})
     r = served.api("DELETE", "/api/slots/handbook")
     assert r.status_code == 200, r.text
     note = f"the slot changed since this push: promote deployment {held['id']} to make it live"
@@ -291,12 +273,7 @@ def test_a_landing_a_start_could_not_make_live_is_audited_as_failed(
     served = served_stack(HANDBOOK)
     work = work_repo(tmp_path, {"index.html": "one"})
     assert push(work, served.push_url("handbook"), "main")[0] == 0
-    hook = served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
-    hook.unlink()
-    pushed = commit(work, {"index.html": "two"})
-    code, output = push(work, served.push_url("handbook"), "main")
-    assert code == 0 and "live at" not in output, output
-    (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
+    held, output = push_missing_its_post_receive(served, work, {"index.html": "two"})
     pid_file = served.settings.nginx_dir / "nginx.pid"
     real = pid_file.read_text()
     ended = subprocess.Popen(["true"])
@@ -314,6 +291,21 @@ def test_a_landing_a_start_could_not_make_live_is_audited_as_failed(
             assert results == [("drophost", "failed")], entries.text
     finally:
         pid_file.write_text(real)
+
+
+def post_receive(served: Served) -> Path:
+    return served.settings.data_dir / "git" / "hosted" / "handbook.git" / "hooks" / "post-receive"
+
+
+def push_missing_its_post_receive(served: Served, work: Path, files: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """Push a commit of `files` to main with no post-receive (as if git could not reach the service
+    when it ran it): the push's held draft, and git's output."""
+    post_receive(served).unlink()
+    pushed = commit(work, files)
+    code, output = push(work, served.push_url("handbook"), "main")
+    assert code == 0 and "live at" not in output, output
+    (held,) = [row for row in deployments(served) if row["commit_sha"] == pushed]
+    return held, output
 
 
 def race(served: Served, work: Path, first: str, second: str) -> tuple[tuple[int, str], tuple[int, str]]:
